@@ -1,0 +1,260 @@
+//! The command line: clap definitions and one small function per command.
+//!
+//! Lab-specific flags are not declared here: `lab run ID ARGS...` hands ARGS to the lab,
+//! which parses them with its own clap struct (so `lab run 01 --help` shows that lab's
+//! flags).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Lab, Status};
+use crate::error::LabError;
+use crate::out::{bold, code, dim, good, render_markdown, warn, width};
+use crate::progress::Progress;
+use crate::{doctor, labs, say};
+
+const AFTER_HELP: &str = "\
+Start with `lab` (where am I, what next), then `lab show 01` and `lab run 01`.
+Lab ids may be written 03-udp-loss, 03, 3 or udp-loss.
+
+Exit status: 0 success; 1 a lab or check ran and its expectation was not met;
+2 usage or environment error (the message says how to fix it).
+Colours only on a terminal; NO_COLOR=1 turns them off.";
+
+/// A hands-on workbook for network sockets: TCP, UDP, raw sockets, a chat, JSON records,
+/// an Arduino's serial stream, and latency you can see.
+#[derive(Debug, Parser)]
+#[command(name = "lab", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Folder of lab metadata and lessons that override the built-in ones
+    /// (laid out like the repository's `labs/`: `<id>/lab.toml`, `<id>/lesson.md`).
+    #[arg(long, global = true, env = "LAB_LABS", value_name = "DIR")]
+    pub labs: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the labs, what each teaches, what it needs, and your progress.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a lab's lesson.
+    Show {
+        /// Lab id: 03-udp-loss, 03, 3 or udp-loss.
+        id: String,
+        /// Print the Markdown source instead of rendering it.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Run a lab's demo (on loopback unless told otherwise). Flags after the id belong to
+    /// the lab: `lab run 01 --help` lists them.
+    Run {
+        /// Lab id: 03-udp-loss, 03, 3 or udp-loss.
+        id: String,
+        /// The lab's own flags, e.g. `--role server --bind 0.0.0.0:7001`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "LAB FLAGS")]
+        args: Vec<String>,
+    },
+    /// Show the next hint for a lab's exercise (one more each time).
+    Hint {
+        /// Lab id.
+        id: String,
+        /// Show every hint at once.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Check this machine: loopback, raw-socket permission, serial ports, limits, tools.
+    Doctor {
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (e.g. `lab completions bash > ~/.local/share/bash-completion/completions/lab`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Parses arguments and runs the command.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let catalog = Catalog::load(cli.labs.as_deref())?;
+    match cli.command {
+        None => status(&catalog),
+        Some(Command::List { json }) => list(&catalog, json),
+        Some(Command::Show { id, raw }) => show(catalog.find(&id)?, raw),
+        Some(Command::Run { id, args }) => run(catalog.find(&id)?, &args),
+        Some(Command::Hint { id, all }) => hint(catalog.find(&id)?, all),
+        Some(Command::Doctor { json }) => doctor::run(json),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "lab", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// `lab` with no arguments: what this is, progress, and the next command to run.
+fn status(catalog: &Catalog) -> Result<()> {
+    let progress = Progress::load();
+    say!("{}", bold("lab: a hands-on workbook for network sockets"));
+    say!("Each numbered lab has a lesson (`lab show`), a demo you run (`lab run`), and an");
+    say!("exercise you write yourself.");
+    say!();
+    for lab in &catalog.labs {
+        say!("  {} {}  {}", mark(lab, &progress), lab.id, dim(&lab.title));
+    }
+    say!();
+    let next = catalog
+        .labs
+        .iter()
+        .find(|l| l.status == Status::Ready && !progress.get(&l.id).ran)
+        .or_else(|| catalog.labs.iter().find(|l| l.status == Status::Ready && !progress.get(&l.id).passed));
+    match next {
+        Some(lab) => {
+            say!("Next: {}", lab.title);
+            say!("  {}   read the lesson", code(format!("lab show {}", lab.id)));
+            say!("  {}    run the demo", code(format!("lab run {}", lab.id)));
+        }
+        None => say!("Every lab that is built so far is done. `lab list` shows what is coming."),
+    }
+    say!();
+    say!("{}", dim(format!("Progress file: {}. `lab --help` lists every command.", progress.path.display())));
+    Ok(())
+}
+
+fn mark(lab: &Lab, progress: &Progress) -> String {
+    let p = progress.get(&lab.id);
+    if lab.status == Status::Planned {
+        dim("·")
+    } else if p.passed {
+        good("✓")
+    } else if p.ran {
+        warn("~")
+    } else {
+        " ".to_string()
+    }
+}
+
+#[derive(Serialize)]
+struct ListEntry<'a> {
+    id: &'a str,
+    number: u32,
+    title: &'a str,
+    teaches: &'a str,
+    status: Status,
+    needs: &'a [String],
+    ran: bool,
+    hints_shown: usize,
+    hints_total: usize,
+    passed: bool,
+}
+
+/// `lab list`.
+fn list(catalog: &Catalog, json: bool) -> Result<()> {
+    let progress = Progress::load();
+    if json {
+        let entries: Vec<ListEntry> = catalog
+            .labs
+            .iter()
+            .map(|l| {
+                let p = progress.get(&l.id);
+                ListEntry {
+                    id: &l.id,
+                    number: l.number(),
+                    title: &l.title,
+                    teaches: &l.teaches,
+                    status: l.status,
+                    needs: &l.needs,
+                    ran: p.ran,
+                    hints_shown: p.hints,
+                    hints_total: l.hints.len(),
+                    passed: p.passed,
+                }
+            })
+            .collect();
+        say!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    let w = width();
+    for lab in &catalog.labs {
+        let p = progress.get(&lab.id);
+        let state = match (lab.status, p.passed, p.ran) {
+            (Status::Planned, _, _) => dim("planned"),
+            (_, true, _) => good("passed"),
+            (_, _, true) => warn("demo run"),
+            _ => "new".to_string(),
+        };
+        say!("{} {}  {}  [{}]", mark(lab, &progress), bold(&lab.id), lab.title, state);
+        let teaches = render_markdown(&lab.teaches, w.saturating_sub(6));
+        for line in teaches.lines() {
+            say!("      {}", dim(line));
+        }
+        if !lab.needs.is_empty() {
+            say!("      needs: {}", warn(lab.needs.join(", ")));
+        }
+    }
+    say!();
+    say!("{}", dim("✓ passed  ~ demo run  · planned (not built yet)"));
+    Ok(())
+}
+
+/// `lab show ID`.
+fn show(lab: &Lab, raw: bool) -> Result<()> {
+    if raw {
+        say!("{}", lab.lesson.trim_end());
+    } else {
+        say!("{}", render_markdown(&lab.lesson, width()).trim_end());
+        if lab.status == Status::Ready {
+            say!();
+            say!("{}", dim(format!("Run the demo: lab run {}   Hints: lab hint {}", lab.id, lab.id)));
+        }
+    }
+    Ok(())
+}
+
+/// `lab run ID ...`.
+fn run(lab: &Lab, args: &[String]) -> Result<()> {
+    let Some(demo) = labs::find(&lab.id) else {
+        return Err(LabError::usage(format!("{} is not built yet: its demo is planned", lab.id))
+            .fix(format!("read what it will teach with `lab show {}`; `lab list` shows the labs you can run", lab.id))
+            .into());
+    };
+    let result = demo(lab, args);
+    // The demo ran (even if it then reported an unmet expectation): record it.
+    if !matches!(&result, Err(e) if e.downcast_ref::<clap::Error>().is_some()) {
+        Progress::load().update(&lab.id, |e| e.ran = true);
+    }
+    result
+}
+
+/// `lab hint ID`.
+fn hint(lab: &Lab, all: bool) -> Result<()> {
+    if lab.hints.is_empty() {
+        say!("{} has no hints yet.", lab.id);
+        return Ok(());
+    }
+    let mut progress = Progress::load();
+    let shown = progress.get(&lab.id).hints;
+    let upto = if all { lab.hints.len() } else { (shown + 1).min(lab.hints.len()) };
+    let w = width();
+    for (i, h) in lab.hints.iter().enumerate().take(upto) {
+        let text = render_markdown(&format!("{}. {h}", i + 1), w);
+        say!("{}", text.trim_end());
+    }
+    if upto < lab.hints.len() {
+        say!("{}", dim(format!("({upto} of {} hints; run again for the next, or --all)", lab.hints.len())));
+    } else if !all && shown >= lab.hints.len() {
+        say!("{}", dim("(that was every hint)"));
+    }
+    progress.update(&lab.id, |e| e.hints = e.hints.max(upto));
+    Ok(())
+}

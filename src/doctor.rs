@@ -1,0 +1,227 @@
+//! `lab doctor`: what this machine can do for the labs, and how to fix what it cannot.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::out::{bad, bold, dim, good, warn};
+use crate::{say, sys};
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Works.
+    Ok,
+    /// Some labs will not work, or will fall back; not fatal.
+    Warn,
+    /// Nothing will work until fixed.
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: &'static str,
+    /// The outcome.
+    pub level: Level,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it, when it is not ok.
+    pub fix: Option<String>,
+}
+
+fn check(name: &'static str, level: Level, detail: impl Into<String>, fix: Option<String>) -> Check {
+    Check {
+        name,
+        level,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+/// Runs every check.
+pub fn checks() -> Vec<Check> {
+    let mut v = Vec::new();
+
+    v.push(match (TcpListener::bind("127.0.0.1:0"), UdpSocket::bind("127.0.0.1:0")) {
+        (Ok(t), Ok(u)) => check(
+            "loopback IPv4",
+            Level::Ok,
+            format!(
+                "TCP {} and UDP {} bound",
+                t.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                u.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            ),
+            None,
+        ),
+        (Err(e), _) | (_, Err(e)) => check(
+            "loopback IPv4",
+            Level::Fail,
+            format!("cannot bind 127.0.0.1: {e}"),
+            Some("bring loopback up: `ip link set lo up` (as root)".into()),
+        ),
+    });
+    v.push(match TcpListener::bind("[::1]:0") {
+        Ok(_) => check("loopback IPv6", Level::Ok, "[::1] bound", None),
+        Err(e) => check(
+            "loopback IPv6",
+            Level::Warn,
+            format!("cannot bind [::1]: {e}"),
+            Some("IPv6 is optional; labs default to 127.0.0.1".into()),
+        ),
+    });
+
+    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4));
+    let ping = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4));
+    v.push(match (&raw, &ping) {
+        (Ok(_), _) => check("raw sockets", Level::Ok, "raw ICMP socket opened (04-raw-icmp works)", None),
+        (Err(_), Ok(_)) => check(
+            "raw sockets",
+            Level::Warn,
+            "no raw sockets, but the unprivileged ICMP ping socket works (04 falls back to it)",
+            Some(raw_fix()),
+        ),
+        (Err(e), Err(_)) => check(
+            "raw sockets",
+            Level::Warn,
+            format!("no raw socket ({e}) and no ping socket: 04-raw-icmp cannot send"),
+            Some(raw_fix()),
+        ),
+    });
+
+    v.push(serial_check());
+
+    v.push(match sys::nofile_limit() {
+        Ok((soft, hard)) if soft >= 4096 || hard >= 4096 => check(
+            "open-file limit",
+            Level::Ok,
+            format!("soft {soft}, hard {hard} (lab raises the soft limit itself for servers)"),
+            None,
+        ),
+        Ok((soft, hard)) => check(
+            "open-file limit",
+            Level::Warn,
+            format!("soft {soft}, hard {hard}: a server cannot hold 1000 clients"),
+            Some("raise it: `ulimit -n 4096` in the shell, or `nofile` in /etc/security/limits.conf".into()),
+        ),
+        Err(e) => check("open-file limit", Level::Warn, e.to_string(), None),
+    });
+
+    for (tool, why) in [
+        ("cargo", "builds Rust exercises"),
+        ("python3", "runs Python exercises and starters"),
+        ("nc", "talks to lab servers by hand"),
+    ] {
+        v.push(match which(tool) {
+            Some(p) => check(tool_name(tool), Level::Ok, format!("{} ({why})", p.display()), None),
+            None => check(
+                tool_name(tool),
+                Level::Warn,
+                format!("not found on PATH ({why})"),
+                Some(format!("install it (Debian: `apt-get install {}`)", debian_package(tool))),
+            ),
+        });
+    }
+    v
+}
+
+fn tool_name(tool: &str) -> &'static str {
+    match tool {
+        "cargo" => "cargo",
+        "python3" => "python3",
+        _ => "netcat",
+    }
+}
+
+fn debian_package(tool: &str) -> &'static str {
+    match tool {
+        "cargo" => "cargo (or rustup from rust-lang.org)",
+        "python3" => "python3",
+        _ => "netcat-openbsd",
+    }
+}
+
+fn raw_fix() -> String {
+    "raw sockets need CAP_NET_RAW: run with sudo, or `sudo setcap cap_net_raw+ep $(which lab)`; \
+     or allow ping sockets: `sudo sysctl net.ipv4.ping_group_range=\"0 2147483647\"`"
+        .into()
+}
+
+fn serial_check() -> Check {
+    let ports = serialport::available_ports().unwrap_or_default();
+    let devs: Vec<String> = ports.iter().map(|p| p.port_name.clone()).collect();
+    if devs.is_empty() {
+        return check(
+            "serial ports",
+            Level::Ok,
+            "none found (07-serial-stream uses its simulated Arduino)",
+            None,
+        );
+    }
+    // Access to /dev/ttyACM0 and friends is usually through the `dialout` group.
+    let mut blocked = Vec::new();
+    for d in &devs {
+        if std::fs::OpenOptions::new().read(true).write(true).open(d).is_err() {
+            blocked.push(d.clone());
+        }
+    }
+    if blocked.is_empty() || sys::euid() == 0 {
+        check("serial ports", Level::Ok, devs.join(", "), None)
+    } else {
+        let in_group = group_id(Path::new(&blocked[0])).is_some_and(|g| sys::groups().contains(&g));
+        check(
+            "serial ports",
+            Level::Warn,
+            format!("found {} but cannot open {}", devs.join(", "), blocked.join(", ")),
+            Some(if in_group {
+                "the device is busy or locked: close other programs using it (Arduino IDE serial monitor)".into()
+            } else {
+                "join the dialout group: `sudo usermod -aG dialout $USER`, then log out and in".into()
+            }),
+        )
+    }
+}
+
+fn group_id(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.gid())
+}
+
+/// Finds a program on PATH.
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// `lab doctor`.
+pub fn run(json: bool) -> Result<()> {
+    let all = checks();
+    if json {
+        say!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        say!("{}", bold("lab doctor: what this machine can do"));
+        for c in &all {
+            let mark = match c.level {
+                Level::Ok => good("ok  "),
+                Level::Warn => warn("warn"),
+                Level::Fail => bad("FAIL"),
+            };
+            say!("  {mark} {:<16} {}", c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                say!("       {:<16} {}", "", dim(format!("fix: {fix}")));
+            }
+        }
+    }
+    if all.iter().any(|c| c.level == Level::Fail) {
+        return Err(crate::error::LabError::usage("this machine cannot run the labs yet (see FAIL above)").into());
+    }
+    Ok(())
+}

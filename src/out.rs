@@ -1,0 +1,302 @@
+//! Terminal output: printing that survives a closed pipe, colours only where they
+//! belong, progress bars only on a terminal, and Markdown lessons wrapped to the width.
+//!
+//! Every line a lab prints goes through [`say!`]: `lab list | head -3` closes the pipe
+//! early, and Rust ignores SIGPIPE, so a plain `println!` would panic. `say!` exits 0
+//! quietly instead, as `cat` or ripgrep do.
+
+use std::io::{self, IsTerminal, Write};
+use std::time::Duration;
+
+use console::Style;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Prints a line to stdout; a closed pipe ends the process quietly with status 0.
+#[macro_export]
+macro_rules! say {
+    () => { $crate::out::write_line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::out::write_line(format_args!($($arg)*)) };
+}
+
+/// The body of [`say!`].
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    let stdout = io::stdout();
+    let mut lock = stdout.lock();
+    if let Err(e) = lock.write_fmt(args).and_then(|_| lock.write_all(b"\n")) {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Decides once whether to colour output: only on a terminal, never with `NO_COLOR`
+/// (https://no-color.org) or `TERM=dumb`.
+pub fn init_colors() {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+        || std::env::var("TERM").is_ok_and(|t| t == "dumb");
+    if no_color {
+        console::set_colors_enabled(false);
+        console::set_colors_enabled_stderr(false);
+    } else {
+        if !io::stdout().is_terminal() {
+            console::set_colors_enabled(false);
+        }
+        if !io::stderr().is_terminal() {
+            console::set_colors_enabled_stderr(false);
+        }
+    }
+}
+
+/// Green: something worked.
+pub fn good(s: impl std::fmt::Display) -> String {
+    Style::new().green().apply_to(s).to_string()
+}
+
+/// Red: something failed.
+pub fn bad(s: impl std::fmt::Display) -> String {
+    Style::new().red().bold().apply_to(s).to_string()
+}
+
+/// Yellow: a warning or something to notice.
+pub fn warn(s: impl std::fmt::Display) -> String {
+    Style::new().yellow().apply_to(s).to_string()
+}
+
+/// Dim: secondary detail.
+pub fn dim(s: impl std::fmt::Display) -> String {
+    Style::new().dim().apply_to(s).to_string()
+}
+
+/// Bold: headings and commands to type.
+pub fn bold(s: impl std::fmt::Display) -> String {
+    Style::new().bold().apply_to(s).to_string()
+}
+
+/// Cyan: names of system calls and things the user types.
+pub fn code(s: impl std::fmt::Display) -> String {
+    Style::new().cyan().apply_to(s).to_string()
+}
+
+/// True when stdout is a terminal (progress bars, live redraws).
+pub fn interactive() -> bool {
+    io::stdout().is_terminal()
+}
+
+/// A progress bar on stderr for `len` steps; hidden when stderr is not a terminal, so
+/// logs and CI output stay clean.
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if !io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// Width to wrap text to: the terminal's, capped at 100 columns for readability; 80
+/// when not on a terminal.
+pub fn width() -> usize {
+    if io::stdout().is_terminal() {
+        let (_, cols) = console::Term::stdout().size();
+        (cols as usize).clamp(40, 100)
+    } else {
+        80
+    }
+}
+
+/// Shows bytes the way a lesson wants to see them: printable ASCII as is, `\n`, `\r`,
+/// `\t` escaped, anything else as `\xNN`; cut after `max` bytes with a note.
+pub fn escape_bytes(b: &[u8], max: usize) -> String {
+    let mut s = String::new();
+    for &c in b.iter().take(max) {
+        match c {
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            b'\\' => s.push_str("\\\\"),
+            b'"' => s.push_str("\\\""),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    if b.len() > max {
+        s.push_str(&format!("... ({} more bytes)", b.len() - max));
+    }
+    s
+}
+
+/// Renders the Markdown our lessons use for a terminal: headings, wrapped paragraphs,
+/// lists with hanging indents, fenced code indented and never wrapped, tables as is.
+pub fn render_markdown(md: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut para: Vec<&str> = Vec::new();
+    let mut in_code = false;
+    let flush = |para: &mut Vec<&str>, out: &mut String| {
+        if para.is_empty() {
+            return;
+        }
+        let text = para.join(" ");
+        let (first, rest, body) = list_prefix(&text);
+        wrap_into(out, body, width, &first, &rest);
+        para.clear();
+    };
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            flush(&mut para, &mut out);
+            in_code = !in_code;
+            if !in_code {
+                out.push('\n');
+            }
+            continue;
+        }
+        if in_code {
+            out.push_str("    ");
+            out.push_str(&code(line));
+            out.push('\n');
+            continue;
+        }
+        let t = line.trim_end();
+        if t.is_empty() {
+            flush(&mut para, &mut out);
+            out.push('\n');
+        } else if let Some(h) = heading(t) {
+            flush(&mut para, &mut out);
+            out.push_str(&bold(h.1));
+            out.push('\n');
+            if h.0 <= 2 {
+                let ch = if h.0 == 1 { "=" } else { "-" };
+                out.push_str(&dim(ch.repeat(h.1.chars().count().min(width))));
+                out.push('\n');
+            }
+        } else if t.starts_with('|') || t.starts_with("    ") {
+            // Tables and indented blocks keep their layout.
+            flush(&mut para, &mut out);
+            out.push_str(t);
+            out.push('\n');
+        } else {
+            if !para.is_empty() && list_prefix(t).1.len() > 0 && is_list_item(t) {
+                flush(&mut para, &mut out);
+            }
+            para.push(t.trim());
+        }
+    }
+    flush(&mut para, &mut out);
+    // Collapse runs of blank lines the rules above can produce.
+    while out.contains("\n\n\n") {
+        out = out.replace("\n\n\n", "\n\n");
+    }
+    out.trim_end().to_string() + "\n"
+}
+
+fn heading(line: &str) -> Option<(usize, &str)> {
+    let level = line.chars().take_while(|&c| c == '#').count();
+    if (1..=6).contains(&level) && line[level..].starts_with(' ') {
+        Some((level, line[level..].trim()))
+    } else {
+        None
+    }
+}
+
+fn is_list_item(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("- ")
+        || t.starts_with("* ")
+        || t.split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// For a list item, the bullet for the first line, the indent for the others, and the
+/// text; for a paragraph, no bullet.
+fn list_prefix(text: &str) -> (String, String, &str) {
+    let t = text.trim_start();
+    if let Some(rest) = t.strip_prefix("- ").or_else(|| t.strip_prefix("* ")) {
+        return ("  • ".into(), "    ".into(), rest);
+    }
+    if let Some((n, rest)) = t.split_once(". ") {
+        if !n.is_empty() && n.len() <= 3 && n.chars().all(|c| c.is_ascii_digit()) {
+            let first = format!("  {n}. ");
+            let indent = " ".repeat(first.chars().count());
+            return (first, indent, rest);
+        }
+    }
+    (String::new(), String::new(), t)
+}
+
+fn wrap_into(out: &mut String, text: &str, width: usize, first: &str, rest: &str) {
+    let mut line = first.to_string();
+    let mut len = first.chars().count();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        let shown = inline(word);
+        let wlen = word.chars().filter(|&c| c != '`' && c != '*').count();
+        if !empty && len + 1 + wlen > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = rest.to_string();
+            len = rest.chars().count();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+            len += 1;
+        }
+        line.push_str(&shown);
+        len += wlen;
+        empty = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
+
+/// Inline Markdown in one word: `code` in colour, **bold** in bold, markers removed.
+fn inline(word: &str) -> String {
+    if word.contains('`') {
+        let parts: Vec<&str> = word.split('`').collect();
+        let mut s = String::new();
+        for (i, p) in parts.iter().enumerate() {
+            if i % 2 == 1 {
+                s.push_str(&code(p));
+            } else {
+                s.push_str(p);
+            }
+        }
+        return s;
+    }
+    if word.contains("**") {
+        return word
+            .split("**")
+            .enumerate()
+            .map(|(i, p)| if i % 2 == 1 { bold(p) } else { p.to_string() })
+            .collect();
+    }
+    word.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wraps_paragraphs_and_lists() {
+        console::set_colors_enabled(false);
+        let md = "# Title\n\nThe quick brown fox jumps over the lazy dog again and again.\n\n- a list item that is long enough to wrap around\n- short\n\n```\nlet x = 1;\n```\n";
+        let r = render_markdown(md, 30);
+        assert!(r.starts_with("Title\n=====\n"), "{r}");
+        for line in r.lines() {
+            assert!(line.chars().count() <= 30, "too wide: {line:?}");
+        }
+        assert!(r.contains("  • a list item that is long\n    enough"), "{r}");
+        assert!(r.contains("    let x = 1;"), "{r}");
+    }
+
+    #[test]
+    fn escapes_bytes() {
+        assert_eq!(escape_bytes(b"hi\n\xff", 10), "hi\\n\\xff");
+        assert_eq!(escape_bytes(b"abcdef", 3), "abc... (3 more bytes)");
+    }
+}
