@@ -34,7 +34,6 @@ const EMBEDDED: &[(&str, &str, &str)] = &[
     embed!("08-latency"),
 ];
 
-
 /// Whether a lab's demo exists yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -116,11 +115,20 @@ impl Catalog {
                     let l = read_or(&folder.join("lesson.md"), lesson)?;
                     (t, l, folder)
                 }
-                None => (toml_text.to_string(), lesson.to_string(), PathBuf::from("embedded")),
+                None => (
+                    toml_text.to_string(),
+                    lesson.to_string(),
+                    PathBuf::from("embedded"),
+                ),
             };
             let mut lab: Lab = toml::from_str(&toml_text)
                 .with_context(|| format!("invalid lab.toml for {id} ({})", origin.display()))?;
-            anyhow::ensure!(lab.id == *id, "{}: id is {:?}, expected {id:?}", origin.display(), lab.id);
+            anyhow::ensure!(
+                lab.id == *id,
+                "{}: id is {:?}, expected {id:?}",
+                origin.display(),
+                lab.id
+            );
             lab.lesson = lesson;
             labs.push(lab);
         }
@@ -136,9 +144,15 @@ impl Catalog {
             .iter()
             .find(|l| l.id == q || l.slug() == q || Some(l.number()) == by_number)
             .ok_or_else(|| {
-                let list: Vec<String> = self.labs.iter().map(|l| format!("  {}  {}", l.id, l.title)).collect();
-                LabError::usage(format!("no lab called {query:?}"))
-                    .fix(format!("use one of these ids (or just the number):\n{}", list.join("\n")))
+                let list: Vec<String> = self
+                    .labs
+                    .iter()
+                    .map(|l| format!("  {}  {}", l.id, l.title))
+                    .collect();
+                LabError::usage(format!("no lab called {query:?}")).fix(format!(
+                    "use one of these ids (or just the number):\n{}",
+                    list.join("\n")
+                ))
             })
     }
 }
@@ -180,7 +194,11 @@ mod tests {
     fn a_local_folder_overrides_a_lesson() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("02-udp-echo")).unwrap();
-        std::fs::write(dir.path().join("02-udp-echo/lesson.md"), "# Our own lesson\n").unwrap();
+        std::fs::write(
+            dir.path().join("02-udp-echo/lesson.md"),
+            "# Our own lesson\n",
+        )
+        .unwrap();
         let c = Catalog::load(Some(dir.path())).unwrap();
         assert_eq!(c.find("2").unwrap().lesson, "# Our own lesson\n");
         assert_ne!(c.find("1").unwrap().lesson, "# Our own lesson\n");

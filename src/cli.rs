@@ -60,7 +60,11 @@ pub enum Command {
         /// Lab id: 03-udp-loss, 03, 3 or udp-loss.
         id: String,
         /// The lab's own flags, e.g. `--role server --bind 0.0.0.0:7001`.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "LAB FLAGS")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "LAB FLAGS"
+        )]
         args: Vec<String>,
     },
     /// Show the next hint for a lab's exercise (one more each time).
@@ -117,17 +121,31 @@ fn status(catalog: &Catalog) -> Result<()> {
         .labs
         .iter()
         .find(|l| l.status == Status::Ready && !progress.get(&l.id).ran)
-        .or_else(|| catalog.labs.iter().find(|l| l.status == Status::Ready && !progress.get(&l.id).passed));
+        .or_else(|| {
+            catalog
+                .labs
+                .iter()
+                .find(|l| l.status == Status::Ready && !progress.get(&l.id).passed)
+        });
     match next {
         Some(lab) => {
             say!("Next: {}", lab.title);
-            say!("  {}   read the lesson", code(format!("lab show {}", lab.id)));
+            say!(
+                "  {}   read the lesson",
+                code(format!("lab show {}", lab.id))
+            );
             say!("  {}    run the demo", code(format!("lab run {}", lab.id)));
         }
         None => say!("Every lab that is built so far is done. `lab list` shows what is coming."),
     }
     say!();
-    say!("{}", dim(format!("Progress file: {}. `lab --help` lists every command.", progress.path.display())));
+    say!(
+        "{}",
+        dim(format!(
+            "Progress file: {}. `lab --help` lists every command.",
+            progress.path.display()
+        ))
+    );
     Ok(())
 }
 
@@ -193,7 +211,13 @@ fn list(catalog: &Catalog, json: bool) -> Result<()> {
             (_, _, true) => warn("demo run"),
             _ => "new".to_string(),
         };
-        say!("{} {}  {}  [{}]", mark(lab, &progress), bold(&lab.id), lab.title, state);
+        say!(
+            "{} {}  {}  [{}]",
+            mark(lab, &progress),
+            bold(&lab.id),
+            lab.title,
+            state
+        );
         let teaches = render_markdown(&lab.teaches, w.saturating_sub(6));
         for line in teaches.lines() {
             say!("      {}", dim(line));
@@ -215,7 +239,13 @@ fn show(lab: &Lab, raw: bool) -> Result<()> {
         say!("{}", render_markdown(&lab.lesson, width()).trim_end());
         if lab.status == Status::Ready {
             say!();
-            say!("{}", dim(format!("Run the demo: lab run {}   Hints: lab hint {}", lab.id, lab.id)));
+            say!(
+                "{}",
+                dim(format!(
+                    "Run the demo: lab run {}   Hints: lab hint {}",
+                    lab.id, lab.id
+                ))
+            );
         }
     }
     Ok(())
@@ -244,14 +274,24 @@ fn hint(lab: &Lab, all: bool) -> Result<()> {
     }
     let mut progress = Progress::load();
     let shown = progress.get(&lab.id).hints;
-    let upto = if all { lab.hints.len() } else { (shown + 1).min(lab.hints.len()) };
+    let upto = if all {
+        lab.hints.len()
+    } else {
+        (shown + 1).min(lab.hints.len())
+    };
     let w = width();
     for (i, h) in lab.hints.iter().enumerate().take(upto) {
         let text = render_markdown(&format!("{}. {h}", i + 1), w);
         say!("{}", text.trim_end());
     }
     if upto < lab.hints.len() {
-        say!("{}", dim(format!("({upto} of {} hints; run again for the next, or --all)", lab.hints.len())));
+        say!(
+            "{}",
+            dim(format!(
+                "({upto} of {} hints; run again for the next, or --all)",
+                lab.hints.len()
+            ))
+        );
     } else if !all && shown >= lab.hints.len() {
         say!("{}", dim("(that was every hint)"));
     }

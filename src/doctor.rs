@@ -35,7 +35,12 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-fn check(name: &'static str, level: Level, detail: impl Into<String>, fix: Option<String>) -> Check {
+fn check(
+    name: &'static str,
+    level: Level,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Check {
     Check {
         name,
         level,
@@ -48,24 +53,29 @@ fn check(name: &'static str, level: Level, detail: impl Into<String>, fix: Optio
 pub fn checks() -> Vec<Check> {
     let mut v = Vec::new();
 
-    v.push(match (TcpListener::bind("127.0.0.1:0"), UdpSocket::bind("127.0.0.1:0")) {
-        (Ok(t), Ok(u)) => check(
-            "loopback IPv4",
-            Level::Ok,
-            format!(
-                "TCP {} and UDP {} bound",
-                t.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-                u.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    v.push(
+        match (
+            TcpListener::bind("127.0.0.1:0"),
+            UdpSocket::bind("127.0.0.1:0"),
+        ) {
+            (Ok(t), Ok(u)) => check(
+                "loopback IPv4",
+                Level::Ok,
+                format!(
+                    "TCP {} and UDP {} bound",
+                    t.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                    u.local_addr().map(|a| a.to_string()).unwrap_or_default()
+                ),
+                None,
             ),
-            None,
-        ),
-        (Err(e), _) | (_, Err(e)) => check(
-            "loopback IPv4",
-            Level::Fail,
-            format!("cannot bind 127.0.0.1: {e}"),
-            Some("bring loopback up: `ip link set lo up` (as root)".into()),
-        ),
-    });
+            (Err(e), _) | (_, Err(e)) => check(
+                "loopback IPv4",
+                Level::Fail,
+                format!("cannot bind 127.0.0.1: {e}"),
+                Some("bring loopback up: `ip link set lo up` (as root)".into()),
+            ),
+        },
+    );
     v.push(match TcpListener::bind("[::1]:0") {
         Ok(_) => check("loopback IPv6", Level::Ok, "[::1] bound", None),
         Err(e) => check(
@@ -79,7 +89,12 @@ pub fn checks() -> Vec<Check> {
     let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4));
     let ping = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4));
     v.push(match (&raw, &ping) {
-        (Ok(_), _) => check("raw sockets", Level::Ok, "raw ICMP socket opened (04-raw-icmp works)", None),
+        (Ok(_), _) => check(
+            "raw sockets",
+            Level::Ok,
+            "raw ICMP socket opened (04-raw-icmp works)",
+            None,
+        ),
         (Err(_), Ok(_)) => check(
             "raw sockets",
             Level::Warn,
@@ -107,7 +122,10 @@ pub fn checks() -> Vec<Check> {
             "open-file limit",
             Level::Warn,
             format!("soft {soft}, hard {hard}: a server cannot hold 1000 clients"),
-            Some("raise it: `ulimit -n 4096` in the shell, or `nofile` in /etc/security/limits.conf".into()),
+            Some(
+                "raise it: `ulimit -n 4096` in the shell, or `nofile` in /etc/security/limits.conf"
+                    .into(),
+            ),
         ),
         Err(e) => check("open-file limit", Level::Warn, e.to_string(), None),
     });
@@ -118,12 +136,20 @@ pub fn checks() -> Vec<Check> {
         ("nc", "talks to lab servers by hand"),
     ] {
         v.push(match which(tool) {
-            Some(p) => check(tool_name(tool), Level::Ok, format!("{} ({why})", p.display()), None),
+            Some(p) => check(
+                tool_name(tool),
+                Level::Ok,
+                format!("{} ({why})", p.display()),
+                None,
+            ),
             None => check(
                 tool_name(tool),
                 Level::Warn,
                 format!("not found on PATH ({why})"),
-                Some(format!("install it (Debian: `apt-get install {}`)", debian_package(tool))),
+                Some(format!(
+                    "install it (Debian: `apt-get install {}`)",
+                    debian_package(tool)
+                )),
             ),
         });
     }
@@ -166,7 +192,12 @@ fn serial_check() -> Check {
     // Access to /dev/ttyACM0 and friends is usually through the `dialout` group.
     let mut blocked = Vec::new();
     for d in &devs {
-        if std::fs::OpenOptions::new().read(true).write(true).open(d).is_err() {
+        if std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(d)
+            .is_err()
+        {
             blocked.push(d.clone());
         }
     }
@@ -177,11 +208,16 @@ fn serial_check() -> Check {
         check(
             "serial ports",
             Level::Warn,
-            format!("found {} but cannot open {}", devs.join(", "), blocked.join(", ")),
+            format!(
+                "found {} but cannot open {}",
+                devs.join(", "),
+                blocked.join(", ")
+            ),
             Some(if in_group {
                 "the device is busy or locked: close other programs using it (Arduino IDE serial monitor)".into()
             } else {
-                "join the dialout group: `sudo usermod -aG dialout $USER`, then log out and in".into()
+                "join the dialout group: `sudo usermod -aG dialout $USER`, then log out and in"
+                    .into()
             }),
         )
     }
@@ -195,10 +231,13 @@ fn group_id(path: &Path) -> Option<u32> {
 /// Finds a program on PATH.
 pub fn which(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| {
-        use std::os::unix::fs::PermissionsExt;
-        p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// `lab doctor`.
@@ -221,7 +260,10 @@ pub fn run(json: bool) -> Result<()> {
         }
     }
     if all.iter().any(|c| c.level == Level::Fail) {
-        return Err(crate::error::LabError::usage("this machine cannot run the labs yet (see FAIL above)").into());
+        return Err(crate::error::LabError::usage(
+            "this machine cannot run the labs yet (see FAIL above)",
+        )
+        .into());
     }
     Ok(())
 }

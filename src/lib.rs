@@ -6,13 +6,13 @@
 //! byte formats live in [`wire`].
 #![deny(unsafe_code)]
 
-pub mod core;
-pub mod sys;
-pub mod wire;
 pub mod catalog;
 pub mod cli;
+pub mod core;
 pub mod doctor;
 pub mod error;
 pub mod labs;
 pub mod out;
 pub mod progress;
+pub mod sys;
+pub mod wire;

@@ -19,12 +19,17 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            let code = err.downcast_ref::<LabError>().map_or(EXIT_USAGE, |e| e.code);
+            let code = err
+                .downcast_ref::<LabError>()
+                .map_or(EXIT_USAGE, |e| e.code);
             eprintln!("lab: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  because: {cause}");
             }
-            if let Some(fix) = err.downcast_ref::<LabError>().and_then(|e| e.fix.as_deref()) {
+            if let Some(fix) = err
+                .downcast_ref::<LabError>()
+                .and_then(|e| e.fix.as_deref())
+            {
                 eprintln!("  fix: {}", fix.replace('\n', "\n  "));
             }
             ExitCode::from(code)

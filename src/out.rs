@@ -180,7 +180,7 @@ pub fn render_markdown(md: &str, width: usize) -> String {
             out.push_str(t);
             out.push('\n');
         } else {
-            if !para.is_empty() && list_prefix(t).1.len() > 0 && is_list_item(t) {
+            if !para.is_empty() && is_list_item(t) {
                 flush(&mut para, &mut out);
             }
             para.push(t.trim());
@@ -207,7 +207,8 @@ fn is_list_item(line: &str) -> bool {
     let t = line.trim_start();
     t.starts_with("- ")
         || t.starts_with("* ")
-        || t.split_once(". ").is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        || t.split_once(". ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// For a list item, the bullet for the first line, the indent for the others, and the
@@ -290,7 +291,10 @@ mod tests {
         for line in r.lines() {
             assert!(line.chars().count() <= 30, "too wide: {line:?}");
         }
-        assert!(r.contains("  • a list item that is long\n    enough"), "{r}");
+        assert!(
+            r.contains("  • a list item that is long\n    enough"),
+            "{r}"
+        );
         assert!(r.contains("    let x = 1;"), "{r}");
     }
 

@@ -42,7 +42,9 @@ impl Progress {
     /// Finds and reads the progress file (missing means no progress yet).
     pub fn load() -> Progress {
         let path = locate();
-        let labs = std::fs::read_to_string(&path).map(|t| parse(&t)).unwrap_or_default();
+        let labs = std::fs::read_to_string(&path)
+            .map(|t| parse(&t))
+            .unwrap_or_default();
         Progress { path, labs }
     }
 
@@ -55,7 +57,10 @@ impl Progress {
     pub fn update(&mut self, id: &str, f: impl FnOnce(&mut Entry)) {
         f(self.labs.entry(id.to_string()).or_default());
         if let Err(e) = self.save() {
-            eprintln!("lab: note: could not save progress to {}: {e}", self.path.display());
+            eprintln!(
+                "lab: note: could not save progress to {}: {e}",
+                self.path.display()
+            );
         }
     }
 

@@ -43,7 +43,8 @@ pub fn recv_from_trunc(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Receiv
     }
     // SAFETY: the kernel filled `addr_len` bytes of the zero-initialised storage.
     let storage = unsafe { addr.assume_init() };
-    let from = sockaddr_to_std(&storage).ok_or_else(|| io::Error::other("unknown address family"))?;
+    let from =
+        sockaddr_to_std(&storage).ok_or_else(|| io::Error::other("unknown address family"))?;
     let wire_len = n as usize;
     Ok(Received {
         len: wire_len.min(buf.len()),
@@ -59,7 +60,10 @@ fn sockaddr_to_std(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
             // large enough and suitably aligned for.
             let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.
@@ -77,6 +81,8 @@ fn sockaddr_to_std(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// The soft and hard limits on open files (`RLIMIT_NOFILE`).
+// rlim_t is u64 on 64-bit Linux but not on every target: keep the casts.
+#[allow(clippy::unnecessary_cast)]
 pub fn nofile_limit() -> io::Result<(u64, u64)> {
     let mut r = libc::rlimit {
         rlim_cur: 0,

@@ -31,8 +31,8 @@ mod outbuf;
 
 pub use outbuf::{Full, OutBuf};
 
-use std::collections::{BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -272,8 +272,10 @@ impl EventLoop {
     /// Delivers SIGINT (Ctrl-C) and SIGTERM to [`Handler::on_signal`] instead of
     /// killing the process, so a lab can print its totals before it exits.
     pub fn with_signals(mut self) -> io::Result<EventLoop> {
-        let mut signals =
-            signal_hook_mio::v1_0::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        let mut signals = signal_hook_mio::v1_0::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -306,7 +308,11 @@ impl EventLoop {
     /// One turn: wait for readiness or the next timer, then dispatch everything ready.
     fn turn<H: Handler>(&mut self, handler: &mut H, end: Option<Instant>) -> io::Result<()> {
         let now = Instant::now();
-        let mut timeout = self.ctx.timers.peek().map(|Reverse((at, _))| at.saturating_duration_since(now));
+        let mut timeout = self
+            .ctx
+            .timers
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(now));
         if let Some(end) = end {
             let left = end.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -412,7 +418,9 @@ impl EventLoop {
                     // EMFILE and friends: the connection stays queued in the kernel. We
                     // would never hear of it again (edge-triggered), so retry soon.
                     handler.on_accept_error(&mut self.ctx, token, &e);
-                    let id = self.ctx.new_timer(Duration::from_millis(100), TimerKind::RetryAccept(token));
+                    let id = self
+                        .ctx
+                        .new_timer(Duration::from_millis(100), TimerKind::RetryAccept(token));
                     let _ = id;
                     return;
                 }
@@ -523,7 +531,8 @@ impl Ctx {
 
     fn add_udp(&mut self, mut sock: UdpSocket, recv_len: usize) -> io::Result<Token> {
         let token = self.slot();
-        self.registry.register(&mut sock, token, Interest::READABLE)?;
+        self.registry
+            .register(&mut sock, token, Interest::READABLE)?;
         self.slots[token.0] = Some(Source::Udp(Udp {
             sock,
             queue: Default::default(),
@@ -842,7 +851,11 @@ impl Ctx {
     fn maybe_finish(&mut self, token: Token) {
         if let Some(Some(Source::Stream(c))) = self.slots.get(token.0) {
             if c.closing && c.out.is_empty() {
-                let why = if c.eof { Closed::PeerClosed } else { Closed::ByUs };
+                let why = if c.eof {
+                    Closed::PeerClosed
+                } else {
+                    Closed::ByUs
+                };
                 self.drop_source(token, why);
             }
         }

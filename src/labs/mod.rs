@@ -14,7 +14,10 @@ use crate::catalog::Lab;
 pub type Demo = fn(&Lab, &[String]) -> anyhow::Result<()>;
 
 /// Demos by lab id.
-const DEMOS: &[(&str, Demo)] = &[("01-tcp-echo", tcp_echo::run), ("02-udp-echo", udp_echo::run)];
+const DEMOS: &[(&str, Demo)] = &[
+    ("01-tcp-echo", tcp_echo::run),
+    ("02-udp-echo", udp_echo::run),
+];
 
 /// The demo of a lab, if it is built.
 pub fn find(id: &str) -> Option<Demo> {

@@ -171,7 +171,9 @@ impl EchoServer {
                 r.push(b'\n');
                 r
             }
-            Line::TooLong => format!("Error: line longer than {MAX_LINE} bytes, skipped\n").into_bytes(),
+            Line::TooLong => {
+                format!("Error: line longer than {MAX_LINE} bytes, skipped\n").into_bytes()
+            }
         };
         if self.verbosity >= Verbosity::Calls {
             narrate(
@@ -186,8 +188,15 @@ impl EchoServer {
             // queued: it is broken or hostile. Drop it so it cannot hold our memory.
             Err(SendError::Full(_)) => {
                 if self.verbosity >= Verbosity::Connections {
-                    let peer = self.clients.get(&conn).map(|c| c.peer.to_string()).unwrap_or_default();
-                    say!("  {} {peer} does not read its replies: disconnected", warn("drop"));
+                    let peer = self
+                        .clients
+                        .get(&conn)
+                        .map(|c| c.peer.to_string())
+                        .unwrap_or_default();
+                    say!(
+                        "  {} {peer} does not read its replies: disconnected",
+                        warn("drop")
+                    );
                 }
                 ctx.abort(conn);
             }
@@ -231,7 +240,9 @@ impl Handler for EchoServer {
                 &format!("-> {} \"{}\"", bytes(data.len()), escape_bytes(data, 40)),
             );
         }
-        let Some(mut client) = self.clients.remove(&conn) else { return };
+        let Some(mut client) = self.clients.remove(&conn) else {
+            return;
+        };
         let mut lines = Vec::new();
         client.lines.push(data, |l| {
             lines.push(match l {
@@ -252,9 +263,16 @@ impl Handler for EchoServer {
     // newline is still answered (friendlier to `printf hi | nc`), then we close.
     fn on_eof(&mut self, ctx: &mut Ctx, conn: Token) {
         if self.verbosity >= Verbosity::Calls {
-            narrate("server", "recv()", "-> 0 bytes: EOF, the client closed its side");
+            narrate(
+                "server",
+                "recv()",
+                "-> 0 bytes: EOF, the client closed its side",
+            );
         }
-        let partial = self.clients.get_mut(&conn).and_then(|c| c.lines.take_partial());
+        let partial = self
+            .clients
+            .get_mut(&conn)
+            .and_then(|c| c.lines.take_partial());
         if let Some(last) = partial {
             self.answer(ctx, conn, Line::Complete(&last));
         }
@@ -290,8 +308,14 @@ impl Handler for EchoServer {
 /// Binds the server's listening socket on a new event loop.
 fn listen(addr: SocketAddr) -> Result<(EventLoop, SocketAddr)> {
     let mut ev = EventLoop::new()?;
-    let token = ev.ctx().listen(addr, BACKLOG).map_err(|e| bind_error(addr, e, "--bind"))?;
-    let local = ev.ctx().local_addr(token).context("listener has no address")?;
+    let token = ev
+        .ctx()
+        .listen(addr, BACKLOG)
+        .map_err(|e| bind_error(addr, e, "--bind"))?;
+    let local = ev
+        .ctx()
+        .local_addr(token)
+        .context("listener has no address")?;
     Ok((ev, local))
 }
 
@@ -305,14 +329,24 @@ fn serve(args: &Args) -> Result<()> {
         "01-tcp-echo server listening on {} (each line L gets \"Received: L\"; Ctrl-C stops)",
         bold(local)
     );
-    say!("  try: {}", code(format!("nc {} {}", local.ip(), local.port())));
-    let verbosity = if args.quiet { Verbosity::Quiet } else { Verbosity::Connections };
+    say!(
+        "  try: {}",
+        code(format!("nc {} {}", local.ip(), local.port()))
+    );
+    let verbosity = if args.quiet {
+        Verbosity::Quiet
+    } else {
+        Verbosity::Connections
+    };
     let mut server = EchoServer::new(verbosity);
     match args.duration {
         Some(s) => ev.run_for(&mut server, Duration::from_secs_f64(s))?,
         None => ev.run(&mut server)?,
     }
-    say!("server stopped ({} clients were still connected)", server.clients.len());
+    say!(
+        "server stopped ({} clients were still connected)",
+        server.clients.len()
+    );
     Ok(())
 }
 
@@ -329,7 +363,11 @@ fn client(args: &Args) -> Result<()> {
     stream.set_read_timeout(Some(idle))?;
     eprintln!(
         "{}",
-        dim(format!("connected to {} from {}", args.connect, stream.local_addr()?))
+        dim(format!(
+            "connected to {} from {}",
+            args.connect,
+            stream.local_addr()?
+        ))
     );
     let mut writer = stream.try_clone()?;
     let messages = args.message.clone();
@@ -360,9 +398,20 @@ fn client(args: &Args) -> Result<()> {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 if sender.is_finished() {
-                    eprintln!("{}", dim(format!("no reply for {:.1} s: giving up", idle.as_secs_f64())));
+                    eprintln!(
+                        "{}",
+                        dim(format!(
+                            "no reply for {:.1} s: giving up",
+                            idle.as_secs_f64()
+                        ))
+                    );
                     break;
                 }
             }
@@ -385,18 +434,29 @@ fn client(args: &Args) -> Result<()> {
 // ---------------------------------------------------------------------------------------
 
 fn demo() -> Result<()> {
-    say!("{}", bold("01-tcp-echo: one server, one client, every call narrated"));
+    say!(
+        "{}",
+        bold("01-tcp-echo: one server, one client, every call narrated")
+    );
 
     step(1, "The server sets up");
     narrate("server", "socket(AF_INET, SOCK_STREAM)", "-> a TCP socket");
-    narrate("server", "setsockopt(SO_REUSEADDR, 1)", "-> restarts may rebind the port (step 8)");
+    narrate(
+        "server",
+        "setsockopt(SO_REUSEADDR, 1)",
+        "-> restarts may rebind the port (step 8)",
+    );
     let (mut ev, addr) = listen("127.0.0.1:0".parse()?)?;
     narrate(
         "server",
         "bind(127.0.0.1:0)",
         &format!("-> {addr} (port 0: the kernel chose a free port)"),
     );
-    narrate("server", &format!("listen(backlog={BACKLOG})"), "-> waiting for connections");
+    narrate(
+        "server",
+        &format!("listen(backlog={BACKLOG})"),
+        "-> waiting for connections",
+    );
     let mut server = EchoServer::new(Verbosity::Calls);
     let stop = Arc::clone(&server.stop);
     let waker = ev.ctx().waker();
@@ -425,8 +485,15 @@ fn demo() -> Result<()> {
     say!("  - The side that closes first keeps the port in TIME_WAIT; SO_REUSEADDR lets a");
     say!("    restarted server bind it anyway.");
     say!();
-    say!("Next: {} to see the lesson, or serve real clients:", code("lab show 01"));
-    say!("  {}   and in another terminal   {}", code("lab run 01 --role server"), code("nc 127.0.0.1 7001"));
+    say!(
+        "Next: {} to see the lesson, or serve real clients:",
+        code("lab show 01")
+    );
+    say!(
+        "  {}   and in another terminal   {}",
+        code("lab run 01 --role server"),
+        code("nc 127.0.0.1 7001")
+    );
     Ok(())
 }
 
@@ -454,9 +521,17 @@ fn client_story(addr: SocketAddr) -> Result<TcpStream> {
 
     step(5, "One line, one byte per write");
     c.set_nodelay(true)?; // so each 1-byte write leaves at once instead of being batched
-    narrate("client", "setsockopt(TCP_NODELAY, 1)", "-> small writes are sent at once");
+    narrate(
+        "client",
+        "setsockopt(TCP_NODELAY, 1)",
+        "-> small writes are sent at once",
+    );
     for b in b"slowly\n" {
-        narrate("client", &format!("send(\"{}\")", escape_bytes(&[*b], 4)), "-> 1 byte");
+        narrate(
+            "client",
+            &format!("send(\"{}\")", escape_bytes(&[*b], 4)),
+            "-> 1 byte",
+        );
         c.write_all(&[*b])?;
         // A pause between bytes, so each arrives on its own (as typed by a person).
         thread::sleep(Duration::from_millis(30));
@@ -466,10 +541,18 @@ fn client_story(addr: SocketAddr) -> Result<TcpStream> {
 
     step(6, "Closing: EOF");
     c.shutdown(Shutdown::Write)?;
-    narrate("client", "shutdown(SHUT_WR)", "-> \"I will send no more\"; the server reads EOF");
+    narrate(
+        "client",
+        "shutdown(SHUT_WR)",
+        "-> \"I will send no more\"; the server reads EOF",
+    );
     let mut buf = [0u8; 64];
     let n = c.read(&mut buf)?;
-    narrate("client", "recv()", &format!("-> {n} bytes: the server closed too"));
+    narrate(
+        "client",
+        "recv()",
+        &format!("-> {n} bytes: the server closed too"),
+    );
     if n != 0 {
         return Err(LabError::failed(format!("expected EOF, got {n} bytes")).into());
     }
@@ -486,17 +569,32 @@ fn client_story(addr: SocketAddr) -> Result<TcpStream> {
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => narrate(
             "client",
             &format!("connect_ex({closed_port})"),
-            &format!("-> {} (ECONNREFUSED): nothing listens there", e.raw_os_error().unwrap_or(111)),
+            &format!(
+                "-> {} (ECONNREFUSED): nothing listens there",
+                e.raw_os_error().unwrap_or(111)
+            ),
         ),
-        Err(e) => narrate("client", &format!("connect_ex({closed_port})"), &format!("-> {e}")),
-        Ok(_) => narrate("client", &format!("connect({closed_port})"), "-> connected?! something else took the port"),
+        Err(e) => narrate(
+            "client",
+            &format!("connect_ex({closed_port})"),
+            &format!("-> {e}"),
+        ),
+        Ok(_) => narrate(
+            "client",
+            &format!("connect({closed_port})"),
+            "-> connected?! something else took the port",
+        ),
     }
     aside("Python's connect_ex() returns this errno instead of raising; connect() raises it.");
 
     step(8, "Restarting a server: TIME_WAIT and SO_REUSEADDR");
     let keep = TcpStream::connect(addr)?;
     keep.set_read_timeout(Some(Duration::from_secs(5)))?;
-    narrate("client", "connect()", &format!("-> a second client, {}", keep.local_addr()?));
+    narrate(
+        "client",
+        "connect()",
+        &format!("-> a second client, {}", keep.local_addr()?),
+    );
     thread::sleep(Duration::from_millis(50));
     narrate("server", "(stops, closing every socket first)", "");
     Ok(keep)
@@ -506,7 +604,11 @@ fn client_story(addr: SocketAddr) -> Result<TcpStream> {
 fn reuseaddr_story(addr: SocketAddr, keep: &mut TcpStream) -> Result<()> {
     let mut buf = [0u8; 16];
     let n = keep.read(&mut buf).unwrap_or(0);
-    narrate("client", "recv()", &format!("-> {n} bytes: EOF, the server closed first"));
+    narrate(
+        "client",
+        "recv()",
+        &format!("-> {n} bytes: EOF, the server closed first"),
+    );
     // Closing our side lets the server's side finish into TIME_WAIT.
     keep.shutdown(Shutdown::Both).ok();
     thread::sleep(Duration::from_millis(50));
@@ -527,8 +629,16 @@ fn reuseaddr_story(addr: SocketAddr, keep: &mut TcpStream) -> Result<()> {
     let reuse = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     reuse.set_reuse_address(true)?;
     match reuse.bind(&addr.into()) {
-        Ok(()) => narrate("server", &format!("bind({addr}) with SO_REUSEADDR"), "-> ok: the restarted server can listen"),
-        Err(e) => narrate("server", &format!("bind({addr}) with SO_REUSEADDR"), &format!("-> {e}")),
+        Ok(()) => narrate(
+            "server",
+            &format!("bind({addr}) with SO_REUSEADDR"),
+            "-> ok: the restarted server can listen",
+        ),
+        Err(e) => narrate(
+            "server",
+            &format!("bind({addr}) with SO_REUSEADDR"),
+            &format!("-> {e}"),
+        ),
     }
     Ok(())
 }

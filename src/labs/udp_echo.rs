@@ -113,7 +113,12 @@ impl Handler for EchoServer {
             narrate(
                 "server",
                 "recvfrom()",
-                &format!("-> {} bytes from {} \"{}\"", d.data.len(), d.from, escape_bytes(d.data, 24)),
+                &format!(
+                    "-> {} bytes from {} \"{}\"",
+                    d.data.len(),
+                    d.from,
+                    escape_bytes(d.data, 24)
+                ),
             );
         }
         match ctx.send_to(sock, d.data, d.from) {
@@ -148,7 +153,10 @@ fn bind(addr: SocketAddr) -> Result<(EventLoop, SocketAddr)> {
         .ctx()
         .bind_udp(addr, MAX_DATAGRAM)
         .map_err(|e| bind_error(addr, e, "--bind"))?;
-    let local = ev.ctx().local_addr(token).context("socket has no address")?;
+    let local = ev
+        .ctx()
+        .local_addr(token)
+        .context("socket has no address")?;
     Ok((ev, local))
 }
 
@@ -156,8 +164,14 @@ fn bind(addr: SocketAddr) -> Result<(EventLoop, SocketAddr)> {
 fn serve(args: &Args) -> Result<()> {
     let (ev, local) = bind(args.bind)?;
     let mut ev = ev.with_signals()?;
-    say!("02-udp-echo server on {} (every datagram is sent back; Ctrl-C stops)", bold(local));
-    say!("  try: {}", code(format!("nc -u {} {}", local.ip(), local.port())));
+    say!(
+        "02-udp-echo server on {} (every datagram is sent back; Ctrl-C stops)",
+        bold(local)
+    );
+    say!(
+        "  try: {}",
+        code(format!("nc -u {} {}", local.ip(), local.port()))
+    );
     let mut server = EchoServer {
         verbose: !args.quiet,
         echoed: 0,
@@ -173,7 +187,12 @@ fn serve(args: &Args) -> Result<()> {
 
 /// `--role client`: one datagram per line; prints each reply.
 fn client(args: &Args) -> Result<()> {
-    let local: SocketAddr = if args.connect.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
+    let local: SocketAddr = if args.connect.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()?;
     let sock = UdpSocket::bind(local)?;
     sock.set_read_timeout(Some(Duration::from_secs_f64(args.timeout.max(0.01))))?;
     let lines: Box<dyn Iterator<Item = io::Result<String>>> = if args.message.is_empty() {
@@ -189,14 +208,28 @@ fn client(args: &Args) -> Result<()> {
             .with_context(|| format!("sendto {}", args.connect))?;
         match sock.recv_from(&mut buf) {
             Ok((n, _)) => say!("{}", String::from_utf8_lossy(&buf[..n])),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 missing += 1;
-                eprintln!("{}", dim(format!("no reply within {} s (UDP gives no error: lost, or nobody listens)", args.timeout)));
+                eprintln!(
+                    "{}",
+                    dim(format!(
+                        "no reply within {} s (UDP gives no error: lost, or nobody listens)",
+                        args.timeout
+                    ))
+                );
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Err(LabError::usage(format!("{} refused the datagram: nothing listens there", args.connect))
-                    .fix("start the server first: `lab run 02 --role server`")
-                    .into());
+                return Err(LabError::usage(format!(
+                    "{} refused the datagram: nothing listens there",
+                    args.connect
+                ))
+                .fix("start the server first: `lab run 02 --role server`")
+                .into());
             }
             Err(e) => return Err(e.into()),
         }
@@ -217,7 +250,11 @@ fn demo() -> Result<()> {
     step(1, "The server binds; there is no listen() and no accept()");
     let (mut ev, addr) = bind("127.0.0.1:0".parse()?)?;
     narrate("server", "socket(AF_INET, SOCK_DGRAM)", "-> a UDP socket");
-    narrate("server", "bind(127.0.0.1:0)", &format!("-> {addr}; now recvfrom() in a loop"));
+    narrate(
+        "server",
+        "bind(127.0.0.1:0)",
+        &format!("-> {addr}; now recvfrom() in a loop"),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut server = EchoServer {
         verbose: true,
@@ -230,7 +267,9 @@ fn demo() -> Result<()> {
     let story = client_story(addr);
     stop.store(true, Ordering::SeqCst);
     waker.wake()?;
-    let echoed = handle.join().map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+    let echoed = handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
     story?;
 
     say!();
@@ -238,10 +277,17 @@ fn demo() -> Result<()> {
     say!("  - Three sendto() calls were three recvfrom() results: UDP keeps message boundaries.");
     say!("  - A buffer smaller than the datagram truncated it, and the rest was gone for good.");
     say!("  - 65507 bytes is the largest UDP payload over IPv4; 65508 is refused at sendto().");
-    say!("  - An unconnected sendto() to a silent port succeeds: nobody tells you it went nowhere.");
+    say!(
+        "  - An unconnected sendto() to a silent port succeeds: nobody tells you it went nowhere."
+    );
     say!("  The server echoed {echoed} datagrams and never knew a \"connection\".");
     say!();
-    say!("Next: {}, or {} and {}", code("lab show 02"), code("lab run 02 --role server"), code("nc -u 127.0.0.1 7002"));
+    say!(
+        "Next: {}, or {} and {}",
+        code("lab show 02"),
+        code("lab run 02 --role server"),
+        code("nc -u 127.0.0.1 7002")
+    );
     Ok(())
 }
 
@@ -253,14 +299,27 @@ fn client_story(server: SocketAddr) -> Result<()> {
     step(2, "Three datagrams, three receives");
     for m in [&b"one"[..], b"two", b"three"] {
         c.send_to(m, server)?;
-        narrate("client", &format!("sendto(\"{}\", {server})", escape_bytes(m, 10)), &format!("-> {} bytes from {me}", m.len()));
+        narrate(
+            "client",
+            &format!("sendto(\"{}\", {server})", escape_bytes(m, 10)),
+            &format!("-> {} bytes from {me}", m.len()),
+        );
     }
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     for want in [&b"one"[..], b"two", b"three"] {
         let (n, from) = c.recv_from(&mut buf).context("waiting for an echo")?;
-        narrate("client", "recvfrom()", &format!("-> {n} bytes \"{}\" from {from}", escape_bytes(&buf[..n], 10)));
+        narrate(
+            "client",
+            "recvfrom()",
+            &format!(
+                "-> {n} bytes \"{}\" from {from}",
+                escape_bytes(&buf[..n], 10)
+            ),
+        );
         if &buf[..n] != want {
-            return Err(LabError::failed(format!("expected {:?}", String::from_utf8_lossy(want))).into());
+            return Err(
+                LabError::failed(format!("expected {:?}", String::from_utf8_lossy(want))).into(),
+            );
         }
     }
     aside("compare 01-tcp-echo: there, one write of three lines was one recv.");
@@ -284,8 +343,16 @@ fn client_story(server: SocketAddr) -> Result<()> {
     }
     c.set_read_timeout(Some(Duration::from_millis(200)))?;
     match c.recv_from(&mut buf) {
-        Ok((n, _)) => narrate("client", "recvfrom()", &format!("-> {n} bytes?! (unexpected)")),
-        Err(_) => narrate("client", "recvfrom() again", "-> nothing: the rest of that datagram is gone"),
+        Ok((n, _)) => narrate(
+            "client",
+            "recvfrom()",
+            &format!("-> {n} bytes?! (unexpected)"),
+        ),
+        Err(_) => narrate(
+            "client",
+            "recvfrom() again",
+            "-> nothing: the rest of that datagram is gone",
+        ),
     }
     c.set_read_timeout(Some(Duration::from_secs(2)))?;
 
@@ -293,7 +360,9 @@ fn client_story(server: SocketAddr) -> Result<()> {
     for size in [1usize, 1472, 8000, MAX_DATAGRAM] {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         c.send_to(&data, server)?;
-        let (n, _) = c.recv_from(&mut buf).with_context(|| format!("waiting for the {size}-byte echo"))?;
+        let (n, _) = c
+            .recv_from(&mut buf)
+            .with_context(|| format!("waiting for the {size}-byte echo"))?;
         let same = buf[..n] == data[..];
         let note = match size {
             1472 => " (fits one 1500-byte Ethernet frame: 1472 + 8 UDP + 20 IP)",
@@ -301,14 +370,29 @@ fn client_story(server: SocketAddr) -> Result<()> {
             MAX_DATAGRAM => " (the maximum: 65535 - 20 IP header - 8 UDP header)",
             _ => "",
         };
-        narrate("client", &format!("sendto({size} bytes)"), &format!("-> echoed {n} bytes{}{note}", if same { ", identical" } else { ", DIFFERENT" }));
+        narrate(
+            "client",
+            &format!("sendto({size} bytes)"),
+            &format!(
+                "-> echoed {n} bytes{}{note}",
+                if same { ", identical" } else { ", DIFFERENT" }
+            ),
+        );
         if !same {
             return Err(LabError::failed(format!("the {size}-byte echo differs")).into());
         }
     }
     match c.send_to(&vec![0u8; MAX_DATAGRAM + 1], server) {
-        Err(e) => narrate("client", "sendto(65508 bytes)", &format!("-> {} ({e})", warn("refused"))),
-        Ok(n) => narrate("client", "sendto(65508 bytes)", &format!("-> {n}?! (unexpected)")),
+        Err(e) => narrate(
+            "client",
+            "sendto(65508 bytes)",
+            &format!("-> {} ({e})", warn("refused")),
+        ),
+        Ok(n) => narrate(
+            "client",
+            "sendto(65508 bytes)",
+            &format!("-> {n}?! (unexpected)"),
+        ),
     }
 
     step(5, "Nobody listening");
@@ -318,11 +402,19 @@ fn client_story(server: SocketAddr) -> Result<()> {
         // closed here: nothing is bound to this port now
     };
     c.send_to(b"anyone?", silent)?;
-    narrate("client", &format!("sendto(\"anyone?\", {silent})"), "-> 7 bytes: \"sent\", no error");
+    narrate(
+        "client",
+        &format!("sendto(\"anyone?\", {silent})"),
+        "-> 7 bytes: \"sent\", no error",
+    );
     c.set_read_timeout(Some(Duration::from_millis(300)))?;
     match c.recv_from(&mut buf) {
         Ok((n, from)) => narrate("client", "recvfrom()", &format!("-> {n} bytes from {from}")),
-        Err(_) => narrate("client", "recvfrom() for 0.3 s", "-> nothing: no reply, and no error either"),
+        Err(_) => narrate(
+            "client",
+            "recvfrom() for 0.3 s",
+            "-> nothing: no reply, and no error either",
+        ),
     }
     let connected = UdpSocket::bind("127.0.0.1:0")?;
     connected.connect(silent)?;

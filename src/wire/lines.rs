@@ -119,7 +119,14 @@ mod tests {
     fn many_lines_in_one_chunk() {
         let mut d = LineDecoder::new(100);
         let got = feed(&mut d, &[b"one\ntwo\r\nthree\n"]);
-        assert_eq!(got, vec![Ok(b"one".to_vec()), Ok(b"two".to_vec()), Ok(b"three".to_vec())]);
+        assert_eq!(
+            got,
+            vec![
+                Ok(b"one".to_vec()),
+                Ok(b"two".to_vec()),
+                Ok(b"three".to_vec())
+            ]
+        );
         assert_eq!(d.pending(), 0);
     }
 
