@@ -291,8 +291,12 @@ impl Handler for EchoServer {
                     Closed::PeerClosed => "closed by the client".into(),
                     Closed::ByUs => "closed".into(),
                 };
-                say!("  {} {} ({} open)", dim("bye"), c.peer, self.clients.len());
-                let _ = how;
+                say!(
+                    "  {} {} {how} ({} open)",
+                    dim("bye"),
+                    c.peer,
+                    self.clients.len()
+                );
             }
         }
     }

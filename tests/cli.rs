@@ -1,0 +1,287 @@
+//! The command line as a user meets it: every command, id forms, errors and exit codes.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Stdio;
+
+use common::{lab, run, stderr, stdout};
+
+const IDS: [&str; 8] = [
+    "01-tcp-echo",
+    "02-udp-echo",
+    "03-udp-loss",
+    "04-raw-icmp",
+    "05-chat",
+    "06-json-to-file",
+    "07-serial-stream",
+    "08-latency",
+];
+
+#[test]
+fn no_arguments_says_what_this_is_and_what_to_do_next() {
+    let o = run(&[]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert!(s.contains("workbook for network sockets"), "{s}");
+    assert!(s.contains("Next:"), "{s}");
+    assert!(s.contains("lab run "), "{s}");
+}
+
+#[test]
+fn list_shows_all_eight_labs_and_json_parses_back() {
+    let o = run(&["list"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    for id in IDS {
+        assert!(s.contains(id), "{id} missing from\n{s}");
+    }
+    assert!(s.contains("needs: root"), "04 needs root:\n{s}");
+
+    let o = run(&["list", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let labs = v.as_array().unwrap();
+    let ids: Vec<&str> = labs.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, IDS);
+    assert_eq!(labs[0]["status"], "ready");
+    assert_eq!(labs[0]["number"], 1);
+    assert!(labs[0]["hints_total"].as_u64().unwrap() > 0);
+    assert_eq!(labs[3]["needs"][0], "root");
+}
+
+#[test]
+fn show_renders_the_lesson_and_raw_prints_markdown() {
+    let o = run(&["show", "01"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert!(s.contains("accept"), "{s}");
+    assert!(
+        s.lines().all(|l| l.chars().count() <= 100),
+        "lines wrapped to the width"
+    );
+    let raw = stdout(&run(&["show", "01", "--raw"]));
+    assert!(raw.starts_with("# "), "{raw}");
+}
+
+#[test]
+fn every_id_form_finds_the_same_lab() {
+    let want = stdout(&run(&["show", "03-udp-loss", "--raw"]));
+    for form in ["03", "3", "udp-loss", "UDP-Loss"] {
+        let o = run(&["show", form, "--raw"]);
+        assert!(o.status.success(), "{form}");
+        assert_eq!(stdout(&o), want, "{form}");
+    }
+}
+
+#[test]
+fn an_unknown_id_exits_2_and_lists_the_valid_ones() {
+    for cmd in ["show", "run", "hint"] {
+        let o = run(&[cmd, "99-nope"]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}");
+        let e = stderr(&o);
+        assert!(e.contains("no lab called \"99-nope\""), "{e}");
+        for id in IDS {
+            assert!(e.contains(id), "{id} not suggested in {e}");
+        }
+    }
+}
+
+#[test]
+fn running_a_planned_lab_says_so_with_exit_2() {
+    let o = run(&["run", "05"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("not built yet"), "{e}");
+    assert!(e.contains("fix:"), "{e}");
+}
+
+#[test]
+fn hints_come_one_at_a_time_and_all_at_once() {
+    let progress = tempfile::NamedTempFile::new().unwrap();
+    let hint = |all: bool| {
+        let mut c = lab();
+        c.env("LAB_PROGRESS", progress.path()).args(["hint", "01"]);
+        if all {
+            c.arg("--all");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success());
+        stdout(&o)
+    };
+    let first = hint(false);
+    assert!(first.contains("1. ") && !first.contains("2. "), "{first}");
+    let second = hint(false);
+    assert!(
+        second.contains("2. ") && !second.contains("3. "),
+        "{second}"
+    );
+    let saved = std::fs::read_to_string(progress.path()).unwrap();
+    assert!(saved.contains("01-tcp-echo hints=2"), "{saved}");
+    let all = hint(true);
+    assert!(all.contains("6. "), "{all}");
+}
+
+#[test]
+fn doctor_reports_loopback_and_json_parses() {
+    let o = run(&["doctor"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("loopback IPv4"));
+    let o = run(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let loopback = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "loopback IPv4")
+        .unwrap();
+    assert_eq!(loopback["level"], "ok");
+    let raw = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "raw sockets")
+        .unwrap();
+    if raw["level"] != "ok" {
+        assert!(raw["fix"].as_str().unwrap().contains("CAP_NET_RAW"));
+    }
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error_with_exit_2() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = run(&["run", "01", "--role", "server", "--bind", &addr]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("address already in use"), "{e}");
+    assert!(e.contains("fix:") && e.contains("--bind"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn connecting_to_a_closed_port_is_a_clear_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let o = run(&[
+        "run",
+        "01",
+        "--role",
+        "client",
+        "--connect",
+        &port,
+        "-m",
+        "hi",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("connection refused"), "{e}");
+    assert!(e.contains("start the server first"), "{e}");
+}
+
+#[test]
+fn lab_flags_have_their_own_help_and_bad_ones_exit_2() {
+    let o = run(&["run", "01", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("--role"));
+    let o = run(&["run", "01", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--bogus"));
+    let o = run(&["run", "01", "--bind", "not-an-address"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn top_level_help_documents_exit_codes() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    for cmd in ["list", "show", "run", "hint", "doctor", "completions"] {
+        assert!(s.contains(cmd), "{cmd} missing from help");
+    }
+    assert!(s.contains("Exit status"), "{s}");
+}
+
+#[test]
+fn completions_are_generated() {
+    let o = run(&["completions", "bash"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("_lab"));
+}
+
+#[test]
+fn a_closed_pipe_exits_quietly() {
+    // Like `lab list | head -0`: the reading end is closed before lab writes anything,
+    // so its first write fails with EPIPE. It must exit 0 without a panic message.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    for args in [&["list"][..], &["show", "01"], &["run", "01"]] {
+        let out = lab()
+            .args(args)
+            .stdout(writer.try_clone().unwrap())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn the_tcp_demo_tells_the_whole_story() {
+    let o = run(&["run", "01"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    for want in [
+        "listen(backlog=",
+        "accept()",
+        "Received: hello",
+        "Received: slowly",
+        "0 bytes: EOF",
+        "ECONNREFUSED",
+        "with SO_REUSEADDR",
+    ] {
+        assert!(s.contains(want), "{want:?} missing from\n{s}");
+    }
+}
+
+#[test]
+fn the_udp_demo_shows_boundaries_truncation_and_the_maximum() {
+    let o = run(&["run", "02"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    for want in [
+        "16 bytes copied; the datagram had 100",
+        "echoed 65507 bytes, identical",
+        "sendto(65508 bytes)",
+        "ECONNREFUSED",
+    ] {
+        assert!(s.contains(want), "{want:?} missing from\n{s}");
+    }
+}
+
+#[test]
+fn running_a_demo_records_progress() {
+    let progress = tempfile::NamedTempFile::new().unwrap();
+    let o = lab()
+        .env("LAB_PROGRESS", progress.path())
+        .args(["run", "02"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let saved = std::fs::read_to_string(progress.path()).unwrap();
+    assert!(saved.contains("02-udp-echo ran"), "{saved}");
+    let o = lab()
+        .env("LAB_PROGRESS", progress.path())
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("[demo run]"), "{}", stdout(&o));
+}

@@ -1,0 +1,110 @@
+//! Helpers shared by the integration tests: run the real binary, start servers on
+//! ephemeral ports and learn their address from their first line of output.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// The `lab` binary under test, with colours off and a private progress file.
+pub fn lab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.env("NO_COLOR", "1")
+        .env("LAB_PROGRESS", scratch_progress());
+    c
+}
+
+/// A progress file unique to this test process, so tests never touch the user's.
+pub fn scratch_progress() -> PathBuf {
+    std::env::temp_dir().join(format!("lab-test-progress-{}.txt", std::process::id()))
+}
+
+/// Runs `lab ARGS` to completion (stdin closed).
+pub fn run(args: &[&str]) -> Output {
+    lab()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lab")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A `lab` server process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Lines the server printed after its first one.
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `lab run ID --role server --bind 127.0.0.1:0 EXTRA...` and waits for the
+/// line naming its address (the first address-looking word on its first line).
+pub fn server(id: &str, extra: &[&str]) -> Server {
+    let mut child = lab()
+        .args(["run", id, "--role", "server", "--bind", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start server");
+    let out: ChildStdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("server printed nothing");
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    Server {
+        child,
+        addr,
+        lines: rx,
+    }
+}
+
+/// Whether a program is on PATH (peers such as nc or socat).
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Resident memory of a process, in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}

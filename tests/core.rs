@@ -1,0 +1,197 @@
+//! The event-loop core against real sockets on loopback.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use lab::core::{Closed, Ctx, EventLoop, Handler, Limits, SendError, TimerId};
+use mio::Token;
+
+/// Echoes every byte back and records what happened.
+#[derive(Default)]
+struct Echo {
+    accepted: usize,
+    closed: Vec<String>,
+    full: usize,
+}
+
+impl Handler for Echo {
+    fn on_accept(&mut self, _: &mut Ctx, _: Token, _: Token, _: SocketAddr) {
+        self.accepted += 1;
+    }
+    fn on_data(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+        if let Err(SendError::Full(_)) = ctx.send(conn, data) {
+            self.full += 1;
+            ctx.abort(conn);
+        }
+    }
+    fn on_closed(&mut self, ctx: &mut Ctx, _: Token, why: Closed) {
+        self.closed.push(format!("{why:?}"));
+        if self.closed.len() == self.accepted && self.accepted > 0 {
+            ctx.stop();
+        }
+    }
+}
+
+fn echo_server(limits: Limits) -> (SocketAddr, thread::JoinHandle<Echo>) {
+    let mut ev = EventLoop::with_limits(limits).unwrap();
+    let l = ev
+        .ctx()
+        .listen("127.0.0.1:0".parse().unwrap(), 128)
+        .unwrap();
+    let addr = ev.ctx().local_addr(l).unwrap();
+    let h = thread::spawn(move || {
+        let mut e = Echo::default();
+        ev.run_for(&mut e, Duration::from_secs(30)).unwrap();
+        e
+    });
+    (addr, h)
+}
+
+#[test]
+fn echoes_a_large_stream_in_order_through_short_writes() {
+    let (addr, h) = echo_server(Limits::default());
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // 8 MiB: more than the socket buffers hold, so the server meets WouldBlock on
+    // write, queues, and pauses reading (back-pressure) while we are still sending.
+    let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut w = c.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "echo differs");
+    let e = h.join().unwrap();
+    assert_eq!(
+        e.full, 0,
+        "back-pressure should have kept the buffer under its cap"
+    );
+    assert_eq!(e.closed, vec!["PeerClosed".to_string()]);
+}
+
+#[test]
+fn a_peer_that_never_reads_is_bounded_by_the_cap() {
+    // Small cap and no back-pressure pause before the cap: the server must refuse.
+    let limits = Limits {
+        outbound_cap: 64 * 1024,
+        high_water: usize::MAX,
+        ..Limits::default()
+    };
+    let (addr, h) = echo_server(limits);
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Write without ever reading until the server gives up on us.
+    let chunk = vec![b'x'; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if c.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let e = h.join().unwrap();
+    assert_eq!(
+        e.full, 1,
+        "the send that overflowed the cap is refused once"
+    );
+    assert_eq!(e.closed, vec!["ByUs".to_string()]);
+}
+
+#[test]
+fn connect_to_a_closed_port_reports_refused() {
+    struct C(Option<String>);
+    impl Handler for C {
+        fn on_connected(&mut self, ctx: &mut Ctx, _: Token) {
+            self.0 = Some("connected".into());
+            ctx.stop();
+        }
+        fn on_closed(&mut self, ctx: &mut Ctx, _: Token, why: Closed) {
+            if let Closed::Error(e) = why {
+                self.0 = Some(format!("{:?}", e.kind()));
+            }
+            ctx.stop();
+        }
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut ev = EventLoop::new().unwrap();
+    ev.ctx().connect(port).unwrap();
+    let mut c = C(None);
+    ev.run_for(&mut c, Duration::from_secs(5)).unwrap();
+    assert_eq!(c.0.as_deref(), Some("ConnectionRefused"));
+}
+
+#[test]
+fn timers_fire_in_deadline_order_and_cancelled_ones_do_not() {
+    struct T(Vec<TimerId>, Option<TimerId>);
+    impl Handler for T {
+        fn on_timer(&mut self, ctx: &mut Ctx, t: TimerId) {
+            self.0.push(t);
+            if Some(t) == self.1 {
+                ctx.stop();
+            }
+        }
+    }
+    let mut ev = EventLoop::new().unwrap();
+    let c = ev.ctx().timer_after(Duration::from_millis(30));
+    let a = ev.ctx().timer_after(Duration::from_millis(10));
+    let b = ev.ctx().timer_after(Duration::from_millis(20));
+    let x = ev.ctx().timer_after(Duration::from_millis(15));
+    ev.ctx().cancel_timer(x);
+    let mut t = T(vec![], Some(c));
+    ev.run_for(&mut t, Duration::from_secs(5)).unwrap();
+    assert_eq!(t.0, vec![a, b, c]);
+}
+
+#[test]
+fn another_thread_wakes_the_loop() {
+    struct W(Arc<AtomicUsize>);
+    impl Handler for W {
+        fn on_wake(&mut self, ctx: &mut Ctx) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            ctx.stop();
+        }
+    }
+    let mut ev = EventLoop::new().unwrap();
+    let waker = ev.ctx().waker();
+    let n = Arc::new(AtomicUsize::new(0));
+    let mut w = W(Arc::clone(&n));
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        waker.wake().unwrap();
+    });
+    ev.run_for(&mut w, Duration::from_secs(5)).unwrap();
+    assert_eq!(n.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn udp_truncation_is_reported_with_the_wire_length() {
+    struct U(Option<(usize, usize)>);
+    impl Handler for U {
+        fn on_datagram(&mut self, ctx: &mut Ctx, _: Token, d: lab::core::Datagram<'_>) {
+            self.0 = Some((d.data.len(), d.wire_len));
+            ctx.stop();
+        }
+    }
+    let mut ev = EventLoop::new().unwrap();
+    let s = ev
+        .ctx()
+        .bind_udp("127.0.0.1:0".parse().unwrap(), 10)
+        .unwrap();
+    let addr = ev.ctx().local_addr(s).unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx.send_to(&[1u8; 300], addr).unwrap();
+    let mut u = U(None);
+    ev.run_for(&mut u, Duration::from_secs(5)).unwrap();
+    assert_eq!(u.0, Some((10, 300)));
+}
