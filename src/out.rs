@@ -232,10 +232,11 @@ fn wrap_into(out: &mut String, text: &str, width: usize, first: &str, rest: &str
     let mut line = first.to_string();
     let mut len = first.chars().count();
     let mut empty = true;
+    // A `code span` or *emphasis* may hold spaces: its state carries across words.
+    let mut state = Inline::default();
     for word in text.split_whitespace() {
-        let shown = inline(word);
-        let wlen = word.chars().filter(|&c| c != '`' && c != '*').count();
-        if !empty && len + 1 + wlen > width {
+        let (shown, visible) = inline(word, &mut state);
+        if !empty && len + 1 + visible > width {
             out.push_str(&line);
             out.push('\n');
             line = rest.to_string();
@@ -247,35 +248,67 @@ fn wrap_into(out: &mut String, text: &str, width: usize, first: &str, rest: &str
             len += 1;
         }
         line.push_str(&shown);
-        len += wlen;
+        len += visible;
         empty = false;
     }
     out.push_str(&line);
     out.push('\n');
 }
 
-/// Inline Markdown in one word: `code` in colour, **bold** in bold, markers removed.
-fn inline(word: &str) -> String {
-    if word.contains('`') {
-        let parts: Vec<&str> = word.split('`').collect();
-        let mut s = String::new();
-        for (i, p) in parts.iter().enumerate() {
-            if i % 2 == 1 {
-                s.push_str(&code(p));
-            } else {
-                s.push_str(p);
+/// Styles that stay open across words: a code span, **strong** or *emphasis* text.
+#[derive(Default)]
+struct Inline {
+    code: bool,
+    strong: bool,
+    emph: bool,
+}
+
+/// Inline Markdown in one word, markers removed. Returns the styled word and its
+/// visible width.
+fn inline(word: &str, st: &mut Inline) -> (String, usize) {
+    let mut shown = String::new();
+    let mut visible = 0;
+    let mut run = String::new();
+    let flush = |run: &mut String, shown: &mut String, st: &Inline| {
+        if run.is_empty() {
+            return;
+        }
+        let styled = if st.code {
+            code(&run)
+        } else if st.strong {
+            bold(&run)
+        } else if st.emph {
+            Style::new().underlined().apply_to(&run).to_string()
+        } else {
+            run.clone()
+        };
+        shown.push_str(&styled);
+        run.clear();
+    };
+    let mut chars = word.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' => {
+                flush(&mut run, &mut shown, st);
+                st.code = !st.code;
+            }
+            '*' if !st.code => {
+                flush(&mut run, &mut shown, st);
+                if chars.peek() == Some(&'*') {
+                    chars.next();
+                    st.strong = !st.strong;
+                } else {
+                    st.emph = !st.emph;
+                }
+            }
+            _ => {
+                run.push(c);
+                visible += 1;
             }
         }
-        return s;
     }
-    if word.contains("**") {
-        return word
-            .split("**")
-            .enumerate()
-            .map(|(i, p)| if i % 2 == 1 { bold(p) } else { p.to_string() })
-            .collect();
-    }
-    word.to_string()
+    flush(&mut run, &mut shown, st);
+    (shown, visible)
 }
 
 #[cfg(test)]
