@@ -285,3 +285,46 @@ fn running_a_demo_records_progress() {
         .unwrap();
     assert!(stdout(&o).contains("[demo run]"), "{}", stdout(&o));
 }
+
+#[test]
+fn ctrl_c_stops_a_server_cleanly() {
+    let s = common::server("01", &["--quiet"]);
+    let pid = s.child.id() as i32;
+    // kill(1) sends SIGINT, as Ctrl-C in a terminal does.
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut s = s;
+    let status = s.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a clean stop, not death by signal");
+    // The reader thread ends when the pipe closes; collect everything it saw.
+    let mut last = Vec::new();
+    while let Ok(l) = s.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+        last.push(l);
+    }
+    assert!(last.iter().any(|l| l.contains("server stopped")), "{last:?}");
+}
+
+#[test]
+fn a_course_can_override_a_lesson_with_a_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("01-tcp-echo")).unwrap();
+    std::fs::write(
+        dir.path().join("01-tcp-echo/lesson.md"),
+        "# Our course's TCP lesson\n",
+    )
+    .unwrap();
+    let o = lab()
+        .args(["--labs", dir.path().to_str().unwrap(), "show", "01", "--raw"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "# Our course's TCP lesson\n");
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(bad.path().join("02-udp-echo")).unwrap();
+    std::fs::write(bad.path().join("02-udp-echo/lab.toml"), "id = [broken").unwrap();
+    let o = lab().env("LAB_LABS", bad.path()).arg("list").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("invalid lab.toml for 02-udp-echo"), "{}", stderr(&o));
+}
