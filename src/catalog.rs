@@ -147,7 +147,7 @@ impl Catalog {
                 let list: Vec<String> = self
                     .labs
                     .iter()
-                    .map(|l| format!("  {}  {}", l.id, l.title))
+                    .map(|l| format!("  {:<18}{}", l.id, l.title))
                     .collect();
                 LabError::usage(format!("no lab called {query:?}")).fix(format!(
                     "use one of these ids (or just the number):\n{}",

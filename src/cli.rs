@@ -114,7 +114,12 @@ fn status(catalog: &Catalog) -> Result<()> {
     say!("exercise you write yourself.");
     say!();
     for lab in &catalog.labs {
-        say!("  {} {}  {}", mark(lab, &progress), lab.id, dim(&lab.title));
+        say!(
+            "  {} {:<18}{}",
+            mark(lab, &progress),
+            lab.id,
+            dim(&lab.title)
+        );
     }
     say!();
     let next = catalog

@@ -304,7 +304,10 @@ fn ctrl_c_stops_a_server_cleanly() {
     while let Ok(l) = s.lines.recv_timeout(std::time::Duration::from_secs(5)) {
         last.push(l);
     }
-    assert!(last.iter().any(|l| l.contains("server stopped")), "{last:?}");
+    assert!(
+        last.iter().any(|l| l.contains("server stopped")),
+        "{last:?}"
+    );
 }
 
 #[test]
@@ -317,14 +320,28 @@ fn a_course_can_override_a_lesson_with_a_local_folder() {
     )
     .unwrap();
     let o = lab()
-        .args(["--labs", dir.path().to_str().unwrap(), "show", "01", "--raw"])
+        .args([
+            "--labs",
+            dir.path().to_str().unwrap(),
+            "show",
+            "01",
+            "--raw",
+        ])
         .output()
         .unwrap();
     assert_eq!(stdout(&o), "# Our course's TCP lesson\n");
     let bad = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(bad.path().join("02-udp-echo")).unwrap();
     std::fs::write(bad.path().join("02-udp-echo/lab.toml"), "id = [broken").unwrap();
-    let o = lab().env("LAB_LABS", bad.path()).arg("list").output().unwrap();
+    let o = lab()
+        .env("LAB_LABS", bad.path())
+        .arg("list")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("invalid lab.toml for 02-udp-echo"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid lab.toml for 02-udp-echo"),
+        "{}",
+        stderr(&o)
+    );
 }
