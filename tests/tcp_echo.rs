@@ -324,3 +324,43 @@ fn the_server_narrates_connections_by_default() {
     assert!(all.contains("accept()"), "{all}");
     assert!(all.contains("bye"), "{all}");
 }
+
+#[test]
+fn the_server_and_client_speak_ipv6_too() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let mut child = common::lab()
+        .args([
+            "run", "01", "--role", "server", "--quiet", "--bind", "[::1]:0",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr: SocketAddr = first
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("address on the first line");
+    assert!(addr.is_ipv6(), "{first}");
+    let o = common::lab()
+        .args([
+            "run",
+            "01",
+            "--role",
+            "client",
+            "--connect",
+            &addr.to_string(),
+            "-m",
+            "v6",
+        ])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(stdout(&o), "Received: v6\n");
+}
