@@ -207,6 +207,20 @@ fn a_client_connecting_and_leaving_repeatedly_breaks_nothing() {
 }
 
 #[test]
+fn a_client_that_talks_then_half_closes_still_gets_the_stream() {
+    let server = Server::start(&["--waveform", "ramp", "--rate", "20000"]);
+    let mut c = connect(server.addr);
+    // Clients have nothing to say: whatever they send is read and ignored...
+    c.write_all(&vec![b'x'; 64 * 1024]).unwrap();
+    // ...and a client done sending (as `nc` is when its stdin ends) still listens.
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_ramp(&read_n(&mut c, 4000, SECS(10)), "half-closed client");
+    let (status, summary) = server.stop();
+    assert!(status.success());
+    assert_eq!(number_before(&summary, "samples skipped"), 0, "{summary}");
+}
+
+#[test]
 fn a_slow_client_skips_and_never_slows_the_others() {
     // A fast source (1 MB/s) so a client that never reads fills its kernel buffers in
     // seconds, not hours.

@@ -466,6 +466,11 @@ impl Handler for Streamer {
         say!("  {} accept() failed: {err} (retrying)", warn("note"));
     }
 
+    // The client shut down its sending side (`nc` does when its stdin ends). It may
+    // still be reading: keep streaming. When it closes for good, the next send fails
+    // and on_closed tells us.
+    fn on_eof(&mut self, _ctx: &mut Ctx, _conn: Token) {}
+
     // Clients have nothing to say in this protocol: whatever they send is ignored
     // (the core reads it and we drop it, so it cannot pile up).
     fn on_data(&mut self, _ctx: &mut Ctx, _conn: Token, _data: &[u8]) {}
@@ -820,9 +825,9 @@ impl Window {
         }
         let mut v = self.latency.clone();
         v.sort_unstable();
-        let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        let pick = |q: f64| ms(v[((v.len() - 1) as f64 * q).round() as usize]);
         format!(
-            "latency p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            "latency p50 {}  p99 {}  max {}",
             pick(0.5),
             pick(0.99),
             pick(1.0)
@@ -844,6 +849,15 @@ impl Window {
             self.rate(now),
             self.latency_text()
         )
+    }
+}
+
+/// Microseconds as milliseconds, with the precision that matters at that size.
+fn ms(us: u64) -> String {
+    if us < 1000 {
+        format!("{:.3} ms", us as f64 / 1000.0)
+    } else {
+        format!("{:.1} ms", us as f64 / 1000.0)
     }
 }
 
@@ -1034,9 +1048,8 @@ fn demo(args: &Args) -> Result<()> {
             b / r
         );
     } else {
-        let ms = |us: u64| us as f64 / 1000.0;
         say!(
-            "  - latency of each buffer's first sample: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} buffers)",
+            "  - latency of each buffer's first sample: p50 {}, p99 {}, max {} ({} buffers)",
             ms(got.latency.value_at_quantile(0.5)),
             ms(got.latency.value_at_quantile(0.99)),
             ms(got.latency.max()),

@@ -182,6 +182,10 @@ pub struct SourceHandle {
 impl Drop for SourceHandle {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Close our end first: a reader blocked sending a status event into a full
+        // channel then gets an error and returns, instead of waiting for us forever.
+        let (_, closed) = sync_channel(0);
+        drop(std::mem::replace(&mut self.rx, closed));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
