@@ -1,6 +1,7 @@
 //! The Arduino sketch itself, end to end without an Arduino: build
 //! arduino/analog_stream for an Uno with avr-gcc and Debian's Arduino core, run it in
-//! simavr (arduino/sim/uno_sim.c) with its UART on a pseudo-terminal and a ramp on A0,
+//! simavr (arduino/sim/uno_sim.c) with its UART on a pseudo-terminal and a ramp (then a
+//! sine) on A0,
 //! have `lab` read that pty through `serialport` and forward it over TCP, and check that
 //! a TCP client receives exactly the ramp the ADC was fed.
 //!
@@ -84,13 +85,35 @@ fn the_sketch_in_simavr_streams_the_adc_ramp_over_tcp() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Run it: 60 simulated seconds at most, at twice a real board's speed (about 1800
-    // samples a wall-clock second), with A0 fed a ramp.
-    let pty_file = build.path().join("uart0-pty");
-    let _sim = Sim(Command::new(build.path().join("uno_sim"))
-        .arg(build.path().join("analog_stream.elf"))
+    // The ramp: sample n reads back n mod 256.
+    let got = run_sketch(build.path(), "ramp", 3200);
+    assert_ramp(&got, "ramp from the simulated Uno");
+
+    // The sine: sample n is round(127.5 + 127.5 sin(2 pi n / 128)); the stream starts at
+    // an unknown n (samples from before lab opened the port are discarded), so find the
+    // phase from the first bytes and then require every byte to follow it.
+    let sine = |n: usize| {
+        (127.5 + 127.5 * (std::f64::consts::TAU * (n % 128) as f64 / 128.0).sin()).round() as u8
+    };
+    let got = run_sketch(build.path(), "sine", 1600);
+    let phase = (0..128)
+        .find(|&k| (0..8).all(|i| got[i] == sine(k + i)))
+        .unwrap_or_else(|| panic!("the first bytes are no sine: {:?}", &got[..8]));
+    for (i, &v) in got.iter().enumerate() {
+        assert_eq!(v, sine(phase + i), "sine byte {i} (phase {phase})");
+    }
+}
+
+/// Runs the built sketch in uno_sim with `waveform` on A0, has `lab` forward its pty,
+/// and returns the first `n` bytes a TCP client receives.
+fn run_sketch(build: &Path, waveform: &str, n: usize) -> Vec<u8> {
+    // 60 simulated seconds at most, at twice a real board's speed (about 1800 samples a
+    // wall-clock second).
+    let pty_file = build.join(format!("uart0-pty-{waveform}"));
+    let _sim = Sim(Command::new(build.join("uno_sim"))
+        .arg(build.join("analog_stream.elf"))
         .arg(&pty_file)
-        .args(["60", "ramp", "2"])
+        .args(["60", waveform, "2"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -109,9 +132,7 @@ fn the_sketch_in_simavr_streams_the_adc_ramp_over_tcp() {
     // lab reads the pty as it would /dev/ttyACM0 and forwards over TCP.
     let server = Server::start(&["--serial", &pty, "--baud", "115200", "--buffer", "16"]);
     let mut c = connect(server.addr);
-    // 3200 samples: the ramp wraps 12 times, so every byte value is checked.
-    let got = read_n(&mut c, 3200, Duration::from_secs(30));
-    assert_ramp(&got, "bytes from the simulated Uno");
+    let got = read_n(&mut c, n, Duration::from_secs(30));
     drop(c);
     let (status, summary) = server.stop();
     assert!(status.success());
@@ -120,4 +141,5 @@ fn the_sketch_in_simavr_streams_the_adc_ramp_over_tcp() {
         0,
         "the device was never lost: {summary}"
     );
+    got
 }
