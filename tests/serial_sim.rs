@@ -1,9 +1,8 @@
 //! The Arduino sketch itself, end to end without an Arduino: build
 //! arduino/analog_stream for an Uno with avr-gcc and Debian's Arduino core, run it in
 //! simavr (arduino/sim/uno_sim.c) with its UART on a pseudo-terminal and a ramp (then a
-//! sine) on A0,
-//! have `lab` read that pty through `serialport` and forward it over TCP, and check that
-//! a TCP client receives exactly the ramp the ADC was fed.
+//! sine) on A0, have `lab` read that pty through `serialport` and forward it over TCP,
+//! and check that a TCP client receives exactly the waveform the ADC was fed.
 //!
 //! Needs gcc-avr, avr-libc, arduino-core-avr, simavr, libsimavr-dev and make (all in
 //! .ci/apt-packages). Without them the test says so and skips; CI installs them.
