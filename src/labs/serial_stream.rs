@@ -338,6 +338,7 @@ impl Streamer {
                     let skipped =
                         send_or_skip(ctx, token, c, &self.frame, self.max_queued, self.verbose);
                     if skipped {
+                        c.skipped += self.buffer as u64;
                         self.totals.skipped += self.buffer as u64;
                     } else if c.probed {
                         if let Some(p) = &self.probe {
@@ -418,7 +419,6 @@ fn send_or_skip(
             false
         }
         Err(()) => {
-            c.skipped += frame.len() as u64;
             if !c.lagging {
                 c.lagging = true;
                 if verbose {
@@ -720,7 +720,9 @@ fn receive(mut stream: TcpStream, opts: ReceiveOpts) -> Result<Received> {
             stamps.collect(rx, |lat| {
                 let us = lat.as_micros().clamp(1, 60_000_000) as u64;
                 let _ = latency.record(us);
-                window.latency.push(us);
+                if window.latency.len() < Window::MAX_LATENCIES {
+                    window.latency.push(us);
+                }
             });
         }
         match opts.show {
@@ -770,18 +772,24 @@ struct Window {
     since: Instant,
     /// Samples in it.
     samples: u64,
-    /// Smallest and largest value seen, and their sum for the mean.
+    /// Smallest value seen.
     min: u8,
+    /// Largest value seen.
     max: u8,
+    /// Sum of the values, for the mean.
     sum: u64,
-    /// Latencies measured in it (demo only), microseconds; bounded by the stamps a
-    /// second can carry (one per buffer).
+    /// Latencies measured in it (demo only), microseconds; at most
+    /// [`Window::MAX_LATENCIES`] (one per buffer, so only tiny buffers at huge rates
+    /// reach it; the whole-run histogram still sees every one).
     latency: Vec<u64>,
     /// The rate measured over the previous full window, for the live display.
     last_rate: f64,
 }
 
 impl Window {
+    /// Latencies kept per window for its percentiles: 100,000 is 800 KB at most.
+    const MAX_LATENCIES: usize = 100_000;
+
     fn new(now: Instant) -> Window {
         Window {
             since: now,
