@@ -552,7 +552,6 @@ fn serve(args: &Args) -> Result<()> {
         Some(d) => ev.run_for(&mut server, d)?,
         None => ev.run(&mut server)?,
     }
-    // Drain what the source sent meanwhile, so the totals are complete.
     let t = &server.totals;
     let dropped = server.source.dropped.load(Ordering::Relaxed);
     say!(
