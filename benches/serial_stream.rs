@@ -15,7 +15,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -39,23 +38,7 @@ impl Drop for Proc {
 
 /// A pty whose master is close-on-exec (so the forwarder does not inherit it).
 fn pty() -> (std::fs::File, String) {
-    // SAFETY: plain libc calls on a descriptor we check and then own; ptsname_r writes
-    // a NUL-terminated path into the buffer of the size we pass.
-    unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(fd >= 0);
-        let f = std::fs::File::from_raw_fd(fd);
-        assert_eq!(libc::grantpt(fd), 0);
-        assert_eq!(libc::unlockpt(fd), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
-        (
-            f,
-            std::ffi::CStr::from_ptr(name.as_ptr())
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
+    lab::sys::open_pty().expect("a pty")
 }
 
 fn free_port() -> u16 {

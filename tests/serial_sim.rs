@@ -32,10 +32,7 @@ struct Sim(Child);
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        // SAFETY: kill(2) only sends a signal, to our own child.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
+        let _ = lab::sys::send_signal(self.0.id(), libc::SIGTERM);
         let end = Instant::now() + Duration::from_secs(3);
         while Instant::now() < end {
             if let Ok(Some(_)) = self.0.try_wait() {

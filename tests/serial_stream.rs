@@ -10,8 +10,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serial_support::*;
-use std::os::fd::AsRawFd;
-
 use serialport::{SerialPort, TTYPort};
 
 /// A pseudo-terminal pair: the test writes samples into `master`, `lab` opens `path`.
@@ -28,8 +26,8 @@ fn pty() -> Pty {
     let (mut master, slave) = TTYPort::pair().expect("a pty pair");
     // pair() does not set close-on-exec: without this every `lab` we spawn would hold
     // our master open too, and closing it would never look like an unplug.
-    cloexec(master.as_raw_fd());
-    cloexec(slave.as_raw_fd());
+    lab::sys::set_cloexec(&master).unwrap();
+    lab::sys::set_cloexec(&slave).unwrap();
     master.set_timeout(Duration::from_secs(2)).unwrap();
     let path = slave.name().expect("the slave has a path");
     Pty {
@@ -39,32 +37,10 @@ fn pty() -> Pty {
     }
 }
 
-fn cloexec(fd: i32) {
-    // SAFETY: fcntl on a descriptor we own, setting a flag; no memory involved.
-    let r = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    assert_eq!(r, 0, "fcntl(FD_CLOEXEC)");
-}
-
 /// A pty made close-on-exec from the start (pair() cannot: another test's spawn between
-/// pair() and [`cloexec`] would inherit the master, and this pty could never "unplug").
-/// Returns the master as a file and the slave's path; the slave is not kept open.
+/// pair() and set_cloexec would inherit the master, and this pty could never "unplug").
 fn pty_cloexec() -> (std::fs::File, String) {
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain libc calls; the fd is checked, then owned by the File; ptsname_r
-    // writes a NUL-terminated path into our buffer of the size we pass.
-    unsafe {
-        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(fd >= 0, "posix_openpt");
-        let master = std::fs::File::from_raw_fd(fd);
-        assert_eq!(libc::grantpt(fd), 0);
-        assert_eq!(libc::unlockpt(fd), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
-        let path = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_string_lossy()
-            .into_owned();
-        (master, path)
-    }
+    lab::sys::open_pty().expect("a pty")
 }
 
 /// Writes all of `data` into a pty master opened with [`pty_cloexec`].

@@ -127,11 +127,7 @@ impl Server {
     /// Stops the server as Ctrl-C would (SIGTERM), waits for it (at most 10 s), and
     /// returns its exit status and the summary line.
     pub fn stop(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id() as i32;
-        // SAFETY: kill(2) only sends a signal; the pid is our own child, not yet reaped.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
+        lab::sys::send_signal(self.child.id(), libc::SIGTERM).unwrap();
         let summary = self.wait_for("server stopped", Duration::from_secs(10));
         let end = Instant::now() + Duration::from_secs(10);
         let status = loop {
