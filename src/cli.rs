@@ -81,6 +81,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serial ports for 07-serial-stream: `lab serial list` shows where an Arduino is.
+    Serial {
+        #[command(subcommand)]
+        command: labs::serial_stream::SerialCommand,
+    },
     /// Print a shell completion script (e.g. `lab completions bash > ~/.local/share/bash-completion/completions/lab`).
     Completions {
         /// The shell.
@@ -99,6 +104,7 @@ pub fn main() -> Result<()> {
         Some(Command::Run { id, args }) => run(catalog.find(&id)?, &args),
         Some(Command::Hint { id, all }) => hint(catalog.find(&id)?, all),
         Some(Command::Doctor { json }) => doctor::run(json),
+        Some(Command::Serial { command }) => labs::serial_stream::serial_command(command),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "lab", &mut std::io::stdout());
             Ok(())

@@ -92,7 +92,7 @@ pub fn nofile_limit() -> io::Result<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((r.rlim_cur as u64, r.rlim_max as u64))
+    Ok((r.rlim_cur, r.rlim_max))
 }
 
 /// Raises the soft open-file limit to the hard limit (at most `want`), as servers do so
@@ -132,6 +132,52 @@ pub fn groups() -> Vec<u32> {
 pub fn euid() -> u32 {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// A new pseudo-terminal, close-on-exec from birth: returns its master end and the
+/// slave's path (/dev/pts/N), which a program opens as it would a serial port. Writing to
+/// the master is a device sending bytes; closing it is unplugging the device.
+/// (`serialport::TTYPort::pair()` does not set close-on-exec, so a program spawned
+/// meanwhile would inherit the master and keep the "device" alive.)
+pub fn open_pty() -> io::Result<(std::fs::File, String)> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: posix_openpt returns a new descriptor or -1; we check it before owning it.
+    let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let master = unsafe { std::fs::File::from_raw_fd(fd) };
+    // SAFETY: grantpt and unlockpt only act on the master descriptor we own.
+    if unsafe { libc::grantpt(fd) } != 0 || unsafe { libc::unlockpt(fd) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: ptsname_r writes at most `name.len()` bytes, NUL-terminated, into `name`.
+    if unsafe { libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success `name` holds a NUL-terminated string.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    Ok((master, path.to_string_lossy().into_owned()))
+}
+
+/// Marks a descriptor close-on-exec, so programs we spawn do not inherit it.
+pub fn set_cloexec(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD on a descriptor the caller owns; no memory is involved.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `signal` (e.g. `libc::SIGTERM`) to process `pid`, as `kill -TERM pid` does.
+pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid as libc::pid_t, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! `pub fn run(lab: &Lab, args: &[String]) -> anyhow::Result<()>`, add it to [`DEMOS`],
 //! and see CONTRIBUTING.md for the rest of the checklist.
 
+pub mod serial_stream;
 pub mod tcp_echo;
 pub mod udp_echo;
 
@@ -17,6 +18,7 @@ pub type Demo = fn(&Lab, &[String]) -> anyhow::Result<()>;
 const DEMOS: &[(&str, Demo)] = &[
     ("01-tcp-echo", tcp_echo::run),
     ("02-udp-echo", udp_echo::run),
+    ("07-serial-stream", serial_stream::run),
 ];
 
 /// The demo of a lab, if it is built.

@@ -1,0 +1,513 @@
+//! 07-serial-stream end to end: the real `lab` binary, real TCP sockets on 127.0.0.1,
+//! real pseudo-terminals standing in for the Arduino's serial port.
+
+mod serial_support;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serial_support::*;
+use serialport::{SerialPort, TTYPort};
+
+/// A pseudo-terminal pair: the test writes samples into `master`, `lab` opens `path`.
+struct Pty {
+    /// Our end: what we write here, `lab` reads from the slave.
+    master: TTYPort,
+    /// The slave end, kept open so the device node stays while `lab` (re)opens it.
+    _slave: TTYPort,
+    /// The slave's path, /dev/pts/N.
+    path: String,
+}
+
+fn pty() -> Pty {
+    let (mut master, slave) = TTYPort::pair().expect("a pty pair");
+    // pair() does not set close-on-exec: without this every `lab` we spawn would hold
+    // our master open too, and closing it would never look like an unplug.
+    lab::sys::set_cloexec(&master).unwrap();
+    lab::sys::set_cloexec(&slave).unwrap();
+    master.set_timeout(Duration::from_secs(2)).unwrap();
+    let path = slave.name().expect("the slave has a path");
+    Pty {
+        master,
+        _slave: slave,
+        path,
+    }
+}
+
+/// A pty made close-on-exec from the start (pair() cannot: another test's spawn between
+/// pair() and set_cloexec would inherit the master, and this pty could never "unplug").
+fn pty_cloexec() -> (std::fs::File, String) {
+    lab::sys::open_pty().expect("a pty")
+}
+
+/// Writes all of `data` into a pty master opened with [`pty_cloexec`].
+fn feed_file(master: &mut std::fs::File, data: &[u8]) {
+    master.write_all(data).expect("writing to the pty");
+}
+
+/// Writes all of `data` into the pty, waiting (bounded) while its buffer is full.
+fn feed(master: &mut TTYPort, data: &[u8]) {
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut rest = data;
+    while !rest.is_empty() {
+        assert!(
+            Instant::now() < end,
+            "the pty would not take {} more bytes",
+            rest.len()
+        );
+        match master.write(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("writing to the pty: {e}"),
+        }
+    }
+}
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[test]
+fn simulated_arduino_streams_the_ramp_without_gaps() {
+    let server = Server::start(&["--waveform", "ramp", "--rate", "20000"]);
+    let mut c = connect(server.addr);
+    let got = read_n(&mut c, 8000, SECS(20));
+    assert_ramp(&got, "sim client");
+    drop(c);
+    let (status, summary) = server.stop();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(number_before(&summary, "clients served"), 1, "{summary}");
+    // The chunks the reader hands over are never dropped in a healthy run.
+    assert_eq!(number_before(&summary, "chunks dropped"), 0, "{summary}");
+}
+
+#[test]
+fn pseudo_terminal_bytes_arrive_exactly() {
+    let seed = seed("pty");
+    let mut p = pty();
+    let mut server = Server::start(&["--serial", &p.path, "--buffer", "16"]);
+    let mut c = connect(server.addr);
+    server.wait_for("connected", SECS(10));
+    // Binary data, every byte value included: raw framing must pass it unchanged.
+    let data = Rng(seed).bytes(16 * 640);
+    let reader = thread::spawn(move || read_n(&mut c, 16 * 640, SECS(20)));
+    feed(&mut p.master, &data);
+    let got = reader.join().unwrap();
+    assert!(
+        got == data,
+        "bytes differ from what was written (first difference at {:?})",
+        got.iter().zip(&data).position(|(a, b)| a != b)
+    );
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn the_course_python_client_works_unchanged() {
+    if Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED: python3 is not installed (apt-get install python3)");
+        return;
+    }
+    let mut server = Server::start(&["--waveform", "ramp", "--rate", "5000"]);
+    // The course's client, as students have it: recv(16) into uint8 values.
+    let script = r#"
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+sock.connect(("127.0.0.1", int(sys.argv[1])))
+sock.settimeout(10)
+values = []
+while len(values) < 1600:
+    data = sock.recv(16)
+    if not data:
+        break
+    values.extend(int(b) for b in data)
+print(" ".join(str(v) for v in values[:1600]))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &server.addr.port().to_string()])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let values: Vec<u8> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(values.len(), 1600);
+    assert_ramp(&values, "python client");
+    server.wait_for("left", SECS(10));
+    drop(server);
+}
+
+use std::process::Command;
+
+#[test]
+fn a_client_connecting_and_leaving_repeatedly_breaks_nothing() {
+    let seed = seed("churn");
+    let mut rng = Rng(seed);
+    let mut server = Server::start(&["--waveform", "ramp", "--rate", "20000"]);
+    const CYCLES: usize = 30;
+    for i in 0..CYCLES {
+        let mut c = connect(server.addr);
+        let n = 16 + (rng.next() % 500) as usize;
+        let got = read_n(&mut c, n, SECS(10));
+        assert_ramp(&got, &format!("cycle {i}"));
+        if i % 2 == 1 {
+            // Leave abruptly: SO_LINGER 0 makes close() send a reset instead of a FIN.
+            let s = socket2::Socket::from(c);
+            s.set_linger(Some(Duration::ZERO)).unwrap();
+        }
+        // Dropped here: the server sees EOF or a reset.
+    }
+    server.wait_count("left", CYCLES, SECS(10));
+    // After all that, a new client still gets a clean stream.
+    let mut c = connect(server.addr);
+    assert_ramp(&read_n(&mut c, 4000, SECS(10)), "client after the churn");
+    drop(c);
+    let (status, summary) = server.stop();
+    assert!(status.success());
+    assert_eq!(
+        number_before(&summary, "clients served"),
+        CYCLES as u64 + 1,
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_client_that_talks_then_half_closes_still_gets_the_stream() {
+    let server = Server::start(&["--waveform", "ramp", "--rate", "20000"]);
+    let mut c = connect(server.addr);
+    // Clients have nothing to say: whatever they send is read and ignored...
+    c.write_all(&vec![b'x'; 64 * 1024]).unwrap();
+    // ...and a client done sending (as `nc` is when its stdin ends) still listens.
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_ramp(&read_n(&mut c, 4000, SECS(10)), "half-closed client");
+    let (status, summary) = server.stop();
+    assert!(status.success());
+    assert_eq!(number_before(&summary, "samples skipped"), 0, "{summary}");
+}
+
+#[test]
+fn a_slow_client_skips_and_never_slows_the_others() {
+    // A fast source (1 MB/s) so a client that never reads fills its kernel buffers in
+    // seconds, not hours.
+    let mut server = Server::start(&[
+        "--waveform",
+        "ramp",
+        "--rate",
+        "1000000",
+        "--buffer",
+        "4096",
+    ]);
+    let slow = connect(server.addr);
+    let slow_addr = slow.local_addr().unwrap().to_string();
+    let fast: Vec<_> = (0..3)
+        .map(|i| {
+            let mut c = connect(server.addr);
+            thread::spawn(move || {
+                // Read continuously until told to stop by the byte budget: 12 MB at
+                // 1 MB/s is about 12 s of streaming, while the slow client backs up.
+                let mut all = Vec::new();
+                let mut buf = vec![0u8; 65536];
+                let end = Instant::now() + SECS(40);
+                while all.len() < 12 << 20 && Instant::now() < end {
+                    let want = ((12 << 20) - all.len()).min(buf.len());
+                    match c.read(&mut buf[..want]) {
+                        Ok(0) => break,
+                        Ok(n) => all.extend_from_slice(&buf[..n]),
+                        Err(_) => {}
+                    }
+                }
+                (i, all)
+            })
+        })
+        .collect();
+    let line = server.wait_for("is not keeping up", SECS(30));
+    assert!(
+        line.contains(&slow_addr),
+        "the slow one should be {slow_addr}: {line}"
+    );
+    for h in fast {
+        let (i, all) = h.join().unwrap();
+        assert_eq!(
+            all.len(),
+            12 << 20,
+            "fast client {i} got only {} bytes",
+            all.len()
+        );
+        assert_ramp(&all, &format!("fast client {i}"));
+    }
+    assert_eq!(
+        server.count("is not keeping up"),
+        1,
+        "only the slow client lags:\n{}",
+        server.seen.join("\n")
+    );
+    drop(slow);
+    let (status, summary) = server.stop();
+    assert!(status.success());
+    assert!(number_before(&summary, "samples skipped") > 0, "{summary}");
+    assert_eq!(
+        number_before(&summary, "chunks dropped"),
+        0,
+        "the serial side never waited: {summary}"
+    );
+}
+
+#[test]
+fn ten_clients_each_get_the_whole_live_stream() {
+    let mut server = Server::start(&["--waveform", "ramp", "--rate", "8000"]);
+    let clients: Vec<_> = (0..10).map(|_| connect(server.addr)).collect();
+    server.wait_count("connected", 10, SECS(10));
+    let handles: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| thread::spawn(move || (i, read_n(&mut c, 8000, SECS(20)))))
+        .collect();
+    let mut firsts = Vec::new();
+    for h in handles {
+        let (i, got) = h.join().unwrap();
+        assert_ramp(&got, &format!("client {i}"));
+        firsts.push(got[0]);
+    }
+    let (status, summary) = server.stop();
+    assert!(status.success());
+    assert_eq!(number_before(&summary, "clients served"), 10, "{summary}");
+    assert_eq!(number_before(&summary, "samples skipped"), 0, "{summary}");
+}
+
+#[test]
+fn an_unplugged_device_is_retried_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyACM0");
+    let relink = |target: &str| {
+        // Replace the link atomically, as udev does when a board is replugged.
+        let tmp = dir.path().join("new-link");
+        std::os::unix::fs::symlink(target, &tmp).unwrap();
+        std::fs::rename(&tmp, &link).unwrap();
+    };
+    let (mut first, first_path) = pty_cloexec();
+    relink(&first_path);
+    let mut server = Server::start(&["--serial", link.to_str().unwrap(), "--buffer", "16"]);
+    let mut c = connect(server.addr);
+    server.wait_for("connected", SECS(10));
+
+    let before: Vec<u8> = (0..160u32).map(|v| v as u8).collect();
+    feed_file(&mut first, &before);
+    assert_eq!(read_n(&mut c, 160, SECS(10)), before);
+
+    // Unplug: the pty disappears. The server must notice, and retry without spinning.
+    drop(first);
+    server.wait_for("serial device lost", SECS(10));
+    let gap = Instant::now();
+    thread::sleep(Duration::from_millis(1500));
+    let (mut second, second_path) = pty_cloexec();
+    relink(&second_path);
+    server.wait_for("serial device back", SECS(10));
+    // With backoff (100 ms doubling to 2 s) a 1.5 s gap costs a handful of reopen
+    // attempts; a spinning reader would log thousands.
+    let attempts = server.count("reopen failed");
+    assert!(
+        attempts <= 8,
+        "{attempts} reopen attempts in {:?}: not backing off",
+        gap.elapsed()
+    );
+
+    let after: Vec<u8> = (0..160u32).map(|v| (v + 100) as u8).collect();
+    feed_file(&mut second, &after);
+    assert_eq!(
+        read_n(&mut c, 160, SECS(10)),
+        after,
+        "the same client gets the new device's samples"
+    );
+    drop(c);
+    let (status, summary) = server.stop();
+    assert!(status.success());
+    assert_eq!(number_before(&summary, "times"), 1, "lost once: {summary}");
+}
+
+#[test]
+fn buffer_of_one_sends_every_sample_as_it_comes() {
+    let seed = seed("buffer1");
+    let mut p = pty();
+    let mut server = Server::start(&["--serial", &p.path, "--buffer", "1", "--nodelay"]);
+    let mut c = connect(server.addr);
+    server.wait_for("connected", SECS(10));
+    let data = Rng(seed).bytes(500);
+    // One byte at a time: each must reach the client on its own, without waiting for
+    // more (that is what a buffer of 1 means).
+    for (i, b) in data.iter().take(20).enumerate() {
+        feed(&mut p.master, &[*b]);
+        assert_eq!(read_n(&mut c, 1, SECS(10)), [*b], "sample {i}");
+    }
+    feed(&mut p.master, &data[20..]);
+    assert_eq!(read_n(&mut c, 480, SECS(10)), &data[20..]);
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn buffer_of_4096_waits_for_a_full_buffer() {
+    let seed = seed("buffer4096");
+    let mut p = pty();
+    let mut server = Server::start(&["--serial", &p.path, "--buffer", "4096"]);
+    let mut c = connect(server.addr);
+    server.wait_for("connected", SECS(10));
+    let data = Rng(seed).bytes(3 * 4096);
+    // One sample short of a buffer: nothing may be sent yet.
+    feed(&mut p.master, &data[..4095]);
+    thread::sleep(Duration::from_millis(300));
+    c.set_nonblocking(true).unwrap();
+    let mut probe = [0u8; 1];
+    assert!(
+        matches!(c.read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a partial buffer was sent"
+    );
+    c.set_nonblocking(false).unwrap();
+    feed(&mut p.master, &data[4095..]);
+    assert!(read_n(&mut c, 3 * 4096, SECS(10)) == data, "bytes differ");
+    let (status, _) = server.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn the_client_role_prints_and_dumps_samples() {
+    let server = Server::start(&["--waveform", "ramp", "--rate", "5000"]);
+    let addr = server.addr.to_string();
+    let out = lab()
+        .args([
+            "run",
+            "07",
+            "--role",
+            "client",
+            "--connect",
+            &addr,
+            "--print",
+            "--count",
+            "64",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let values: Vec<u8> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(values.len(), 64);
+    assert_ramp(&values, "--print");
+
+    let out = lab()
+        .args([
+            "run",
+            "07",
+            "--role",
+            "client",
+            "--connect",
+            &addr,
+            "--raw",
+            "--count",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 1000);
+    assert_ramp(&out.stdout, "--raw");
+
+    // Off a terminal, --plot prints a summary each second instead of drawing.
+    let out = lab()
+        .args([
+            "run",
+            "07",
+            "--role",
+            "client",
+            "--connect",
+            &addr,
+            "--plot",
+            "--duration",
+            "1.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("samples/s") && text.contains("values 0..255"),
+        "{text}"
+    );
+    drop(server);
+}
+
+#[test]
+fn the_demo_runs_the_whole_chain_and_measures_latency() {
+    let out = lab()
+        .args(["run", "07", "--duration", "1.5", "--waveform", "square"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("latency of each buffer's first sample: p50"),
+        "{text}"
+    );
+    // A square wave only ever takes two values.
+    assert!(text.contains("values 32..224"), "{text}");
+}
+
+#[test]
+fn bad_flags_and_missing_devices_name_the_fix() {
+    let out = lab().args(["run", "07", "--buffer", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--buffer"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("ttyACM9");
+    let out = lab()
+        .args([
+            "run",
+            "07",
+            "--role",
+            "server",
+            "--bind",
+            "127.0.0.1:0",
+            "--serial",
+        ])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no such device") && err.contains("fix:") && err.contains("lab serial list"),
+        "{err}"
+    );
+
+    let out = lab()
+        .args(["run", "07", "--role", "client", "--connect", "no-port-here"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"));
+
+    let out = lab().args(["serial", "list"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(!out.stdout.is_empty());
+    assert!(Path::new(env!("CARGO_BIN_EXE_lab")).exists());
+}
