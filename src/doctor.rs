@@ -179,7 +179,7 @@ fn raw_fix() -> String {
 }
 
 fn serial_check() -> Check {
-    let ports = serialport::available_ports().unwrap_or_default();
+    let ports = crate::labs::serial_stream::available_ports();
     let devs: Vec<String> = ports.iter().map(|p| p.port_name.clone()).collect();
     if devs.is_empty() {
         return check(

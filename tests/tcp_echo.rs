@@ -331,22 +331,9 @@ fn the_server_and_client_speak_ipv6_too() {
         eprintln!("skipped: no IPv6 loopback on this machine");
         return;
     }
-    let mut child = common::lab()
-        .args([
-            "run", "01", "--role", "server", "--quiet", "--bind", "[::1]:0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr: SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .expect("address on the first line");
-    assert!(addr.is_ipv6(), "{first}");
+    let s = common::server_at("01", "[::1]:0", &["--quiet"]);
+    let addr = s.addr;
+    assert!(addr.is_ipv6(), "{addr}");
     let o = common::lab()
         .args([
             "run",
@@ -360,7 +347,5 @@ fn the_server_and_client_speak_ipv6_too() {
         ])
         .output()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
     assert_eq!(stdout(&o), "Received: v6\n");
 }

@@ -1107,14 +1107,19 @@ pub fn serial_command(cmd: SerialCommand) -> Result<()> {
     }
 }
 
-fn list_ports() -> Result<()> {
+/// The serial ports of this machine (also used by `lab doctor`).
+pub fn available_ports() -> Vec<serialport::SerialPortInfo> {
     // serialport scans /sys/class/tty (no libudev); it panics if that is missing, as in
     // some containers, so look first.
-    let ports = if std::path::Path::new("/sys/class/tty").is_dir() {
+    if std::path::Path::new("/sys/class/tty").is_dir() {
         serialport::available_ports().unwrap_or_default()
     } else {
         Vec::new()
-    };
+    }
+}
+
+fn list_ports() -> Result<()> {
+    let ports = available_ports();
     if ports.is_empty() {
         say!("No serial ports found.");
         say!("  Plug in the Arduino (USB) and run this again; it shows up as /dev/ttyACM0 or /dev/ttyUSB0.");

@@ -58,8 +58,14 @@ impl Drop for Server {
 /// Starts `lab run ID --role server --bind 127.0.0.1:0 EXTRA...` and waits for the
 /// line naming its address (the first address-looking word on its first line).
 pub fn server(id: &str, extra: &[&str]) -> Server {
+    server_at(id, "127.0.0.1:0", extra)
+}
+
+/// Like [`server`], bound to `bind`. Its output keeps being read (and queued) so the
+/// server never meets a closed pipe.
+pub fn server_at(id: &str, bind: &str, extra: &[&str]) -> Server {
     let mut child = lab()
-        .args(["run", id, "--role", "server", "--bind", "127.0.0.1:0"])
+        .args(["run", id, "--role", "server", "--bind", bind])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
