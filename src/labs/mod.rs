@@ -7,6 +7,7 @@
 
 pub mod tcp_echo;
 pub mod udp_echo;
+pub mod udp_loss;
 
 use crate::catalog::Lab;
 
@@ -14,7 +15,7 @@ use crate::catalog::Lab;
 pub type Demo = fn(&Lab, &[String]) -> anyhow::Result<()>;
 
 /// Demos by lab id.
-const DEMOS: &[(&str, Demo)] = &[("01-tcp-echo", tcp_echo::run), ("02-udp-echo", udp_echo::run)];
+const DEMOS: &[(&str, Demo)] = &[("01-tcp-echo", tcp_echo::run), ("02-udp-echo", udp_echo::run), ("03-udp-loss", udp_loss::run)];
 
 /// The demo of a lab, if it is built.
 pub fn find(id: &str) -> Option<Demo> {
