@@ -605,7 +605,10 @@ pub fn run(args: &ImpairArgs) -> Result<()> {
     let ev = EventLoop::new()?.with_signals()?;
     let mut ev = ev;
     let (mut relay, local) = Relay::bind(&mut ev, args.listen, args.forward, settings)?;
-    if !args.json {
+    if args.json {
+        // stdout carries only the JSON; scripts learn the address here.
+        eprintln!("relaying {local} -> {}", args.forward);
+    } else {
         say!("{} {} -> {}", bold("relaying"), local, args.forward);
         say!("  {}", settings.describe());
         say!(

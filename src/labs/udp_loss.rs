@@ -219,6 +219,15 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
                 .into(),
         );
     }
+    let count = args.count.unwrap_or(0);
+    if args.first_seq.checked_add(count).is_none() {
+        return Err(LabError::usage(format!(
+            "--first-seq {} plus --count {count} passes 2^64: sequence numbers never wrap",
+            args.first_seq
+        ))
+        .fix("lower --first-seq or --count")
+        .into());
+    }
     match args.role {
         Role::Demo => demo(&args),
         Role::Sender => sender_role(&args),
@@ -373,6 +382,8 @@ impl Handler for Sender {
                 if let Some(c) = self.count {
                     target = target.min(c);
                 }
+                // Sequence numbers never wrap: stop at the last one there is.
+                target = target.min(u64::MAX - self.first_seq);
                 if self.until.is_some_and(|u| now >= u) {
                     target = self.sent;
                 }
@@ -906,7 +917,10 @@ fn sender_role(args: &Args) -> Result<()> {
 fn receiver_role(args: &Args) -> Result<()> {
     let (ev, local) = bind_receiver(args, args.bind, args.rcvbuf)?;
     let wait = args.wait.unwrap_or(Duration::from_secs(60));
-    if !args.json {
+    if args.json {
+        // stdout carries only the JSON; scripts learn the address here.
+        eprintln!("receiving on {local}");
+    } else {
         say!(
             "{} on {} (waiting up to {} s for a sender)",
             bold("receiving"),
@@ -1222,8 +1236,7 @@ fn explain(doc: &DemoReport, v: &Verdict) {
     if r.session.is_none() {
         let _ = writeln!(
             notes,
-            "  - Nothing of the session arrived within {} s: every datagram (and every end marker) was lost.\n    The receiver cannot tell \"all lost\" from \"no sender\"; it gives up after a timeout instead of hanging.",
-            r.seconds.max(0.0)
+            "  - Nothing of the session arrived before the receiver gave up (--wait): every datagram, and\n    every end marker, was lost. A receiver cannot tell \"all lost\" from \"no sender\", so it\n    stops after a timeout instead of hanging."
         );
     } else if !r.count_known {
         let _ = writeln!(
