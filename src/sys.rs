@@ -307,14 +307,19 @@ fn std_to_sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     (s, len as libc::socklen_t)
 }
 
-/// `sendmmsg(2)`: sends up to [`MAX_BATCH`] datagrams to `to` without waiting. Returns
-/// how many the kernel took (the first ones, in order); `WouldBlock` when none.
-pub fn send_batch(sock: &impl AsRawFd, datagrams: &[&[u8]], to: SocketAddr) -> io::Result<usize> {
+/// `sendmmsg(2)`: sends up to [`MAX_BATCH`] datagrams to `to` (or, with `None`, to the
+/// address the socket is connected to) without waiting. Returns how many the kernel took
+/// (the first ones, in order); `WouldBlock` when none.
+pub fn send_batch(sock: &impl AsRawFd, datagrams: &[&[u8]], to: Option<SocketAddr>) -> io::Result<usize> {
     let n = datagrams.len().min(MAX_BATCH);
     if n == 0 {
         return Ok(0);
     }
-    let (mut addr, addr_len) = std_to_sockaddr(to);
+    let (mut addr, addr_len) = match to {
+        Some(to) => std_to_sockaddr(to),
+        // SAFETY: all-zero bytes are a valid sockaddr_storage; it is not passed.
+        None => (unsafe { std::mem::zeroed() }, 0),
+    };
     // SAFETY: plain C structs, valid when zeroed.
     let mut iovs: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
     let mut hdrs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
@@ -325,8 +330,10 @@ pub fn send_batch(sock: &impl AsRawFd, datagrams: &[&[u8]], to: SocketAddr) -> i
             iov_len: datagrams[i].len(),
         };
         let h = &mut hdrs[i].msg_hdr;
-        h.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-        h.msg_namelen = addr_len;
+        if addr_len > 0 {
+            h.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = addr_len;
+        }
         h.msg_iov = &mut iovs[i];
         h.msg_iovlen = 1;
     }
@@ -387,7 +394,7 @@ mod batch_tests {
         let to = rx.local_addr().unwrap();
         let a = [1u8; 10];
         let b = [2u8; 300];
-        assert_eq!(send_batch(&tx, &[&a, &b], to).unwrap(), 2);
+        assert_eq!(send_batch(&tx, &[&a, &b], Some(to)).unwrap(), 2);
         let mut bufs = vec![vec![0u8; 100]; 4];
         let mut out = Vec::new();
         // Loopback delivers synchronously inside sendmmsg, so both are already queued.

@@ -65,11 +65,15 @@ impl Ctx {
     /// queueing: returns how many the kernel took (the first ones), 0 when its buffer
     /// is full. The caller keeps the rest and tries again later; nothing is lost
     /// silently. Use [`Ctx::send_to`] instead when a bounded queue is wanted.
+    ///
+    /// `to: None` sends to the address a connected socket (see
+    /// [`Ctx::adopt_udp`]) is connected to: the kernel then reuses the route it
+    /// cached at `connect` instead of looking it up for every datagram.
     pub fn send_batch(
         &mut self,
         token: Token,
         datagrams: &[&[u8]],
-        to: SocketAddr,
+        to: Option<SocketAddr>,
     ) -> io::Result<usize> {
         let Some(Some(Source::Udp(u))) = self.slots.get(token.0) else {
             return Err(io::ErrorKind::NotConnected.into());
