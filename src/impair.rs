@@ -22,9 +22,11 @@
 //!    relay keeps delivery in FIFO order (a datagram never leaves before one that arrived
 //!    earlier), so jitter varies the spacing without reordering; only step 3 reorders.
 //!
-//! Probe end markers (lab 03's "I sent N") are impaired like everything else but counted
-//! apart (`end_markers`, `end_markers_dropped`), so `forwarded`, `dropped`, `duplicated`
-//! and `reordered` count data datagrams only.
+//! Probe end markers (lab 03's "I sent N") are dropped, duplicated and delayed like
+//! everything else but counted apart (`end_markers`, `end_markers_dropped`), so
+//! `forwarded`, `dropped`, `duplicated` and `reordered` count data datagrams only. An end
+//! marker is never held back, and never overtakes data that is held: that data leaves
+//! first, so a receiver that stops at the first end marker has seen everything.
 //!
 //! Memory is bounded: at most [`MAX_QUEUED_BYTES`] wait in the delay queue and
 //! [`MAX_HELD`] are held for reordering; a datagram beyond that is dropped and counted
@@ -427,7 +429,16 @@ impl Relay {
                 copy: true,
             });
         }
-        if d.reorder && self.held.len() + copies.len() <= MAX_HELD {
+        // An end marker is never held back and never overtakes data: data still held
+        // leaves first, in order. So a receiver that stops at the first end marker has
+        // seen every datagram that was going to arrive.
+        if end && !self.held.is_empty() {
+            self.held_since = None;
+            for p in std::mem::take(&mut self.held) {
+                self.enqueue(ctx, Pending { at, ..p });
+            }
+        }
+        if d.reorder && !end && self.held.len() + copies.len() <= MAX_HELD {
             self.held_since.get_or_insert_with(Instant::now);
             self.held.extend(copies);
             self.arm(ctx);
@@ -436,13 +447,12 @@ impl Relay {
         for p in copies {
             self.enqueue(ctx, p);
         }
-        // Whatever was held leaves right behind this one: it has been overtaken. Only a
-        // data datagram overtaking counts as reordering (a receiver sees a sequence number
-        // lower than one it already has); an end marker carries no sequence number.
+        // Whatever is still held leaves right behind this data datagram: it has been
+        // overtaken, and a receiver will see a sequence number lower than one it has.
         if !self.held.is_empty() {
             self.held_since = None;
             for p in std::mem::take(&mut self.held) {
-                if !end && !p.end && !p.copy {
+                if !p.end && !p.copy {
                     self.stats.reordered += 1;
                 }
                 self.enqueue(ctx, Pending { at, ..p });

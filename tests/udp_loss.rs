@@ -743,3 +743,104 @@ fn bad_flags_name_the_fix() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("not a rate"), "{}", out.stderr);
 }
+
+/// True once something is bound to UDP 127.0.0.1:`port` (read from /proc/net/udp: a
+/// readiness probe that needs no cooperation from the program).
+fn udp_port_bound(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .map(|t| {
+            t.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_receiver_written_from_the_lesson_counts_what_the_relay_did() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/udp_loss/student_receiver.py"
+    );
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut student = Command::new("python3")
+        .args([script, "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed (apt-get install -y python3)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !udp_port_bound(port) {
+        assert!(
+            Instant::now() < deadline,
+            "the Python receiver never bound port {port}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let seed = 11u64;
+    let relay = spawn(&[
+        "impair",
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &format!("127.0.0.1:{port}"),
+        "--loss",
+        "5%",
+        "--dup",
+        "2%",
+        "--reorder",
+        "3%",
+        "--delay",
+        "1ms",
+        "--jitter",
+        "1ms",
+        "--seed",
+        "11",
+        "--duration",
+        "4",
+        "--json",
+    ]);
+    let to = relay.ready("relaying").to_string();
+    let tx = run(
+        &[
+            "run",
+            "03",
+            "--role",
+            "sender",
+            "--json",
+            "--connect",
+            &to,
+            "--count",
+            "5000",
+            "--rate",
+            "20000",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(tx.code, 0, "{}", tx.stderr);
+    let out = student.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let got: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let rel = relay.finish(Duration::from_secs(10)).json();
+    assert_eq!(
+        u(&rel, "/relay/kernel_drops") + u(&rel, "/relay/overflow"),
+        0,
+        "the relay itself lost datagrams"
+    );
+    assert_eq!(u(&got, "/received") + u(&got, "/lost"), 5000, "seed {seed}");
+    assert_eq!(u(&got, "/lost"), u(&rel, "/relay/dropped"), "seed {seed}");
+    assert_eq!(
+        u(&got, "/duplicates"),
+        u(&rel, "/relay/duplicated"),
+        "seed {seed}"
+    );
+    assert_eq!(
+        u(&got, "/out_of_order"),
+        u(&rel, "/relay/reordered"),
+        "seed {seed}"
+    );
+}
