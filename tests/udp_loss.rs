@@ -767,7 +767,7 @@ fn a_receiver_written_from_the_lesson_counts_what_the_relay_did() {
         .local_addr()
         .unwrap()
         .port();
-    let mut student = Command::new("python3")
+    let student = Command::new("python3")
         .args([script, "--port", &port.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
