@@ -844,3 +844,37 @@ fn a_receiver_written_from_the_lesson_counts_what_the_relay_did() {
         "seed {seed}"
     );
 }
+
+#[test]
+fn a_sender_to_a_closed_port_says_nothing_listens() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let to = format!("127.0.0.1:{port}");
+    let out = run(
+        &[
+            "run",
+            "03",
+            "--role",
+            "sender",
+            "--connect",
+            &to,
+            "--count",
+            "1000",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing listens there"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("fix: start the receiver first"),
+        "{}",
+        out.stderr
+    );
+}

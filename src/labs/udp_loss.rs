@@ -319,8 +319,19 @@ impl Sender {
     /// Sends data datagrams up to `target` in sendmmsg batches. Returns false if the
     /// kernel's buffer filled up first.
     fn send_until(&mut self, ctx: &mut Ctx, target: u64) -> io::Result<bool> {
+        // After a batch stopped part way, the next batch is a single datagram. Why:
+        // sendmmsg stops when one datagram fails, returns the count sent and drops the
+        // error. If the error was ECONNREFUSED (nothing listens: the ICMP reply to the
+        // previous datagram), one datagram alone provokes it again, and the following
+        // batch then fails on its first datagram and reports it. A full buffer instead
+        // answers the lone datagram with WouldBlock, and we wait.
+        let mut single = false;
         while self.sent < target {
-            let k = ((target - self.sent) as usize).min(MAX_BATCH);
+            let k = if single {
+                1
+            } else {
+                ((target - self.sent) as usize).min(MAX_BATCH)
+            };
             let t = now_ns();
             for (i, buf) in self.bufs.iter_mut().take(k).enumerate() {
                 let h = Repr {
@@ -334,9 +345,10 @@ impl Sender {
             let slices: Vec<&[u8]> = self.bufs[..k].iter().map(|b| &b[..]).collect();
             let n = ctx.send_batch(self.sock, &slices, None)?;
             self.sent += n as u64;
-            if n < k {
-                return Ok(false);
+            if n == 0 {
+                return Ok(false); // the kernel's buffer is full
             }
+            single = n < k;
         }
         Ok(true)
     }
@@ -372,6 +384,15 @@ impl Sender {
 }
 
 impl Handler for Sender {
+    // Ctrl-C while sending: stop sending data but still send the end markers, so the
+    // receiver learns the count. A second Ctrl-C stops at once.
+    fn on_signal(&mut self, ctx: &mut Ctx, _signal: i32) {
+        match self.phase {
+            Phase::Data if self.count != Some(self.sent) => self.count = Some(self.sent),
+            _ => ctx.stop(),
+        }
+    }
+
     fn on_timer(&mut self, ctx: &mut Ctx, _t: TimerId) {
         let now = Instant::now();
         let result = match self.phase {
@@ -1066,7 +1087,11 @@ fn demo(args: &Args) -> Result<()> {
         args.rcvbuf
     };
     let (rx_ev, rx_addr) = bind_receiver(args, "127.0.0.1:0".parse()?, rcvbuf)?;
-    let wait = args.wait.unwrap_or(Duration::from_secs(2));
+    // 2 s of silence before the first datagram means nothing is coming (plus whatever
+    // delay the relay was asked to add).
+    let wait = args
+        .wait
+        .unwrap_or(Duration::from_secs(2) + args.delay + args.jitter);
     let mut rx = Receiver::new(args, wait, text);
 
     // Then the relay in front of it (not with --kernel-drops).
