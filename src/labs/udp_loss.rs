@@ -586,7 +586,7 @@ struct ReceiverReport {
     end_markers: u64,
     /// Bytes of unique data datagrams.
     bytes: u64,
-    /// Seconds from the first to the last datagram of the session.
+    /// Seconds from the first to the last data datagram of the session.
     seconds: f64,
     /// Received bits per second.
     bits_per_second: f64,
@@ -599,10 +599,15 @@ struct ReceiverReport {
 /// Counters at the start of the current interval.
 #[derive(Debug, Clone, Copy, Default)]
 struct Mark {
+    /// Unique data datagrams so far.
     received: u64,
+    /// Their bytes.
     bytes: u64,
+    /// Duplicates so far.
     duplicates: u64,
+    /// Out-of-order arrivals so far.
     out_of_order: u64,
+    /// Kernel drops so far.
     kernel_drops: u64,
 }
 
@@ -616,12 +621,17 @@ struct Receiver {
     tally: Tally,
     /// The sender's count, from an end marker.
     sent: Option<u64>,
+    /// Datagrams that are not this session's probes.
     foreign: u64,
+    /// This session's data datagrams longer than `buffer`.
     truncated: u64,
+    /// This session's end markers received.
     end_markers: u64,
+    /// The socket's SO_RXQ_OVFL count (all datagrams, foreign ones included).
     kernel_drops: u64,
-    /// First and last datagram of the session.
+    /// First datagram of the session: the start of the intervals.
     first: Option<Instant>,
+    /// Last data datagram of the session: the end of the rate's time span.
     last: Option<Instant>,
     /// When the receiver started (for --wait).
     started: Instant,
@@ -629,12 +639,17 @@ struct Receiver {
     heard: Instant,
     /// Give up after the end marker at this time.
     linger_until: Option<Instant>,
+    /// How long to wait for stragglers after the end marker (--linger).
     linger: Duration,
+    /// Silence that ends a session once traffic started (--idle).
     idle: Duration,
+    /// Silence before any datagram that ends the wait (--wait).
     wait: Duration,
+    /// Report line period (--interval).
     interval: Duration,
     /// Counters at the last interval boundary.
     mark: Mark,
+    /// Closed intervals, one per `interval` (a line per second: small for any real run).
     intervals: Vec<IntervalReport>,
     /// Print each interval as it ends.
     print: bool,
@@ -821,7 +836,10 @@ impl Handler for Receiver {
             self.foreign += 1;
             return;
         }
-        self.last = Some(now);
+        if h.kind == Kind::Data {
+            // The rate is over the data: the pause before the end markers is not traffic.
+            self.last = Some(now);
+        }
         match h.kind {
             // Longer than the receive buffer the user chose: cut short, not received.
             Kind::Data if d.wire_len > self.buffer => self.truncated += 1,
@@ -1059,8 +1077,11 @@ struct DemoReport {
     seed: Option<u64>,
     /// Impairment settings, in words.
     impairment: Option<String>,
+    /// What the sender sent.
     sender: SenderReport,
+    /// What the relay did (null with --kernel-drops): the ground truth.
     relay: Option<RelayStats>,
+    /// What the receiver counted.
     receiver: ReceiverReport,
 }
 
