@@ -716,6 +716,72 @@ mod tests {
         );
     }
 
+    /// The relay's rules, without sockets: the arrival order a receiver sees for `n`
+    /// datagrams, and the counts the relay would report.
+    fn model(settings: Settings, n: u64) -> (Vec<u64>, u64, u64, u64) {
+        let mut imp = Impairer::new(settings);
+        let (mut out, mut held) = (Vec::new(), Vec::new());
+        let (mut dropped, mut duplicated, mut reordered) = (0u64, 0u64, 0u64);
+        for seq in 0..n {
+            let d = imp.decide();
+            if d.drop {
+                dropped += 1;
+                continue;
+            }
+            let copies = if d.duplicate { 2 } else { 1 };
+            duplicated += copies as u64 - 1;
+            if d.reorder && held.len() + copies <= MAX_HELD {
+                held.extend(std::iter::repeat_n(seq, copies));
+                continue;
+            }
+            out.extend(std::iter::repeat_n(seq, copies));
+            reordered +=
+                held.len() as u64 - held.windows(2).filter(|w| w[0] == w[1]).count() as u64;
+            out.append(&mut held);
+        }
+        out.append(&mut held); // the end marker lets held data go first, in order
+        (out, dropped, duplicated, reordered)
+    }
+
+    #[test]
+    fn tally_agrees_with_the_relay_rules_for_a_thousand_seeds() {
+        use crate::wire::probe::{Kind, Repr, Tally};
+        for seed in 0..1000u64 {
+            let settings = Settings {
+                loss: (seed % 7) as f64 / 20.0,
+                dup: (seed % 5) as f64 / 20.0,
+                reorder: (seed % 3) as f64 / 10.0,
+                ..settings(seed)
+            };
+            let n = 500 + seed % 500;
+            let (arrivals, dropped, duplicated, reordered) = model(settings, n);
+            let mut t = Tally::new();
+            for seq in arrivals {
+                let h = Repr {
+                    kind: Kind::Data,
+                    session: 1,
+                    seq,
+                    sent_ns: 0,
+                };
+                t.data(&h, 64, 0);
+            }
+            assert_eq!(t.lost(Some(n)), dropped, "seed {seed}: lost == dropped");
+            assert_eq!(
+                t.duplicates, duplicated,
+                "seed {seed}: duplicates == duplicated"
+            );
+            assert_eq!(
+                t.out_of_order, reordered,
+                "seed {seed}: out_of_order == reordered"
+            );
+            assert_eq!(
+                t.received + t.lost(Some(n)),
+                n,
+                "seed {seed}: sent == unique + lost"
+            );
+        }
+    }
+
     #[test]
     fn parses_percentages_and_durations() {
         assert_eq!(parse_percent("5%"), Ok(0.05));
