@@ -58,6 +58,8 @@ pub const HOLD_LIMIT: Duration = Duration::from_millis(50);
 pub const MAX_HELD: usize = 64;
 /// Most bytes waiting in the delay queue: 64 MiB holds 100 ms of 5 Gbit/s.
 pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+/// Receive buffer the relay asks for: 4 MiB (capped by net.core.rmem_max).
+const RCVBUF: usize = 4 << 20;
 /// Datagrams read per recvmmsg by the relay.
 const BATCH: usize = 32;
 
@@ -296,6 +298,9 @@ impl Relay {
         settings: Settings,
     ) -> Result<(Relay, SocketAddr)> {
         let sock = UdpSocket::bind(listen).map_err(|e| bind_error(listen, e, "--listen"))?;
+        // A large receive buffer, so a relay descheduled for a moment does not drop
+        // datagrams it was not asked to drop (those would show up as kernel_drops).
+        crate::sys::set_recv_buffer(&sock, RCVBUF)?;
         let local = sock.local_addr()?;
         let token = ev.ctx().adopt_udp_batched(sock, MAX_DATAGRAM, BATCH)?;
         let relay = Relay {

@@ -46,6 +46,13 @@ pub const DEFAULT_RELAY: &str = "127.0.0.1:7004";
 const END_PAUSE: Duration = Duration::from_millis(50);
 /// Spacing of the repeated end markers: a burst of loss rarely takes them all.
 const END_SPACING: Duration = Duration::from_millis(10);
+/// Receive buffer (SO_RCVBUF) the receiver asks for unless told otherwise: 4 MiB, which
+/// Linux caps at net.core.rmem_max and then doubles. A receiver that is descheduled for
+/// a few milliseconds (a busy machine) would otherwise overflow the ~200 KiB default
+/// and report its own hiccup as loss; measured on loopback at full speed, this doubled
+/// the datagrams received per second and cut the receiver's CPU per datagram by ~25%
+/// (it sleeps and wakes less often).
+const DEFAULT_RCVBUF: usize = 4 << 20;
 /// Bytes of each datagram the receiver copies out of the kernel. It needs only the
 /// 32-byte header, and the kernel still reports each datagram's full length (MSG_TRUNC).
 /// 2 KiB takes any datagram up to Ethernet's 1500-byte MTU whole; 64 slots of it stay in
@@ -190,7 +197,8 @@ struct Args {
     /// Seconds per report line.
     #[arg(long, default_value_t = 1.0)]
     interval: f64,
-    /// Receiver: SO_RCVBUF in bytes (the kernel doubles it and caps it at rmem_max).
+    /// Receiver: SO_RCVBUF to ask for, in bytes (default 4 MiB; 4096 with
+    /// --kernel-drops). Linux caps it at net.core.rmem_max, then doubles it.
     #[arg(long)]
     rcvbuf: Option<usize>,
     /// Receiver: bytes read per datagram; longer datagrams are truncated and counted.
@@ -891,18 +899,16 @@ fn bind_receiver(
     args: &Args,
     bind: SocketAddr,
     rcvbuf: Option<usize>,
-) -> Result<(EventLoop, SocketAddr)> {
+) -> Result<(EventLoop, SocketAddr, usize)> {
     let sock = UdpSocket::bind(bind).map_err(|e| bind_error(bind, e, "--bind"))?;
-    if let Some(bytes) = rcvbuf {
-        crate::sys::set_recv_buffer(&sock, bytes)?;
-    }
+    let granted = crate::sys::set_recv_buffer(&sock, rcvbuf.unwrap_or(DEFAULT_RCVBUF))?;
     let local = sock.local_addr()?;
     let mut ev = EventLoop::new()?.with_signals()?;
     // The receiver needs only the header; MSG_TRUNC still reports each datagram's full
     // length, which the byte counts and the --buffer truncation check use.
     let slot = args.buffer.clamp(1, READ_SLOT);
     ev.ctx().adopt_udp_batched(sock, slot, MAX_BATCH)?;
-    Ok((ev, local))
+    Ok((ev, local, granted))
 }
 
 /// Runs a receiver until its end condition; the idle checks tick every 100 ms.
@@ -985,17 +991,18 @@ fn sender_role(args: &Args) -> Result<()> {
 }
 
 fn receiver_role(args: &Args) -> Result<()> {
-    let (ev, local) = bind_receiver(args, args.bind, args.rcvbuf)?;
+    let (ev, local, granted) = bind_receiver(args, args.bind, args.rcvbuf)?;
     let wait = args.wait.unwrap_or(Duration::from_secs(60));
     if args.json {
         // stdout carries only the JSON; scripts learn the address here.
         eprintln!("receiving on {local}");
     } else {
         say!(
-            "{} on {} (waiting up to {} s for a sender)",
+            "{} on {} (waiting up to {} s for a sender; receive buffer {} bytes)",
             bold("receiving"),
             local,
-            wait.as_secs_f64()
+            wait.as_secs_f64(),
+            granted
         );
         say!(
             "  try: {}",
@@ -1107,7 +1114,7 @@ fn demo(args: &Args) -> Result<()> {
     } else {
         args.rcvbuf
     };
-    let (rx_ev, rx_addr) = bind_receiver(args, "127.0.0.1:0".parse()?, rcvbuf)?;
+    let (rx_ev, rx_addr, granted) = bind_receiver(args, "127.0.0.1:0".parse()?, rcvbuf)?;
     // 2 s of silence before the first datagram means nothing is coming (plus whatever
     // delay the relay was asked to add).
     let wait = args
@@ -1147,7 +1154,7 @@ fn demo(args: &Args) -> Result<()> {
         );
         if kernel {
             say!(
-                "  receiver    {rx_addr}: SO_RCVBUF asked {} bytes (tiny), no relay",
+                "  receiver    {rx_addr}: SO_RCVBUF asked {} bytes, the kernel gave {granted} (tiny); no relay",
                 rcvbuf.unwrap_or(0)
             );
         } else {
