@@ -86,6 +86,9 @@ pub enum Command {
         #[command(subcommand)]
         command: labs::serial_stream::SerialCommand,
     },
+    /// A seeded UDP impairment relay: loss, duplication, reordering, delay and jitter
+    /// between any UDP sender and receiver, with exact counts of what it did.
+    Impair(crate::impair::ImpairArgs),
     /// Print a shell completion script (e.g. `lab completions bash > ~/.local/share/bash-completion/completions/lab`).
     Completions {
         /// The shell.
@@ -105,6 +108,7 @@ pub fn main() -> Result<()> {
         Some(Command::Hint { id, all }) => hint(catalog.find(&id)?, all),
         Some(Command::Doctor { json }) => doctor::run(json),
         Some(Command::Serial { command }) => labs::serial_stream::serial_command(command),
+        Some(Command::Impair(args)) => crate::impair::run(&args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "lab", &mut std::io::stdout());
             Ok(())

@@ -28,6 +28,7 @@
 //! Labs never call `read`, `write` or `accept` on a non-blocking socket themselves.
 
 mod outbuf;
+mod udp_batch;
 
 pub use outbuf::{Full, OutBuf};
 
@@ -127,6 +128,9 @@ pub struct Datagram<'a> {
     pub from: SocketAddr,
     /// The length the datagram had on the wire; more than `data.len()` if truncated.
     pub wire_len: usize,
+    /// When the kernel received it, ns since the UNIX epoch (batched sockets only,
+    /// see [`Ctx::adopt_udp_batched`]); `None` otherwise.
+    pub arrival_ns: Option<u64>,
 }
 
 /// What a lab does when things happen. Every method has a default so a lab writes only
@@ -157,6 +161,9 @@ pub trait Handler {
     /// Receiving or sending on a UDP socket failed (e.g. `ECONNREFUSED` from an ICMP
     /// port-unreachable on a connected socket).
     fn on_udp_error(&mut self, ctx: &mut Ctx, sock: Token, err: &io::Error) {}
+    /// The kernel dropped datagrams because the socket's receive buffer was full;
+    /// `total` is its running count since the socket opened (batched sockets only).
+    fn on_kernel_drops(&mut self, ctx: &mut Ctx, sock: Token, total: u64) {}
     /// A timer set with [`Ctx::timer_after`] fired.
     fn on_timer(&mut self, ctx: &mut Ctx, timer: TimerId) {}
     /// Another thread called `wake()` on [`Ctx::waker`].
@@ -198,6 +205,8 @@ struct Udp {
     writable: bool,
     /// Receive buffer size: datagrams longer than this are truncated and reported.
     recv_len: usize,
+    /// Set for sockets read with recvmmsg (see `udp_batch`).
+    batch: Option<Box<udp_batch::RxBatch>>,
 }
 
 enum TimerKind {
@@ -461,6 +470,9 @@ impl EventLoop {
     }
 
     fn recv_all<H: Handler>(&mut self, handler: &mut H, token: Token) {
+        if matches!(self.ctx.slots.get(token.0), Some(Some(Source::Udp(u))) if u.batch.is_some()) {
+            return self.recv_batched(handler, token);
+        }
         for _ in 0..self.ctx.limits.reads_per_turn * 4 {
             let Some(Some(Source::Udp(u))) = self.ctx.slots.get(token.0) else {
                 return;
@@ -474,6 +486,7 @@ impl EventLoop {
                         data: &self.scratch[..r.len],
                         from: r.from,
                         wire_len: r.wire_len,
+                        arrival_ns: None,
                     },
                 ),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -538,6 +551,7 @@ impl Ctx {
             queue: Default::default(),
             writable: false,
             recv_len: recv_len.max(1),
+            batch: None,
         }));
         Ok(token)
     }

@@ -8,6 +8,7 @@
 pub mod serial_stream;
 pub mod tcp_echo;
 pub mod udp_echo;
+pub mod udp_loss;
 
 use crate::catalog::Lab;
 
@@ -18,6 +19,7 @@ pub type Demo = fn(&Lab, &[String]) -> anyhow::Result<()>;
 const DEMOS: &[(&str, Demo)] = &[
     ("01-tcp-echo", tcp_echo::run),
     ("02-udp-echo", udp_echo::run),
+    ("03-udp-loss", udp_loss::run),
     ("07-serial-stream", serial_stream::run),
 ];
 

@@ -1,0 +1,618 @@
+//! The UDP probe header of lab 03-udp-loss, and the receiver's exact accounting.
+//!
+//! Every probe datagram starts with 32 bytes, all integers in network byte order
+//! (big-endian), then zero padding up to the size the sender was asked for:
+//!
+//! ```text
+//!  0      4  5  6     8              16              24              32
+//! +------+--+--+-----+---------------+---------------+---------------+---------
+//! | LAB3 |v |k | 0 0 |  session id   |   sequence    | send time ns  | zeros...
+//! +------+--+--+-----+---------------+---------------+---------------+---------
+//! ```
+//!
+//! - bytes 0..4: magic `LAB3` (0x4C 0x41 0x42 0x33): "this is one of ours";
+//! - byte 4: version, 1;
+//! - byte 5: kind, 0 = data, 1 = end marker;
+//! - bytes 6..8: reserved, sent as 0 and ignored on receipt;
+//! - bytes 8..16: session id, a random u64 per sender run, so a receiver can tell this
+//!   run's datagrams from a previous run's stragglers or another sender's;
+//! - bytes 16..24: sequence number. Data: 0, 1, 2, ... (64 bits: at a million datagrams
+//!   a second it would take 580,000 years to wrap, so it never does). End marker: the
+//!   number of data datagrams sent, the authoritative count;
+//! - bytes 24..32: send time, nanoseconds since the UNIX epoch, for jitter.
+//!
+//! Like smoltcp's `wire` module, [`Packet`] is a view over bytes with each offset written
+//! once and a checked constructor for untrusted input, and [`Repr`] is the parsed,
+//! high-level form with `parse` and `emit`.
+//!
+//! [`Tally`] is the receiver's bookkeeping, pure so it can be tested without sockets.
+
+use std::fmt;
+
+/// The magic bytes at offset 0.
+pub const MAGIC: [u8; 4] = *b"LAB3";
+/// The only version this code speaks.
+pub const VERSION: u8 = 1;
+/// Length of the header; also the smallest probe datagram.
+pub const HEADER_LEN: usize = 32;
+/// The largest probe datagram: the largest UDP payload over IPv4 (65535 - 20 - 8).
+pub const MAX_LEN: usize = 65_507;
+
+/// Field offsets, written once (smoltcp style).
+mod field {
+    use std::ops::Range;
+    pub const MAGIC: Range<usize> = 0..4;
+    pub const VERSION: usize = 4;
+    pub const KIND: usize = 5;
+    pub const RESERVED: Range<usize> = 6..8;
+    pub const SESSION: Range<usize> = 8..16;
+    pub const SEQ: Range<usize> = 16..24;
+    pub const SENT_NS: Range<usize> = 24..32;
+}
+
+/// What a probe datagram is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A numbered data datagram.
+    Data,
+    /// "I sent N data datagrams": the sequence field holds N.
+    End,
+}
+
+impl Kind {
+    fn to_byte(self) -> u8 {
+        match self {
+            Kind::Data => 0,
+            Kind::End => 1,
+        }
+    }
+}
+
+/// Why bytes are not a probe datagram (the receiver counts these as foreign).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// Shorter than the 32-byte header.
+    Short(usize),
+    /// The first four bytes are not `LAB3`.
+    Magic,
+    /// A version this code does not know.
+    Version(u8),
+    /// A kind other than 0 or 1.
+    Kind(u8),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Short(n) => write!(f, "{n} bytes, shorter than the {HEADER_LEN}-byte header"),
+            Error::Magic => write!(f, "no LAB3 magic"),
+            Error::Version(v) => write!(f, "unknown version {v}"),
+            Error::Kind(k) => write!(f, "unknown kind {k}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A view of a probe datagram over any byte buffer.
+#[derive(Debug, Clone)]
+pub struct Packet<T: AsRef<[u8]>> {
+    /// The datagram's bytes (header and padding).
+    buffer: T,
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b);
+    u64::from_be_bytes(a)
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps bytes without checking them; field access panics if they are too short.
+    /// Use only on buffers you sized yourself.
+    pub fn new_unchecked(buffer: T) -> Packet<T> {
+        Packet { buffer }
+    }
+
+    /// Wraps untrusted bytes: fails unless they hold a whole header.
+    pub fn new_checked(buffer: T) -> Result<Packet<T>, Error> {
+        let p = Packet::new_unchecked(buffer);
+        p.check_len()?;
+        Ok(p)
+    }
+
+    /// Fails if the buffer is shorter than the header.
+    pub fn check_len(&self) -> Result<(), Error> {
+        let n = self.buffer.as_ref().len();
+        if n < HEADER_LEN {
+            Err(Error::Short(n))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The bytes back.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    /// Bytes 0..4.
+    pub fn magic(&self) -> [u8; 4] {
+        let mut m = [0u8; 4];
+        m.copy_from_slice(&self.buffer.as_ref()[field::MAGIC]);
+        m
+    }
+
+    /// Byte 4.
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VERSION]
+    }
+
+    /// Byte 5, raw.
+    pub fn kind(&self) -> u8 {
+        self.buffer.as_ref()[field::KIND]
+    }
+
+    /// Bytes 8..16.
+    pub fn session(&self) -> u64 {
+        be_u64(&self.buffer.as_ref()[field::SESSION])
+    }
+
+    /// Bytes 16..24.
+    pub fn seq(&self) -> u64 {
+        be_u64(&self.buffer.as_ref()[field::SEQ])
+    }
+
+    /// Bytes 24..32.
+    pub fn sent_ns(&self) -> u64 {
+        be_u64(&self.buffer.as_ref()[field::SENT_NS])
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Writes the magic.
+    pub fn set_magic(&mut self) {
+        self.buffer.as_mut()[field::MAGIC].copy_from_slice(&MAGIC);
+    }
+
+    /// Writes the version.
+    pub fn set_version(&mut self, v: u8) {
+        self.buffer.as_mut()[field::VERSION] = v;
+    }
+
+    /// Writes the kind byte.
+    pub fn set_kind(&mut self, k: u8) {
+        self.buffer.as_mut()[field::KIND] = k;
+    }
+
+    /// Zeroes the reserved bytes.
+    pub fn clear_reserved(&mut self) {
+        self.buffer.as_mut()[field::RESERVED].fill(0);
+    }
+
+    /// Writes the session id.
+    pub fn set_session(&mut self, s: u64) {
+        self.buffer.as_mut()[field::SESSION].copy_from_slice(&s.to_be_bytes());
+    }
+
+    /// Writes the sequence number (or, for an end marker, the count).
+    pub fn set_seq(&mut self, s: u64) {
+        self.buffer.as_mut()[field::SEQ].copy_from_slice(&s.to_be_bytes());
+    }
+
+    /// Writes the send time.
+    pub fn set_sent_ns(&mut self, t: u64) {
+        self.buffer.as_mut()[field::SENT_NS].copy_from_slice(&t.to_be_bytes());
+    }
+}
+
+/// A parsed probe header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    /// Data or end marker.
+    pub kind: Kind,
+    /// The sender run's random id.
+    pub session: u64,
+    /// Data: the sequence number. End marker: how many data datagrams were sent.
+    pub seq: u64,
+    /// When it was sent, nanoseconds since the UNIX epoch (sender's clock).
+    pub sent_ns: u64,
+}
+
+impl Repr {
+    /// Parses a checked packet; reserved bytes are ignored (room for later versions).
+    pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Repr, Error> {
+        p.check_len()?;
+        if p.magic() != MAGIC {
+            return Err(Error::Magic);
+        }
+        if p.version() != VERSION {
+            return Err(Error::Version(p.version()));
+        }
+        let kind = match p.kind() {
+            0 => Kind::Data,
+            1 => Kind::End,
+            k => return Err(Error::Kind(k)),
+        };
+        Ok(Repr {
+            kind,
+            session: p.session(),
+            seq: p.seq(),
+            sent_ns: p.sent_ns(),
+        })
+    }
+
+    /// Parses raw bytes (any length; the padding is not looked at).
+    pub fn parse_bytes(b: &[u8]) -> Result<Repr, Error> {
+        Repr::parse(&Packet::new_checked(b)?)
+    }
+
+    /// Bytes the header needs.
+    pub fn buffer_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Writes the header into the first 32 bytes; the padding after it is left as is
+    /// (senders keep one zeroed buffer and rewrite only the header).
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
+        p.set_magic();
+        p.set_version(VERSION);
+        p.set_kind(self.kind.to_byte());
+        p.clear_reserved();
+        p.set_session(self.session);
+        p.set_seq(self.seq);
+        p.set_sent_ns(self.sent_ns);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The receiver's accounting.
+// ---------------------------------------------------------------------------------------
+
+/// How many sequence numbers below the highest one [`Tally`] remembers exactly:
+/// 2^16 bits = 8 KiB. A datagram overtaken by 65,536 later ones is beyond any reordering
+/// the relay (or a real network path) produces.
+pub const WINDOW: u64 = 1 << 16;
+
+/// What [`Tally::data`] made of one data datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// First copy, in order.
+    New,
+    /// First copy, but a higher sequence had already arrived.
+    OutOfOrder,
+    /// This sequence had already arrived.
+    Duplicate,
+    /// So far below the highest sequence that it is outside the window: whether it is a
+    /// first copy or a duplicate cannot be known, so it is counted as `late` and not as
+    /// received (the accounting never over-counts; it then shows up as lost).
+    Late,
+}
+
+/// Exact accounting of one session's data datagrams, in bounded memory.
+///
+/// Definitions (also in the lesson): received = unique data datagrams; lost = sender's
+/// count - received; duplicates = data datagrams whose sequence was already received;
+/// out_of_order = non-duplicates whose sequence is lower than the highest received before
+/// them; jitter per RFC 3550 section 6.4.1.
+///
+/// Memory: a sliding bitmap of the last [`WINDOW`] sequence numbers below the highest,
+/// whatever the 64-bit sequence numbers are.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// Unique data datagrams.
+    pub received: u64,
+    /// Repeated copies of sequences already received.
+    pub duplicates: u64,
+    /// First copies that arrived after a higher sequence.
+    pub out_of_order: u64,
+    /// Datagrams too far below the window to classify (see [`Arrival::Late`]).
+    pub late: u64,
+    /// Bytes of unique data datagrams (whole datagrams, header included).
+    pub bytes: u64,
+    /// Highest sequence received, if any.
+    pub highest: Option<u64>,
+    /// RFC 3550 interarrival jitter estimate, in nanoseconds.
+    pub jitter_ns: f64,
+    /// Transit time (arrival - send) of the previous unique datagram, for the jitter.
+    last_transit: Option<i128>,
+    /// Bit `s % WINDOW` says whether sequence `s` arrived, for `s` in
+    /// `(highest - WINDOW, highest]`.
+    bits: Vec<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally::new()
+    }
+}
+
+impl Tally {
+    /// An empty tally.
+    pub fn new() -> Tally {
+        Tally {
+            received: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            late: 0,
+            bytes: 0,
+            highest: None,
+            jitter_ns: 0.0,
+            last_transit: None,
+            bits: vec![0; (WINDOW / 64) as usize],
+        }
+    }
+
+    fn bit(&self, s: u64) -> bool {
+        let i = s % WINDOW;
+        self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, s: u64, on: bool) {
+        let i = s % WINDOW;
+        let w = &mut self.bits[(i / 64) as usize];
+        if on {
+            *w |= 1 << (i % 64);
+        } else {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    /// Accounts one data datagram of `len` bytes with header `h`, arrived at
+    /// `arrival_ns` (nanoseconds since the UNIX epoch, receiver's clock).
+    pub fn data(&mut self, h: &Repr, len: usize, arrival_ns: u64) -> Arrival {
+        let s = h.seq;
+        let kind = match self.highest {
+            None => Arrival::New,
+            Some(top) if s > top => {
+                // Slide the window up: forget sequences that fall out of it. At most
+                // WINDOW bits need clearing however far the jump.
+                let gap = s - top;
+                if gap >= WINDOW {
+                    self.bits.fill(0);
+                } else {
+                    for x in top + 1..s {
+                        self.set(x, false);
+                    }
+                }
+                Arrival::New
+            }
+            Some(top) if top - s >= WINDOW => Arrival::Late,
+            Some(_) if self.bit(s) => Arrival::Duplicate,
+            Some(_) => Arrival::OutOfOrder,
+        };
+        match kind {
+            Arrival::New | Arrival::OutOfOrder => {
+                self.set(s, true);
+                if self.highest.is_none_or(|top| s > top) {
+                    self.highest = Some(s);
+                }
+                self.received += 1;
+                self.bytes += len as u64;
+                if kind == Arrival::OutOfOrder {
+                    self.out_of_order += 1;
+                }
+                // RFC 3550 6.4.1: D = (Rj - Ri) - (Sj - Si), J += (|D| - J) / 16. The two
+                // clocks' offset cancels out, so this works across machines too.
+                let transit = arrival_ns as i128 - h.sent_ns as i128;
+                if let Some(prev) = self.last_transit {
+                    let d = (transit - prev).abs() as f64;
+                    self.jitter_ns += (d - self.jitter_ns) / 16.0;
+                }
+                self.last_transit = Some(transit);
+            }
+            Arrival::Duplicate => self.duplicates += 1,
+            Arrival::Late => self.late += 1,
+        }
+        kind
+    }
+
+    /// Datagrams lost, given the sender's count (`None` when no end marker arrived: then
+    /// counted up to the highest sequence seen, which misses losses at the tail).
+    pub fn lost(&self, sent: Option<u64>) -> u64 {
+        let expected = match sent {
+            Some(n) => n,
+            None => self.highest.map_or(0, |h| h.saturating_add(1)),
+        };
+        expected.saturating_sub(self.received)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data datagram from the lesson's worked example: session 0x0102030405060708,
+    /// sequence 5, sent at 1 s + 2 ns.
+    const BYTES: [u8; 32] = [
+        0x4C, 0x41, 0x42, 0x33, // "LAB3"
+        0x01, 0x00, 0x00, 0x00, // version 1, kind data, reserved
+        0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // session
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, // sequence 5
+        0x00, 0x00, 0x00, 0x00, 0x3B, 0x9A, 0xCA, 0x02, // 1_000_000_002 ns
+    ];
+
+    fn repr() -> Repr {
+        Repr {
+            kind: Kind::Data,
+            session: 0x0102_0304_0506_0708,
+            seq: 5,
+            sent_ns: 1_000_000_002,
+        }
+    }
+
+    #[test]
+    fn deconstruct() {
+        let p = Packet::new_checked(&BYTES[..]).unwrap();
+        assert_eq!(p.magic(), *b"LAB3");
+        assert_eq!(p.version(), 1);
+        assert_eq!(p.kind(), 0);
+        assert_eq!(p.session(), 0x0102_0304_0506_0708);
+        assert_eq!(p.seq(), 5);
+        assert_eq!(p.sent_ns(), 1_000_000_002);
+    }
+
+    #[test]
+    fn construct() {
+        let mut buf = [0xFFu8; 32];
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        p.set_magic();
+        p.set_version(1);
+        p.set_kind(0);
+        p.clear_reserved();
+        p.set_session(0x0102_0304_0506_0708);
+        p.set_seq(5);
+        p.set_sent_ns(1_000_000_002);
+        assert_eq!(buf, BYTES);
+    }
+
+    #[test]
+    fn parse() {
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&BYTES[..]).unwrap()),
+            Ok(repr())
+        );
+        // Padding after the header is not looked at.
+        let mut long = BYTES.to_vec();
+        long.extend_from_slice(&[0; 1000]);
+        assert_eq!(Repr::parse_bytes(&long), Ok(repr()));
+    }
+
+    #[test]
+    fn emit() {
+        let mut buf = [0xFFu8; 32];
+        repr().emit(&mut Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(buf, BYTES);
+        let end = Repr {
+            kind: Kind::End,
+            seq: u64::MAX,
+            ..repr()
+        };
+        end.emit(&mut Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(buf[5], 1);
+        assert_eq!(buf[16..24], [0xFF; 8]);
+        assert_eq!(Repr::parse_bytes(&buf), Ok(end));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_probe() {
+        assert_eq!(Repr::parse_bytes(&BYTES[..31]), Err(Error::Short(31)));
+        assert_eq!(Repr::parse_bytes(&[]), Err(Error::Short(0)));
+        let mut b = BYTES;
+        b[0] = b'X';
+        assert_eq!(Repr::parse_bytes(&b), Err(Error::Magic));
+        let mut b = BYTES;
+        b[4] = 2;
+        assert_eq!(Repr::parse_bytes(&b), Err(Error::Version(2)));
+        let mut b = BYTES;
+        b[5] = 7;
+        assert_eq!(Repr::parse_bytes(&b), Err(Error::Kind(7)));
+        // Reserved bytes are ignored.
+        let mut b = BYTES;
+        b[6] = 9;
+        assert_eq!(Repr::parse_bytes(&b), Ok(repr()));
+    }
+
+    fn data(seq: u64) -> Repr {
+        Repr { seq, ..repr() }
+    }
+
+    #[test]
+    fn tally_counts_each_kind_of_arrival() {
+        let mut t = Tally::new();
+        let order = [0, 1, 3, 2, 2, 5, 1, 4];
+        let got: Vec<Arrival> = order.iter().map(|&s| t.data(&data(s), 100, 0)).collect();
+        use Arrival::*;
+        assert_eq!(
+            got,
+            [New, New, New, OutOfOrder, Duplicate, New, Duplicate, OutOfOrder]
+        );
+        assert_eq!((t.received, t.duplicates, t.out_of_order), (6, 2, 2));
+        assert_eq!(t.lost(Some(8)), 2, "6 and 7 never came");
+        assert_eq!(
+            t.lost(None),
+            0,
+            "without the count, the tail loss is invisible"
+        );
+        assert_eq!(t.bytes, 600);
+    }
+
+    #[test]
+    fn tally_near_u64_max_does_not_wrap() {
+        let mut t = Tally::new();
+        let top = u64::MAX - 1;
+        for s in [top - 3, top - 1, top, top - 2, top] {
+            t.data(&data(s), 32, 0);
+        }
+        assert_eq!((t.received, t.duplicates, t.out_of_order), (4, 1, 1));
+        assert_eq!(t.highest, Some(top));
+        assert_eq!(t.lost(Some(u64::MAX)), u64::MAX - 4);
+        assert_eq!(t.lost(None), u64::MAX - 4);
+        // The largest sequence a sender can use.
+        assert_eq!(t.data(&data(u64::MAX), 32, 0), Arrival::New);
+        // 2^64 expected does not fit a u64: the count saturates at u64::MAX, one short.
+        assert_eq!(t.lost(None), u64::MAX - 5);
+    }
+
+    #[test]
+    fn tally_window_slides_and_stays_exact() {
+        let mut t = Tally::new();
+        // A jump far beyond the window, then a datagram just inside and just outside it.
+        t.data(&data(10), 32, 0);
+        t.data(&data(10 + 3 * WINDOW), 32, 0);
+        assert_eq!(
+            t.data(&data(10 + 2 * WINDOW + 1), 32, 0),
+            Arrival::OutOfOrder
+        );
+        assert_eq!(
+            t.data(&data(10 + 2 * WINDOW + 1), 32, 0),
+            Arrival::Duplicate
+        );
+        assert_eq!(t.data(&data(10 + 2 * WINDOW), 32, 0), Arrival::Late);
+        assert_eq!(
+            t.data(&data(10), 32, 0),
+            Arrival::Late,
+            "below the window: not a duplicate we can prove"
+        );
+        assert_eq!((t.received, t.duplicates, t.late), (3, 1, 2));
+        // Old bits do not leak into the new window: seq 10 + 4W maps to seq 10's bit.
+        assert_eq!(t.data(&data(10 + 4 * WINDOW), 32, 0), Arrival::New);
+        assert_eq!(
+            t.data(&data(10 + 4 * WINDOW - 5), 32, 0),
+            Arrival::OutOfOrder
+        );
+    }
+
+    #[test]
+    fn jitter_follows_rfc3550() {
+        let mut t = Tally::new();
+        // Transits 100, 110, 100 ns: |D| = 10 twice. J = 10/16, then J += (10 - J)/16.
+        t.data(
+            &Repr {
+                sent_ns: 1000,
+                ..data(0)
+            },
+            32,
+            1100,
+        );
+        t.data(
+            &Repr {
+                sent_ns: 2000,
+                ..data(1)
+            },
+            32,
+            2110,
+        );
+        t.data(
+            &Repr {
+                sent_ns: 3000,
+                ..data(2)
+            },
+            32,
+            3100,
+        );
+        let j1 = 10.0 / 16.0;
+        let j2 = j1 + (10.0 - j1) / 16.0;
+        assert!((t.jitter_ns - j2).abs() < 1e-9, "{}", t.jitter_ns);
+    }
+}

@@ -1,0 +1,880 @@
+//! Lab 03-udp-loss and `lab impair`, through the real binary on loopback.
+//!
+//! Every run is bounded twice: by count (datagrams) and by a wall-clock limit after which
+//! the process is killed and the test fails. No assertion depends on timing; rates only
+//! change how hard the machine is pushed, and the invariants must hold at any rate.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use lab::impair::{Impairer, Rng, Settings};
+use lab::wire::probe::{Kind, Packet, Repr};
+use serde_json::Value;
+
+const LAB: &str = env!("CARGO_BIN_EXE_lab");
+
+/// A finished run.
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
+        })
+    }
+}
+
+/// A running `lab` process whose stderr lines can be waited for.
+struct Proc {
+    child: Child,
+    stdout: thread::JoinHandle<String>,
+    lines: mpsc::Receiver<String>,
+    stderr: thread::JoinHandle<String>,
+}
+
+fn spawn(args: &[&str]) -> Proc {
+    let progress =
+        std::env::temp_dir().join(format!("lab-udp-loss-test-{}.txt", std::process::id()));
+    let mut child = Command::new(LAB)
+        .args(args)
+        .env("LAB_PROGRESS", progress)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lab");
+    let mut out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let stdout = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let (tx, lines) = mpsc::channel();
+    let stderr = thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    Proc {
+        child,
+        stdout,
+        lines,
+        stderr,
+    }
+}
+
+impl Proc {
+    /// Waits (at most 10 s) for the stderr line `PREFIX ADDR ...` and returns ADDR.
+    fn ready(&self, prefix: &str) -> SocketAddr {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no `{prefix}` line on stderr within 10 s"));
+        let rest = line
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("unexpected stderr line {line:?}"));
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Waits for the exit, killing the process after `limit`.
+    fn finish(mut self, limit: Duration) -> Out {
+        let end = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "lab did not exit within {limit:?}; stderr:\n{}",
+                    self.stderr.join().unwrap()
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join().unwrap(),
+            stderr: self.stderr.join().unwrap(),
+        }
+    }
+}
+
+fn run(args: &[&str], limit: Duration) -> Out {
+    spawn(args).finish(limit)
+}
+
+fn u(v: &Value, path: &str) -> u64 {
+    v.pointer(path)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+/// The demo's invariants, whatever happened inside the machine.
+fn check_demo(doc: &Value, what: &str) {
+    let sent = u(doc, "/sender/packets");
+    let received = u(doc, "/receiver/received");
+    let lost = u(doc, "/receiver/lost_packets");
+    let dup = u(doc, "/receiver/duplicates");
+    assert!(
+        doc["receiver"]["count_known"].as_bool().unwrap(),
+        "{what}: all end markers lost"
+    );
+    assert_eq!(
+        sent,
+        received + lost,
+        "{what}: sent == unique received + lost"
+    );
+    assert_eq!(
+        u(doc, "/receiver/packets"),
+        sent,
+        "{what}: receiver's packets is the sender's count"
+    );
+    assert_eq!(u(doc, "/receiver/foreign"), 0, "{what}");
+    let in_machine = u(doc, "/relay/overflow")
+        + u(doc, "/relay/kernel_drops")
+        + u(doc, "/receiver/kernel_drops");
+    let dropped = u(doc, "/relay/dropped");
+    let truncated = u(doc, "/receiver/truncated");
+    if in_machine == 0 {
+        // Nothing lost inside the machine: the receiver's figures are the relay's, exactly.
+        assert_eq!(
+            lost,
+            dropped + truncated,
+            "{what}: lost == dropped (+ truncated)"
+        );
+        assert_eq!(
+            dup,
+            u(doc, "/relay/duplicated"),
+            "{what}: duplicates == duplicated"
+        );
+        assert_eq!(
+            u(doc, "/receiver/out_of_order"),
+            u(doc, "/relay/reordered"),
+            "{what}: ooo == reordered"
+        );
+    } else {
+        // A full socket buffer drops datagrams the kernel only counts (SO_RXQ_OVFL): an
+        // original, a duplicate copy or an end marker. So each such drop accounts for at
+        // most one lost datagram, and every relay drop is still a loss.
+        eprintln!("{what}: {in_machine} datagrams dropped inside this machine");
+        assert!(
+            lost >= dropped + truncated,
+            "{what}: {lost} lost < {dropped} dropped"
+        );
+        assert!(
+            lost <= dropped + truncated + in_machine,
+            "{what}: {lost} lost > {dropped} dropped + {in_machine} in-machine drops"
+        );
+        assert!(
+            dup <= u(doc, "/relay/duplicated"),
+            "{what}: more duplicates than the relay made"
+        );
+    }
+}
+
+#[test]
+fn receiver_matches_relay_ground_truth_over_many_seeds_rates_and_sizes() {
+    // Seeds 1..=16; rate and size vary with the seed so every combination is visited.
+    let rates = ["20000pps", "50000", "20Mbps", "max"];
+    let sizes = ["32", "64", "1400", "9000"];
+    for seed in 1u64..=16 {
+        let rate = rates[(seed % 4) as usize];
+        let size = sizes[((seed / 4) % 4) as usize];
+        let loss = format!("{}%", seed % 10);
+        let what = format!("seed {seed}, rate {rate}, size {size}, loss {loss}");
+        eprintln!("case: {what}");
+        let out = run(
+            &[
+                "run",
+                "03",
+                "--json",
+                "--seed",
+                &seed.to_string(),
+                "--count",
+                "3000",
+                "--rate",
+                rate,
+                "--size",
+                size,
+                "--loss",
+                &loss,
+                "--dup",
+                "2%",
+                "--reorder",
+                "3%",
+                "--delay",
+                "0ms",
+                "--jitter",
+                "0ms",
+            ],
+            Duration::from_secs(30),
+        );
+        let doc = out.json();
+        check_demo(&doc, &what);
+        assert_eq!(u(&doc, "/seed"), seed);
+        // The relay's drop count is exactly its seeded decisions for the 3000 data
+        // datagrams (when its own socket lost nothing, it saw them in sending order).
+        if u(&doc, "/relay/kernel_drops") == 0 {
+            let mut imp = Impairer::new(Settings {
+                loss: (seed % 10) as f64 / 100.0,
+                dup: 0.02,
+                reorder: 0.03,
+                delay: Duration::ZERO,
+                jitter: Duration::ZERO,
+                seed,
+            });
+            let drops = (0..3000).filter(|_| imp.decide().drop).count() as u64;
+            assert_eq!(
+                u(&doc, "/relay/dropped"),
+                drops,
+                "{what}: relay followed its seed"
+            );
+        }
+        assert_eq!(out.code, 0, "{what}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn same_seed_same_run() {
+    let args = [
+        "run", "03", "--json", "--seed", "99", "--count", "2000", "--rate", "40000", "--delay",
+        "0ms", "--jitter", "0ms",
+    ];
+    let a = run(&args, Duration::from_secs(20)).json();
+    let b = run(&args, Duration::from_secs(20)).json();
+    for f in ["dropped", "duplicated", "reordered"] {
+        assert_eq!(
+            a["relay"][f], b["relay"][f],
+            "relay {f} differs between two runs with seed 99"
+        );
+    }
+    assert_eq!(a["receiver"]["lost_packets"], b["receiver"]["lost_packets"]);
+}
+
+#[test]
+fn full_speed_loss_is_the_receivers_kernel_drops() {
+    for size in ["64", "1400"] {
+        let out = run(
+            &[
+                "run",
+                "03",
+                "--kernel-drops",
+                "--json",
+                "--count",
+                "200000",
+                "--size",
+                size,
+            ],
+            Duration::from_secs(60),
+        );
+        let doc = out.json();
+        let what = format!("--kernel-drops at {size} bytes");
+        let (sent, rx, lost) = (
+            u(&doc, "/sender/packets"),
+            u(&doc, "/receiver/received"),
+            u(&doc, "/receiver/lost_packets"),
+        );
+        assert_eq!(sent, 200_000, "{what}");
+        assert_eq!(sent, rx + lost, "{what}");
+        assert_eq!(
+            lost,
+            u(&doc, "/receiver/kernel_drops"),
+            "{what}: loss with no relay is the kernel's drops"
+        );
+        assert!(doc["relay"].is_null(), "{what}: no relay ran");
+        assert_eq!(out.code, 0, "{what}: {}", out.stderr);
+    }
+    // Full speed through the relay: the accounting still adds up exactly.
+    let out = run(
+        &[
+            "run", "03", "--json", "--seed", "5", "--count", "50000", "--rate", "max", "--delay",
+            "0ms", "--jitter", "0ms",
+        ],
+        Duration::from_secs(60),
+    );
+    check_demo(&out.json(), "full speed through the relay");
+}
+
+#[test]
+fn sequence_numbers_near_u64_max() {
+    // A real sender whose 10,000 sequence numbers end at u64::MAX - 1, straight into a
+    // receiver: nothing wraps, nothing is lost on the way at this rate.
+    let first = (u64::MAX - 10_000).to_string();
+    let rx = spawn(&[
+        "run",
+        "03",
+        "--role",
+        "receiver",
+        "--json",
+        "--bind",
+        "127.0.0.1:0",
+        "--first-seq",
+        &first,
+        "--wait",
+        "10s",
+    ]);
+    let addr = rx.ready("receiving on").to_string();
+    let tx = run(
+        &[
+            "run",
+            "03",
+            "--role",
+            "sender",
+            "--json",
+            "--connect",
+            &addr,
+            "--count",
+            "10000",
+            "--rate",
+            "50000",
+            "--first-seq",
+            &first,
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(tx.code, 0, "{}", tx.stderr);
+    let doc = rx.finish(Duration::from_secs(30)).json();
+    let sent = u(&tx.json(), "/sender/packets");
+    assert_eq!(sent, 10_000);
+    assert_eq!(
+        u(&doc, "/receiver/received") + u(&doc, "/receiver/lost_packets"),
+        sent
+    );
+    assert_eq!(
+        u(&doc, "/receiver/lost_packets"),
+        u(&doc, "/receiver/kernel_drops")
+    );
+
+    // Hand-made: the very last sequence numbers and a count that is itself near 2^64.
+    let rx = spawn(&[
+        "run",
+        "03",
+        "--role",
+        "receiver",
+        "--json",
+        "--bind",
+        "127.0.0.1:0",
+        "--wait",
+        "10s",
+    ]);
+    let to = rx.ready("receiving on");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for seq in [u64::MAX - 2, u64::MAX, u64::MAX - 1, u64::MAX] {
+        s.send_to(&probe(Kind::Data, 7, seq, 64), to).unwrap();
+    }
+    s.send_to(&probe(Kind::End, 7, u64::MAX, 64), to).unwrap();
+    let out = rx.finish(Duration::from_secs(20));
+    let doc = out.json();
+    assert_eq!(u(&doc, "/receiver/received"), 3);
+    assert_eq!(u(&doc, "/receiver/duplicates"), 1);
+    assert_eq!(u(&doc, "/receiver/out_of_order"), 1);
+    assert_eq!(u(&doc, "/receiver/lost_packets"), u64::MAX - 3);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+fn probe(kind: Kind, session: u64, seq: u64, size: usize) -> Vec<u8> {
+    let mut b = vec![0u8; size];
+    Repr {
+        kind,
+        session,
+        seq,
+        sent_ns: 1,
+    }
+    .emit(&mut Packet::new_unchecked(&mut b[..]));
+    b
+}
+
+#[test]
+fn other_sessions_other_sources_and_random_bytes_are_foreign() {
+    let seed = 0x5EED_u64;
+    eprintln!("random bytes seed: {seed}");
+    let rx = spawn(&[
+        "run",
+        "03",
+        "--role",
+        "receiver",
+        "--json",
+        "--bind",
+        "127.0.0.1:0",
+        "--wait",
+        "10s",
+    ]);
+    let to = rx.ready("receiving on");
+    let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rng = Rng::new(seed);
+    let mut foreign = 0;
+    // An end marker before any data cannot start a session (a previous run's straggler).
+    ours.send_to(&probe(Kind::End, 1, 5, 32), to).unwrap();
+    foreign += 1;
+    for seq in 0..200u64 {
+        // Every datagram of session 1 from `ours` is counted once; everything else is not.
+        if seq != 50 {
+            ours.send_to(&probe(Kind::Data, 1, seq, 100), to).unwrap();
+        }
+        let junk_len = (rng.next_u64() % 200) as usize;
+        let junk: Vec<u8> = (0..junk_len).map(|_| rng.next_u64() as u8).collect();
+        stranger.send_to(&junk, to).unwrap(); // random bytes, any length (0 included)
+        stranger
+            .send_to(&probe(Kind::Data, 1, seq, 100), to)
+            .unwrap(); // right session, wrong source
+        ours.send_to(&probe(Kind::Data, 2, seq, 100), to).unwrap(); // right source, other session
+        foreign += 3;
+        // Look-alikes: a header cut short, a wrong version.
+        let mut bad = probe(Kind::Data, 1, seq, 100);
+        bad[4] = 9;
+        ours.send_to(&bad[..if seq % 2 == 0 { 31 } else { 100 }], to)
+            .unwrap();
+        foreign += 1;
+        if seq % 20 == 0 {
+            // Pace a little so the receiver's default buffer never overflows.
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+    ours.send_to(&probe(Kind::End, 2, 200, 32), to).unwrap(); // the other session's end
+    foreign += 1;
+    ours.send_to(&probe(Kind::End, 1, 200, 32), to).unwrap();
+    let out = rx.finish(Duration::from_secs(20));
+    let doc = out.json();
+    assert_eq!(
+        u(&doc, "/receiver/kernel_drops"),
+        0,
+        "the test itself overflowed the receiver"
+    );
+    assert_eq!(u(&doc, "/receiver/received"), 199, "seed {seed}");
+    assert_eq!(
+        u(&doc, "/receiver/lost_packets"),
+        1,
+        "seed {seed}: sequence 50 was never sent"
+    );
+    assert_eq!(u(&doc, "/receiver/foreign"), foreign, "seed {seed}");
+    assert_eq!(u(&doc, "/receiver/duplicates"), 0, "seed {seed}");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn truncated_datagrams_are_counted_and_lost() {
+    let out = run(
+        &[
+            "run",
+            "03",
+            "--json",
+            "--seed",
+            "1",
+            "--count",
+            "500",
+            "--size",
+            "300",
+            "--buffer",
+            "100",
+            "--loss",
+            "0%",
+            "--dup",
+            "0%",
+            "--reorder",
+            "0%",
+            "--delay",
+            "0ms",
+            "--jitter",
+            "0ms",
+        ],
+        Duration::from_secs(20),
+    );
+    let doc = out.json();
+    assert_eq!(u(&doc, "/receiver/truncated"), 500);
+    assert_eq!(u(&doc, "/receiver/received"), 0);
+    assert_eq!(u(&doc, "/receiver/lost_packets"), 500);
+    check_demo(&doc, "truncation");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn end_marker_lost() {
+    // No end marker at all: the receiver stops after --idle, says the count is unknown,
+    // and counts loss only up to the highest sequence (sequence 999 itself is sent).
+    let out = run(
+        &[
+            "run",
+            "03",
+            "--json",
+            "--seed",
+            "3",
+            "--count",
+            "1000",
+            "--end-markers",
+            "0",
+            "--idle",
+            "300ms",
+            "--loss",
+            "5%",
+            "--delay",
+            "0ms",
+            "--jitter",
+            "0ms",
+        ],
+        Duration::from_secs(20),
+    );
+    let doc = out.json();
+    assert_eq!(doc["receiver"]["count_known"], false);
+    let highest_plus_one = u(&doc, "/receiver/packets");
+    assert!(highest_plus_one <= 1000);
+    assert_eq!(
+        u(&doc, "/receiver/received") + u(&doc, "/receiver/lost_packets"),
+        highest_plus_one
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // Some end markers lost, not all: pick a seed whose relay drops the first marker and
+    // keeps the second (decisions 1000 and 1001 with 1000 data datagrams before them).
+    let settings = |seed| Settings {
+        loss: 0.5,
+        dup: 0.0,
+        reorder: 0.0,
+        delay: Duration::ZERO,
+        jitter: Duration::ZERO,
+        seed,
+    };
+    let seed = (1u64..10_000)
+        .find(|&s| {
+            let mut imp = Impairer::new(settings(s));
+            let d: Vec<bool> = (0..1002).map(|_| imp.decide().drop).collect();
+            d[1000] && !d[1001]
+        })
+        .unwrap();
+    eprintln!("seed {seed}: first end marker dropped, second kept");
+    let out = run(
+        &[
+            "run",
+            "03",
+            "--json",
+            "--seed",
+            &seed.to_string(),
+            "--count",
+            "1000",
+            "--rate",
+            "20000",
+            "--loss",
+            "50%",
+            "--dup",
+            "0%",
+            "--reorder",
+            "0%",
+            "--delay",
+            "0ms",
+            "--jitter",
+            "0ms",
+        ],
+        Duration::from_secs(20),
+    );
+    let doc = out.json();
+    assert!(u(&doc, "/relay/end_markers_dropped") >= 1, "seed {seed}");
+    check_demo(&doc, &format!("seed {seed} with its first end marker lost"));
+}
+
+#[test]
+fn total_loss_ends_with_a_clear_report() {
+    let out = run(
+        &[
+            "run", "03", "--json", "--seed", "4", "--count", "1000", "--loss", "100%", "--wait",
+            "500ms",
+        ],
+        Duration::from_secs(20),
+    );
+    let doc = out.json();
+    assert_eq!(u(&doc, "/relay/dropped"), 1000);
+    assert_eq!(u(&doc, "/relay/end_markers_dropped"), 5);
+    assert_eq!(u(&doc, "/receiver/received"), 0);
+    assert!(doc["receiver"]["session"].is_null());
+    assert_eq!(
+        out.code, 0,
+        "the demo showed what it should: {}",
+        out.stderr
+    );
+
+    let text = run(
+        &[
+            "run", "03", "--seed", "4", "--count", "200", "--loss", "100%", "--wait", "500ms",
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(
+        text.stdout.contains("Nothing of the session arrived"),
+        "{}",
+        text.stdout
+    );
+
+    // A lone receiver that hears nothing gives up, says why, and fails.
+    let out = run(
+        &[
+            "run",
+            "03",
+            "--role",
+            "receiver",
+            "--bind",
+            "127.0.0.1:0",
+            "--wait",
+            "300ms",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("no datagram of a probe session arrived"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn impair_relay_is_exact_and_passes_replies_back() {
+    let seed = 7u64;
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sink.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let relay = spawn(&[
+        "impair",
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &sink.local_addr().unwrap().to_string(),
+        "--loss",
+        "20%",
+        "--dup",
+        "10%",
+        "--reorder",
+        "10%",
+        "--delay",
+        "1ms",
+        "--jitter",
+        "1ms",
+        "--seed",
+        "7",
+        "--duration",
+        "3",
+        "--json",
+    ]);
+    let to = relay.ready("relaying");
+    let src = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let n = 1000u64;
+    // The sink reads in its own thread while we send, paced (1 ms per 20 datagrams) so
+    // no socket buffer on the way overflows: this test is about the relay's counts.
+    let reader = {
+        let sink = sink.try_clone().unwrap();
+        thread::spawn(move || {
+            let mut got = 0u64;
+            let mut buf = [0u8; 100];
+            while got < 2 * n {
+                match sink.recv_from(&mut buf) {
+                    Ok(_) => got += 1,
+                    Err(_) => break, // 500 ms of silence: the relay has sent everything
+                }
+            }
+            got
+        })
+    };
+    for i in 0..n {
+        src.send_to(format!("datagram {i}").as_bytes(), to).unwrap();
+        if i % 20 == 19 {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let got = reader.join().unwrap();
+    let mut buf = [0u8; 100];
+    // A reply to the relay's address goes back to the sender, unimpaired.
+    sink.send_to(b"reply", to).unwrap();
+    src.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let (k, _) = src
+        .recv_from(&mut buf)
+        .expect("the reply came back through the relay");
+    assert_eq!(&buf[..k], b"reply");
+
+    let out = relay.finish(Duration::from_secs(10));
+    let doc = out.json();
+    let mut imp = Impairer::new(Settings {
+        loss: 0.2,
+        dup: 0.1,
+        reorder: 0.1,
+        delay: Duration::from_millis(1),
+        jitter: Duration::from_millis(1),
+        seed,
+    });
+    let decisions: Vec<_> = (0..n).map(|_| imp.decide()).collect();
+    let dropped = decisions.iter().filter(|d| d.drop).count() as u64;
+    let duplicated = decisions.iter().filter(|d| d.duplicate).count() as u64;
+    assert_eq!(u(&doc, "/relay/datagrams"), n);
+    assert_eq!(u(&doc, "/relay/dropped"), dropped, "seed {seed}");
+    assert_eq!(u(&doc, "/relay/duplicated"), duplicated, "seed {seed}");
+    assert_eq!(u(&doc, "/relay/forwarded"), n - dropped);
+    assert_eq!(u(&doc, "/relay/returned"), 1);
+    assert_eq!(
+        got,
+        n - dropped + duplicated,
+        "what arrived is what the relay says it sent"
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn bad_flags_name_the_fix() {
+    let out = run(&["impair", "--loss", "150%"], Duration::from_secs(10));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("outside 0%..100%"), "{}", out.stderr);
+    let out = run(&["run", "03", "--size", "10"], Duration::from_secs(10));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("32 (the header)"), "{}", out.stderr);
+    let out = run(&["run", "03", "--rate", "fast"], Duration::from_secs(10));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("not a rate"), "{}", out.stderr);
+}
+
+/// True once something is bound to UDP 127.0.0.1:`port` (read from /proc/net/udp: a
+/// readiness probe that needs no cooperation from the program).
+fn udp_port_bound(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .map(|t| {
+            t.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_receiver_written_from_the_lesson_counts_what_the_relay_did() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/udp_loss/student_receiver.py"
+    );
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let student = Command::new("python3")
+        .args([script, "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed (apt-get install -y python3)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !udp_port_bound(port) {
+        assert!(
+            Instant::now() < deadline,
+            "the Python receiver never bound port {port}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let seed = 11u64;
+    let relay = spawn(&[
+        "impair",
+        "--listen",
+        "127.0.0.1:0",
+        "--forward",
+        &format!("127.0.0.1:{port}"),
+        "--loss",
+        "5%",
+        "--dup",
+        "2%",
+        "--reorder",
+        "3%",
+        "--delay",
+        "1ms",
+        "--jitter",
+        "1ms",
+        "--seed",
+        "11",
+        "--duration",
+        "4",
+        "--json",
+    ]);
+    let to = relay.ready("relaying").to_string();
+    let tx = run(
+        &[
+            "run",
+            "03",
+            "--role",
+            "sender",
+            "--json",
+            "--connect",
+            &to,
+            "--count",
+            "5000",
+            "--rate",
+            "20000",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(tx.code, 0, "{}", tx.stderr);
+    let out = student.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let got: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let rel = relay.finish(Duration::from_secs(10)).json();
+    assert_eq!(
+        u(&rel, "/relay/kernel_drops") + u(&rel, "/relay/overflow"),
+        0,
+        "the relay itself lost datagrams"
+    );
+    assert_eq!(u(&got, "/received") + u(&got, "/lost"), 5000, "seed {seed}");
+    assert_eq!(u(&got, "/lost"), u(&rel, "/relay/dropped"), "seed {seed}");
+    assert_eq!(
+        u(&got, "/duplicates"),
+        u(&rel, "/relay/duplicated"),
+        "seed {seed}"
+    );
+    assert_eq!(
+        u(&got, "/out_of_order"),
+        u(&rel, "/relay/reordered"),
+        "seed {seed}"
+    );
+}
+
+#[test]
+fn a_sender_to_a_closed_port_says_nothing_listens() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let to = format!("127.0.0.1:{port}");
+    let out = run(
+        &[
+            "run",
+            "03",
+            "--role",
+            "sender",
+            "--connect",
+            &to,
+            "--count",
+            "1000",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing listens there"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("fix: start the receiver first"),
+        "{}",
+        out.stderr
+    );
+}
