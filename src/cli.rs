@@ -77,6 +77,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure latency: round trips per message size (TCP, TCP with Nagle, UDP) or the age
+    /// of streamed samples per buffer size, with percentiles, plots and a report
+    /// (`--out DIR`); `lab latency compare A B` sets two runs side by side.
+    Latency(Box<crate::latency::LatencyArgs>),
     /// Print a shell completion script (e.g. `lab completions bash > ~/.local/share/bash-completion/completions/lab`).
     Completions {
         /// The shell.
@@ -95,6 +99,7 @@ pub fn main() -> Result<()> {
         Some(Command::Run { id, args }) => run(catalog.find(&id)?, &args),
         Some(Command::Hint { id, all }) => hint(catalog.find(&id)?, all),
         Some(Command::Doctor { json }) => doctor::run(json),
+        Some(Command::Latency(args)) => crate::latency::main(*args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "lab", &mut std::io::stdout());
             Ok(())

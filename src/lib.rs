@@ -14,5 +14,6 @@ pub mod cli;
 pub mod doctor;
 pub mod error;
 pub mod labs;
+pub mod latency;
 pub mod out;
 pub mod progress;

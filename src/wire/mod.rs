@@ -4,3 +4,4 @@
 //! gives those bytes meaning lives here so it can be tested without a network.
 
 pub mod lines;
+pub mod stamped;
