@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn measures_count_after_warmup_and_counts_losses() {
-        let mut p = Scripted::new(vec![Some(1000), Some(2000), None, Some(3000)]);
+        let mut p = Scripted::new(vec![Some(500), Some(1000), None, Some(1500)]);
         let plan = Plan {
             warmup: 2,
             count: Some(6),
@@ -223,11 +223,12 @@ mod tests {
             floor: None,
         };
         let m = measure(&mut p, label, &plan, Instant::now(), &ProgressBar::hidden()).unwrap();
-        // Warmup took 1000 and 2000; then None (lost), 3000, 1000, 2000, None, 3000, 1000, 2000.
+        // Warmup took 500 and 1000; then None (lost), 1500, 500, 1000, None, 1500, 500, 1000.
+        // (Values under 2048 ns are exact at 3 significant digits.)
         assert_eq!(m.hist.len(), 6);
         assert_eq!(m.series.lost, 2);
-        assert_eq!(m.series.stats.min_us, 1.0);
-        assert_eq!(m.series.stats.max_us, 3.0);
+        assert_eq!(m.series.stats.min_us, 0.5);
+        assert_eq!(m.series.stats.max_us, 1.5);
         assert_eq!(m.intervals.len(), 1);
         assert_eq!(m.intervals[0].hist.len(), 6);
     }
