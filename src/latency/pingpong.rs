@@ -23,6 +23,20 @@ use socket2::SockRef;
 
 use crate::error::{connect_error, LabError};
 
+/// [`connect_error`] with the fix that fits here: the peer must be a latency server.
+pub fn unreachable(addr: SocketAddr, e: io::Error) -> LabError {
+    let refused = e.kind() == io::ErrorKind::ConnectionRefused;
+    let err = connect_error(addr, e);
+    if refused {
+        err.fix(format!(
+            "start the server first: `lab latency --role server --bind 0.0.0.0:{}` on that machine, or check the host and port",
+            addr.port()
+        ))
+    } else {
+        err
+    }
+}
+
 use super::probe::{Probe, SplitMix};
 
 /// First bytes of a ping-pong hello.
@@ -206,7 +220,7 @@ impl TcpProbe {
         seed: u64,
     ) -> Result<TcpProbe> {
         let mut stream =
-            TcpStream::connect_timeout(&addr, TCP_TIMEOUT).map_err(|e| connect_error(addr, e))?;
+            TcpStream::connect_timeout(&addr, TCP_TIMEOUT).map_err(|e| unreachable(addr, e))?;
         stream.set_nodelay(nodelay)?;
         stream.set_read_timeout(Some(TCP_TIMEOUT))?;
         let hello = Hello { size, nodelay }.to_bytes();
@@ -308,7 +322,7 @@ impl UdpProbe {
         }
         .parse()?;
         let sock = UdpSocket::bind(local)?;
-        sock.connect(addr).map_err(|e| connect_error(addr, e))?;
+        sock.connect(addr).map_err(|e| unreachable(addr, e))?;
         let mut msg = vec![0u8; size];
         SplitMix(seed).fill(&mut msg);
         let mut p = UdpProbe {
@@ -364,7 +378,7 @@ impl Probe for UdpProbe {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The kernel's send buffer is full (busy mode): try again.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {}
-                Err(e) => return Err(connect_error(self.addr, e).into()),
+                Err(e) => return Err(unreachable(self.addr, e).into()),
             }
         }
         loop {
@@ -398,9 +412,7 @@ impl Probe for UdpProbe {
                         std::hint::spin_loop();
                     }
                 }
-                Err(e) => {
-                    return Err(connect_error(self.addr, e)).context("waiting for a UDP echo")
-                }
+                Err(e) => return Err(unreachable(self.addr, e)).context("waiting for a UDP echo"),
             }
         }
     }
