@@ -5,6 +5,7 @@
 //! `pub fn run(lab: &Lab, args: &[String]) -> anyhow::Result<()>`, add it to [`DEMOS`],
 //! and see CONTRIBUTING.md for the rest of the checklist.
 
+pub mod latency;
 pub mod tcp_echo;
 pub mod udp_echo;
 
@@ -14,7 +15,7 @@ use crate::catalog::Lab;
 pub type Demo = fn(&Lab, &[String]) -> anyhow::Result<()>;
 
 /// Demos by lab id.
-const DEMOS: &[(&str, Demo)] = &[("01-tcp-echo", tcp_echo::run), ("02-udp-echo", udp_echo::run)];
+const DEMOS: &[(&str, Demo)] = &[("01-tcp-echo", tcp_echo::run), ("02-udp-echo", udp_echo::run), ("08-latency", latency::run)];
 
 /// The demo of a lab, if it is built.
 pub fn find(id: &str) -> Option<Demo> {
