@@ -382,13 +382,6 @@ impl Probe for UdpProbe {
             }
         }
         loop {
-            if !self.busy {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(false);
-                }
-                self.sock.set_read_timeout(Some(left))?;
-            }
             match self.sock.recv(&mut self.reply) {
                 Ok(n) => {
                     let t1 = Instant::now();
