@@ -78,8 +78,8 @@ RESULTS="$TMP/results.txt"
 : >"$RESULTS"
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
-  for proto in tcp udp; do
-    for size in 16 1024; do
+  for proto in ${PROTOS:-tcp udp}; do
+    for size in ${SIZES:-16 1024}; do
       if [[ " $PLACEMENTS " == *" same "* ]]; then
         echo "same sockperf $proto $size $(run_sockperf $proto $size "$SAME" "$SAME")" >>"$RESULTS"
         echo "same lab $proto $size $(run_lab $proto $size "$SAME" "$SAME")" >>"$RESULTS"

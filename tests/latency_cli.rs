@@ -338,3 +338,96 @@ fn server_role_and_connect_work_across_processes() {
     assert_eq!(floor_avg, 875.0, "{row}"); // (8-1)/4000/2 s
     assert!(mean >= floor_avg - 0.1, "{row}");
 }
+
+#[test]
+fn measures_against_any_echo_server_python3() {
+    // A peer a user would meet: a plain Python echo server (TCP and UDP on one port,
+    // echoing whatever arrives, bounded to 30 s). Our hello is 8 bytes any echo server
+    // returns unchanged, so `--connect` works against it.
+    let script = r#"
+import socket, selectors, time, sys
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("127.0.0.1", 0)); t.listen(8); port = t.getsockname()[1]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", port))
+print(port, flush=True)
+sel = selectors.DefaultSelector(); sel.register(t, selectors.EVENT_READ); sel.register(u, selectors.EVENT_READ)
+end = time.time() + 30
+while time.time() < end:
+    for key, _ in sel.select(timeout=0.5):
+        s = key.fileobj
+        if s is t:
+            c, _ = t.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1); sel.register(c, selectors.EVENT_READ)
+        elif s is u:
+            d, a = u.recvfrom(65535); u.sendto(d, a)
+        else:
+            d = s.recv(65536)
+            if d: s.sendall(d)
+            else: sel.unregister(s); s.close()
+"#;
+    let child = match Command::new("python3")
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!("python3 is needed for this test (apt-get install -y python3): {e}"),
+    };
+    let mut peer = Reaper(child);
+    let mut port = String::new();
+    let mut lines = BufReader::new(peer.0.stdout.take().unwrap());
+    lines.read_line(&mut port).unwrap();
+    let addr = format!("127.0.0.1:{}", port.trim());
+    let o = lab(&[
+        "latency",
+        "--connect",
+        &addr,
+        "--mode",
+        "tcp,udp",
+        "--sizes",
+        "1,1500",
+        "--count",
+        "200",
+        "--warmup",
+        "10",
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{err}");
+    for label in ["tcp 1 B", "tcp 1500 B", "udp 1 B", "udp 1500 B"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label}: {stdout}"));
+        assert_eq!(row.split_whitespace().nth(3), Some("200"), "{row}");
+    }
+}
+
+#[test]
+fn guided_tour_runs_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = lab(&[
+        "run",
+        "08-latency",
+        "--count",
+        "50",
+        "--stream-seconds",
+        "0.3",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{err}");
+    for step in [
+        "1. Round trips",
+        "2. The same over UDP",
+        "3. Nagle",
+        "4. Buffer size",
+    ] {
+        assert!(stdout.contains(step), "{step} missing: {stdout}");
+    }
+    for d in ["1-sizes", "2-udp", "3-nagle", "4-stream"] {
+        assert!(
+            dir.path().join(d).join("report.md").is_file(),
+            "{d} report missing"
+        );
+    }
+}
