@@ -89,6 +89,10 @@ pub enum Command {
     /// A seeded UDP impairment relay: loss, duplication, reordering, delay and jitter
     /// between any UDP sender and receiver, with exact counts of what it did.
     Impair(crate::impair::ImpairArgs),
+    /// Measure latency: round trips per message size (TCP, TCP with Nagle, UDP) or the age
+    /// of streamed samples per buffer size, with percentiles, plots and a report
+    /// (`--out DIR`); `lab latency compare A B` sets two runs side by side.
+    Latency(Box<crate::latency::LatencyArgs>),
     /// Print a shell completion script (e.g. `lab completions bash > ~/.local/share/bash-completion/completions/lab`).
     Completions {
         /// The shell.
@@ -109,6 +113,7 @@ pub fn main() -> Result<()> {
         Some(Command::Doctor { json }) => doctor::run(json),
         Some(Command::Serial { command }) => labs::serial_stream::serial_command(command),
         Some(Command::Impair(args)) => crate::impair::run(&args),
+        Some(Command::Latency(args)) => crate::latency::main(*args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "lab", &mut std::io::stdout());
             Ok(())

@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod error;
 pub mod impair;
 pub mod labs;
+pub mod latency;
 pub mod out;
 pub mod progress;
 pub mod sys;

@@ -5,3 +5,4 @@
 
 pub mod lines;
 pub mod probe;
+pub mod stamped;

@@ -1,0 +1,473 @@
+//! `lab latency`: a latency harness in the spirit of sockperf and wrk2, with hyperfine's
+//! report habits. A pipeline:
+//!
+//! 1. **Check everything first** ([`validate`], [`export::OutDir::prepare`]): sizes,
+//!    rates, the output folder, the server; a mistake costs nothing when found before
+//!    measuring.
+//! 2. **Measure** one (mode, size) at a time: a probe ([`pingpong`], [`stream`]) yields
+//!    latencies, [`probe::measure`] records them into an HdrHistogram.
+//! 3. **Export** after each size ([`export`]): the result model ([`result`]) goes through
+//!    one small exporter per format, and every file is rewritten, so an interrupted run
+//!    keeps what it measured.
+//!
+//! The measuring peer is [`server`], an event-driven server on [`crate::core`]; the
+//! clients are deliberately plain loops (see [`pingpong`] for why).
+
+pub mod compare;
+pub mod env;
+pub mod export;
+pub mod pingpong;
+pub mod probe;
+pub mod result;
+pub mod server;
+pub mod stream;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::error::LabError;
+use crate::out::{bold, dim, progress};
+use crate::say;
+
+use export::OutDir;
+use probe::{Label, Plan, Probe};
+use result::{Floor, Measured, Params, Run};
+
+/// The documented default address of `--role server`.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7008";
+/// The Arduino's sample rate: analogRead at the default prescaler plus the serial loop
+/// gives about 896 samples per second (see notes/arduino-sim.md).
+pub const ARDUINO_RATE: f64 = 896.0;
+/// Round trips per size when neither --count nor --duration is given: 10 000 resolves
+/// p99.9 with ten samples above it, in about 0.1 s per size on loopback.
+pub const DEFAULT_COUNT: u64 = 10_000;
+/// Seconds per buffer size in stream mode by default: enough for ten buffers of 256
+/// samples at 896 per second.
+pub const DEFAULT_STREAM_SECONDS: f64 = 3.0;
+/// Highest rate accepted: a million per second is beyond any single socket's round trips.
+const MAX_RATE: f64 = 1e6;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// TCP round trips with TCP_NODELAY on both ends (Nagle off).
+    Tcp,
+    /// TCP round trips with Nagle's algorithm on (TCP_NODELAY off).
+    TcpNagle,
+    /// UDP round trips.
+    Udp,
+    /// Samples at a fixed rate in buffers of N: the age of each sample on arrival.
+    Stream,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Tcp => "tcp",
+            Mode::TcpNagle => "tcp-nagle",
+            Mode::Udp => "udp",
+            Mode::Stream => "stream",
+        }
+    }
+}
+
+/// Which end(s) to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Both ends in this process on loopback (or only the client with --connect).
+    Client,
+    /// Only the server, for a client on another machine.
+    Server,
+}
+
+/// `lab latency`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LatencyArgs {
+    /// `compare A B`.
+    #[command(subcommand)]
+    pub command: Option<LatencyCommand>,
+    /// The measurement's options.
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+/// Subcommands of `lab latency`.
+#[derive(Debug, Subcommand)]
+pub enum LatencyCommand {
+    /// Two runs side by side with the ratio B/A per size and percentile.
+    Compare {
+        /// Folder (or summary.json) of run A.
+        a: PathBuf,
+        /// Folder (or summary.json) of run B.
+        b: PathBuf,
+    },
+}
+
+/// Options of a measurement.
+#[derive(Debug, Clone, Args)]
+pub struct Opts {
+    /// Modes to measure, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tcp")]
+    pub mode: Vec<Mode>,
+    /// Ping-pong message sizes in bytes.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,16,64,256,1024,4096,16384"
+    )]
+    pub sizes: Vec<usize>,
+    /// Stream mode: samples per buffer.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256")]
+    pub buffer_sizes: Vec<usize>,
+    /// Latencies to record per size (default 10000 for ping-pong).
+    #[arg(long, conflicts_with = "duration")]
+    pub count: Option<u64>,
+    /// Seconds per size (default 3 for stream mode).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Latencies discarded per size before recording.
+    #[arg(long, default_value_t = 200)]
+    pub warmup: u64,
+    /// Ping-pong: open loop at this many requests per second, measured from the intended
+    /// send time. Stream: samples per second (default 896, the Arduino's rate).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// The client spins on a non-blocking socket instead of sleeping in recv (one core
+    /// at 100%; pin the server to another core).
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Write each TCP message in two halves, as a header and a body: with tcp-nagle this
+    /// shows Nagle's algorithm meeting delayed ACKs.
+    #[arg(long)]
+    pub split_writes: bool,
+    /// Run only the server (`--role server --bind 0.0.0.0:7008`) for a client elsewhere.
+    #[arg(long, value_enum, default_value_t = Role::Client)]
+    pub role: Role,
+    /// Address the server listens on (TCP and UDP, same port).
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    pub bind: SocketAddr,
+    /// Measure against a server at HOST:PORT instead of starting one on loopback.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub connect: Option<String>,
+    /// Write the report here: .hgrm, interval log, CSV, JSON, SVG plots, report.md.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seed of the payload bytes (default: from the clock; printed either way).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Server only: stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    pub serve_for: Option<f64>,
+}
+
+/// Entry point of `lab latency`.
+pub fn main(args: LatencyArgs) -> Result<()> {
+    match args.command {
+        Some(LatencyCommand::Compare { a, b }) => compare::run(&a, &b),
+        None => run(&args.opts).map(|_| ()),
+    }
+}
+
+fn usage(what: String, fix: &str) -> anyhow::Error {
+    LabError::usage(what).fix(fix).into()
+}
+
+/// Refuses arguments that cannot work, before anything else happens.
+pub fn validate(o: &Opts) -> Result<()> {
+    let pingpong = o.mode.iter().any(|m| *m != Mode::Stream);
+    if pingpong {
+        if o.sizes.is_empty() {
+            return Err(usage(
+                "no message sizes given".into(),
+                "give sizes in bytes, e.g. --sizes 1,16,64",
+            ));
+        }
+        if o.sizes.contains(&0) {
+            return Err(usage(
+                "message size 0: a round trip needs at least one byte to carry".into(),
+                "use sizes of 1 byte or more, e.g. --sizes 1,16,64,256,1024",
+            ));
+        }
+        if o.mode.contains(&Mode::Udp) {
+            if let Some(&big) = o.sizes.iter().find(|&&s| s > pingpong::MAX_UDP_SIZE) {
+                return Err(usage(
+                    format!("UDP message size {big} is over 65507, the largest payload one IPv4 datagram can carry"),
+                    "use sizes up to 65507 with --mode udp (65535 minus the 20-byte IP and 8-byte UDP headers), or measure big messages with --mode tcp",
+                ));
+            }
+        }
+        if let Some(&big) = o.sizes.iter().find(|&&s| s > pingpong::MAX_TCP_SIZE) {
+            return Err(usage(
+                format!("message size {big} is over 1 MiB"),
+                "use sizes up to 1048576: beyond that a round trip measures copying, not latency",
+            ));
+        }
+    }
+    if o.mode.contains(&Mode::Stream) {
+        if o.buffer_sizes.is_empty() || o.buffer_sizes.contains(&0) {
+            return Err(usage(
+                "buffer size 0: a buffer holds at least one sample".into(),
+                "use --buffer-sizes 1,4,16,64,256",
+            ));
+        }
+        if let Some(&big) = o
+            .buffer_sizes
+            .iter()
+            .find(|&&s| s > crate::wire::stamped::MAX_SAMPLES)
+        {
+            return Err(usage(
+                format!("buffer size {big} is over 65535 samples"),
+                "use --buffer-sizes up to 65535",
+            ));
+        }
+    }
+    if let Some(r) = o.rate {
+        if !(r > 0.0 && r <= MAX_RATE) {
+            return Err(usage(
+                format!("rate {r} per second is out of range"),
+                "use --rate between 0 and 1000000 (e.g. 896)",
+            ));
+        }
+    }
+    if o.count == Some(0) {
+        return Err(usage(
+            "--count 0 measures nothing".into(),
+            "use --count 1000 or more for stable percentiles",
+        ));
+    }
+    if let Some(d) = o.duration {
+        if !(d > 0.0 && d <= 86_400.0) {
+            return Err(usage(
+                format!("duration {d} s is out of range"),
+                "use --duration between 0 and 86400 seconds",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `--connect`.
+fn resolve(target: &str) -> Result<SocketAddr> {
+    let bad = || {
+        usage(
+            format!("cannot resolve {target}"),
+            "give HOST:PORT, e.g. --connect 192.168.1.20:7008 or --connect pi.local:7008",
+        )
+    };
+    target
+        .to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
+}
+
+/// One (mode, size) to measure.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    mode: Mode,
+    size: usize,
+}
+
+fn jobs(o: &Opts) -> Vec<Job> {
+    let mut v = Vec::new();
+    for &mode in &o.mode {
+        let sizes = if mode == Mode::Stream {
+            &o.buffer_sizes
+        } else {
+            &o.sizes
+        };
+        for &size in sizes {
+            v.push(Job { mode, size });
+        }
+    }
+    v
+}
+
+/// An open probe, its socket's (SO_SNDBUF, SO_RCVBUF), and how its clock was set.
+type Opened = (
+    Box<dyn Probe>,
+    (Option<usize>, Option<usize>),
+    Option<String>,
+);
+
+/// Opens the probe for one job.
+fn open_probe(job: Job, addr: SocketAddr, o: &Opts, seed: u64) -> Result<Opened> {
+    Ok(match job.mode {
+        Mode::Tcp | Mode::TcpNagle => {
+            let p = pingpong::TcpProbe::connect(
+                addr,
+                job.size,
+                job.mode == Mode::Tcp,
+                o.split_writes,
+                o.busy_poll,
+                o.rate,
+                seed,
+            )?;
+            let b = p.buffers();
+            (Box::new(p), b, None)
+        }
+        Mode::Udp => {
+            let p = pingpong::UdpProbe::connect(addr, job.size, o.busy_poll, o.rate, seed)?;
+            let b = p.buffers();
+            (Box::new(p), b, None)
+        }
+        Mode::Stream => {
+            let rate = o.rate.unwrap_or(ARDUINO_RATE);
+            let (p, note) = stream::StreamProbe::connect(addr, job.size, rate, o.busy_poll)?;
+            let b = p.buffers();
+            let clock = note.map(|n| {
+                format!(
+                    "separate clocks: offset {:.1} us estimated from round trips, +-{:.1} us",
+                    n.offset_ns as f64 / 1e3,
+                    n.uncertainty_ns as f64 / 1e3
+                )
+            });
+            (Box::new(p), b, clock)
+        }
+    })
+}
+
+/// Measures as the options say, prints the table, writes the report; returns the run.
+pub fn run(o: &Opts) -> Result<Run> {
+    validate(o)?;
+    if o.role == Role::Server {
+        return server::serve(o.bind, o.serve_for.map(Duration::from_secs_f64))
+            .map(|_| empty_run(o, o.bind, 0));
+    }
+    let out = o.out.as_deref().map(OutDir::prepare).transpose()?;
+    let seed = o.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    // Loopback unless told otherwise: the server runs in a thread of this process.
+    let (_local, addr) = match &o.connect {
+        Some(t) => (None, resolve(t)?),
+        None => {
+            let l = server::Local::start("127.0.0.1:0".parse()?)?;
+            let a = l.addr;
+            (Some(l), a)
+        }
+    };
+    let mut run = empty_run(o, addr, seed);
+    say!(
+        "{} {} against {addr} ({}), seed {seed}",
+        bold("lab latency:"),
+        o.mode
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if addr.ip().is_loopback() {
+            "loopback"
+        } else {
+            "another machine"
+        }
+    );
+    let run_start = Instant::now();
+    let mut measured: Vec<Measured> = Vec::new();
+    if let Some(out) = &out {
+        out.write(&run, &measured)?;
+    }
+    for job in jobs(o) {
+        let (mut probe, buffers, clock) = open_probe(job, addr, o, seed)?;
+        if measured.is_empty() {
+            run.env = env::detect(
+                addr.ip(),
+                buffers,
+                clock
+                    .clone()
+                    .unwrap_or_else(|| "shared (both ends on this machine)".into()),
+            );
+        }
+        let (count, duration) = match (o.count, o.duration, job.mode) {
+            (Some(c), _, _) => (Some(c), None),
+            (None, Some(d), _) => (None, Some(Duration::from_secs_f64(d))),
+            (None, None, Mode::Stream) => {
+                (None, Some(Duration::from_secs_f64(DEFAULT_STREAM_SECONDS)))
+            }
+            (None, None, _) => (Some(DEFAULT_COUNT), None),
+        };
+        let plan = Plan {
+            warmup: o.warmup,
+            count,
+            duration,
+            interval: Duration::from_secs(1),
+        };
+        let stream = job.mode == Mode::Stream;
+        let label = Label {
+            mode: job.mode.name().into(),
+            size: job.size,
+            unit: if stream { "samples" } else { "B" }.into(),
+            floor: stream.then(|| Floor::new(job.size, o.rate.unwrap_or(ARDUINO_RATE))),
+        };
+        let len = count.unwrap_or_else(|| duration.map_or(0, |d| d.as_millis() as u64));
+        let bar = progress(len, &format!("{} {}", label.mode, job.size));
+        let m = probe::measure(probe.as_mut(), label, &plan, run_start, &bar)?;
+        bar.finish_and_clear();
+        let s = &m.series;
+        say!(
+            "  {:<20} p50 {:>8.1} us   p99 {:>8.1} us   max {:>8.1} us{}",
+            s.label(),
+            s.stats.p50_us,
+            s.stats.p99_us,
+            s.stats.max_us,
+            if s.lost > 0 {
+                format!("   lost {}", s.lost)
+            } else {
+                String::new()
+            }
+        );
+        run.series.push(m.series.clone());
+        measured.push(m);
+        if let Some(out) = &out {
+            out.write(&run, &measured)?;
+        }
+    }
+    say!();
+    for line in export::table::render(&run).lines() {
+        say!("{line}");
+    }
+    if let Some(out) = &out {
+        say!();
+        say!(
+            "{}",
+            dim(format!("report: {}", out.dir.join("report.md").display()))
+        );
+    }
+    Ok(run)
+}
+
+/// A run with its parameters and no series yet.
+fn empty_run(o: &Opts, addr: SocketAddr, seed: u64) -> Run {
+    Run {
+        tool: format!("lab {}", env!("CARGO_PKG_VERSION")),
+        started_unix: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        params: Params {
+            modes: o.mode.iter().map(|m| m.name().to_string()).collect(),
+            sizes: o.sizes.clone(),
+            buffer_sizes: o.buffer_sizes.clone(),
+            count: o.count,
+            duration_s: o.duration,
+            warmup: o.warmup,
+            rate: o.rate,
+            busy_poll: o.busy_poll,
+            split_writes: o.split_writes,
+            target: addr.to_string(),
+            seed,
+        },
+        env: env::detect(
+            addr.ip(),
+            (None, None),
+            "shared (both ends on this machine)".into(),
+        ),
+        series: Vec::new(),
+    }
+}
