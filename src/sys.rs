@@ -207,7 +207,11 @@ pub fn enable_rx_metadata(sock: &impl AsRawFd) -> io::Result<()> {
 /// `recvmmsg(2)`: reads up to `bufs.len()` (at most [`MAX_BATCH`]) datagrams without
 /// waiting, one per buffer, and describes each in `out` (cleared first). Returns how many
 /// were read; `WouldBlock` when none was waiting.
-pub fn recv_batch(sock: &impl AsRawFd, bufs: &mut [Vec<u8>], out: &mut Vec<BatchItem>) -> io::Result<usize> {
+pub fn recv_batch(
+    sock: &impl AsRawFd,
+    bufs: &mut [Vec<u8>],
+    out: &mut Vec<BatchItem>,
+) -> io::Result<usize> {
     out.clear();
     let n = bufs.len().min(MAX_BATCH);
     // SAFETY (all zeroed): iovec, mmsghdr and sockaddr_storage are plain C structs for
@@ -249,7 +253,8 @@ pub fn recv_batch(sock: &impl AsRawFd, bufs: &mut [Vec<u8>], out: &mut Vec<Batch
     for i in 0..got {
         let h = &hdrs[i].msg_hdr;
         let wire_len = hdrs[i].msg_len as usize;
-        let from = sockaddr_to_std(&addrs[i]).ok_or_else(|| io::Error::other("unknown address family"))?;
+        let from =
+            sockaddr_to_std(&addrs[i]).ok_or_else(|| io::Error::other("unknown address family"))?;
         let mut item = BatchItem {
             len: wire_len.min(bufs[i].len()),
             wire_len,
@@ -287,7 +292,9 @@ fn std_to_sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     let len = match a {
         SocketAddr::V4(v4) => {
             // SAFETY: sockaddr_storage is large enough and aligned for sockaddr_in.
-            let sin = unsafe { &mut *(&mut s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin = unsafe {
+                &mut *(&mut s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = v4.port().to_be();
             sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
@@ -295,7 +302,9 @@ fn std_to_sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
         SocketAddr::V6(v6) => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &mut *(&mut s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &mut *(&mut s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = v6.port().to_be();
             sin6.sin6_addr.s6_addr = v6.ip().octets();
@@ -310,7 +319,11 @@ fn std_to_sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 /// `sendmmsg(2)`: sends up to [`MAX_BATCH`] datagrams to `to` (or, with `None`, to the
 /// address the socket is connected to) without waiting. Returns how many the kernel took
 /// (the first ones, in order); `WouldBlock` when none.
-pub fn send_batch(sock: &impl AsRawFd, datagrams: &[&[u8]], to: Option<SocketAddr>) -> io::Result<usize> {
+pub fn send_batch(
+    sock: &impl AsRawFd,
+    datagrams: &[&[u8]],
+    to: Option<SocketAddr>,
+) -> io::Result<usize> {
     let n = datagrams.len().min(MAX_BATCH);
     if n == 0 {
         return Ok(0);
@@ -339,7 +352,14 @@ pub fn send_batch(sock: &impl AsRawFd, datagrams: &[&[u8]], to: Option<SocketAdd
     }
     // SAFETY: the headers point at `addr`, `iovs` and the caller's slices, all alive for
     // the call; the kernel only reads the payloads.
-    let r = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+    let r = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -400,9 +420,15 @@ mod batch_tests {
         // Loopback delivers synchronously inside sendmmsg, so both are already queued.
         assert_eq!(recv_batch(&rx, &mut bufs, &mut out).unwrap(), 2);
         assert_eq!((out[0].len, out[0].wire_len), (10, 10));
-        assert_eq!((out[1].len, out[1].wire_len), (100, 300), "truncated to the buffer");
+        assert_eq!(
+            (out[1].len, out[1].wire_len),
+            (100, 300),
+            "truncated to the buffer"
+        );
         assert_eq!(out[0].from, tx.local_addr().unwrap());
-        assert!(out[0].stamp_ns.is_some_and(|t| t > 1_600_000_000 * 1_000_000_000));
+        assert!(out[0]
+            .stamp_ns
+            .is_some_and(|t| t > 1_600_000_000 * 1_000_000_000));
         // The kernel attaches SO_RXQ_OVFL only once something was dropped.
         assert_eq!(out[0].drops.unwrap_or(0), 0);
         assert_eq!(bufs[1][..100], [2u8; 100]);

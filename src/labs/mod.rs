@@ -15,7 +15,11 @@ use crate::catalog::Lab;
 pub type Demo = fn(&Lab, &[String]) -> anyhow::Result<()>;
 
 /// Demos by lab id.
-const DEMOS: &[(&str, Demo)] = &[("01-tcp-echo", tcp_echo::run), ("02-udp-echo", udp_echo::run), ("03-udp-loss", udp_loss::run)];
+const DEMOS: &[(&str, Demo)] = &[
+    ("01-tcp-echo", tcp_echo::run),
+    ("02-udp-echo", udp_echo::run),
+    ("03-udp-loss", udp_loss::run),
+];
 
 /// The demo of a lab, if it is built.
 pub fn find(id: &str) -> Option<Demo> {
