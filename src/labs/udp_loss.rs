@@ -661,8 +661,8 @@ struct Receiver {
     intervals: Vec<IntervalReport>,
     /// Print each interval as it ends.
     print: bool,
-    /// The receiver's first sequence number is assumed 0 for loss; kept for the 64-bit
-    /// test that starts high.
+    /// The sender's first sequence number (hidden --first-seq, default 0): the base of
+    /// `missing`, and of the count when no end marker arrived.
     first_seq: u64,
 }
 
