@@ -739,6 +739,13 @@ fn bad_flags_name_the_fix() {
     let out = run(&["run", "03", "--size", "10"], Duration::from_secs(10));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("32 (the header)"), "{}", out.stderr);
+    let out = run(&["run", "03", "--buffer", "16"], Duration::from_secs(10));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("fix: use --buffer 32..=65507"),
+        "{}",
+        out.stderr
+    );
     let out = run(&["run", "03", "--rate", "fast"], Duration::from_secs(10));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("not a rate"), "{}", out.stderr);

@@ -232,6 +232,14 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
                 .into(),
         );
     }
+    if !(HEADER_LEN..=MAX_LEN).contains(&args.buffer) {
+        return Err(LabError::usage(format!(
+            "--buffer {}: the receiver must read at least the {HEADER_LEN}-byte header",
+            args.buffer
+        ))
+        .fix(format!("use --buffer {HEADER_LEN}..={MAX_LEN}"))
+        .into());
+    }
     let count = args.count.unwrap_or(0);
     if args.first_seq.checked_add(count).is_none() {
         return Err(LabError::usage(format!(
