@@ -201,7 +201,8 @@ struct Args {
     /// --kernel-drops). Linux caps it at net.core.rmem_max, then doubles it.
     #[arg(long)]
     rcvbuf: Option<usize>,
-    /// Receiver: bytes read per datagram; longer datagrams are truncated and counted.
+    /// Receiver: receive buffer per datagram (32..=65507); a longer datagram is cut
+    /// short, counted as truncated, and so as lost.
     #[arg(long, default_value_t = MAX_LEN)]
     buffer: usize,
     /// Receiver: after the end marker, wait this long for stragglers if some are missing.
