@@ -739,6 +739,13 @@ fn bad_flags_name_the_fix() {
     let out = run(&["run", "03", "--size", "10"], Duration::from_secs(10));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("32 (the header)"), "{}", out.stderr);
+    let out = run(&["run", "03", "--buffer", "16"], Duration::from_secs(10));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("fix: use --buffer 32..=65507"),
+        "{}",
+        out.stderr
+    );
     let out = run(&["run", "03", "--rate", "fast"], Duration::from_secs(10));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("not a rate"), "{}", out.stderr);
@@ -876,5 +883,100 @@ fn a_sender_to_a_closed_port_says_nothing_listens() {
         out.stderr.contains("fix: start the receiver first"),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn the_demo_reads_like_a_report() {
+    let out = run(
+        &[
+            "run",
+            "03",
+            "--seed",
+            "42",
+            "--count",
+            "3000",
+            "--rate",
+            "20000",
+            "--interval",
+            "0.05",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let t = &out.stdout;
+    for want in [
+        "relay       127.0.0.1:",
+        "seed 42",
+        "interval  received",
+        "receiver totals",
+        "Receiver beside the ground truth",
+        "✓ lost",
+        "✓ duplicates",
+        "✓ out of order",
+        "✓ sent = received + lost",
+        "What you saw",
+    ] {
+        assert!(t.contains(want), "missing {want:?} in:\n{t}");
+    }
+    assert!(!t.contains('✗'), "{t}");
+    // Several interval lines at 50 ms: a 3000-datagram run lasts about 150 ms.
+    assert!(
+        t.lines()
+            .filter(|l| l.trim_start().contains(" s  "))
+            .count()
+            >= 2,
+        "{t}"
+    );
+}
+
+#[test]
+fn ctrl_c_on_the_sender_still_sends_the_count() {
+    let rx = spawn(&[
+        "run",
+        "03",
+        "--role",
+        "receiver",
+        "--json",
+        "--bind",
+        "127.0.0.1:0",
+        "--wait",
+        "10s",
+    ]);
+    let to = rx.ready("receiving on").to_string();
+    // A sender that would run for a minute, interrupted once it has started.
+    let tx = spawn(&[
+        "run",
+        "03",
+        "--role",
+        "sender",
+        "--json",
+        "--connect",
+        &to,
+        "--duration",
+        "60",
+        "--rate",
+        "5000",
+    ]);
+    thread::sleep(Duration::from_millis(300)); // let it send a while; not a readiness wait
+                                               // Ctrl-C, as the terminal would send it (kill(1): no unsafe code in tests).
+    let status = Command::new("kill")
+        .args(["-INT", &tx.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sent = tx.finish(Duration::from_secs(10));
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    let n = u(&sent.json(), "/sender/packets");
+    assert!(n > 0);
+    let doc = rx.finish(Duration::from_secs(10)).json();
+    assert_eq!(
+        doc["receiver"]["count_known"], true,
+        "the end markers went out after Ctrl-C"
+    );
+    assert_eq!(u(&doc, "/receiver/packets"), n);
+    assert_eq!(
+        u(&doc, "/receiver/received") + u(&doc, "/receiver/lost_packets"),
+        n
     );
 }

@@ -201,7 +201,8 @@ struct Args {
     /// --kernel-drops). Linux caps it at net.core.rmem_max, then doubles it.
     #[arg(long)]
     rcvbuf: Option<usize>,
-    /// Receiver: bytes read per datagram; longer datagrams are truncated and counted.
+    /// Receiver: receive buffer per datagram (32..=65507); a longer datagram is cut
+    /// short, counted as truncated, and so as lost.
     #[arg(long, default_value_t = MAX_LEN)]
     buffer: usize,
     /// Receiver: after the end marker, wait this long for stragglers if some are missing.
@@ -231,6 +232,14 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
                 .fix("for example --interval 1 --duration 5")
                 .into(),
         );
+    }
+    if !(HEADER_LEN..=MAX_LEN).contains(&args.buffer) {
+        return Err(LabError::usage(format!(
+            "--buffer {}: the receiver must read at least the {HEADER_LEN}-byte header",
+            args.buffer
+        ))
+        .fix(format!("use --buffer {HEADER_LEN}..={MAX_LEN}"))
+        .into());
     }
     let count = args.count.unwrap_or(0);
     if args.first_seq.checked_add(count).is_none() {
@@ -661,8 +670,8 @@ struct Receiver {
     intervals: Vec<IntervalReport>,
     /// Print each interval as it ends.
     print: bool,
-    /// The receiver's first sequence number is assumed 0 for loss; kept for the 64-bit
-    /// test that starts high.
+    /// The sender's first sequence number (hidden --first-seq, default 0): the base of
+    /// `missing`, and of the count when no end marker arrived.
     first_seq: u64,
 }
 
