@@ -77,6 +77,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Grader commands: init, check, reset, solution, watch, grade, classroom, dev.
+    #[command(flatten)]
+    Grade(crate::grade::cli::Commands),
     /// Print a shell completion script (e.g. `lab completions bash > ~/.local/share/bash-completion/completions/lab`).
     Completions {
         /// The shell.
@@ -95,6 +98,7 @@ pub fn main() -> Result<()> {
         Some(Command::Run { id, args }) => run(catalog.find(&id)?, &args),
         Some(Command::Hint { id, all }) => hint(catalog.find(&id)?, all),
         Some(Command::Doctor { json }) => doctor::run(json),
+        Some(Command::Grade(cmd)) => crate::grade::cli::run(&catalog, cmd),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "lab", &mut std::io::stdout());
             Ok(())

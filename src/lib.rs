@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod cli;
 pub mod doctor;
 pub mod error;
+pub mod grade;
 pub mod labs;
 pub mod out;
 pub mod progress;

@@ -180,7 +180,7 @@ pub fn render_markdown(md: &str, width: usize) -> String {
             out.push_str(t);
             out.push('\n');
         } else {
-            if !para.is_empty() && list_prefix(t).1.len() > 0 && is_list_item(t) {
+            if !para.is_empty() && !list_prefix(t).1.is_empty() && is_list_item(t) {
                 flush(&mut para, &mut out);
             }
             para.push(t.trim());
