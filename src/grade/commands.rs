@@ -183,16 +183,15 @@ fn program(
     }
 }
 
-/// Grades one lab (building first when needed); a failed build is a report with an
-/// error message, so every output format can show it.
-pub fn grade_one(
+/// Prepares the grading job for one lab (building first when needed). A failed build
+/// comes back as a report with an error message, so every output format can show it.
+pub fn prepare(
     lab: &Lab,
     ws: &Path,
     src: &Source,
     seed: u64,
     target_dir: Option<&Path>,
-    env: &[(String, String)],
-) -> Result<LabReport> {
+) -> Result<Result<Job, LabReport>> {
     let args = lab
         .exercise
         .as_ref()
@@ -210,15 +209,15 @@ pub fn grade_one(
             );
             r.message = msg;
             r.total();
-            return Ok(r);
+            return Ok(Err(r));
         }
     };
-    let job = Job {
+    Ok(Ok(Job {
         lab: lab.id.clone(),
         argv,
         args,
         dir: Some(dir),
-        env: env.to_vec(),
+        env: Vec::new(),
         seed,
         // In namespaces every grading can use the lab's usual port; outside, any free one.
         port: if ns::available() {
@@ -227,8 +226,16 @@ pub fn grade_one(
             0
         },
         only: Vec::new(),
-    };
-    ns::grade(&job)
+        fail_fast: false,
+    }))
+}
+
+/// Grades one lab: prepare, then run isolated where possible.
+pub fn grade_one(lab: &Lab, ws: &Path, src: &Source, seed: u64) -> Result<LabReport> {
+    match prepare(lab, ws, src, seed, None)? {
+        Ok(job) => ns::grade(&job),
+        Err(report) => Ok(report),
+    }
 }
 
 /// The port of the lab's demo (`defaults.bind`), the one the lesson talks about.
@@ -282,7 +289,7 @@ pub fn init(dir: &Path) -> Result<()> {
 pub fn check(lab: &Lab, src: &Source) -> Result<()> {
     let ws = workspace(src.dir.as_deref());
     let seed = src.seed.unwrap_or_else(fresh_seed);
-    let report = grade_one(lab, &ws, src, seed, None, &[])?;
+    let report = grade_one(lab, &ws, src, seed)?;
     say!(
         "{}",
         export::human::render(std::slice::from_ref(&report)).trim_end()
@@ -494,7 +501,7 @@ pub fn grade(catalog: &Catalog, args: &GradeArgs) -> Result<()> {
     let seed = args.source.seed.unwrap_or_else(fresh_seed);
     let mut reports = Vec::new();
     for lab in &labs {
-        reports.push(grade_one(lab, &ws, &args.source, seed, None, &[])?);
+        reports.push(grade_one(lab, &ws, &args.source, seed)?);
     }
     let text = export::render(args.format, &reports, args.all);
     match &args.out {
@@ -593,15 +600,15 @@ pub fn mutants(dir: &Path) -> Result<Vec<Mutant>> {
     Ok(v)
 }
 
-/// Outcome of one `dev check` item.
-#[derive(Debug)]
-struct Item {
-    /// What was graded.
-    what: String,
-    /// Whether it behaved as required.
-    ok: bool,
-    /// Details.
-    detail: String,
+/// What `dev check` requires of one graded program.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// A reference solution: every check passes.
+    FullMarks,
+    /// An unmodified starter: it must not pass.
+    NotPass,
+    /// A mutant: this check must fail (or error).
+    Caught(String),
 }
 
 /// `lab dev check`: every solution gets full marks, every unmodified starter fails, and
@@ -617,154 +624,167 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
         .unwrap_or_else(|| root.join("target").join("lab-exercises"));
     let seed = fresh_seed();
     say!("{} {}", bold("lab dev check"), dim(format!("seed {seed}")));
-    let mut items = Vec::new();
-    let src = |lang| Source {
-        cmd: None,
-        dir: None,
-        lang,
-        seed: Some(seed),
-    };
+    // Build everything first (sequentially: cargo locks the target folder anyway).
+    let mut jobs: Vec<(String, Result<Job, LabReport>, Expect)> = Vec::new();
     for ex in embedded::EXERCISES {
         let Ok(lab) = catalog.find(ex.lab) else {
             continue;
         };
-        for (which, ws) in [("solution", &sol), ("starter", &start)] {
+        for (which, ws, expect) in [
+            ("solution", &sol, Expect::FullMarks),
+            ("starter", &start, Expect::NotPass),
+        ] {
             for lang in [Lang::Rust, Lang::Python] {
-                let r = grade_one(lab, ws, &src(lang), seed, Some(&target), &[])?;
-                let ok = if which == "solution" {
-                    r.passed() && r.score == r.max_score
-                } else {
-                    !r.passed()
+                let src = Source {
+                    cmd: None,
+                    dir: None,
+                    lang,
+                    seed: Some(seed),
                 };
-                let failed: Vec<&str> = r
-                    .tests
-                    .iter()
-                    .filter(|t| t.status != Status::Pass)
-                    .map(|t| t.name.as_str())
-                    .collect();
-                items.push(Item {
-                    what: format!("{} {which} ({lang:?})", lab.id),
-                    ok,
-                    detail: format!(
-                        "{}/{}{}{}",
-                        r.score,
-                        r.max_score,
-                        if failed.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", not passed: {}", failed.join(" "))
-                        },
-                        if r.message.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; {}", r.message.lines().next().unwrap_or(""))
-                        }
-                    ),
-                });
+                let mut job = prepare(lab, ws, &src, seed, Some(&target))?;
+                if let (Ok(j), Expect::NotPass) = (&mut job, &expect) {
+                    // Only "does it fail" matters: stop at the first failure.
+                    j.fail_fast = true;
+                }
+                jobs.push((
+                    format!("{} {which} ({lang:?})", lab.id),
+                    job,
+                    expect.clone(),
+                ));
             }
         }
     }
-    let ms = mutants(&root.join("tests/mutants"))?;
-    // Mutants mostly wait on timeouts: grade four at a time.
-    for chunk in ms.chunks(4) {
-        let results: Vec<Item> = std::thread::scope(|s| {
+    for m in mutants(&root.join("tests/mutants"))? {
+        let name = m
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let lab = catalog.find(&m.lab)?;
+        let job = Job {
+            lab: lab.id.clone(),
+            argv: vec!["python3".into(), m.path.display().to_string()],
+            args: lab
+                .exercise
+                .as_ref()
+                .map(|e| e.args.clone())
+                .unwrap_or_default(),
+            dir: None,
+            env: Vec::new(),
+            seed,
+            port: if ns::available() {
+                default_port(lab)
+            } else {
+                0
+            },
+            only: vec![m.caught_by.clone()],
+            fail_fast: false,
+        };
+        jobs.push((
+            format!("mutant {name}"),
+            Ok(job),
+            Expect::Caught(m.caught_by),
+        ));
+    }
+    // Most of the time is spent waiting on reply timeouts: grade four at a time (each
+    // in its own namespaces, or on its own free ports).
+    let mut bad_items = 0;
+    let total = jobs.len();
+    for chunk in jobs.chunks(4) {
+        let results: Vec<(String, bool, String)> = std::thread::scope(|s| {
             let handles: Vec<_> = chunk
                 .iter()
-                .map(|m| {
+                .map(|(what, job, expect)| {
                     s.spawn(move || {
-                        let name = m
-                            .path
-                            .file_name()
-                            .map(|n| n.to_string_lossy().to_string())
-                            .unwrap_or_default();
-                        let Ok(lab) = catalog.find(&m.lab) else {
-                            return Item {
-                                what: name,
-                                ok: false,
-                                detail: format!("unknown lab {}", m.lab),
-                            };
+                        let report = match job {
+                            Ok(j) => ns::grade(j),
+                            Err(r) => Ok(r.clone()),
                         };
-                        let job = Job {
-                            lab: lab.id.clone(),
-                            argv: vec!["python3".into(), m.path.display().to_string()],
-                            args: lab
-                                .exercise
-                                .as_ref()
-                                .map(|e| e.args.clone())
-                                .unwrap_or_default(),
-                            dir: None,
-                            env: Vec::new(),
-                            seed,
-                            port: if ns::available() {
-                                default_port(lab)
-                            } else {
-                                0
-                            },
-                            only: vec![m.caught_by.clone()],
+                        let (ok, detail) = match report {
+                            Ok(r) => judge(&r, expect),
+                            Err(e) => (false, e.to_string()),
                         };
-                        match ns::grade(&job) {
-                            Ok(r) => {
-                                let t = r.tests.iter().find(|t| t.name == m.caught_by);
-                                let ok = t.is_some_and(|t| {
-                                    matches!(t.status, Status::Fail | Status::Error)
-                                });
-                                let detail = match t {
-                                    Some(t) => format!(
-                                        "{} {}: {}",
-                                        m.caught_by,
-                                        t.status.word(),
-                                        t.message.lines().next().unwrap_or("")
-                                    ),
-                                    None => format!("no check named {}", m.caught_by),
-                                };
-                                Item {
-                                    what: format!("mutant {name}"),
-                                    ok,
-                                    detail,
-                                }
-                            }
-                            Err(e) => Item {
-                                what: format!("mutant {name}"),
-                                ok: false,
-                                detail: e.to_string(),
-                            },
-                        }
+                        (what.clone(), ok, detail)
                     })
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join().unwrap_or_else(|_| Item {
-                        what: "mutant".into(),
-                        ok: false,
-                        detail: "grader panicked".into(),
-                    })
+                    h.join()
+                        .unwrap_or_else(|_| ("?".into(), false, "grader panicked".into()))
                 })
                 .collect()
         });
-        items.extend(results);
-    }
-    let mut bad_items = 0;
-    for it in &items {
-        let tag = if it.ok { good("ok  ") } else { bad("BAD ") };
-        if !it.ok {
-            bad_items += 1;
+        for (what, ok, detail) in results {
+            if !ok {
+                bad_items += 1;
+            }
+            say!(
+                "{} {what:<34} {}",
+                if ok { good("ok  ") } else { bad("BAD ") },
+                dim(detail)
+            );
         }
-        say!("{tag} {:<36} {}", it.what, dim(&it.detail));
     }
     if bad_items == 0 {
-        say!(
-            "{}",
-            good(format!("all {} items behave as required", items.len()))
-        );
+        say!("{}", good(format!("all {total} items behave as required")));
         Ok(())
     } else {
         Err(LabError::failed(format!(
-            "{bad_items} of {} items misbehave (seed {seed})",
-            items.len()
+            "{bad_items} of {total} items misbehave (seed {seed})"
         ))
         .into())
+    }
+}
+
+/// Whether a report meets the expectation, and a one-line detail.
+fn judge(r: &LabReport, expect: &Expect) -> (bool, String) {
+    let not_passed: Vec<&str> = r
+        .tests
+        .iter()
+        .filter(|t| t.status != Status::Pass)
+        .map(|t| t.name.as_str())
+        .collect();
+    match expect {
+        Expect::FullMarks => (
+            r.passed() && r.score == r.max_score,
+            format!(
+                "{}/{}{}{}",
+                r.score,
+                r.max_score,
+                if not_passed.is_empty() {
+                    String::new()
+                } else {
+                    format!(", not passed: {}", not_passed.join(" "))
+                },
+                if r.message.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", r.message.lines().next().unwrap_or(""))
+                }
+            ),
+        ),
+        Expect::NotPass => (
+            !r.passed(),
+            format!(
+                "{}/{}, first not passed: {}",
+                r.score,
+                r.max_score,
+                not_passed.first().unwrap_or(&"none")
+            ),
+        ),
+        Expect::Caught(name) => match r.tests.iter().find(|t| &t.name == name) {
+            Some(t) => (
+                matches!(t.status, Status::Fail | Status::Error),
+                format!(
+                    "{name} {}: {}",
+                    t.status.word(),
+                    t.message.lines().next().unwrap_or("")
+                ),
+            ),
+            None => (false, format!("no check named {name}")),
+        },
     }
 }
 

@@ -223,7 +223,14 @@ impl Ctx {
                         self.port
                     )
                 };
-                p.stop();
+                let ended = p.stop();
+                let mut msg = msg;
+                if ended.ignored_sigterm {
+                    msg.push_str(&format!(
+                        "; it also ignored SIGTERM and was killed with SIGKILL after {} ms",
+                        super::sandbox::TERM_GRACE.as_millis()
+                    ));
+                }
                 return Err(Unmet::error(msg));
             }
             // Probing interval: short enough to add little latency, long enough not to
@@ -260,7 +267,12 @@ impl Ctx {
             }
         }
         for p in &mut self.programs {
-            p.stop();
+            if p.stop().ignored_sigterm {
+                self.transcript.push(format!(
+                    "the program ignored SIGTERM: killed with SIGKILL after {} ms",
+                    super::sandbox::TERM_GRACE.as_millis()
+                ));
+            }
             output = p.output_tail();
         }
         self.programs.clear();
@@ -281,6 +293,26 @@ impl Ctx {
         // Small writes must leave as separate segments for the framing checks.
         let _ = s.set_nodelay(true);
         Ok(s)
+    }
+
+    /// Connects a TCP client whose receive buffer is `rcvbuf` bytes (set before connect,
+    /// so the window it advertises stays small): a slow reader.
+    pub fn connect_small_window(&mut self, name: &str, rcvbuf: usize) -> Outcome<TcpStream> {
+        self.step(format!(
+            "client {name} connects to {} with a {rcvbuf}-byte receive buffer",
+            self.addr()
+        ));
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .map_err(|e| Unmet::error(format!("cannot make a socket: {e}")))?;
+        let _ = sock.set_recv_buffer_size(rcvbuf);
+        sock.connect_timeout(&self.addr().into(), REPLY_TIMEOUT)
+            .map_err(|e| {
+                Unmet::fail(format!(
+                    "client {name} could not connect to {}: {e}",
+                    self.addr()
+                ))
+            })?;
+        Ok(sock.into())
     }
 
     /// Sends bytes on a TCP client in one write.

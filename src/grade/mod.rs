@@ -55,6 +55,10 @@ pub struct Job {
     pub port: u16,
     /// Only run checks whose names are listed (empty: all).
     pub only: Vec<String>,
+    /// Stop at the first check that does not pass and mark the rest "not run" (author
+    /// QA of starters, where only "does it fail" matters).
+    #[serde(default)]
+    pub fail_fast: bool,
 }
 
 /// A seed from the clock, for runs without `--seed`.
@@ -188,6 +192,8 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             res.program_output = output;
             if check.name == "starts" {
                 blocked = Some("the program did not start (see `starts`)".to_string());
+            } else if job.fail_fast {
+                blocked = Some(format!("stopped at the first failure (`{}`)", check.name));
             }
         }
         res.duration_ms = t0.elapsed().as_millis() as u64;

@@ -22,13 +22,15 @@ use super::Job;
 pub const INNER_COMMAND: &str = "__grade-inner";
 
 /// Flags for unshare(1): new user namespace mapped to our uid (no real privilege), new
-/// network and PID namespaces, fork so the child is PID 1, kill it if unshare dies.
+/// network and PID namespaces, fork so the child is PID 1, a /proc of the new PID
+/// namespace (so /proc/PID means the pids the grader sees), kill it if unshare dies.
 const UNSHARE: &[&str] = &[
     "--user",
     "--map-root-user",
     "--net",
     "--pid",
     "--fork",
+    "--mount-proc",
     "--kill-child",
 ];
 

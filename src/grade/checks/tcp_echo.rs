@@ -70,7 +70,7 @@ pub const SUITE: Suite = Suite {
         },
         Check {
             name: "slow_reader",
-            description: "a 2 MiB reply to a client that reads slowly arrives complete",
+            description: "8 MiB of replies to a client that reads slowly arrive complete",
             mistake: "ignoring a partial send: send() may take only part of the bytes",
             hint: "Use sendall() in Python or write_all() in Rust; with non-blocking sockets keep the unsent rest and wait for writable.",
             run: slow_reader,
@@ -234,10 +234,12 @@ fn reset_mid_request(ctx: &mut Ctx) -> Outcome {
 
 fn slow_reader(ctx: &mut Ctx) -> Outcome {
     ctx.start()?;
-    // 2 MiB of replies: far more than the socket buffers on both sides hold, so the
-    // server's send() must block or return short while the client is not reading.
-    const LINES: usize = 16 * 1024;
-    const LEN: usize = 118;
+    // 8 MiB of replies: twice the most Linux lets a send buffer grow to (tcp_wmem max,
+    // 4 MiB by default), against a client receive buffer of 16 KiB, so the server's
+    // send() must block or return short while the client is not reading. Long lines
+    // keep the server's line splitting cheap.
+    const LINES: usize = 2 * 1024;
+    const LEN: usize = 4000;
     let mut data = Vec::with_capacity(LINES * (LEN + 1));
     let mut want = Vec::with_capacity(LINES * (LEN + 11));
     for i in 0..LINES {
@@ -300,18 +302,23 @@ fn eof_half_close(ctx: &mut Ctx) -> Outcome {
         WINDOW.as_millis()
     ));
     let Some(p) = ctx.program() else {
-        return Ok(());
+        return Err(Unmet::error("the grader lost track of the program"));
     };
+    let pid = p.pid;
     let Some(before) = p.cpu_seconds() else {
-        return Ok(());
+        return Err(Unmet::error(format!(
+            "cannot read the CPU time of pid {pid} from /proc/{pid}/stat"
+        )));
     };
     let t = Instant::now();
     std::thread::sleep(WINDOW);
     let used = p.cpu_seconds().unwrap_or(before) - before;
     let share = used / t.elapsed().as_secs_f64();
-    // Half a core: a spinning loop uses ~100%; an idle server ~0. Clock ticks are 10 ms,
-    // so the threshold leaves wide margins both ways.
-    if share > 0.5 {
+    ctx.step(format!("the server used {:.0}% of a CPU", share * 100.0));
+    // An idle server uses ~0; a spinning loop all the CPU it can get, which on a busy
+    // 2-core CI runner may be well under 100%. 15% (6 clock ticks of 10 ms in 400 ms)
+    // leaves margin both ways.
+    if share > 0.15 {
         return Err(Unmet::fail(format!(
             "the server used {:.0}% of a CPU while idle after the client closed",
             share * 100.0
