@@ -85,6 +85,25 @@ fn exercise_of(lab: &Lab) -> Result<&'static Exercise, LabError> {
         })
 }
 
+/// The Python interpreter: `python3` resolved once to the real executable, so version
+/// managers' shims (pyenv's is a shell script) do not cost every program start ~0.1 s.
+pub fn python() -> String {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            std::process::Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "python3".to_string())
+        })
+        .clone()
+}
+
 /// Which language `Auto` means here: Python when only the Python file was changed.
 fn pick_lang(ws: &Path, ex: &Exercise, lang: Lang) -> Lang {
     if lang != Lang::Auto {
@@ -167,7 +186,7 @@ fn program(
                     .into());
             }
             Ok(Ok((
-                vec!["python3".into(), file.display().to_string()],
+                vec![python(), file.display().to_string()],
                 ws.to_path_buf(),
             )))
         }
@@ -641,7 +660,9 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
                     lang,
                     seed: Some(seed),
                 };
-                let mut job = prepare(lab, ws, &src, seed, Some(&target))?;
+                // Separate target folders: both workspaces build binaries of the same
+                // names, and the jobs run them later, side by side.
+                let mut job = prepare(lab, ws, &src, seed, Some(&target.join(which)))?;
                 if let (Ok(j), Expect::NotPass) = (&mut job, &expect) {
                     // Only "does it fail" matters: stop at the first failure.
                     j.fail_fast = true;
@@ -663,7 +684,7 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
         let lab = catalog.find(&m.lab)?;
         let job = Job {
             lab: lab.id.clone(),
-            argv: vec!["python3".into(), m.path.display().to_string()],
+            argv: vec![python(), m.path.display().to_string()],
             args: lab
                 .exercise
                 .as_ref()
@@ -686,46 +707,43 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
             Expect::Caught(m.caught_by),
         ));
     }
-    // Most of the time is spent waiting on reply timeouts: grade four at a time (each
-    // in its own namespaces, or on its own free ports).
-    let mut bad_items = 0;
+    // Most of the time is spent waiting on reply timeouts: four workers take the next
+    // job as they finish (each job in its own namespaces, or on its own free ports).
+    const WORKERS: usize = 4;
     let total = jobs.len();
-    for chunk in jobs.chunks(4) {
-        let results: Vec<(String, bool, String)> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|(what, job, expect)| {
-                    s.spawn(move || {
-                        let report = match job {
-                            Ok(j) => ns::grade(j),
-                            Err(r) => Ok(r.clone()),
-                        };
-                        let (ok, detail) = match report {
-                            Ok(r) => judge(&r, expect),
-                            Err(e) => (false, e.to_string()),
-                        };
-                        (what.clone(), ok, detail)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| ("?".into(), false, "grader panicked".into()))
-                })
-                .collect()
-        });
-        for (what, ok, detail) in results {
-            if !ok {
-                bad_items += 1;
-            }
-            say!(
-                "{} {what:<34} {}",
-                if ok { good("ok  ") } else { bad("BAD ") },
-                dim(detail)
-            );
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(vec![None; total]);
+    std::thread::scope(|s| {
+        for _ in 0..WORKERS {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((_, job, expect)) = jobs.get(i) else {
+                    return;
+                };
+                let report = match job {
+                    Ok(j) => ns::grade(j),
+                    Err(r) => Ok(r.clone()),
+                };
+                let verdict = match report {
+                    Ok(r) => judge(&r, expect),
+                    Err(e) => (false, e.to_string()),
+                };
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(verdict);
+            });
         }
+    });
+    let mut bad_items = 0;
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    for ((what, _, _), verdict) in jobs.iter().zip(results) {
+        let (ok, detail) = verdict.unwrap_or((false, "the grader thread panicked".into()));
+        if !ok {
+            bad_items += 1;
+        }
+        say!(
+            "{} {what:<34} {}",
+            if ok { good("ok  ") } else { bad("BAD ") },
+            dim(detail)
+        );
     }
     if bad_items == 0 {
         say!("{}", good(format!("all {total} items behave as required")));

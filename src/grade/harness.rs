@@ -14,6 +14,16 @@ use crate::sys::Limits;
 /// binary faster; 5 s leaves room for a loaded 2-core CI runner.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The readiness deadline: [`READY_TIMEOUT`], or `LAB_READY_TIMEOUT_MS` (slow machines
+/// raise it; the test suite lowers it for programs that never listen).
+pub fn ready_timeout() -> Duration {
+    std::env::var("LAB_READY_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(READY_TIMEOUT)
+}
+
 /// How long the grader waits for an expected reply: loopback answers in microseconds,
 /// so 2 s only ever expires when the reply is not coming.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -208,13 +218,13 @@ impl Ctx {
                     }
                 )));
             }
-            if began.elapsed() > READY_TIMEOUT {
+            if began.elapsed() > ready_timeout() {
                 let others = p.bound_ports(udp);
                 let msg = if others.is_empty() {
                     format!(
                         "the program is running but did not {what} 127.0.0.1:{} within {} s (never listens: is bind/listen missing, or does it wait for input? stdin is closed)",
                         self.port,
-                        READY_TIMEOUT.as_secs()
+                        ready_timeout().as_secs_f64()
                     )
                 } else {
                     format!(
@@ -231,6 +241,8 @@ impl Ctx {
                         super::sandbox::TERM_GRACE.as_millis()
                     ));
                 }
+                // Kept so the report can show what it printed.
+                self.programs.push(p);
                 return Err(Unmet::error(msg));
             }
             // Probing interval: short enough to add little latency, long enough not to
@@ -346,6 +358,21 @@ impl Ctx {
             msg.push_str(&format!(" and then {w}"));
         }
         Err(Unmet::fail(msg))
+    }
+
+    /// Waits until the program has read everything client `s` sent (the kernel's
+    /// receive queue of the server's end, in /proc/net/tcp, is empty), so the next write
+    /// arrives in a separate read. Bounded: a server that is not reading at all is left
+    /// to fail the expectation that follows.
+    pub fn wait_consumed(&mut self, s: &TcpStream) {
+        let Ok(local) = s.local_addr() else { return };
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            if super::sandbox::rx_queue(self.port, local.port()) == Some(0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Expects the server to close the connection (read returns 0) within the timeout.

@@ -412,6 +412,37 @@ impl Program {
         Some(ticks as f64 / sys::clock_ticks_per_sec() as f64)
     }
 
+    /// Seconds the program's threads spent running or waiting to run (from
+    /// /proc/PID/task/*/schedstat), across its whole cgroup when it has one. Unlike CPU
+    /// time this does not shrink on a busy machine: a thread spinning in a loop is always
+    /// runnable, an idle one almost never. None when schedstat is not available.
+    pub fn runnable_seconds(&self) -> Option<f64> {
+        let mut pids = vec![self.pid];
+        if let Some(cg) = &self.cgroup {
+            pids.extend(cg.pids().into_iter().filter(|&p| p != self.pid));
+        }
+        let mut ns: u64 = 0;
+        let mut any = false;
+        for pid in pids {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                    let f: Vec<u64> = s
+                        .split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
+                    if f.len() >= 2 {
+                        ns += f[0] + f[1];
+                        any = true;
+                    }
+                }
+            }
+        }
+        any.then(|| ns as f64 / 1e9)
+    }
+
     /// Ports the program's processes listen on (TCP) or are bound to (UDP), read from
     /// /proc: used to say "you listen on 5000, not the port you were given".
     pub fn bound_ports(&self, udp: bool) -> Vec<u16> {
@@ -465,6 +496,32 @@ pub fn proc_net(file: &str) -> Vec<(u16, String, String)> {
             Some((port, f.get(3)?.to_string(), f.get(9)?.to_string()))
         })
         .collect()
+}
+
+/// Bytes waiting in the receive queue of the TCP connection with local port
+/// `local_port` and remote port `remote_port` (the server's end of a client's
+/// connection), from /proc/net/tcp; None when there is no such connection.
+pub fn rx_queue(local_port: u16, remote_port: u16) -> Option<u64> {
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = |i: usize| {
+                f.get(i)
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            if port(1) == Some(local_port) && port(2) == Some(remote_port) {
+                return f
+                    .get(4)
+                    .and_then(|q| q.split(':').nth(1))
+                    .and_then(|r| u64::from_str_radix(r, 16).ok());
+            }
+        }
+    }
+    None
 }
 
 /// True when something on this machine (this network namespace) listens on TCP `port`
