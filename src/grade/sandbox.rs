@@ -233,6 +233,18 @@ impl Spawn {
     }
 }
 
+/// Nanoseconds of the clock at first use, hex: tells apart cgroups of different
+/// gradings that share a pid (each namespace's pid 1).
+fn unique_suffix() -> &'static str {
+    static SUFFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SUFFIX.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("{:x}", t.as_nanos())
+    })
+}
+
 /// Counter for unique cgroup names within this process.
 static SPAWNED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
@@ -256,7 +268,9 @@ impl Program {
         }
         let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cgroup = Cgroup::create(
-            &format!("lab-grade-{}-{n}", std::process::id()),
+            // Unique across namespaces too: inside each PID namespace the grader is pid 1,
+            // so the pid alone would collide between parallel gradings.
+            &format!("lab-grade-{}-{}-{n}", std::process::id(), unique_suffix()),
             spec.pids_max,
         );
         sys::confine(
@@ -306,6 +320,21 @@ impl Program {
             readers,
             cgroup,
         })
+    }
+
+    /// Waits (up to 500 ms) for the output readers to reach EOF and joins them; a reader
+    /// still blocked after that (a pipe held by a process that escaped every kill) is
+    /// left to finish on its own rather than hang the grader.
+    fn settle_readers(&mut self) {
+        let until = Instant::now() + Duration::from_millis(500);
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for r in self.readers.drain(..) {
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
     }
 
     /// True when a pids cgroup confines this program.
@@ -548,10 +577,10 @@ impl Drop for Program {
         }
         // The cgroup's drop kills stragglers that left the group.
         self.cgroup.take();
-        // Pipes reach EOF once every holder is dead; bounded by that.
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
+        // Pipes reach EOF once every holder is dead. Should a holder escape every kill
+        // (no cgroup, setsid), do not wait for it: after a short grace the readers are
+        // left to finish on their own.
+        self.settle_readers();
     }
 }
 
@@ -564,9 +593,10 @@ pub fn run_to_end(spec: &Spawn, deadline: Duration) -> std::io::Result<(bool, St
             // Anything the command left running would hold the pipes open: kill the
             // group, then let the readers finish draining.
             let _ = sys::kill_group(p.pid, libc::SIGKILL);
-            for r in p.readers.drain(..) {
-                let _ = r.join();
+            if let Some(cg) = &p.cgroup {
+                cg.kill_all();
             }
+            p.settle_readers();
             let out = p.output_tail();
             Ok((e.status.success(), out, describe_status(e.status)))
         }
