@@ -538,3 +538,43 @@ pub fn read_all(s: &mut TcpStream, max: usize, limit: Duration) -> (Vec<u8>, Opt
     }
     (got, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_reproducible_from_its_seed() {
+        let (mut a, mut b, mut c) = (Rng::new(7), Rng::new(7), Rng::new(8));
+        let (x, y, z): (Vec<u64>, Vec<u64>, Vec<u64>) = (
+            (0..8).map(|_| a.next_u64()).collect(),
+            (0..8).map(|_| b.next_u64()).collect(),
+            (0..8).map(|_| c.next_u64()).collect(),
+        );
+        assert_eq!(x, y);
+        assert_ne!(x, z);
+        for _ in 0..1000 {
+            let v = a.range(3, 12);
+            assert!((3..12).contains(&v));
+        }
+    }
+
+    #[test]
+    fn target_fills_in_the_contract_arguments() {
+        let t = Target {
+            argv: vec!["srv".into()],
+            args: vec![
+                "--port".into(),
+                "{port}".into(),
+                "--connect".into(),
+                "{connect}".into(),
+            ],
+            dir: None,
+            env: vec![],
+        };
+        assert_eq!(
+            t.command(7001),
+            ["srv", "--port", "7001", "--connect", "127.0.0.1:7001"]
+        );
+    }
+}

@@ -66,8 +66,8 @@ pub struct LabReport {
     pub score: f64,
     /// Sum of the checks' max scores.
     pub max_score: f64,
-    /// Pass if every check passed; error if any errored and none failed... see
-    /// [`LabReport::status`] for the exact rule.
+    /// Pass when every check passed, fail when any failed or errored, error when
+    /// nothing could be judged (see [`LabReport::total`]).
     pub status: Status,
     /// The program as run (command words, with the contract's arguments).
     pub program: Vec<String>,
@@ -150,4 +150,50 @@ pub struct Environment {
     pub port: u16,
     /// Kernel release (`uname -r`).
     pub kernel: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(status: Status) -> CheckResult {
+        CheckResult {
+            name: "c".into(),
+            description: String::new(),
+            status,
+            score: if status == Status::Pass { 1.0 } else { 0.0 },
+            max_score: 1.0,
+            message: String::new(),
+            hint: String::new(),
+            transcript: Vec::new(),
+            program_output: String::new(),
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn totals_and_status_follow_the_checks() {
+        let r = |v: Vec<Status>| {
+            LabReport::new(
+                "x",
+                vec![],
+                1,
+                Environment::default(),
+                v.into_iter().map(check).collect(),
+            )
+        };
+        let all = r(vec![Status::Pass, Status::Pass]);
+        assert_eq!(
+            (all.score, all.max_score, all.status),
+            (2.0, 2.0, Status::Pass)
+        );
+        assert_eq!(r(vec![Status::Pass, Status::Fail]).status, Status::Fail);
+        assert_eq!(r(vec![Status::Pass, Status::Error]).status, Status::Fail);
+        assert_eq!(r(vec![Status::Error, Status::Error]).status, Status::Error);
+        assert_eq!(r(vec![]).status, Status::Error);
+        let mut built = r(vec![Status::Pass]);
+        built.message = "build failed".into();
+        built.total();
+        assert_eq!(built.status, Status::Error);
+    }
 }

@@ -614,3 +614,78 @@ pub fn run_to_end(spec: &Spawn, deadline: Duration) -> std::io::Result<(bool, St
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses_are_decoded_like_a_shell() {
+        // Raw wait statuses: a signal number alone means "killed by"; code << 8 an exit.
+        assert!(
+            describe_status(ExitStatus::from_raw(libc::SIGPIPE)).contains("SIGPIPE (status 141)")
+        );
+        assert!(describe_status(ExitStatus::from_raw(libc::SIGKILL)).contains("status 137"));
+        assert!(describe_status(ExitStatus::from_raw(libc::SIGXFSZ)).contains("SIGXFSZ"));
+        assert_eq!(
+            describe_status(ExitStatus::from_raw(101 << 8)),
+            "exited with status 101 (a Rust panic)"
+        );
+    }
+
+    #[test]
+    fn output_is_capped_and_the_group_is_killed() {
+        // `yes` writes without end; its child `sleep` is in the same group.
+        let spec = Spawn::new(vec!["sh".into(), "-c".into(), "sleep 30 & yes".into()]);
+        let mut p = Program::start(&spec).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while p.output_total() < 4 * OUTPUT_CAP as u64 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pgid = p.pid;
+        let ended = p.stop();
+        assert!(ended.status.signal().is_some(), "{ended:?}");
+        let tail = p.output_tail();
+        assert!(
+            tail.len() < OUTPUT_CAP + 200 && tail.contains("more bytes not kept"),
+            "{} bytes kept",
+            tail.len()
+        );
+        drop(p);
+        // Nothing is left in the group (zombies aside).
+        let alive = group_has_members(pgid);
+        assert!(!alive, "process group {pgid} still has members");
+    }
+
+    /// Whether any process is in group `pgid` (scans /proc, no signals).
+    fn group_has_members(pgid: u32) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s[s.rfind(')')? + 2..].to_string();
+                    let f: Vec<&str> = rest.split_whitespace().collect();
+                    // state, ppid, pgrp: skip zombies (reaped by init shortly).
+                    Some(f.first()? != &"Z" && f.get(2)?.parse::<u32>().ok()? == pgid)
+                })
+                == Some(true)
+        })
+    }
+
+    #[test]
+    fn run_to_end_stops_at_its_deadline() {
+        let (ok, _, how) = run_to_end(
+            &Spawn::new(vec!["sleep".into(), "30".into()]),
+            Duration::from_millis(100),
+        )
+        .unwrap();
+        assert!(!ok);
+        assert!(how.contains("did not finish"), "{how}");
+        let (ok, out, _) = run_to_end(
+            &Spawn::new(vec!["sh".into(), "-c".into(), "echo hi >&2".into()]),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(ok && out.contains("hi"), "{out}");
+    }
+}

@@ -111,3 +111,14 @@ pub fn render(reports: &[LabReport]) -> String {
     x.push_str("</testsuites>\n");
     x
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escapes_markup_and_drops_forbidden_characters() {
+        assert_eq!(
+            super::xml_escape("a<b>&\"'\u{1}\u{7}\tz\n"),
+            "a&lt;b&gt;&amp;&quot;&apos;\tz\n"
+        );
+    }
+}
