@@ -127,7 +127,6 @@ pub fn build_rust(ws: &Path, bin: &str, target_dir: Option<&Path>) -> Result<Pat
         "cargo".into(),
         "build".into(),
         "--quiet".into(),
-        "--offline".into(),
         "--bin".into(),
         bin.into(),
     ]);

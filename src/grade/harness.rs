@@ -121,6 +121,26 @@ pub struct Target {
 }
 
 impl Target {
+    /// The command line as the user wrote it: `--cmd CMD` is run as
+    /// `sh -c 'exec CMD "$@"' sh ARGS`, shown as `CMD ARGS`.
+    pub fn shown(&self, port: u16) -> Vec<String> {
+        let full = self.command(port);
+        match full.as_slice() {
+            [sh, c, script, zero, args @ ..] if sh == "sh" && c == "-c" && zero == "sh" => {
+                match script
+                    .strip_prefix("exec ")
+                    .and_then(|s| s.strip_suffix(" \"$@\""))
+                {
+                    Some(cmd) => std::iter::once(cmd.to_string())
+                        .chain(args.iter().cloned())
+                        .collect(),
+                    None => full,
+                }
+            }
+            _ => full,
+        }
+    }
+
     /// The full command line for `port`.
     pub fn command(&self, port: u16) -> Vec<String> {
         let mut v = self.argv.clone();
@@ -189,7 +209,10 @@ impl Ctx {
         spawn.dir = self.target.dir.clone();
         spawn.env = self.target.env.clone();
         tweak(&mut spawn.limits);
-        self.step(format!("start `{}`", argv.join(" ")));
+        self.step(format!(
+            "start `{}`",
+            self.target.shown(self.port).join(" ")
+        ));
         let mut p = Program::start(&spawn)
             .map_err(|e| Unmet::error(format!("cannot start `{}`: {e}", argv[0])))?;
         self.cgroup_used |= p.in_cgroup();
@@ -576,5 +599,17 @@ mod tests {
             t.command(7001),
             ["srv", "--port", "7001", "--connect", "127.0.0.1:7001"]
         );
+        let wrapped = Target {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "exec python3 s.py \"$@\"".into(),
+                "sh".into(),
+            ],
+            args: vec!["--port".into(), "{port}".into()],
+            dir: None,
+            env: vec![],
+        };
+        assert_eq!(wrapped.shown(9), ["python3 s.py", "--port", "9"]);
     }
 }

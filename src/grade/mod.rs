@@ -209,7 +209,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             .trim()
             .to_string(),
     };
-    let mut r = LabReport::new(&job.lab, target.command(port), job.seed, env, results);
+    let mut r = LabReport::new(&job.lab, target.shown(port), job.seed, env, results);
     r.duration_ms = began.elapsed().as_millis() as u64;
     r
 }

@@ -36,6 +36,7 @@ pub fn render(reports: &[LabReport]) -> String {
             s.push_str(&format!("{} {}\n", bad("error:"), r.message));
         }
         let n = r.tests.len();
+        let mut shown_full = false;
         for (i, t) in r.tests.iter().enumerate() {
             let tag = match t.status {
                 Status::Pass => good("ok"),
@@ -56,6 +57,13 @@ pub fn render(reports: &[LabReport]) -> String {
                 }
                 continue;
             }
+            // Fix one thing at a time: the first failure in full, later ones in a line.
+            if shown_full {
+                let first = t.message.lines().next().unwrap_or("");
+                s.push_str(&format!("        {}\n", dim(first)));
+                continue;
+            }
+            shown_full = true;
             s.push_str(&format!("        {}\n", dim(&t.description)));
             let steps = &t.transcript;
             let skip = steps.len().saturating_sub(SHOWN_STEPS);
