@@ -147,8 +147,9 @@ pub fn build_rust(ws: &Path, bin: &str, target_dir: Option<&Path>) -> Result<Pat
     // Ten minutes: a std-only workspace builds in seconds; this stops a runaway build.
     match run_to_end(&spawn, Duration::from_secs(600)) {
         Ok((true, _, _)) => Ok(target.join("debug").join(bin)),
-        Ok((false, out, how)) => Err(format!(
-            "cargo build --bin {bin} failed ({how}):\n{}",
+        // cargo's own failures exit 101 too: not a panic, so no status decoding here.
+        Ok((false, out, _)) => Err(format!(
+            "cargo build --bin {bin} failed:\n{}",
             out.trim_end()
         )),
         Err(e) => Err(format!(
@@ -325,6 +326,11 @@ pub fn check(lab: &Lab, src: &Source) -> Result<()> {
         );
         Ok(())
     } else {
+        if !report.message.is_empty() {
+            return Err(LabError::failed(format!("{} could not be graded", lab.id))
+                .fix("fix the error shown above (a build error names the file and line), then check again")
+                .into());
+        }
         Err(LabError::failed(format!("{} did not pass: {}/{}", lab.id, report.score, report.max_score))
             .fix(format!("read the first failure above; `lab hint {}` gives the next hint; rerun with --seed {seed} to replay", lab.id))
             .into())
@@ -548,8 +554,8 @@ pub fn grade(catalog: &Catalog, args: &GradeArgs) -> Result<()> {
     if passed || matches!(args.format, Format::Exercism | Format::Gradescope) {
         Ok(())
     } else {
-        let score: f64 = reports.iter().map(|r| r.score).sum();
-        let max: f64 = reports.iter().map(|r| r.max_score).sum();
+        let score: f64 = reports.iter().map(|r| r.score).fold(0.0, |a, b| a + b);
+        let max: f64 = reports.iter().map(|r| r.max_score).fold(0.0, |a, b| a + b);
         Err(LabError::failed(format!("graded {score}/{max} (seed {seed})")).into())
     }
 }

@@ -314,6 +314,32 @@ impl Ctx {
         (note, output)
     }
 
+    /// Waits for the program under test to print a complete line on stdout (the first
+    /// one when several), within `limit`.
+    pub fn expect_stdout_line(&mut self, what: &str, limit: Duration) -> Outcome<String> {
+        self.step(format!("the grader expects {what} on the program's stdout"));
+        let until = Instant::now() + limit;
+        loop {
+            let Some(p) = self.programs.last_mut() else {
+                return Err(Unmet::error("no program is running"));
+            };
+            let out = p.stdout_kept();
+            if let Some(end) = out.iter().position(|&b| b == b'\n') {
+                return Ok(String::from_utf8_lossy(&out[..end])
+                    .trim_end_matches('\r')
+                    .to_string());
+            }
+            if !p.alive() || Instant::now() >= until {
+                return Err(Unmet::fail(format!(
+                    "expected {what} on stdout within {} s but got \"{}\"",
+                    limit.as_secs_f64(),
+                    escape_bytes(&out, SHOW_BYTES)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     // ----- TCP clients -------------------------------------------------------------
 
     /// Connects a TCP client named `name` (A, B, ...).
@@ -611,5 +637,33 @@ mod tests {
             env: vec![],
         };
         assert_eq!(wrapped.shown(9), ["python3 s.py", "--port", "9"]);
+    }
+
+    #[test]
+    fn reads_a_report_line_from_a_udp_receivers_stdout() {
+        // The shape 03-udp-loss's receiver will have: bind UDP, print one JSON line.
+        let script = "import socket, sys, time\n\
+                      s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                      s.bind(('127.0.0.1', int(sys.argv[2])))\n\
+                      print('{\"received\": 3}', flush=True)\n\
+                      time.sleep(10)\n";
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target = Target {
+            argv: vec!["python3".into(), "-c".into(), script.into()],
+            args: vec!["--port".into(), "{port}".into()],
+            dir: None,
+            env: vec![],
+        };
+        let mut ctx = Ctx::new(target, port, 1, Transport::Udp);
+        ctx.start().unwrap();
+        let line = ctx
+            .expect_stdout_line("a JSON summary", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(line, "{\"received\": 3}");
+        ctx.finish();
     }
 }

@@ -111,8 +111,13 @@ impl LabReport {
     /// Recomputes score, max score and status: error if nothing could be judged (no
     /// checks, or all errored), fail if any check failed or errored, pass otherwise.
     pub fn total(&mut self) {
-        self.score = self.tests.iter().map(|t| t.score).sum();
-        self.max_score = self.tests.iter().map(|t| t.max_score).sum();
+        // fold from +0.0: an empty f64 sum is -0.0, which would print as "-0".
+        self.score = self.tests.iter().map(|t| t.score).fold(0.0, |a, b| a + b);
+        self.max_score = self
+            .tests
+            .iter()
+            .map(|t| t.max_score)
+            .fold(0.0, |a, b| a + b);
         let judged = self
             .tests
             .iter()

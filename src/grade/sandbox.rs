@@ -423,6 +423,16 @@ impl Program {
         s
     }
 
+    /// What the program has written to stdout so far (up to [`OUTPUT_CAP`] bytes): for
+    /// exercises that report on stdout, such as 03-udp-loss's JSON summary line.
+    pub fn stdout_kept(&self) -> Vec<u8> {
+        self.output[0]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .kept
+            .clone()
+    }
+
     /// Total bytes written to stdout and stderr.
     pub fn output_total(&self) -> u64 {
         self.output

@@ -35,7 +35,7 @@ pub fn result_json(reports: &[LabReport]) -> serde_json::Value {
     } else {
         "fail"
     };
-    let max: f64 = reports.iter().map(|r| r.max_score).sum();
+    let max: f64 = reports.iter().map(|r| r.max_score).fold(0.0, |a, b| a + b);
     json!({"version": 1, "status": status, "max_score": max, "tests": tests})
 }
 
@@ -46,8 +46,8 @@ pub fn result_value(reports: &[LabReport]) -> String {
 
 /// The printed text.
 pub fn render(reports: &[LabReport]) -> String {
-    let score: f64 = reports.iter().map(|r| r.score).sum();
-    let max: f64 = reports.iter().map(|r| r.max_score).sum();
+    let score: f64 = reports.iter().map(|r| r.score).fold(0.0, |a, b| a + b);
+    let max: f64 = reports.iter().map(|r| r.max_score).fold(0.0, |a, b| a + b);
     let mut s = String::new();
     for r in reports {
         for t in &r.tests {

@@ -33,7 +33,7 @@ pub fn render(reports: &[LabReport]) -> String {
             }));
         }
     }
-    let score: f64 = reports.iter().map(|r| r.score).sum();
+    let score: f64 = reports.iter().map(|r| r.score).fold(0.0, |a, b| a + b);
     let time: u64 = reports.iter().map(|r| r.duration_ms).sum();
     let output: Vec<String> = reports
         .iter()

@@ -17,21 +17,24 @@ pub fn render(reports: &[LabReport]) -> String {
             bold(&r.lab),
             dim(format!("seed {}", r.seed))
         ));
-        s.push_str(&dim(format!(
-            "program: {}\nsandbox: {}{}, port {}\n",
-            r.program.join(" "),
-            if r.environment.namespaces {
-                "own PID + network namespace"
-            } else {
-                "process group"
-            },
-            if r.environment.pids_cgroup {
-                ", pids cgroup"
-            } else {
-                ""
-            },
-            r.environment.port
-        )));
+        // A build failure has no program and no sandbox to describe.
+        if !r.program.is_empty() {
+            s.push_str(&dim(format!(
+                "program: {}\nsandbox: {}{}, port {}\n",
+                r.program.join(" "),
+                if r.environment.namespaces {
+                    "own PID + network namespace"
+                } else {
+                    "process group"
+                },
+                if r.environment.pids_cgroup {
+                    ", pids cgroup"
+                } else {
+                    ""
+                },
+                r.environment.port
+            )));
+        }
         if !r.message.is_empty() {
             s.push_str(&format!("{} {}\n", bad("error:"), r.message));
         }
@@ -97,6 +100,10 @@ pub fn render(reports: &[LabReport]) -> String {
             if !t.hint.is_empty() {
                 s.push_str(&format!("        {} {}\n", warn("hint:"), t.hint));
             }
+        }
+        if r.tests.is_empty() {
+            s.push_str(&dim(format!("  replay exactly: --seed {}\n\n", r.seed)));
+            continue;
         }
         let verdict = match r.status {
             Status::Pass => good("all checks passed"),
