@@ -174,7 +174,12 @@ fn program(
             format!("exec {} \"$@\"", cmd.replace("{lab}", &lab.id)),
             "sh".into(),
         ];
-        return Ok(Ok((argv, ws.to_path_buf())));
+        // A command's relative paths mean the folder it was typed in (or --dir).
+        let dir = match &src.dir {
+            Some(d) => d.clone(),
+            None => std::env::current_dir().unwrap_or_else(|_| ws.to_path_buf()),
+        };
+        return Ok(Ok((argv, dir)));
     }
     let ex = exercise_of(lab)?;
     match pick_lang(ws, ex, src.lang) {
