@@ -658,3 +658,28 @@ fn classroom_init_writes_a_workflow_that_runs_the_grader() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
+    let seed = seed("grade-all");
+    let cmd = format!("python3 {}/solutions/python/{{lab}}.py", repo().display());
+    let o = lab()
+        .args([
+            "grade", "--all", "--format", "json", "--seed", &seed, "--cmd", &cmd,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    let labs: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lab"].as_str().unwrap())
+        .collect();
+    assert_eq!(labs, ["01-tcp-echo", "02-udp-echo"]);
+    for l in v.as_array().unwrap() {
+        assert_eq!(l["score"], l["max_score"], "{l}");
+        assert_eq!(l["seed"].to_string(), seed);
+    }
+}
