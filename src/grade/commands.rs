@@ -45,6 +45,9 @@ pub struct Source {
     /// Replay a run: every random choice of the checks comes from this seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Show what the grader did in every check, passing ones too (human format).
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 // ----- finding and building the program ---------------------------------------------
@@ -316,7 +319,7 @@ pub fn check(lab: &Lab, src: &Source) -> Result<()> {
     let report = grade_one(lab, &ws, src, seed)?;
     say!(
         "{}",
-        export::human::render(std::slice::from_ref(&report)).trim_end()
+        export::human::render_with(std::slice::from_ref(&report), src.verbose).trim_end()
     );
     if report.passed() {
         progress_in(&ws).update(&lab.id, |e| e.passed = true);
@@ -532,7 +535,7 @@ pub fn grade(catalog: &Catalog, args: &GradeArgs) -> Result<()> {
     for lab in &labs {
         reports.push(grade_one(lab, &ws, &args.source, seed)?);
     }
-    let text = export::render(args.format, &reports, args.all);
+    let text = export::render(args.format, &reports, args.all, args.source.verbose);
     match &args.out {
         Some(path) => {
             if let Some(p) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -669,6 +672,7 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
                     dir: None,
                     lang,
                     seed: Some(seed),
+                    verbose: false,
                 };
                 // Separate target folders: both workspaces build binaries of the same
                 // names, and the jobs run them later, side by side.

@@ -10,6 +10,11 @@ const SHOWN_STEPS: usize = 14;
 
 /// The text.
 pub fn render(reports: &[LabReport]) -> String {
+    render_with(reports, false)
+}
+
+/// The text; `verbose` shows every check's transcript, passing ones included.
+pub fn render_with(reports: &[LabReport], verbose: bool) -> String {
     let mut s = String::new();
     for r in reports {
         s.push_str(&format!(
@@ -54,6 +59,14 @@ pub fn render(reports: &[LabReport]) -> String {
                 dim(dots),
                 dim(format!("{} ms", t.duration_ms))
             ));
+            if verbose && t.status == Status::Pass {
+                for (k, step) in t.transcript.iter().enumerate() {
+                    s.push_str(&format!(
+                        "        {}\n",
+                        dim(format!("{:>3}. {step}", k + 1))
+                    ));
+                }
+            }
             if t.status == Status::Pass || t.message.starts_with("not run:") {
                 if t.status != Status::Pass {
                     s.push_str(&format!("        {}\n", dim(&t.message)));
@@ -61,7 +74,7 @@ pub fn render(reports: &[LabReport]) -> String {
                 continue;
             }
             // Fix one thing at a time: the first failure in full, later ones in a line.
-            if shown_full {
+            if shown_full && !verbose {
                 let first = t.message.lines().next().unwrap_or("");
                 s.push_str(&format!("        {}\n", dim(first)));
                 continue;

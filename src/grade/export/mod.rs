@@ -28,9 +28,10 @@ pub enum Format {
 }
 
 /// Renders reports in a format. `list` asks for a list even with one lab (`--all`).
-pub fn render(format: Format, reports: &[LabReport], list: bool) -> String {
+/// `verbose` shows every check's transcript in the human format.
+pub fn render(format: Format, reports: &[LabReport], list: bool, verbose: bool) -> String {
     match format {
-        Format::Human => human::render(reports),
+        Format::Human => human::render_with(reports, verbose),
         Format::Json => json::render(reports, list),
         Format::Junit => junit::render(reports),
         Format::GhClassroom => classroom::render(reports),
