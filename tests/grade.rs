@@ -661,12 +661,14 @@ fn classroom_init_writes_a_workflow_that_runs_the_grader() {
 
 #[test]
 fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
+    // Also covers the fallback sandbox (no namespaces, free ports) on correct programs.
     let seed = seed("grade-all");
     let cmd = format!("python3 {}/solutions/python/{{lab}}.py", repo().display());
     let o = lab()
         .args([
             "grade", "--all", "--format", "json", "--seed", &seed, "--cmd", &cmd,
         ])
+        .env("LAB_NO_NAMESPACES", "1")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
