@@ -83,16 +83,19 @@ fn check_seed(seed: u64, name: &str) -> u64 {
 /// A free ephemeral port on 127.0.0.1 (outside namespaces). The kernel may hand it to
 /// someone else before the program binds it; rare, and the check then says so.
 fn free_port(udp: bool) -> u16 {
+    // Should binding port 0 itself fail (no loopback?), a fixed high port lets the
+    // check report the real problem when the program tries to bind.
+    const FALLBACK: u16 = 47001;
     if udp {
         std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .map(|a| a.port())
-            .unwrap_or(47001)
+            .unwrap_or(FALLBACK)
     } else {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .map(|a| a.port())
-            .unwrap_or(47001)
+            .unwrap_or(FALLBACK)
     }
 }
 
@@ -123,6 +126,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
         dir: job.dir.clone(),
         env: job.env.clone(),
     };
+    // One point per check: equal weights (see model::CheckResult::max_score).
     let max = 1.0;
     let mut results = Vec::new();
     let mut blocked: Option<String> = None;

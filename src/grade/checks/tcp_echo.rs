@@ -219,13 +219,16 @@ fn reset_mid_request(ctx: &mut Ctx) -> Outcome {
     for round in 0..3 {
         let mut r = ctx.connect(&format!("R{round}"))?;
         ctx.send(&format!("R{round}"), &mut r, b"this line never ends")?;
-        std::thread::sleep(Duration::from_millis(10));
+        // The reset must land mid-request: after the server has read the half line.
+        ctx.wait_consumed(&r);
         ctx.step(format!(
             "client R{round} resets the connection (SO_LINGER 0 then close: an RST)"
         ));
         let _ = socket2::SockRef::from(&r).set_linger(Some(Duration::ZERO));
         drop(r);
     }
+    // Give the server a moment to meet the resets (its next recv() fails) before B,
+    // so a server that dies of them is dead by the time B connects.
     std::thread::sleep(Duration::from_millis(50));
     let l = line(ctx);
     let mut b = ctx.connect("B")?;
@@ -263,6 +266,8 @@ fn slow_reader(ctx: &mut Ctx) -> Outcome {
     });
     ctx.step("client A reads nothing for 300 ms (a slow reader), then reads everything");
     std::thread::sleep(Duration::from_millis(300));
+    // 20 s to move 8 MiB over loopback: ~100x what a correct Python server needs on a
+    // busy runner; only a stuck server reaches it.
     let (got, err) = read_all(&mut a, want.len() + 4096, Duration::from_secs(20));
     // The writer ends: the server either read everything or closed/reset.
     let _ = a.shutdown(std::net::Shutdown::Both);
