@@ -93,6 +93,9 @@ pub enum Command {
     /// of streamed samples per buffer size, with percentiles, plots and a report
     /// (`--out DIR`); `lab latency compare A B` sets two runs side by side.
     Latency(Box<crate::latency::LatencyArgs>),
+    /// Grader commands: init, check, reset, solution, watch, grade, classroom, dev.
+    #[command(flatten)]
+    Grade(crate::grade::cli::Commands),
     /// Print a shell completion script (e.g. `lab completions bash > ~/.local/share/bash-completion/completions/lab`).
     Completions {
         /// The shell.
@@ -114,6 +117,7 @@ pub fn main() -> Result<()> {
         Some(Command::Serial { command }) => labs::serial_stream::serial_command(command),
         Some(Command::Impair(args)) => crate::impair::run(&args),
         Some(Command::Latency(args)) => crate::latency::main(*args),
+        Some(Command::Grade(cmd)) => crate::grade::cli::run(&catalog, cmd),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "lab", &mut std::io::stdout());
             Ok(())

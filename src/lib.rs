@@ -11,6 +11,7 @@ pub mod cli;
 pub mod core;
 pub mod doctor;
 pub mod error;
+pub mod grade;
 pub mod impair;
 pub mod labs;
 pub mod latency;

@@ -180,6 +180,157 @@ pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------
+// Sandboxing the programs the grader runs (src/grade/sandbox.rs). Everything that runs
+// between fork and exec (`pre_exec`) must be async-signal-safe: plain system calls on
+// values prepared before the fork, no allocation, no locks.
+
+/// Resource limits for a program the grader runs (`None` leaves the inherited limit).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// RLIMIT_NPROC: processes/threads of the user; stops fork bombs (not enforced for
+    /// root, so the grader also uses a pids cgroup where it can).
+    pub nproc: Option<u64>,
+    /// RLIMIT_FSIZE: largest file the program may write, in bytes (SIGXFSZ beyond).
+    pub fsize: Option<u64>,
+    /// RLIMIT_CPU: CPU seconds (SIGXCPU, then SIGKILL).
+    pub cpu_secs: Option<u64>,
+    /// RLIMIT_AS: address space in bytes.
+    pub address_space: Option<u64>,
+    /// RLIMIT_NOFILE: open file descriptors (the fd-leak check lowers it).
+    pub nofile: Option<u64>,
+}
+
+/// Makes `cmd` apply `limits`, join the pids cgroup whose `cgroup.procs` file is
+/// `cgroup_procs` (if any), and die with SIGKILL if the grader dies (PR_SET_PDEATHSIG),
+/// in the child between fork and exec. The process group is set with std's
+/// `CommandExt::process_group`.
+pub fn confine(
+    cmd: &mut std::process::Command,
+    limits: Limits,
+    cgroup_procs: Option<std::ffi::CString>,
+) {
+    use std::os::unix::process::CommandExt;
+    let pairs: [(libc::__rlimit_resource_t, Option<u64>); 5] = [
+        (libc::RLIMIT_NPROC, limits.nproc),
+        (libc::RLIMIT_FSIZE, limits.fsize),
+        (libc::RLIMIT_CPU, limits.cpu_secs),
+        (libc::RLIMIT_AS, limits.address_space),
+        (libc::RLIMIT_NOFILE, limits.nofile),
+    ];
+    // SAFETY: the closure only makes async-signal-safe system calls (prctl, setrlimit,
+    // open, write, close) on data captured before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(path) = &cgroup_procs {
+                // Writing "0" moves the writing process into the cgroup; its children
+                // inherit it, so a fork bomb hits pids.max.
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                }
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            for (resource, value) in pairs {
+                if let Some(v) = value {
+                    let r = libc::rlimit {
+                        rlim_cur: v as libc::rlim_t,
+                        rlim_max: v as libc::rlim_t,
+                    };
+                    if libc::setrlimit(resource, &r) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `signal` to every process in process group `pgid` (`kill(-pgid, sig)`).
+/// A group that no longer exists is not an error.
+pub fn kill_group(pgid: u32, signal: i32) -> io::Result<()> {
+    kill_raw(-(pgid as libc::pid_t), signal)
+}
+
+/// Sends `signal` to one process; a process that no longer exists is not an error.
+pub fn kill_pid(pid: u32, signal: i32) -> io::Result<()> {
+    kill_raw(pid as libc::pid_t, signal)
+}
+
+fn kill_raw(target: libc::pid_t, signal: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(target, signal) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The name of a signal number (`SIGPIPE`), or `signal N`.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
+}
+
+/// Brings the loopback interface up. A fresh network namespace starts with `lo` down;
+/// this is `ip link set lo up` without needing iproute2.
+pub fn loopback_up() -> io::Result<()> {
+    // From <linux/sockios.h>: get and set interface flags.
+    const SIOCGIFFLAGS: u64 = 0x8913;
+    const SIOCSIFFLAGS: u64 = 0x8914;
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| {
+        // With lo down even binding 0.0.0.0 works; this fallback is for odd kernels.
+        std::net::UdpSocket::bind("[::]:0")
+    })?;
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes the flags of the ifreq we own.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFFLAGS as _, &mut ifr) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just wrote ifru_flags, the active union member.
+    unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCSIFFLAGS as _, &ifr) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Clock ticks per second, the unit of CPU times in `/proc/PID/stat`.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

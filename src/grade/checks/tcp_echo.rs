@@ -1,0 +1,416 @@
+//! Checks for 01-tcp-echo: a line server. Each newline-terminated line L gets
+//! `Received: L\n` back; several clients at once. The checks act like real, rude peers.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use super::{starts, Check, Suite};
+use crate::grade::harness::{read_all, Ctx, Outcome, Transport, Unmet, REPLY_TIMEOUT};
+
+/// The checks, in order.
+pub const SUITE: Suite = Suite {
+    lab: "01-tcp-echo",
+    transport: Transport::Tcp,
+    checks: &[
+        Check {
+            name: "starts",
+            description: "starts with --port N and listens on 127.0.0.1:N",
+            mistake: "the server must take its port from `--port N` and listen on it",
+            hint: "Parse the argument after --port; bind 127.0.0.1 (or 0.0.0.0) on that port, then listen().",
+            run: starts,
+        },
+        Check {
+            name: "one_line",
+            description: "one line in one write gets `Received: L` back",
+            mistake: "the reply format is exactly `Received: ` + the line + `\\n`",
+            hint: "Reply b\"Received: \" + line + b\"\\n\", where line excludes its own newline.",
+            run: one_line,
+        },
+        Check {
+            name: "byte_at_a_time",
+            description: "a line sent in one-byte writes gets one reply",
+            mistake: "no framing: each recv() was treated as a whole line, but TCP is a byte stream",
+            hint: "Keep a buffer per client; append what recv() returns; reply only for complete lines (up to '\\n').",
+            run: byte_at_a_time,
+        },
+        Check {
+            name: "lines_in_one_write",
+            description: "several lines in one write get one reply each, in order",
+            mistake: "no framing: one recv() can hold several lines; split the buffer at every '\\n'",
+            hint: "Loop: while the buffer holds a '\\n', cut one line off the front and reply to it.",
+            run: lines_in_one_write,
+        },
+        Check {
+            name: "utf8_split",
+            description: "a multi-byte UTF-8 character split across two writes comes back intact",
+            mistake: "decoding each chunk as text: a character split across recv() calls is not valid UTF-8 on its own",
+            hint: "Work with bytes; only split at b'\\n' (a newline byte never occurs inside a UTF-8 character).",
+            run: utf8_split,
+        },
+        Check {
+            name: "silent_client",
+            description: "a client that connects and sends nothing does not block another client",
+            mistake: "one client at a time: the server blocks in recv() on a silent client while another waits",
+            hint: "Serve each client in its own thread, or use one event loop (select/poll, mio).",
+            run: silent_client,
+        },
+        Check {
+            name: "many_clients",
+            description: "eight clients interleave lines; each gets only its own replies",
+            mistake: "replies sent to the wrong client, or per-server instead of per-client buffers",
+            hint: "Each connection needs its own buffer and its own socket to reply on.",
+            run: many_clients,
+        },
+        Check {
+            name: "reset_mid_request",
+            description: "a client that resets mid-line does not take the server down",
+            mistake: "an unhandled ECONNRESET (ConnectionResetError) ended the server",
+            hint: "Treat errors on one client's socket as that client leaving: close it and keep serving.",
+            run: reset_mid_request,
+        },
+        Check {
+            name: "slow_reader",
+            description: "8 MiB of replies to a client that reads slowly arrive complete",
+            mistake: "ignoring a partial send: send() may take only part of the bytes",
+            hint: "Use sendall() in Python or write_all() in Rust; with non-blocking sockets keep the unsent rest and wait for writable.",
+            run: slow_reader,
+        },
+        Check {
+            name: "eof_half_close",
+            description: "after the client half-closes, the reply still comes, then the server closes and idles",
+            mistake: "spinning on EOF: recv() returning 0 bytes means the peer closed; looping on it burns a CPU",
+            hint: "When recv() returns 0 (b'' in Python), reply to what is complete, close the socket and stop reading it.",
+            run: eof_half_close,
+        },
+        Check {
+            name: "restart_same_port",
+            description: "a restart right after the server closed connections binds the same port",
+            mistake: "no SO_REUSEADDR: the old connections in TIME_WAIT keep the port, so bind() fails",
+            hint: "Set SO_REUSEADDR on the listening socket before bind() (Rust's TcpListener already does).",
+            run: restart_same_port,
+        },
+        Check {
+            name: "fd_leak",
+            description: "300 connect/close cycles under a 64-descriptor limit, then one more request",
+            mistake: "fd leak: sockets of finished clients are never closed, so accept() runs out of descriptors",
+            hint: "Close every accepted socket when its client leaves (with `with conn:` in Python, or drop it in Rust).",
+            run: fd_leak,
+        },
+    ],
+};
+
+/// A random printable line (no newline) from the seeded generator.
+fn line(ctx: &mut Ctx) -> Vec<u8> {
+    let n = ctx.rng.range(3, 12);
+    let w = ctx.rng.word(n);
+    format!("hello {w}").into_bytes()
+}
+
+fn reply(line: &[u8]) -> Vec<u8> {
+    let mut r = b"Received: ".to_vec();
+    r.extend_from_slice(line);
+    r.push(b'\n');
+    r
+}
+
+fn one_line(ctx: &mut Ctx) -> Outcome {
+    ctx.start()?;
+    let l = line(ctx);
+    let mut a = ctx.connect("A")?;
+    ctx.send("A", &mut a, &[l.as_slice(), b"\n"].concat())?;
+    ctx.expect("A", &mut a, &reply(&l))
+}
+
+fn byte_at_a_time(ctx: &mut Ctx) -> Outcome {
+    ctx.start()?;
+    let l = line(ctx);
+    let mut a = ctx.connect("A")?;
+    let mut data = l.clone();
+    data.push(b'\n');
+    ctx.step(format!(
+        "client A sends \"{}\\n\" one byte per write, each once the server has read the last",
+        String::from_utf8_lossy(&l)
+    ));
+    for b in &data {
+        a.write_all(std::slice::from_ref(b))
+            .map_err(|e| Unmet::fail(format!("client A could not send: {e}")))?;
+        // The server reads each byte alone: the next leaves only once it has.
+        ctx.wait_consumed(&a);
+    }
+    ctx.expect("A", &mut a, &reply(&l))?;
+    // A line-per-recv server sends "Received: h\n..." first; also catch extra replies.
+    let l2 = line(ctx);
+    ctx.send("A", &mut a, &[l2.as_slice(), b"\n"].concat())?;
+    ctx.expect("A", &mut a, &reply(&l2))
+}
+
+fn lines_in_one_write(ctx: &mut Ctx) -> Outcome {
+    ctx.start()?;
+    let lines: Vec<Vec<u8>> = (0..3).map(|_| line(ctx)).collect();
+    let mut a = ctx.connect("A")?;
+    let mut data = Vec::new();
+    let mut want = Vec::new();
+    for l in &lines {
+        data.extend_from_slice(l);
+        data.push(b'\n');
+        want.extend(reply(l));
+    }
+    ctx.send("A", &mut a, &data)?;
+    ctx.expect("A", &mut a, &want)
+}
+
+fn utf8_split(ctx: &mut Ctx) -> Outcome {
+    ctx.start()?;
+    let l = "caf\u{e9} \u{2713} na\u{ef}ve".as_bytes().to_vec();
+    // Split inside the 3-byte check mark (its first byte is at index 6).
+    let cut = 7;
+    let mut a = ctx.connect("A")?;
+    ctx.send("A", &mut a, &l[..cut])?;
+    ctx.step("the grader waits until the server has read those bytes");
+    ctx.wait_consumed(&a);
+    ctx.send("A", &mut a, &[&l[cut..], b"\n"].concat())?;
+    ctx.expect("A", &mut a, &reply(&l))
+}
+
+fn silent_client(ctx: &mut Ctx) -> Outcome {
+    ctx.start()?;
+    let _silent = ctx.connect("S (silent: sends nothing)")?;
+    let mut half = ctx.connect("H")?;
+    ctx.send("H", &mut half, b"half a li")?;
+    let l = line(ctx);
+    let mut b = ctx.connect("B")?;
+    ctx.send("B", &mut b, &[l.as_slice(), b"\n"].concat())?;
+    ctx.expect("B", &mut b, &reply(&l))?;
+    ctx.send("H", &mut half, b"ne\n")?;
+    ctx.expect("H", &mut half, b"Received: half a line\n")
+}
+
+fn many_clients(ctx: &mut Ctx) -> Outcome {
+    ctx.start()?;
+    let names: Vec<String> = (0..8).map(|i| format!("C{i}")).collect();
+    let mut clients = Vec::new();
+    for n in &names {
+        clients.push(ctx.connect(n)?);
+    }
+    for round in 0..3 {
+        let order: Vec<usize> = {
+            let mut o: Vec<usize> = (0..clients.len()).collect();
+            for i in (1..o.len()).rev() {
+                let j = ctx.rng.range(0, i + 1);
+                o.swap(i, j);
+            }
+            o
+        };
+        let mut sent = Vec::new();
+        for &i in &order {
+            let l = format!("{} round {round} {}", names[i], ctx.rng.word(5)).into_bytes();
+            ctx.send(&names[i], &mut clients[i], &[l.as_slice(), b"\n"].concat())?;
+            sent.push((i, l));
+        }
+        for (i, l) in sent {
+            ctx.expect(&names[i], &mut clients[i], &reply(&l))?;
+        }
+    }
+    Ok(())
+}
+
+fn reset_mid_request(ctx: &mut Ctx) -> Outcome {
+    ctx.start()?;
+    for round in 0..3 {
+        let mut r = ctx.connect(&format!("R{round}"))?;
+        ctx.send(&format!("R{round}"), &mut r, b"this line never ends")?;
+        // The reset must land mid-request: after the server has read the half line.
+        ctx.wait_consumed(&r);
+        ctx.step(format!(
+            "client R{round} resets the connection (SO_LINGER 0 then close: an RST)"
+        ));
+        let _ = socket2::SockRef::from(&r).set_linger(Some(Duration::ZERO));
+        drop(r);
+    }
+    // Give the server a moment to meet the resets (its next recv() fails) before B,
+    // so a server that dies of them is dead by the time B connects.
+    std::thread::sleep(Duration::from_millis(50));
+    let l = line(ctx);
+    let mut b = ctx.connect("B")?;
+    ctx.send("B", &mut b, &[l.as_slice(), b"\n"].concat())?;
+    ctx.expect("B", &mut b, &reply(&l))
+}
+
+fn slow_reader(ctx: &mut Ctx) -> Outcome {
+    ctx.start()?;
+    // 8 MiB of replies: twice the most Linux lets a send buffer grow to (tcp_wmem max,
+    // 4 MiB by default), against a client receive buffer of 16 KiB, so the server's
+    // send() must block or return short while the client is not reading. Long lines
+    // keep the server's line splitting cheap.
+    const LINES: usize = 2 * 1024;
+    const LEN: usize = 4000;
+    let mut data = Vec::with_capacity(LINES * (LEN + 1));
+    let mut want = Vec::with_capacity(LINES * (LEN + 11));
+    for i in 0..LINES {
+        let mut l = format!("{i:08} ").into_bytes();
+        l.resize(LEN, b'a' + (i % 26) as u8);
+        data.extend_from_slice(&l);
+        data.push(b'\n');
+        want.extend(reply(&l));
+    }
+    let mut a = ctx.connect("A")?;
+    ctx.step(format!(
+        "client A sends {LINES} lines ({} bytes) from a writer thread, then half-closes",
+        data.len()
+    ));
+    let mut w = a.try_clone().map_err(|e| Unmet::error(e.to_string()))?;
+    let writer = std::thread::spawn(move || {
+        let r = w.write_all(&data);
+        let _ = w.shutdown(std::net::Shutdown::Write);
+        r
+    });
+    ctx.step("client A reads nothing for 300 ms (a slow reader), then reads everything");
+    std::thread::sleep(Duration::from_millis(300));
+    // 20 s to move 8 MiB over loopback: ~100x what a correct Python server needs on a
+    // busy runner; only a stuck server reaches it.
+    let (got, err) = read_all(&mut a, want.len() + 4096, Duration::from_secs(20));
+    // The writer ends: the server either read everything or closed/reset.
+    let _ = a.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    if got == want {
+        return Ok(());
+    }
+    let at = got
+        .iter()
+        .zip(&want)
+        .position(|(x, y)| x != y)
+        .unwrap_or(got.len().min(want.len()));
+    let line_no = want[..at].iter().filter(|&&b| b == b'\n').count();
+    Err(Unmet::fail(format!(
+        "client A expected {} bytes of replies but got {}{}; they differ from byte {at} (reply line {}): expected \"{}\" got \"{}\"",
+        want.len(),
+        got.len(),
+        err.map(|e| format!(" ({e})")).unwrap_or_default(),
+        line_no + 1,
+        crate::out::escape_bytes(&want[at..], 40),
+        crate::out::escape_bytes(&got[at.min(got.len())..], 40),
+    )))
+}
+
+fn eof_half_close(ctx: &mut Ctx) -> Outcome {
+    ctx.start()?;
+    let l = line(ctx);
+    let mut a = ctx.connect("A")?;
+    ctx.send("A", &mut a, &[l.as_slice(), b"\n"].concat())?;
+    ctx.shutdown_write("A", &a);
+    ctx.expect("A", &mut a, &reply(&l))?;
+    ctx.expect_eof("A", &mut a)?;
+    drop(a);
+    // CPU burned after the client left. Measured as time runnable (running or waiting
+    // for a CPU), which a busy loop fills whatever the machine's load, and an idle
+    // server leaves near 0; CPU time is the fallback where schedstat is missing.
+    const WINDOW: Duration = Duration::from_millis(400);
+    ctx.step(format!(
+        "the grader measures how busy the server is over {} ms of idleness",
+        WINDOW.as_millis()
+    ));
+    let Some(p) = ctx.program() else {
+        return Err(Unmet::error("the grader lost track of the program"));
+    };
+    let pid = p.pid;
+    let probe =
+        |p: &crate::grade::sandbox::Program| p.runnable_seconds().or_else(|| p.cpu_seconds());
+    let Some(before) = probe(p) else {
+        return Err(Unmet::error(format!(
+            "cannot read the CPU use of pid {pid} from /proc"
+        )));
+    };
+    let t = Instant::now();
+    std::thread::sleep(WINDOW);
+    let used = probe(p).unwrap_or(before) - before;
+    let share = used / t.elapsed().as_secs_f64();
+    ctx.step(format!(
+        "the server was busy {:.0}% of the time",
+        share * 100.0
+    ));
+    // A spinning thread is runnable ~100% of the time; an idle server ~0%. Half is a
+    // wide margin both ways.
+    if share > 0.5 {
+        return Err(Unmet::fail(format!(
+            "the server kept a CPU busy {:.0}% of the time while idle after the client closed",
+            share * 100.0
+        )));
+    }
+    Ok(())
+}
+
+fn restart_same_port(ctx: &mut Ctx) -> Outcome {
+    let first = ctx.start()?;
+    let l = line(ctx);
+    let mut a = ctx.connect("A")?;
+    ctx.send("A", &mut a, &[l.as_slice(), b"\n"].concat())?;
+    ctx.expect("A", &mut a, &reply(&l))?;
+    ctx.step("the grader stops the server while A is connected (the server's side closes first, so its end of the connection enters TIME_WAIT)");
+    let how = ctx.stop(first);
+    ctx.step(format!("the server {how}"));
+    // Reading EOF and closing completes the close; the server's side is in TIME_WAIT.
+    let _ = a.set_read_timeout(Some(REPLY_TIMEOUT));
+    let _ = read_all(&mut a, 1 << 16, REPLY_TIMEOUT);
+    drop(a);
+    ctx.step("restart the server on the same port at once");
+    ctx.start().map_err(|u| {
+        Unmet::fail(format!(
+            "the restarted server did not come up: {}",
+            u.message
+        ))
+    })?;
+    let l = line(ctx);
+    let mut b = ctx.connect("B")?;
+    ctx.send("B", &mut b, &[l.as_slice(), b"\n"].concat())?;
+    ctx.expect("B", &mut b, &reply(&l))
+}
+
+fn fd_leak(ctx: &mut Ctx) -> Outcome {
+    // 64 descriptors: enough for any runtime's own files plus a few clients; a leak of
+    // one per connection exhausts it well within 300 cycles.
+    ctx.step("the server runs with RLIMIT_NOFILE = 64");
+    ctx.start_with(|l| l.nofile = Some(64))?;
+    const CYCLES: usize = 300;
+    ctx.step(format!(
+        "{CYCLES} times: connect, send a line, read the reply, close"
+    ));
+    for i in 0..CYCLES {
+        let l = format!("cycle {i}").into_bytes();
+        let mut c = std::net::TcpStream::connect_timeout(&ctx.addr(), REPLY_TIMEOUT)
+            .map_err(|e| Unmet::fail(format!("cycle {i}: could not connect: {e}")))?;
+        let _ = c.set_nodelay(true);
+        c.write_all(&[l.as_slice(), b"\n"].concat())
+            .map_err(|e| Unmet::fail(format!("cycle {i}: send failed: {e}")))?;
+        let want = reply(&l);
+        let (got, _) = read_exact_or_less(&mut c, want.len());
+        if got != want {
+            return Err(Unmet::fail(format!(
+                "cycle {i} of {CYCLES}: expected \"{}\" but got \"{}\"",
+                crate::out::escape_bytes(&want, 40),
+                crate::out::escape_bytes(&got, 40)
+            )));
+        }
+    }
+    let l = line(ctx);
+    let mut b = ctx.connect("B")?;
+    ctx.send("B", &mut b, &[l.as_slice(), b"\n"].concat())?;
+    ctx.expect("B", &mut b, &reply(&l))
+}
+
+fn read_exact_or_less(s: &mut std::net::TcpStream, n: usize) -> (Vec<u8>, Option<String>) {
+    let (mut got, err) = (Vec::new(), None);
+    let until = Instant::now() + REPLY_TIMEOUT;
+    let mut buf = [0u8; 256];
+    while got.len() < n {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let _ = s.set_read_timeout(Some(left));
+        match std::io::Read::read(s, &mut buf[..(n - got.len()).min(256)]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+        }
+    }
+    (got, err)
+}

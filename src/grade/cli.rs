@@ -1,0 +1,139 @@
+//! The grader's subcommands, flattened into `lab`'s command line by one variant in
+//! `src/cli.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use super::commands::{self, GradeArgs, Source};
+use crate::catalog::Catalog;
+
+/// Student, instructor and author commands of the grader.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Write the exercises workspace (Rust and Python starters, progress file) into DIR.
+    Init {
+        /// Where (created if missing; existing files are kept).
+        #[arg(default_value = "lab-exercises")]
+        dir: PathBuf,
+    },
+    /// Build and grade your exercise for a lab, with a transcript of what was tried.
+    Check {
+        /// Lab id.
+        id: String,
+        /// Where the program comes from.
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Restore a lab's starter files (your version is kept in .lab-backup/).
+    Reset {
+        /// Lab id.
+        id: String,
+        /// The exercises workspace.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Show a lab's reference solution (once your exercise has passed).
+    Solution {
+        /// Lab id.
+        id: String,
+        /// The exercises workspace.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Re-check whenever you save an exercise file (polls; Enter re-checks at once).
+    Watch {
+        /// Only this lab.
+        id: Option<String>,
+        /// Where the program comes from.
+        #[command(flatten)]
+        source: Source,
+        /// Polling interval in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+        /// Stop after this many checks (for scripts and tests).
+        #[arg(long, hide = true)]
+        max_runs: Option<usize>,
+    },
+    /// Grade exercises for CI and classrooms, in the format your platform reads.
+    Grade(GradeArgs),
+    /// GitHub Classroom helpers.
+    Classroom {
+        #[command(subcommand)]
+        command: ClassroomCommand,
+    },
+    /// Course-author tools.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+    /// (internal) Run one grading job inside namespaces and print its report as JSON.
+    #[command(name = "__grade-inner", hide = true)]
+    GradeInner {
+        /// The job, as JSON.
+        job: String,
+    },
+}
+
+/// `lab classroom ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClassroomCommand {
+    /// Write .github/workflows/classroom.yml that grades every push with `lab grade`.
+    Init {
+        /// The assignment repository's root.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where CI installs `lab` from (`cargo install --git URL lab`).
+        #[arg(long, default_value = "https://github.com/OWNER/lab")]
+        git: String,
+    },
+}
+
+/// `lab dev ...`.
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Solutions get full marks, starters fail, every mutant fails the check aimed at it.
+    Check {
+        /// The repository root (holds tests/mutants/).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Cargo target folder for building solutions and starters.
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
+}
+
+/// Runs one of the grader's commands.
+pub fn run(catalog: &Catalog, cmd: Commands) -> Result<()> {
+    match cmd {
+        Commands::Init { dir } => commands::init(&dir),
+        Commands::Check { id, source } => commands::check(catalog.find(&id)?, &source),
+        Commands::Reset { id, dir } => commands::reset(catalog.find(&id)?, dir.as_deref()),
+        Commands::Solution { id, dir } => commands::solution(catalog.find(&id)?, dir.as_deref()),
+        Commands::Watch {
+            id,
+            source,
+            interval_ms,
+            max_runs,
+        } => {
+            let lab = id.map(|i| catalog.find(&i)).transpose()?;
+            commands::watch(
+                catalog,
+                lab,
+                &source,
+                Duration::from_millis(interval_ms.max(50)),
+                max_runs,
+            )
+        }
+        Commands::Grade(args) => commands::grade(catalog, &args),
+        Commands::Classroom {
+            command: ClassroomCommand::Init { dir, git },
+        } => commands::classroom_init(&dir, &git),
+        Commands::Dev {
+            command: DevCommand::Check { root, target_dir },
+        } => commands::dev_check(catalog, &root, target_dir.as_deref()),
+        Commands::GradeInner { job } => super::ns::inner_main(&job),
+    }
+}

@@ -1,0 +1,669 @@
+//! What a check sees: a context that starts the program under test, waits until it is
+//! ready by probing (never by sleeping a fixed time), plays clients against it, and
+//! writes every action and expectation into a numbered transcript.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::sandbox::{describe_status, port_bound, Program, Spawn};
+use crate::out::escape_bytes;
+use crate::sys::Limits;
+
+/// How long a program gets to start listening: Python starts in ~50 ms and a built Rust
+/// binary faster; 5 s leaves room for a loaded 2-core CI runner.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The readiness deadline: [`READY_TIMEOUT`], or `LAB_READY_TIMEOUT_MS` (slow machines
+/// raise it; the test suite lowers it for programs that never listen).
+pub fn ready_timeout() -> Duration {
+    std::env::var("LAB_READY_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(READY_TIMEOUT)
+}
+
+/// How long the grader waits for an expected reply: loopback answers in microseconds,
+/// so 2 s only ever expires when the reply is not coming.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bytes of data shown in a message before it is cut.
+pub const SHOW_BYTES: usize = 80;
+
+/// Why a check did not pass.
+#[derive(Debug, Clone)]
+pub struct Unmet {
+    /// True for "could not judge" (error), false for "behaviour was wrong" (fail).
+    pub error: bool,
+    /// The first unmet expectation, with the bytes involved.
+    pub message: String,
+}
+
+impl Unmet {
+    /// An unmet expectation.
+    pub fn fail(message: impl Into<String>) -> Unmet {
+        Unmet {
+            error: false,
+            message: message.into(),
+        }
+    }
+
+    /// Something that stopped the check from judging behaviour.
+    pub fn error(message: impl Into<String>) -> Unmet {
+        Unmet {
+            error: true,
+            message: message.into(),
+        }
+    }
+}
+
+/// The result type of checks and their steps.
+pub type Outcome<T = ()> = Result<T, Unmet>;
+
+/// The transport the exercise serves, for readiness probing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Listens on TCP.
+    Tcp,
+    /// Binds a UDP port.
+    Udp,
+}
+
+/// A small seeded generator (SplitMix64): reproducible from the printed seed, no crate.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..hi` (hi > lo).
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo).max(1) as u64) as usize
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+
+    /// A random word of lowercase letters.
+    pub fn word(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| (b'a' + (self.next_u64() % 26) as u8) as char)
+            .collect()
+    }
+}
+
+/// The program under test, as the grader will start it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Command words without the contract's arguments.
+    pub argv: Vec<String>,
+    /// The contract's arguments, with `{port}` still to fill in.
+    pub args: Vec<String>,
+    /// Working directory.
+    pub dir: Option<std::path::PathBuf>,
+    /// Extra environment (tests set a marker to find leftover processes).
+    pub env: Vec<(String, String)>,
+}
+
+impl Target {
+    /// The command line as the user wrote it: `--cmd CMD` is run as
+    /// `sh -c 'exec CMD "$@"' sh ARGS`, shown as `CMD ARGS`.
+    pub fn shown(&self, port: u16) -> Vec<String> {
+        let full = self.command(port);
+        match full.as_slice() {
+            [sh, c, script, zero, args @ ..] if sh == "sh" && c == "-c" && zero == "sh" => {
+                match script
+                    .strip_prefix("exec ")
+                    .and_then(|s| s.strip_suffix(" \"$@\""))
+                {
+                    Some(cmd) => std::iter::once(cmd.to_string())
+                        .chain(args.iter().cloned())
+                        .collect(),
+                    None => full,
+                }
+            }
+            _ => full,
+        }
+    }
+
+    /// The full command line for `port`.
+    pub fn command(&self, port: u16) -> Vec<String> {
+        let mut v = self.argv.clone();
+        v.extend(self.args.iter().map(|a| {
+            a.replace("{port}", &port.to_string())
+                .replace("{connect}", &format!("127.0.0.1:{port}"))
+        }));
+        v
+    }
+}
+
+/// One check's view of the world.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The port the program is told to use.
+    pub port: u16,
+    /// Seeded randomness for this check.
+    pub rng: Rng,
+    /// TCP or UDP, for readiness.
+    pub transport: Transport,
+    /// The program under test.
+    target: Target,
+    /// Numbered actions and expectations so far.
+    pub transcript: Vec<String>,
+    /// Programs started by this check; stopped when the check ends.
+    programs: Vec<Program>,
+    /// True when a pids cgroup confined the programs.
+    pub cgroup_used: bool,
+}
+
+impl Ctx {
+    /// A context for one check.
+    pub fn new(target: Target, port: u16, seed: u64, transport: Transport) -> Ctx {
+        Ctx {
+            port,
+            rng: Rng::new(seed),
+            transport,
+            target,
+            transcript: Vec::new(),
+            programs: Vec::new(),
+            cgroup_used: false,
+        }
+    }
+
+    /// The address the program should serve.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// Records an action or expectation in the transcript.
+    pub fn step(&mut self, text: impl Into<String>) {
+        self.transcript.push(text.into());
+    }
+
+    /// Starts the program with the default limits and waits until it is ready.
+    pub fn start(&mut self) -> Outcome<usize> {
+        self.start_with(|_| {})
+    }
+
+    /// Starts the program with adjusted limits (the fd-leak check lowers NOFILE) and
+    /// waits until it listens (TCP) or has bound the port (UDP), while checking it is
+    /// still alive: never a fixed sleep.
+    pub fn start_with(&mut self, tweak: impl FnOnce(&mut Limits)) -> Outcome<usize> {
+        let argv = self.target.command(self.port);
+        let mut spawn = Spawn::new(argv.clone());
+        spawn.dir = self.target.dir.clone();
+        spawn.env = self.target.env.clone();
+        tweak(&mut spawn.limits);
+        self.step(format!(
+            "start `{}`",
+            self.target.shown(self.port).join(" ")
+        ));
+        let mut p = Program::start(&spawn)
+            .map_err(|e| Unmet::error(format!("cannot start `{}`: {e}", argv[0])))?;
+        self.cgroup_used |= p.in_cgroup();
+        let udp = self.transport == Transport::Udp;
+        let what = if udp { "bind UDP" } else { "listen on TCP" };
+        let began = Instant::now();
+        loop {
+            if port_bound(self.port, udp) {
+                self.step(format!(
+                    "it is ready: {what} 127.0.0.1:{} after {} ms",
+                    self.port,
+                    began.elapsed().as_millis()
+                ));
+                break;
+            }
+            if let Some(e) = p.try_ended() {
+                let out = p.output_tail();
+                return Err(Unmet::error(format!(
+                    "the program {} before it would {what} port {}{}",
+                    describe_status(e.status),
+                    self.port,
+                    if out.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; its output:\n{}", out.trim_end())
+                    }
+                )));
+            }
+            if began.elapsed() > ready_timeout() {
+                let others = p.bound_ports(udp);
+                let msg = if others.is_empty() {
+                    format!(
+                        "the program is running but did not {what} 127.0.0.1:{} within {} s (never listens: is bind/listen missing, or does it wait for input? stdin is closed)",
+                        self.port,
+                        ready_timeout().as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "the program is running but uses port {:?}, not {}: read the port from the `--port N` argument instead of hard-coding it",
+                        others,
+                        self.port
+                    )
+                };
+                let ended = p.stop();
+                let mut msg = msg;
+                if ended.ignored_sigterm {
+                    msg.push_str(&format!(
+                        "; it also ignored SIGTERM and was killed with SIGKILL after {} ms",
+                        super::sandbox::TERM_GRACE.as_millis()
+                    ));
+                }
+                // Kept so the report can show what it printed.
+                self.programs.push(p);
+                return Err(Unmet::error(msg));
+            }
+            // Probing interval: short enough to add little latency, long enough not to
+            // compete with the program for the CPU.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.programs.push(p);
+        Ok(self.programs.len() - 1)
+    }
+
+    /// Stops program `idx` (SIGTERM, then SIGKILL) and says how it ended.
+    pub fn stop(&mut self, idx: usize) -> String {
+        let e = self.programs[idx].stop();
+        let mut s = describe_status(e.status);
+        if e.ignored_sigterm {
+            s.push_str(" (it ignored SIGTERM)");
+        }
+        s
+    }
+
+    /// The program under test (the last one started).
+    pub fn program(&mut self) -> Option<&mut Program> {
+        self.programs.last_mut()
+    }
+
+    /// Stops everything; returns a note about any program that died during the check
+    /// and the captured output of the last one.
+    pub fn finish(&mut self) -> (String, String) {
+        let mut note = String::new();
+        let mut output = String::new();
+        for p in &mut self.programs {
+            if let Some(e) = p.try_ended() {
+                note = format!("the program {} during the check", describe_status(e.status));
+            }
+        }
+        for p in &mut self.programs {
+            if p.stop().ignored_sigterm {
+                self.transcript.push(format!(
+                    "the program ignored SIGTERM: killed with SIGKILL after {} ms",
+                    super::sandbox::TERM_GRACE.as_millis()
+                ));
+            }
+            output = p.output_tail();
+        }
+        self.programs.clear();
+        (note, output)
+    }
+
+    /// Waits for the program under test to print a complete line on stdout (the first
+    /// one when several), within `limit`.
+    pub fn expect_stdout_line(&mut self, what: &str, limit: Duration) -> Outcome<String> {
+        self.step(format!("the grader expects {what} on the program's stdout"));
+        let until = Instant::now() + limit;
+        loop {
+            let Some(p) = self.programs.last_mut() else {
+                return Err(Unmet::error("no program is running"));
+            };
+            let out = p.stdout_kept();
+            if let Some(end) = out.iter().position(|&b| b == b'\n') {
+                return Ok(String::from_utf8_lossy(&out[..end])
+                    .trim_end_matches('\r')
+                    .to_string());
+            }
+            if !p.alive() || Instant::now() >= until {
+                return Err(Unmet::fail(format!(
+                    "expected {what} on stdout within {} s but got \"{}\"",
+                    limit.as_secs_f64(),
+                    escape_bytes(&out, SHOW_BYTES)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    // ----- TCP clients -------------------------------------------------------------
+
+    /// Connects a TCP client named `name` (A, B, ...).
+    pub fn connect(&mut self, name: &str) -> Outcome<TcpStream> {
+        self.step(format!("client {name} connects to {}", self.addr()));
+        let s = TcpStream::connect_timeout(&self.addr(), REPLY_TIMEOUT).map_err(|e| {
+            Unmet::fail(format!(
+                "client {name} could not connect to {}: {e}",
+                self.addr()
+            ))
+        })?;
+        // Small writes must leave as separate segments for the framing checks.
+        let _ = s.set_nodelay(true);
+        Ok(s)
+    }
+
+    /// Connects a TCP client whose receive buffer is `rcvbuf` bytes (set before connect,
+    /// so the window it advertises stays small): a slow reader.
+    pub fn connect_small_window(&mut self, name: &str, rcvbuf: usize) -> Outcome<TcpStream> {
+        self.step(format!(
+            "client {name} connects to {} with a {rcvbuf}-byte receive buffer",
+            self.addr()
+        ));
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .map_err(|e| Unmet::error(format!("cannot make a socket: {e}")))?;
+        let _ = sock.set_recv_buffer_size(rcvbuf);
+        sock.connect_timeout(&self.addr().into(), REPLY_TIMEOUT)
+            .map_err(|e| {
+                Unmet::fail(format!(
+                    "client {name} could not connect to {}: {e}",
+                    self.addr()
+                ))
+            })?;
+        Ok(sock.into())
+    }
+
+    /// Sends bytes on a TCP client in one write.
+    pub fn send(&mut self, name: &str, s: &mut TcpStream, data: &[u8]) -> Outcome {
+        self.step(format!(
+            "client {name} sends \"{}\"",
+            escape_bytes(data, SHOW_BYTES)
+        ));
+        s.write_all(data).map_err(|e| Unmet::fail(format!("client {name} could not send: {e} (did the program close or reset the connection?)")))
+    }
+
+    /// Expects exactly `expected` next on `s` within [`REPLY_TIMEOUT`], comparing as bytes
+    /// arrive so a wrong reply fails at once.
+    pub fn expect(&mut self, name: &str, s: &mut TcpStream, expected: &[u8]) -> Outcome {
+        self.step(format!(
+            "client {name} expects \"{}\"",
+            escape_bytes(expected, SHOW_BYTES)
+        ));
+        let got = read_upto(s, expected, REPLY_TIMEOUT);
+        let (bytes, why) = match got {
+            Ok(b) if b == expected => return Ok(()),
+            Ok(b) => (b, None),
+            Err((b, w)) => (b, Some(w)),
+        };
+        let mut msg = format!(
+            "client {name} expected \"{}\" but got \"{}\"",
+            escape_bytes(expected, SHOW_BYTES),
+            escape_bytes(&bytes, SHOW_BYTES)
+        );
+        if let Some(w) = why {
+            msg.push_str(&format!(" and then {w}"));
+        }
+        Err(Unmet::fail(msg))
+    }
+
+    /// Waits until the program has read everything client `s` sent (the kernel's
+    /// receive queue of the server's end, in /proc/net/tcp, is empty), so the next write
+    /// arrives in a separate read. Bounded: a server that is not reading at all is left
+    /// to fail the expectation that follows.
+    pub fn wait_consumed(&mut self, s: &TcpStream) {
+        let Ok(local) = s.local_addr() else { return };
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            if super::sandbox::rx_queue(self.port, local.port()) == Some(0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Expects the server to close the connection (read returns 0) within the timeout.
+    pub fn expect_eof(&mut self, name: &str, s: &mut TcpStream) -> Outcome {
+        self.step(format!(
+            "client {name} expects the server to close the connection (EOF)"
+        ));
+        let _ = s.set_read_timeout(Some(REPLY_TIMEOUT));
+        let mut buf = [0u8; 256];
+        match s.read(&mut buf) {
+            Ok(0) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
+            Ok(n) => Err(Unmet::fail(format!(
+                "client {name} expected EOF but got \"{}\"",
+                escape_bytes(&buf[..n], SHOW_BYTES)
+            ))),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(Unmet::fail(format!(
+                    "client {name} closed its side (EOF) but the server did not close within {} s",
+                    REPLY_TIMEOUT.as_secs()
+                )))
+            }
+            Err(e) => Err(Unmet::fail(format!("client {name}: {e}"))),
+        }
+    }
+
+    /// Half-closes a client's sending side (the server reads EOF).
+    pub fn shutdown_write(&mut self, name: &str, s: &TcpStream) {
+        self.step(format!(
+            "client {name} closes its sending side (shutdown SHUT_WR: the server reads EOF)"
+        ));
+        let _ = s.shutdown(Shutdown::Write);
+    }
+
+    // ----- UDP -----------------------------------------------------------------------
+
+    /// A UDP client socket on an ephemeral loopback port.
+    pub fn udp_client(&mut self, name: &str) -> Outcome<UdpSocket> {
+        let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| Unmet::error(format!("cannot bind a UDP client: {e}")))?;
+        let _ = socket2::SockRef::from(&s).set_recv_buffer_size(1 << 20);
+        if let Ok(a) = s.local_addr() {
+            self.step(format!("client {name} binds {a}"));
+        }
+        Ok(s)
+    }
+
+    /// Sends one datagram to the program.
+    pub fn send_to(&mut self, name: &str, s: &UdpSocket, data: &[u8]) -> Outcome {
+        self.step(format!(
+            "client {name} sends a {}-byte datagram \"{}\"",
+            data.len(),
+            escape_bytes(data, 24)
+        ));
+        s.send_to(data, self.addr())
+            .map(|_| ())
+            .map_err(|e| Unmet::error(format!("client {name} could not send: {e}")))
+    }
+
+    /// Expects the next datagram on `s` to be exactly `expected`, from the program.
+    pub fn expect_datagram(&mut self, name: &str, s: &UdpSocket, expected: &[u8]) -> Outcome {
+        self.step(format!(
+            "client {name} expects the same {} bytes back",
+            expected.len()
+        ));
+        let _ = s.set_read_timeout(Some(REPLY_TIMEOUT));
+        let mut buf = vec![0u8; 65536];
+        match crate::sys::recv_from_trunc(s, &mut buf) {
+            Ok(r) if r.from != self.addr() => Err(Unmet::fail(format!(
+                "client {name} got a datagram from {} instead of the server's address {}",
+                r.from,
+                self.addr()
+            ))),
+            Ok(r) if &buf[..r.len] == expected => Ok(()),
+            Ok(r) => Err(Unmet::fail(format!(
+                "client {name} sent {} bytes and got {} bytes back: \"{}\"{}",
+                expected.len(),
+                r.wire_len,
+                escape_bytes(&buf[..r.len], 24),
+                first_difference(expected, &buf[..r.len])
+            ))),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(Unmet::fail(format!(
+                    "client {name} sent {} bytes and got nothing back within {} s",
+                    expected.len(),
+                    REPLY_TIMEOUT.as_secs()
+                )))
+            }
+            Err(e) => Err(Unmet::fail(format!("client {name}: {e}"))),
+        }
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Where two byte strings first differ, for messages.
+fn first_difference(a: &[u8], b: &[u8]) -> String {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!(" (first difference at byte {i})"),
+        None if a.len() != b.len() => format!(" (the first {} bytes match)", a.len().min(b.len())),
+        None => String::new(),
+    }
+}
+
+/// Reads until `expected.len()` bytes arrived, a byte differs, EOF, or the deadline.
+/// Ok(bytes) when the length was reached or a difference was seen; Err((bytes, why))
+/// when the stream ended or went quiet first.
+fn read_upto(
+    s: &mut TcpStream,
+    expected: &[u8],
+    limit: Duration,
+) -> Result<Vec<u8>, (Vec<u8>, String)> {
+    let until = Instant::now() + limit;
+    let mut got = Vec::with_capacity(expected.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < expected.len() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err((got, format!("nothing more within {} s", limit.as_secs())));
+        }
+        let _ = s.set_read_timeout(Some(left));
+        let want = (expected.len() - got.len()).min(buf.len());
+        match s.read(&mut buf[..want]) {
+            Ok(0) => return Err((got, "the server closed the connection".into())),
+            Ok(n) => {
+                let start = got.len();
+                got.extend_from_slice(&buf[..n]);
+                if got[start..] != expected[start..got.len()] {
+                    return Ok(got);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err((got, format!("nothing more within {} s", limit.as_secs())))
+            }
+            Err(e) => return Err((got, format!("the connection failed: {e}"))),
+        }
+    }
+    Ok(got)
+}
+
+/// Reads everything until EOF or `limit`, at most `max` bytes (a bound for memory).
+pub fn read_all(s: &mut TcpStream, max: usize, limit: Duration) -> (Vec<u8>, Option<String>) {
+    let until = Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < max {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (got, Some("timed out".into()));
+        }
+        let _ = s.set_read_timeout(Some(left));
+        match s.read(&mut buf) {
+            Ok(0) => return (got, None),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return (got, Some(e.to_string())),
+        }
+    }
+    (got, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_reproducible_from_its_seed() {
+        let (mut a, mut b, mut c) = (Rng::new(7), Rng::new(7), Rng::new(8));
+        let (x, y, z): (Vec<u64>, Vec<u64>, Vec<u64>) = (
+            (0..8).map(|_| a.next_u64()).collect(),
+            (0..8).map(|_| b.next_u64()).collect(),
+            (0..8).map(|_| c.next_u64()).collect(),
+        );
+        assert_eq!(x, y);
+        assert_ne!(x, z);
+        for _ in 0..1000 {
+            let v = a.range(3, 12);
+            assert!((3..12).contains(&v));
+        }
+    }
+
+    #[test]
+    fn target_fills_in_the_contract_arguments() {
+        let t = Target {
+            argv: vec!["srv".into()],
+            args: vec![
+                "--port".into(),
+                "{port}".into(),
+                "--connect".into(),
+                "{connect}".into(),
+            ],
+            dir: None,
+            env: vec![],
+        };
+        assert_eq!(
+            t.command(7001),
+            ["srv", "--port", "7001", "--connect", "127.0.0.1:7001"]
+        );
+        let wrapped = Target {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "exec python3 s.py \"$@\"".into(),
+                "sh".into(),
+            ],
+            args: vec!["--port".into(), "{port}".into()],
+            dir: None,
+            env: vec![],
+        };
+        assert_eq!(wrapped.shown(9), ["python3 s.py", "--port", "9"]);
+    }
+
+    #[test]
+    fn reads_a_report_line_from_a_udp_receivers_stdout() {
+        // The shape 03-udp-loss's receiver will have: bind UDP, print one JSON line.
+        let script = "import socket, sys, time\n\
+                      s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                      s.bind(('127.0.0.1', int(sys.argv[2])))\n\
+                      print('{\"received\": 3}', flush=True)\n\
+                      time.sleep(10)\n";
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let target = Target {
+            argv: vec!["python3".into(), "-c".into(), script.into()],
+            args: vec!["--port".into(), "{port}".into()],
+            dir: None,
+            env: vec![],
+        };
+        let mut ctx = Ctx::new(target, port, 1, Transport::Udp);
+        ctx.start().unwrap();
+        let line = ctx
+            .expect_stdout_line("a JSON summary", Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(line, "{\"received\": 3}");
+        ctx.finish();
+    }
+}

@@ -1,0 +1,219 @@
+//! The grader: starts a student's program under a sandbox, drives it with black-box,
+//! adversarial checks, and reports through one result model.
+//!
+//! Map of this module:
+//! - [`model`]: the result structs every exporter reads;
+//! - [`export`]: one tiny file per output format (human, json, junit, gh-classroom,
+//!   gradescope, exercism);
+//! - [`sandbox`]: process groups, limits, capped output, deadlines, always reaped;
+//! - [`ns`]: re-runs a grading job inside fresh PID + network namespaces when the
+//!   machine allows, so two gradings can use the same port and nothing outlives them;
+//! - [`harness`]: what a check sees (start, probe readiness, clients, transcript);
+//! - [`checks`]: the checks, one file per lab;
+//! - [`embedded`]: exercises and solutions compiled into the binary;
+//! - [`commands`]: `lab init/check/reset/solution/watch/grade/classroom/dev`.
+//!
+//! Adding a lab's exercise: its `[exercise]` in `labs/<id>/lab.toml`, starters and
+//! solutions under `exercises/` and `solutions/` (one line each in `embedded.rs`), and a
+//! checks module (one line in `checks::SUITES`).
+
+pub mod checks;
+pub mod cli;
+pub mod commands;
+pub mod embedded;
+pub mod export;
+pub mod harness;
+pub mod model;
+pub mod ns;
+pub mod sandbox;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use harness::{Ctx, Target, Unmet};
+use model::{CheckResult, Environment, LabReport, Status};
+
+/// One grading job: everything needed to grade one lab's program, serializable so it
+/// can be handed to a copy of `lab` running inside namespaces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// Lab id.
+    pub lab: String,
+    /// The program's command words (without the contract's arguments).
+    pub argv: Vec<String>,
+    /// The contract's arguments with `{port}` placeholders.
+    pub args: Vec<String>,
+    /// Working directory for the program.
+    pub dir: Option<PathBuf>,
+    /// Extra environment for the program.
+    pub env: Vec<(String, String)>,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Port to give the program; 0 picks a free one.
+    pub port: u16,
+    /// Only run checks whose names are listed (empty: all).
+    pub only: Vec<String>,
+    /// Stop at the first check that does not pass and mark the rest "not run" (author
+    /// QA of starters, where only "does it fail" matters).
+    #[serde(default)]
+    pub fail_fast: bool,
+}
+
+/// A seed from the clock, for runs without `--seed`.
+pub fn fresh_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // Keep it short enough to retype: 6 decimal digits.
+    (t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(17)) % 1_000_000
+}
+
+/// A per-check seed, so one check's randomness does not depend on which ran before.
+fn check_seed(seed: u64, name: &str) -> u64 {
+    // FNV-1a of the name, mixed with the run's seed.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ seed
+}
+
+/// A free ephemeral port on 127.0.0.1 (outside namespaces). The kernel may hand it to
+/// someone else before the program binds it; rare, and the check then says so.
+fn free_port(udp: bool) -> u16 {
+    // Should binding port 0 itself fail (no loopback?), a fixed high port lets the
+    // check report the real problem when the program tries to bind.
+    const FALLBACK: u16 = 47001;
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(FALLBACK)
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(FALLBACK)
+    }
+}
+
+/// Runs a job's checks in this process and network namespace.
+pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
+    let began = Instant::now();
+    let Some(suite) = checks::suite(&job.lab) else {
+        let mut r = LabReport::new(
+            &job.lab,
+            job.argv.clone(),
+            job.seed,
+            Environment::default(),
+            Vec::new(),
+        );
+        r.message = format!("{} has no exercise checks yet", job.lab);
+        r.total();
+        return r;
+    };
+    let udp = suite.transport == harness::Transport::Udp;
+    let port = if job.port == 0 {
+        free_port(udp)
+    } else {
+        job.port
+    };
+    let target = Target {
+        argv: job.argv.clone(),
+        args: job.args.clone(),
+        dir: job.dir.clone(),
+        env: job.env.clone(),
+    };
+    // One point per check: equal weights (see model::CheckResult::max_score).
+    let max = 1.0;
+    let mut results = Vec::new();
+    let mut blocked: Option<String> = None;
+    let mut cgroup = false;
+    for (index, check) in suite.checks.iter().enumerate() {
+        // Each check gets its own port: connections a previous check left in TIME_WAIT
+        // must not decide whether this one can bind (only `restart_same_port` tests that).
+        let port = if job.port == 0 {
+            free_port(udp)
+        } else {
+            port.saturating_add(index as u16)
+        };
+        if !job.only.is_empty()
+            && !job.only.iter().any(|n| n == check.name)
+            && check.name != "starts"
+        {
+            continue;
+        }
+        let t0 = Instant::now();
+        let mut res = CheckResult {
+            name: check.name.to_string(),
+            description: check.description.to_string(),
+            status: Status::Pass,
+            score: max,
+            max_score: max,
+            message: String::new(),
+            hint: String::new(),
+            transcript: Vec::new(),
+            program_output: String::new(),
+            duration_ms: 0,
+        };
+        if let Some(why) = &blocked {
+            res.status = Status::Error;
+            res.score = 0.0;
+            res.message = format!("not run: {why}");
+            results.push(res);
+            continue;
+        }
+        let mut ctx = Ctx::new(
+            target.clone(),
+            port,
+            check_seed(job.seed, check.name),
+            suite.transport,
+        );
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&mut ctx)))
+                .unwrap_or_else(|_| {
+                    Err(Unmet::error(
+                        "the grader itself panicked in this check (a bug in lab: please report it)",
+                    ))
+                });
+        let (died, output) = ctx.finish();
+        cgroup |= ctx.cgroup_used;
+        res.transcript = std::mem::take(&mut ctx.transcript);
+        if let Err(u) = outcome {
+            res.status = if u.error { Status::Error } else { Status::Fail };
+            res.score = 0.0;
+            let mut msg = u.message;
+            if !died.is_empty() && !msg.contains("the program") {
+                msg.push_str(&format!("; {died}"));
+            }
+            if !u.error {
+                msg.push_str(&format!("\nlikely mistake: {}", check.mistake));
+            }
+            res.message = msg;
+            res.hint = check.hint.to_string();
+            res.program_output = output;
+            if check.name == "starts" {
+                blocked = Some("the program did not start (see `starts`)".to_string());
+            } else if job.fail_fast {
+                blocked = Some(format!("stopped at the first failure (`{}`)", check.name));
+            }
+        }
+        res.duration_ms = t0.elapsed().as_millis() as u64;
+        results.push(res);
+    }
+    let env = Environment {
+        lab_version: env!("CARGO_PKG_VERSION").to_string(),
+        namespaces,
+        pids_cgroup: cgroup,
+        port,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    };
+    let mut r = LabReport::new(&job.lab, target.shown(port), job.seed, env, results);
+    r.duration_ms = began.elapsed().as_millis() as u64;
+    r
+}

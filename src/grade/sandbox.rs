@@ -1,0 +1,701 @@
+//! Running untrusted programs: each in its own process group (and a pids cgroup where
+//! the machine has one), with resource limits, stdin closed, output captured up to a
+//! cap, and a guard that always kills the whole group and reaps it, even on panic.
+//!
+//! The PID and network namespaces are set up one level up (see `ns.rs`): the whole
+//! grading run is re-executed inside them, so this module works the same either way.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, Limits};
+
+/// Bytes of each output stream kept for the report; the rest is read and discarded so
+/// a chatty program never blocks on a full pipe (and never fills our memory).
+pub const OUTPUT_CAP: usize = 16 * 1024;
+
+/// How long a program gets between SIGTERM and SIGKILL: enough for a clean exit, short
+/// enough that a program ignoring SIGTERM costs little.
+pub const TERM_GRACE: Duration = Duration::from_millis(300);
+
+/// Limits for student programs: generous for a socket server, fatal for abuse.
+pub fn program_limits() -> Limits {
+    Limits {
+        nproc: nproc_limit(),
+        // 16 MiB: an echo server has no reason to write big files.
+        fsize: Some(16 << 20),
+        // CPU seconds: wall-clock deadlines end checks much sooner; this catches a
+        // program that escapes them.
+        cpu_secs: Some(60),
+        // 4 GiB of address space: Python and Rust need far less; stops runaway growth.
+        address_space: Some(4 << 30),
+        // 256 descriptors: plenty for the checks' few dozen clients.
+        nofile: Some(256),
+    }
+}
+
+/// RLIMIT_NPROC counts every process of the user, so the limit is "what runs now plus
+/// 128" (room for a thread per client). Root ignores it; the cgroup covers root.
+fn nproc_limit() -> Option<u64> {
+    let uid = sys::euid();
+    if uid == 0 {
+        return None;
+    }
+    let mut n = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            if let Ok(st) = std::fs::read_to_string(e.path().join("status")) {
+                if st.lines().any(|l| {
+                    l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string())
+                }) {
+                    n += st
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Threads:"))
+                        .and_then(|t| t.trim().parse::<u64>().ok())
+                        .unwrap_or(1);
+                }
+            }
+        }
+    }
+    Some(n + 128)
+}
+
+/// A pids cgroup (v1 `pids` hierarchy or v2) that caps and tracks every process a
+/// program starts, even those that leave its process group with setsid().
+#[derive(Debug)]
+pub struct Cgroup {
+    /// The cgroup's folder; removed on drop.
+    dir: PathBuf,
+}
+
+impl Cgroup {
+    /// Creates a cgroup allowing `max` processes/threads, or None where cgroups are not
+    /// writable (not root, read-only /sys, no pids controller).
+    pub fn create(name: &str, max: u32) -> Option<Cgroup> {
+        for root in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+            let root = Path::new(root);
+            if !root.join("cgroup.procs").exists()
+                || (root.ends_with("cgroup") && !root.join("cgroup.controllers").exists())
+            {
+                continue;
+            }
+            let dir = root.join(name);
+            if std::fs::create_dir(&dir).is_err() {
+                continue;
+            }
+            if std::fs::write(dir.join("pids.max"), max.to_string()).is_ok() {
+                return Some(Cgroup { dir });
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+        None
+    }
+
+    /// The `cgroup.procs` path for `sys::confine`.
+    pub fn procs_path(&self) -> Option<CString> {
+        CString::new(
+            self.dir
+                .join("cgroup.procs")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .ok()
+    }
+
+    /// Process ids still in the cgroup.
+    pub fn pids(&self) -> Vec<u32> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// SIGKILLs everything in the cgroup, repeatedly, until it is empty (a fork bomb
+    /// keeps forking while we kill; pids.max bounds how long that takes).
+    pub fn kill_all(&self) {
+        // Bounded: 200 rounds of at most pids.max kills each.
+        for _ in 0..200 {
+            let pids = self.pids();
+            if pids.is_empty() {
+                return;
+            }
+            for p in pids {
+                let _ = sys::kill_pid(p, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.kill_all();
+        // rmdir succeeds once the last member has been reaped by its parent.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// What is known about how a program ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The raw status.
+    pub status: ExitStatus,
+    /// True when the grader had to SIGKILL it after SIGTERM was ignored.
+    pub ignored_sigterm: bool,
+}
+
+/// Explains an exit status the way a shell would show it, with the usual cause.
+pub fn describe_status(status: ExitStatus) -> String {
+    if let Some(sig) = status.signal() {
+        let name = sys::signal_name(sig);
+        let why = match sig {
+            libc::SIGPIPE => ": it wrote to a connection the peer had closed (handle EPIPE / BrokenPipeError, or ignore SIGPIPE)",
+            libc::SIGKILL => ": killed (by the grader at a deadline, or out of memory)",
+            libc::SIGXFSZ => ": it wrote a file larger than the 16 MiB limit",
+            libc::SIGXCPU => ": it used more CPU time than allowed (a busy loop?)",
+            libc::SIGSEGV => ": invalid memory access",
+            libc::SIGABRT => ": it aborted (a Rust panic with panic=abort, a failed assert in C)",
+            libc::SIGTERM => "",
+            _ => "",
+        };
+        format!("killed by {name} (status {}){why}", 128 + sig)
+    } else {
+        match status.code() {
+            Some(0) => "exited with status 0".to_string(),
+            Some(101) => "exited with status 101 (a Rust panic)".to_string(),
+            Some(c) => format!("exited with status {c}"),
+            None => "ended".to_string(),
+        }
+    }
+}
+
+/// Captured output of one stream: the first `OUTPUT_CAP` bytes and how many in total.
+#[derive(Debug, Default)]
+struct Captured {
+    /// Kept bytes.
+    kept: Vec<u8>,
+    /// Every byte read, kept or not.
+    total: u64,
+}
+
+/// A running program in its own process group; dropping it kills the group and reaps.
+#[derive(Debug)]
+pub struct Program {
+    /// The child (the group leader).
+    child: Child,
+    /// Its pid, which is also the process-group id.
+    pub pid: u32,
+    /// How it ended, once known.
+    ended: Option<Ended>,
+    /// stdout then stderr capture, filled by reader threads.
+    output: [Arc<Mutex<Captured>>; 2],
+    /// Reader threads, joined on drop.
+    readers: Vec<std::thread::JoinHandle<()>>,
+    /// The cgroup, if any; dropped (everything in it killed) after the group.
+    cgroup: Option<Cgroup>,
+}
+
+/// How to start a program.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    /// Command words; the first is the executable.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub dir: Option<PathBuf>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Limits.
+    pub limits: Limits,
+    /// Cap on processes+threads via a pids cgroup, where available.
+    pub pids_max: u32,
+}
+
+impl Spawn {
+    /// A spawn of `argv` with the student-program limits.
+    pub fn new(argv: Vec<String>) -> Spawn {
+        Spawn {
+            argv,
+            dir: None,
+            env: Vec::new(),
+            limits: program_limits(),
+            // Threads count too: 128 is ample for a thread per client in our checks.
+            pids_max: 128,
+        }
+    }
+}
+
+/// Nanoseconds of the clock at first use, hex: tells apart cgroups of different
+/// gradings that share a pid (each namespace's pid 1).
+fn unique_suffix() -> &'static str {
+    static SUFFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SUFFIX.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        format!("{:x}", t.as_nanos())
+    })
+}
+
+/// Counter for unique cgroup names within this process.
+static SPAWNED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Program {
+    /// Starts the program: own process group, stdin closed, output captured, limits.
+    pub fn start(spec: &Spawn) -> std::io::Result<Program> {
+        let Some((exe, args)) = spec.argv.split_first() else {
+            return Err(std::io::Error::other("empty command"));
+        };
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(d) = &spec.dir {
+            cmd.current_dir(d);
+        }
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cgroup = Cgroup::create(
+            // Unique across namespaces too: inside each PID namespace the grader is pid 1,
+            // so the pid alone would collide between parallel gradings.
+            &format!("lab-grade-{}-{}-{n}", std::process::id(), unique_suffix()),
+            spec.pids_max,
+        );
+        sys::confine(
+            &mut cmd,
+            spec.limits,
+            cgroup.as_ref().and_then(Cgroup::procs_path),
+        );
+        let mut child = cmd.spawn()?;
+        let pid = child.id();
+        let output = [
+            Arc::new(Mutex::new(Captured::default())),
+            Arc::new(Mutex::new(Captured::default())),
+        ];
+        let mut readers = Vec::new();
+        let streams: [Option<Box<dyn Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ];
+        for (stream, cap) in streams.into_iter().zip(output.iter()) {
+            let Some(mut stream) = stream else { continue };
+            let cap = Arc::clone(cap);
+            readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                // Ends at EOF: when every process holding the pipe has exited.
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut c = cap.lock().unwrap_or_else(|p| p.into_inner());
+                    let room = OUTPUT_CAP.saturating_sub(c.kept.len()).min(n);
+                    c.kept.extend_from_slice(&buf[..room]);
+                    c.total += n as u64;
+                }
+            }));
+        }
+        Ok(Program {
+            child,
+            pid,
+            ended: None,
+            output,
+            readers,
+            cgroup,
+        })
+    }
+
+    /// Waits (up to 500 ms) for the output readers to reach EOF and joins them; a reader
+    /// still blocked after that (a pipe held by a process that escaped every kill) is
+    /// left to finish on its own rather than hang the grader.
+    fn settle_readers(&mut self) {
+        let until = Instant::now() + Duration::from_millis(500);
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for r in self.readers.drain(..) {
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
+    }
+
+    /// True when a pids cgroup confines this program.
+    pub fn in_cgroup(&self) -> bool {
+        self.cgroup.is_some()
+    }
+
+    /// How it ended, if it has (non-blocking; reaps).
+    pub fn try_ended(&mut self) -> Option<Ended> {
+        if self.ended.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.ended = Some(Ended {
+                    status,
+                    ignored_sigterm: false,
+                });
+            }
+        }
+        self.ended.clone()
+    }
+
+    /// True while the program runs.
+    pub fn alive(&mut self) -> bool {
+        self.try_ended().is_none()
+    }
+
+    /// Waits up to `limit` for the program to end by itself.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<Ended> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(e) = self.try_ended() {
+                return Some(e);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the whole process group: SIGTERM, up to [`TERM_GRACE`] to exit, then
+    /// SIGKILL; reaps the leader; kills anything left in the cgroup. Idempotent.
+    pub fn stop(&mut self) -> Ended {
+        let _ = sys::kill_group(self.pid, libc::SIGTERM);
+        let mut ended = self.wait_for(TERM_GRACE);
+        if ended.is_none() {
+            let _ = sys::kill_group(self.pid, libc::SIGKILL);
+            let status = self
+                .child
+                .wait()
+                .unwrap_or_else(|_| ExitStatus::from_raw(libc::SIGKILL));
+            ended = Some(Ended {
+                status,
+                ignored_sigterm: true,
+            });
+            self.ended = ended.clone();
+        }
+        // Children of the leader that outlived it are still in the group: kill them too.
+        let _ = sys::kill_group(self.pid, libc::SIGKILL);
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+        ended.unwrap_or_else(|| unreachable!("set above"))
+    }
+
+    /// The captured output (stderr first, then stdout), as lossy text, with a note
+    /// when it was cut.
+    pub fn output_tail(&self) -> String {
+        let mut s = String::new();
+        for (i, label) in [(1, "stderr"), (0, "stdout")] {
+            let c = self.output[i].lock().unwrap_or_else(|p| p.into_inner());
+            if c.total == 0 {
+                continue;
+            }
+            s.push_str(&format!("--- {label} ---\n"));
+            s.push_str(&String::from_utf8_lossy(&c.kept));
+            if c.total > c.kept.len() as u64 {
+                s.push_str(&format!(
+                    "\n... ({} more bytes not kept)",
+                    c.total - c.kept.len() as u64
+                ));
+            }
+            if !s.ends_with('\n') {
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    /// What the program has written to stdout so far (up to [`OUTPUT_CAP`] bytes): for
+    /// exercises that report on stdout, such as 03-udp-loss's JSON summary line.
+    pub fn stdout_kept(&self) -> Vec<u8> {
+        self.output[0]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .kept
+            .clone()
+    }
+
+    /// Total bytes written to stdout and stderr.
+    pub fn output_total(&self) -> u64 {
+        self.output
+            .iter()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).total)
+            .sum()
+    }
+
+    /// CPU time (user + system) the leader has used, in seconds, from /proc.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        // Fields after the parenthesised name; utime and stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / sys::clock_ticks_per_sec() as f64)
+    }
+
+    /// Seconds the program's threads spent running or waiting to run (from
+    /// /proc/PID/task/*/schedstat), across its whole cgroup when it has one. Unlike CPU
+    /// time this does not shrink on a busy machine: a thread spinning in a loop is always
+    /// runnable, an idle one almost never. None when schedstat is not available.
+    pub fn runnable_seconds(&self) -> Option<f64> {
+        let mut pids = vec![self.pid];
+        if let Some(cg) = &self.cgroup {
+            pids.extend(cg.pids().into_iter().filter(|&p| p != self.pid));
+        }
+        let mut ns: u64 = 0;
+        let mut any = false;
+        for pid in pids {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                    let f: Vec<u64> = s
+                        .split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect();
+                    if f.len() >= 2 {
+                        ns += f[0] + f[1];
+                        any = true;
+                    }
+                }
+            }
+        }
+        any.then(|| ns as f64 / 1e9)
+    }
+
+    /// Ports the program's processes listen on (TCP) or are bound to (UDP), read from
+    /// /proc: used to say "you listen on 5000, not the port you were given".
+    pub fn bound_ports(&self, udp: bool) -> Vec<u16> {
+        let mut inodes = std::collections::HashSet::new();
+        let mut pids = vec![self.pid];
+        if let Some(cg) = &self.cgroup {
+            pids.extend(cg.pids());
+        }
+        for pid in pids {
+            if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                for e in dir.flatten() {
+                    if let Ok(t) = std::fs::read_link(e.path()) {
+                        let t = t.to_string_lossy().to_string();
+                        if let Some(i) =
+                            t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
+                        {
+                            inodes.insert(i.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        let mut ports = Vec::new();
+        let files: &[&str] = if udp {
+            &["/proc/net/udp", "/proc/net/udp6"]
+        } else {
+            &["/proc/net/tcp", "/proc/net/tcp6"]
+        };
+        for f in files {
+            for (port, state, inode) in proc_net(f) {
+                // TCP state 0A is LISTEN; any UDP socket counts.
+                if inodes.contains(&inode) && (udp || state == "0A") && !ports.contains(&port) {
+                    ports.push(port);
+                }
+            }
+        }
+        ports
+    }
+}
+
+/// Rows of /proc/net/{tcp,udp}[6]: (local port, state, inode).
+pub fn proc_net(file: &str) -> Vec<(u16, String, String)> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            Some((port, f.get(3)?.to_string(), f.get(9)?.to_string()))
+        })
+        .collect()
+}
+
+/// Bytes waiting in the receive queue of the TCP connection with local port
+/// `local_port` and remote port `remote_port` (the server's end of a client's
+/// connection), from /proc/net/tcp; None when there is no such connection.
+pub fn rx_queue(local_port: u16, remote_port: u16) -> Option<u64> {
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = |i: usize| {
+                f.get(i)
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            if port(1) == Some(local_port) && port(2) == Some(remote_port) {
+                return f
+                    .get(4)
+                    .and_then(|q| q.split(':').nth(1))
+                    .and_then(|r| u64::from_str_radix(r, 16).ok());
+            }
+        }
+    }
+    None
+}
+
+/// True when something on this machine (this network namespace) listens on TCP `port`
+/// or has UDP `port` bound; a readiness probe that sends no traffic.
+pub fn port_bound(port: u16, udp: bool) -> bool {
+    let files: &[&str] = if udp {
+        &["/proc/net/udp", "/proc/net/udp6"]
+    } else {
+        &["/proc/net/tcp", "/proc/net/tcp6"]
+    };
+    files.iter().any(|f| {
+        proc_net(f)
+            .iter()
+            .any(|(p, state, _)| *p == port && (udp || state == "0A"))
+    })
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        if self.try_ended().is_none() {
+            self.stop();
+        } else {
+            let _ = sys::kill_group(self.pid, libc::SIGKILL);
+        }
+        // The cgroup's drop kills stragglers that left the group.
+        self.cgroup.take();
+        // Pipes reach EOF once every holder is dead. Should a holder escape every kill
+        // (no cgroup, setsid), do not wait for it: after a short grace the readers are
+        // left to finish on their own.
+        self.settle_readers();
+    }
+}
+
+/// Runs a command to completion under limits with a wall-clock deadline (builds):
+/// returns (success, combined output tail, description of the ending).
+pub fn run_to_end(spec: &Spawn, deadline: Duration) -> std::io::Result<(bool, String, String)> {
+    let mut p = Program::start(spec)?;
+    match p.wait_for(deadline) {
+        Some(e) => {
+            // Anything the command left running would hold the pipes open: kill the
+            // group, then let the readers finish draining.
+            let _ = sys::kill_group(p.pid, libc::SIGKILL);
+            if let Some(cg) = &p.cgroup {
+                cg.kill_all();
+            }
+            p.settle_readers();
+            let out = p.output_tail();
+            Ok((e.status.success(), out, describe_status(e.status)))
+        }
+        None => {
+            p.stop();
+            let out = p.output_tail();
+            Ok((
+                false,
+                out,
+                format!(
+                    "did not finish within {} s and was stopped",
+                    deadline.as_secs()
+                ),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_statuses_are_decoded_like_a_shell() {
+        // Raw wait statuses: a signal number alone means "killed by"; code << 8 an exit.
+        assert!(
+            describe_status(ExitStatus::from_raw(libc::SIGPIPE)).contains("SIGPIPE (status 141)")
+        );
+        assert!(describe_status(ExitStatus::from_raw(libc::SIGKILL)).contains("status 137"));
+        assert!(describe_status(ExitStatus::from_raw(libc::SIGXFSZ)).contains("SIGXFSZ"));
+        assert_eq!(
+            describe_status(ExitStatus::from_raw(101 << 8)),
+            "exited with status 101 (a Rust panic)"
+        );
+    }
+
+    #[test]
+    fn output_is_capped_and_the_group_is_killed() {
+        // `yes` writes without end; its child `sleep` is in the same group.
+        let spec = Spawn::new(vec!["sh".into(), "-c".into(), "sleep 30 & yes".into()]);
+        let mut p = Program::start(&spec).unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        while p.output_total() < 4 * OUTPUT_CAP as u64 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pgid = p.pid;
+        let ended = p.stop();
+        assert!(ended.status.signal().is_some(), "{ended:?}");
+        let tail = p.output_tail();
+        assert!(
+            tail.len() < OUTPUT_CAP + 200 && tail.contains("more bytes not kept"),
+            "{} bytes kept",
+            tail.len()
+        );
+        drop(p);
+        // Nothing is left in the group (zombies aside).
+        let alive = group_has_members(pgid);
+        assert!(!alive, "process group {pgid} still has members");
+    }
+
+    /// Whether any process is in group `pgid` (scans /proc, no signals).
+    fn group_has_members(pgid: u32) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s[s.rfind(')')? + 2..].to_string();
+                    let f: Vec<&str> = rest.split_whitespace().collect();
+                    // state, ppid, pgrp: skip zombies (reaped by init shortly).
+                    Some(f.first()? != &"Z" && f.get(2)?.parse::<u32>().ok()? == pgid)
+                })
+                == Some(true)
+        })
+    }
+
+    #[test]
+    fn run_to_end_stops_at_its_deadline() {
+        let (ok, _, how) = run_to_end(
+            &Spawn::new(vec!["sleep".into(), "30".into()]),
+            Duration::from_millis(100),
+        )
+        .unwrap();
+        assert!(!ok);
+        assert!(how.contains("did not finish"), "{how}");
+        let (ok, out, _) = run_to_end(
+            &Spawn::new(vec!["sh".into(), "-c".into(), "echo hi >&2".into()]),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(ok && out.contains("hi"), "{out}");
+    }
+}

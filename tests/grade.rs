@@ -1,0 +1,687 @@
+//! The grader end to end, through the real binary: solutions get full marks, starters
+//! fail, every mutant is caught by the check aimed at it (`lab dev check`), hostile
+//! programs get a clear verdict and leave no process behind, every output format is
+//! valid, and the student commands work on a fresh workspace.
+//!
+//! Needs python3 (student programs and mutants) and cargo (Rust solutions). Each test
+//! prints the seed it used; `--seed` replays it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn lab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.env("NO_COLOR", "1")
+        .env_remove("GITHUB_OUTPUT")
+        .stdin(Stdio::null());
+    c
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A fixed seed per test, printed so a failure can be replayed.
+fn seed(name: &str) -> String {
+    let s = name.bytes().map(u64::from).sum::<u64>() * 7919 % 1_000_000;
+    eprintln!("{name}: seed {s}");
+    s.to_string()
+}
+
+/// Processes still alive (not zombies) whose environment holds `LAB_TEST_MARK=mark`.
+fn leftovers(mark: &str) -> Vec<String> {
+    let needle = format!("LAB_TEST_MARK={mark}");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
+            let cmd = std::fs::read_to_string(e.path().join("cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
+            found.push(format!("{name}: {cmd}"));
+        }
+    }
+    found
+}
+
+/// Waits (bounded) until no marked process remains; returns what is left.
+fn settle(mark: &str) -> Vec<String> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = leftovers(mark);
+        if left.is_empty() || Instant::now() > until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{s}"))
+}
+
+#[test]
+fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-exercises");
+    let o = lab()
+        .args(["dev", "check", "--root"])
+        .arg(repo())
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let mutants = std::fs::read_dir(repo().join("tests/mutants"))
+        .unwrap()
+        .count();
+    // 2 labs x (solution + starter) x (Rust + Python), plus every mutant.
+    assert!(
+        t.contains(&format!("all {} items behave as required", 8 + mutants)),
+        "{t}"
+    );
+    for kind in [
+        "solution (Rust)",
+        "solution (Python)",
+        "starter (Rust)",
+        "starter (Python)",
+    ] {
+        assert_eq!(t.matches(kind).count(), 2, "{kind} for both labs:\n{t}");
+    }
+    assert!(!t.contains("BAD"), "{t}");
+}
+
+#[test]
+fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
+    // Every mutant targets an existing check, and every check but `starts` is the
+    // target of at least one mutant (so each classic mistake is proven to be caught).
+    let o = lab().args(["dev", "check", "--help"]).output().unwrap();
+    assert!(o.status.success());
+    let mut targets = Vec::new();
+    for e in std::fs::read_dir(repo().join("tests/mutants"))
+        .unwrap()
+        .flatten()
+    {
+        let t = std::fs::read_to_string(e.path()).unwrap();
+        let lab = t
+            .lines()
+            .find_map(|l| l.strip_prefix("# lab: "))
+            .expect("lab header")
+            .to_string();
+        let check = t
+            .lines()
+            .find_map(|l| l.strip_prefix("# caught-by: "))
+            .expect("caught-by header")
+            .to_string();
+        targets.push((lab, check));
+    }
+    for (lab, checks) in [
+        (
+            "01-tcp-echo",
+            &[
+                "one_line",
+                "byte_at_a_time",
+                "lines_in_one_write",
+                "utf8_split",
+                "silent_client",
+                "many_clients",
+                "reset_mid_request",
+                "slow_reader",
+                "eof_half_close",
+                "restart_same_port",
+                "fd_leak",
+            ][..],
+        ),
+        (
+            "02-udp-echo",
+            &[
+                "one_byte",
+                "size_1472",
+                "size_8000",
+                "size_65507",
+                "binary_bytes",
+                "two_senders",
+                "burst",
+            ][..],
+        ),
+    ] {
+        for c in checks {
+            let has = targets.iter().any(|(l, t)| l == lab && t == c);
+            // one_byte has no dedicated mutant: the starters fail it.
+            assert!(has || *c == "one_byte", "no mutant for {lab} {c}");
+        }
+    }
+}
+
+/// Grades a hostile program (lab 01) and returns the Gradescope document (its test
+/// outputs carry the message, the transcript and the program's output).
+fn grade_hostile(
+    program: &str,
+    namespaces: bool,
+    seed: &str,
+) -> (Output, serde_json::Value, Vec<String>) {
+    let mark = format!("{program}-{namespaces}-{}", std::process::id());
+    let path = repo().join("tests/programs").join(program);
+    let mut c = lab();
+    c.args([
+        "grade",
+        "01",
+        "--format",
+        "gradescope",
+        "--seed",
+        seed,
+        "--cmd",
+    ])
+    .arg(format!("python3 {}", path.display()))
+    .env("LAB_TEST_MARK", &mark)
+    // None of these ever listens: 3 s is plenty for python3 to start.
+    .env("LAB_READY_TIMEOUT_MS", "3000");
+    if !namespaces {
+        c.env("LAB_NO_NAMESPACES", "1");
+    }
+    let o = c.output().unwrap();
+    let left = settle(&mark);
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    (o, v, left)
+}
+
+#[test]
+fn hostile_programs_get_a_clear_verdict_and_leave_no_process() {
+    let seed = seed("hostile");
+    let cases: &[(&str, &str)] = &[
+        ("fork_bomb.py", "did not listen on TCP 127.0.0.1:"),
+        ("infinite_output.py", "more bytes not kept"),
+        ("never_listens.py", "is running but did not listen"),
+        (
+            "wrong_port.py",
+            "read the port from the `--port N` argument",
+        ),
+        (
+            "ignores_sigterm.py",
+            "ignored SIGTERM and was killed with SIGKILL",
+        ),
+    ];
+    // With namespaces (where the machine has them) and with the fallback sandbox.
+    let modes = [true, false];
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = cases
+            .iter()
+            .flat_map(|&(p, want)| modes.iter().map(move |&ns| (p, want, ns)))
+            .map(|(p, want, ns)| {
+                let seed = seed.clone();
+                s.spawn(move || (p, want, ns, grade_hostile(p, ns, &seed)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (p, want, ns, (o, v, left)) in results {
+        let ctx = format!("{p} (namespaces: {ns})");
+        assert!(left.is_empty(), "{ctx} left processes behind: {left:?}");
+        // Gradescope runners exit 0 whatever the grade; the score says it all.
+        assert!(o.status.success(), "{ctx}: {}", text(&o));
+        assert_eq!(v["score"], 0.0, "{ctx}: {v}");
+        let tests = v["tests"].as_array().unwrap();
+        assert_eq!(tests[0]["name"], "starts", "{ctx}");
+        assert_eq!(tests[0]["status"], "failed", "{ctx}");
+        let out = tests[0]["output"].as_str().unwrap();
+        assert!(out.contains(want), "{ctx}: expected {want:?} in:\n{out}");
+        assert!(
+            tests[1..]
+                .iter()
+                .all(|t| t["output"].as_str().unwrap().starts_with("not run")),
+            "{ctx}: {v}"
+        );
+        if p == "infinite_output.py" {
+            // Output is capped (16 KiB per stream plus the report's framing).
+            assert!(
+                out.len() < 40_000,
+                "{ctx}: {} bytes of output kept",
+                out.len()
+            );
+        }
+    }
+}
+
+/// Grades lab 02 against a mutant that fails three size checks at once (fast: the
+/// truncated echo comes straight back) in `format`.
+fn grade_02(format: &str, seed: &str, extra_env: Option<(&str, &Path)>) -> Output {
+    let mut c = lab();
+    c.args(["grade", "02", "--format", format, "--seed", seed, "--cmd"])
+        .arg(format!(
+            "python3 {}",
+            repo().join("tests/mutants/udp_buffer_1024.py").display()
+        ));
+    if let Some((k, v)) = extra_env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn every_output_format_is_valid() {
+    let seed = seed("formats");
+    let tmp = tempfile::tempdir().unwrap();
+
+    // json: the shape; failed checks carry a message.
+    let o = grade_02("json", &seed, None);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed grade exits 1: {}",
+        text(&o)
+    );
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(v["lab"], "02-udp-echo");
+    assert_eq!(v["max_score"], 8.0);
+    assert_eq!(v["score"], 5.0, "{v}");
+    for t in v["tests"].as_array().unwrap() {
+        for k in ["name", "status", "score", "max_score", "message"] {
+            assert!(t.get(k).is_some(), "{k} missing in {t}");
+        }
+    }
+    let failed: Vec<&str> = v["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "fail")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["size_1472", "size_8000", "size_65507"]);
+    // Deterministic: the same seed gives the same document (random payloads included).
+    let again = grade_02("json", &seed, None);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // junit: parses as XML (Python's parser), counts add up.
+    let o = grade_02("junit", &seed, None);
+    let xml = tmp.path().join("junit.xml");
+    std::fs::write(&xml, &o.stdout).unwrap();
+    let py = Command::new("python3")
+        .args(["-c", "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); s = r.find('testsuite'); print(r.tag, r.get('tests'), r.get('failures'), len(s.findall('testcase')), len(s.findall('testcase/failure')), s.find('properties/property').get('name'))"])
+        .arg(&xml)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        "testsuites 8 3 8 3 seed",
+        "{}",
+        text(&py)
+    );
+
+    // gh-classroom: ::notice lines, result= base64 of the documented JSON, also written
+    // to $GITHUB_OUTPUT.
+    let gh_out = tmp.path().join("github_output");
+    let o = grade_02("gh-classroom", &seed, Some(("GITHUB_OUTPUT", &gh_out)));
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        t.contains("::notice title=Autograding complete::Points 5/8"),
+        "{t}"
+    );
+    assert!(
+        t.contains("::notice title=Autograding report::{\"totalPoints\":5,\"maxPoints\":8}"),
+        "{t}"
+    );
+    let result = t
+        .lines()
+        .find_map(|l| l.strip_prefix("result="))
+        .expect("result= line")
+        .to_string();
+    let file = std::fs::read_to_string(&gh_out).unwrap();
+    assert_eq!(file.trim(), format!("result={result}"));
+    let py = Command::new("python3")
+        .args(["-c", "import base64, sys; sys.stdout.write(base64.b64decode(sys.argv[1], validate=True).decode())", &result])
+        .output()
+        .unwrap();
+    let v = json(&String::from_utf8_lossy(&py.stdout));
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["status"], "fail");
+    assert_eq!(v["max_score"], 8.0);
+    let tests = v["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 8);
+    for t in tests {
+        for k in [
+            "name",
+            "status",
+            "score",
+            "message",
+            "test_code",
+            "filename",
+            "line_no",
+            "duration",
+        ] {
+            assert!(t.get(k).is_some(), "{k} missing in {t}");
+        }
+    }
+    let sum: f64 = tests.iter().map(|t| t["score"].as_f64().unwrap()).sum();
+    assert_eq!(sum, 5.0, "scores sum to the points reported");
+
+    // gradescope: exits 0 whatever the grade; documented fields.
+    let o = grade_02("gradescope", &seed, None);
+    assert!(o.status.success());
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(v["score"], 5.0);
+    assert!(v["execution_time"].is_u64() && v["output"].is_string());
+    for t in v["tests"].as_array().unwrap() {
+        assert!(["passed", "failed"].contains(&t["status"].as_str().unwrap()));
+        for k in [
+            "score",
+            "max_score",
+            "name",
+            "number",
+            "output",
+            "visibility",
+        ] {
+            assert!(t.get(k).is_some(), "{k} missing in {t}");
+        }
+    }
+
+    // exercism v2: exits 0; tests in order with pass/fail; output capped at 500.
+    let o = grade_02("exercism", &seed, None);
+    assert!(o.status.success());
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["status"], "fail");
+    let tests = v["tests"].as_array().unwrap();
+    assert_eq!(tests[0]["name"], "starts");
+    assert_eq!(tests[2]["status"], "fail");
+    assert!(
+        tests[2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1024 bytes back"),
+        "{}",
+        tests[2]
+    );
+    assert!(tests.iter().all(|t| t["output"]
+        .as_str()
+        .is_none_or(|s| s.chars().count() <= 500)));
+
+    // human, written with --out.
+    let out = tmp.path().join("report/human.txt");
+    let o = lab()
+        .args(["grade", "02", "--format", "human", "--seed", &seed, "--out"])
+        .arg(&out)
+        .arg("--cmd")
+        .arg(format!(
+            "python3 {}",
+            repo().join("tests/mutants/udp_buffer_1024.py").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let h = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        h.contains("size_1472")
+            && h.contains("FAIL")
+            && h.contains("hint:")
+            && h.contains(&format!("--seed {seed}")),
+        "{h}"
+    );
+    assert!(
+        h.contains("unmet: client A sent 1472 bytes and got 1024 bytes back"),
+        "{h}"
+    );
+}
+
+#[test]
+fn exercism_reports_a_build_failure_as_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = lab().arg("init").arg(tmp.path()).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(
+        tmp.path().join("rust/02-udp-echo.rs"),
+        "fn main() { this is not rust }\n",
+    )
+    .unwrap();
+    let o = lab()
+        .args([
+            "grade", "02", "--lang", "rust", "--format", "exercism", "--dir",
+        ])
+        .arg(tmp.path())
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-broken"),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "exercism runners exit 0: {}", text(&o));
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(v["status"], "error");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("cargo build --bin udp-echo failed"),
+        "{v}"
+    );
+}
+
+#[test]
+fn student_flow_init_check_solution_reset_watch() {
+    let seed = seed("student");
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let o = lab().arg("init").arg(&ws).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    for f in [
+        "Cargo.toml",
+        "README.md",
+        "lab-progress.txt",
+        "rust/01-tcp-echo.rs",
+        "python/02-udp-echo.py",
+    ] {
+        assert!(ws.join(f).is_file(), "{f} missing");
+    }
+    let run = |args: &[&str]| lab().args(args).current_dir(&ws).output().unwrap();
+
+    // The solution is locked until a pass.
+    let o = run(&["solution", "02"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+
+    // The unmodified Python starter fails; then the student writes a working server.
+    let o = run(&["check", "02", "--lang", "python", "--seed", &seed]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let starter = std::fs::read_to_string(ws.join("python/02-udp-echo.py")).unwrap();
+    std::fs::copy(
+        repo().join("solutions/python/02-udp-echo.py"),
+        ws.join("python/02-udp-echo.py"),
+    )
+    .unwrap();
+    // --lang auto picks Python: only the Python file differs from its starter.
+    let o = run(&["check", "02", "--seed", &seed]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("score 8/8") && t.contains(&format!("seed {seed}")),
+        "{t}"
+    );
+    let progress = std::fs::read_to_string(ws.join("lab-progress.txt")).unwrap();
+    assert!(
+        progress
+            .lines()
+            .any(|l| l.starts_with("02-udp-echo") && l.contains("passed")),
+        "{progress}"
+    );
+
+    let o = run(&["solution", "02"]);
+    assert!(
+        o.status.success() && text(&o).contains("recvfrom"),
+        "{}",
+        text(&o)
+    );
+
+    // Reset restores the starter and keeps the student's version.
+    let o = run(&["reset", "02"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(ws.join("python/02-udp-echo.py")).unwrap(),
+        starter
+    );
+    let backups: Vec<_> = walk(&ws.join(".lab-backup"));
+    assert!(
+        backups.iter().any(|p| p.ends_with("python/02-udp-echo.py")
+            && std::fs::read_to_string(p)
+                .unwrap()
+                .contains("sendto(data, addr)")),
+        "{backups:?}"
+    );
+
+    // Watch: a save triggers a check (polling), then --max-runs ends it.
+    let mut child = lab()
+        .args([
+            "watch",
+            "02",
+            "--lang",
+            "python",
+            "--interval-ms",
+            "50",
+            "--max-runs",
+            "1",
+            "--seed",
+            &seed,
+        ])
+        .current_dir(&ws)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::copy(
+        repo().join("solutions/python/02-udp-echo.py"),
+        ws.join("python/02-udp-echo.py"),
+    )
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < until, "watch did not re-check within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.contains("score 8/8"), "{out}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                v.extend(walk(&e.path()));
+            } else {
+                v.push(e.path());
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn parallel_gradings_share_the_port_in_namespaces() {
+    let seed = seed("parallel");
+    let probe = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "true",
+        ])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP: user namespaces are not available here; the fallback uses free ports");
+        return;
+    }
+    let sol = repo().join("solutions/python/02-udp-echo.py");
+    let outs: Vec<Output> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                let sol = sol.clone();
+                let seed = seed.clone();
+                s.spawn(move || {
+                    lab()
+                        .args(["grade", "02", "--seed", &seed, "--cmd"])
+                        .arg(format!("python3 {}", sol.display()))
+                        .output()
+                        .unwrap()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in outs {
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(
+            t.contains("own PID + network namespace") && t.contains("port 7002"),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn classroom_init_writes_a_workflow_that_runs_the_grader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = lab()
+        .args(["classroom", "init"])
+        .arg(tmp.path())
+        .args(["--git", "https://example.invalid/lab"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let wf = std::fs::read_to_string(tmp.path().join(".github/workflows/classroom.yml")).unwrap();
+    assert!(wf.contains("lab grade --all --format gh-classroom"));
+    assert!(wf.contains("LAB_RESULTS: \"${{ steps.lab.outputs.result }}\""));
+    assert!(wf.contains("https://example.invalid/lab"));
+    // A second run refuses to overwrite.
+    let o = lab()
+        .args(["classroom", "init"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
+    // Also covers the fallback sandbox (no namespaces, free ports) on correct programs.
+    let seed = seed("grade-all");
+    let cmd = format!("python3 {}/solutions/python/{{lab}}.py", repo().display());
+    let o = lab()
+        .args([
+            "grade", "--all", "--format", "json", "--seed", &seed, "--cmd", &cmd,
+        ])
+        .env("LAB_NO_NAMESPACES", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    let labs: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lab"].as_str().unwrap())
+        .collect();
+    assert_eq!(labs, ["01-tcp-echo", "02-udp-echo"]);
+    for l in v.as_array().unwrap() {
+        assert_eq!(l["score"], l["max_score"], "{l}");
+        assert_eq!(l["seed"].to_string(), seed);
+    }
+}

@@ -1,0 +1,4 @@
+# Runs but never opens a socket.
+import time
+
+time.sleep(60)
