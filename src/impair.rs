@@ -103,31 +103,8 @@ fn fmt_dur(d: Duration) -> String {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to make decisions;
-/// written out so the stream for a seed never changes with a crate upgrade.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A stream starting from `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform number in [0, 1), from the top 53 bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The seeded generator behind every decision (shared by the whole crate).
+pub use crate::rng::Rng;
 
 /// What happens to one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

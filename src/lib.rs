@@ -17,5 +17,6 @@ pub mod labs;
 pub mod latency;
 pub mod out;
 pub mod progress;
+pub mod rng;
 pub mod sys;
 pub mod wire;

@@ -90,7 +90,7 @@ fn pseudo_terminal_bytes_arrive_exactly() {
     let mut c = connect(server.addr);
     server.wait_for("connected", SECS(10));
     // Binary data, every byte value included: raw framing must pass it unchanged.
-    let data = Rng(seed).bytes(16 * 640);
+    let data = Rng::new(seed).bytes(16 * 640);
     let reader = thread::spawn(move || read_n(&mut c, 16 * 640, SECS(20)));
     feed(&mut p.master, &data);
     let got = reader.join().unwrap();
@@ -153,12 +153,12 @@ use std::process::Command;
 #[test]
 fn a_client_connecting_and_leaving_repeatedly_breaks_nothing() {
     let seed = seed("churn");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut server = Server::start(&["--waveform", "ramp", "--rate", "20000"]);
     const CYCLES: usize = 30;
     for i in 0..CYCLES {
         let mut c = connect(server.addr);
-        let n = 16 + (rng.next() % 500) as usize;
+        let n = 16 + (rng.next_u64() % 500) as usize;
         let got = read_n(&mut c, n, SECS(10));
         assert_ramp(&got, &format!("cycle {i}"));
         if i % 2 == 1 {
@@ -342,7 +342,7 @@ fn buffer_of_one_sends_every_sample_as_it_comes() {
     let mut server = Server::start(&["--serial", &p.path, "--buffer", "1", "--nodelay"]);
     let mut c = connect(server.addr);
     server.wait_for("connected", SECS(10));
-    let data = Rng(seed).bytes(500);
+    let data = Rng::new(seed).bytes(500);
     // One byte at a time: each must reach the client on its own, without waiting for
     // more (that is what a buffer of 1 means).
     for (i, b) in data.iter().take(20).enumerate() {
@@ -362,7 +362,7 @@ fn buffer_of_4096_waits_for_a_full_buffer() {
     let mut server = Server::start(&["--serial", &p.path, "--buffer", "4096"]);
     let mut c = connect(server.addr);
     server.wait_for("connected", SECS(10));
-    let data = Rng(seed).bytes(3 * 4096);
+    let data = Rng::new(seed).bytes(3 * 4096);
     // One sample short of a buffer: nothing may be sent yet.
     feed(&mut p.master, &data[..4095]);
     thread::sleep(Duration::from_millis(300));

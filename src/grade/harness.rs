@@ -70,42 +70,8 @@ pub enum Transport {
     Udp,
 }
 
-/// A small seeded generator (SplitMix64): reproducible from the printed seed, no crate.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `lo..hi` (hi > lo).
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next_u64() % (hi - lo).max(1) as u64) as usize
-    }
-
-    /// `n` random bytes.
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-
-    /// A random word of lowercase letters.
-    pub fn word(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| (b'a' + (self.next_u64() % 26) as u8) as char)
-            .collect()
-    }
-}
+/// The seeded generator the checks draw from.
+pub use crate::rng::Rng;
 
 /// The program under test, as the grader will start it.
 #[derive(Debug, Clone)]

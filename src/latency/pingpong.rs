@@ -37,7 +37,8 @@ pub fn unreachable(addr: SocketAddr, e: io::Error) -> LabError {
     }
 }
 
-use super::probe::{Probe, SplitMix};
+use super::probe::Probe;
+use crate::rng::Rng;
 
 /// First bytes of a ping-pong hello.
 pub const HELLO_MAGIC: [u8; 2] = *b"LP";
@@ -238,7 +239,7 @@ impl TcpProbe {
             stream.set_nonblocking(true)?;
         }
         let mut msg = vec![0u8; size];
-        SplitMix(seed).fill(&mut msg);
+        Rng::new(seed).fill(&mut msg);
         Ok(TcpProbe {
             stream,
             addr,
@@ -324,7 +325,7 @@ impl UdpProbe {
         let sock = UdpSocket::bind(local)?;
         sock.connect(addr).map_err(|e| unreachable(addr, e))?;
         let mut msg = vec![0u8; size];
-        SplitMix(seed).fill(&mut msg);
+        Rng::new(seed).fill(&mut msg);
         let mut p = UdpProbe {
             sock,
             addr,

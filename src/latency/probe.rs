@@ -164,7 +164,7 @@ impl Probe for Scripted {
 /// The latencies a report test feeds: `n` values spread like a real loopback run, a
 /// body around `base_ns` with a tail, deterministic from `seed`.
 pub fn scripted_latencies(n: usize, base_ns: u64, seed: u64) -> Vec<Option<u64>> {
-    let mut rng = SplitMix(seed);
+    let mut rng = crate::rng::Rng::new(seed);
     (0..n)
         .map(|i| {
             let r = rng.next_u64() % 1000;
@@ -177,30 +177,6 @@ pub fn scripted_latencies(n: usize, base_ns: u64, seed: u64) -> Vec<Option<u64>>
             Some(base_ns + tail + (i as u64 % 7))
         })
         .collect()
-}
-
-/// SplitMix64: a tiny, well-known seeded generator (payload bytes, scripted values);
-/// the seed is printed and saved so a run can be repeated.
-#[derive(Debug, Clone)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Fills a buffer with random bytes.
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
 }
 
 #[cfg(test)]

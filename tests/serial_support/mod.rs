@@ -208,21 +208,9 @@ pub fn assert_ramp(b: &[u8], what: &str) {
     }
 }
 
-/// A small seeded generator for test data (xorshift64), so failures can be replayed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 32) as u8).collect()
-    }
-}
+/// The crate's seeded generator, so failures can be replayed.
+#[allow(unused_imports)] // not every test binary that includes this module uses it
+pub use lab::rng::Rng;
 
 /// A seed from the clock, printed so a failing run can be repeated with SERIAL_TEST_SEED.
 pub fn seed(test: &str) -> u64 {
