@@ -131,6 +131,27 @@ pub fn escape_bytes(b: &[u8], max: usize) -> String {
     s
 }
 
+/// A demo's line of narration: who made which call, and what it returned. The server
+/// and client are told apart by colour as well as by name.
+pub fn narrate(who: &str, call: &str, result: &str) {
+    let who = match who {
+        "server" => console::style(format!("{who:>6}")).magenta().to_string(),
+        _ => console::style(format!("{who:>6}")).blue().to_string(),
+    };
+    crate::say!("  {who}  {:<44} {}", code(call), result);
+}
+
+/// A numbered step heading in a demo's story.
+pub fn step(n: u32, title: &str) {
+    crate::say!();
+    crate::say!("{}", bold(format!("{n}. {title}")));
+}
+
+/// A dim explanatory line under a step.
+pub fn aside(text: &str) {
+    crate::say!("          {}", dim(text));
+}
+
 /// Renders the Markdown our lessons use for a terminal: headings, wrapped paragraphs,
 /// lists with hanging indents, fenced code indented and never wrapped, tables as is.
 pub fn render_markdown(md: &str, width: usize) -> String {

@@ -31,6 +31,7 @@ use socket2::{Domain, Socket, Type};
 use crate::catalog::Lab;
 use crate::core::{Closed, Ctx, EventLoop, Handler, SendError};
 use crate::error::{bind_error, connect_error, LabError};
+use crate::out::{aside, narrate, step};
 use crate::out::{bold, code, dim, escape_bytes, warn};
 use crate::say;
 use crate::wire::lines::{Line, LineDecoder};
@@ -106,29 +107,12 @@ enum Verbosity {
     Calls,
 }
 
-fn narrate(who: &str, call: &str, result: &str) {
-    let who = match who {
-        "server" => console::style(format!("{who:>6}")).magenta().to_string(),
-        _ => console::style(format!("{who:>6}")).blue().to_string(),
-    };
-    say!("  {who}  {:<44} {}", code(call), result);
-}
-
 fn bytes(n: usize) -> String {
     if n == 1 {
         "1 byte".into()
     } else {
         format!("{n} bytes")
     }
-}
-
-fn step(n: u32, title: &str) {
-    say!();
-    say!("{}", bold(format!("{n}. {title}")));
-}
-
-fn aside(text: &str) {
-    say!("          {}", dim(text));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ use mio::Token;
 use crate::catalog::Lab;
 use crate::core::{Ctx, Datagram, EventLoop, Handler, MAX_DATAGRAM};
 use crate::error::{bind_error, LabError};
+use crate::out::{aside, narrate, step};
 use crate::out::{bold, code, dim, escape_bytes, warn};
 use crate::{say, sys};
 
@@ -74,23 +75,6 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
         Role::Server => serve(&args),
         Role::Client => client(&args),
     }
-}
-
-fn narrate(who: &str, call: &str, result: &str) {
-    let who = match who {
-        "server" => console::style(format!("{who:>6}")).magenta().to_string(),
-        _ => console::style(format!("{who:>6}")).blue().to_string(),
-    };
-    say!("  {who}  {:<44} {}", code(call), result);
-}
-
-fn step(n: u32, title: &str) {
-    say!();
-    say!("{}", bold(format!("{n}. {title}")));
-}
-
-fn aside(text: &str) {
-    say!("          {}", dim(text));
 }
 
 // ---------------------------------------------------------------------------------------
