@@ -195,3 +195,50 @@ fn udp_truncation_is_reported_with_the_wire_length() {
     ev.run_for(&mut u, Duration::from_secs(5)).unwrap();
     assert_eq!(u.0, Some((10, 300)));
 }
+
+#[test]
+fn data_and_eof_arriving_together_are_both_seen() {
+    // A short read normally ends a turn without a failing read; when the FIN arrived in
+    // the same event the core must keep reading, or the EOF would never be noticed.
+    struct Count {
+        bytes: usize,
+        eofs: usize,
+        want: usize,
+    }
+    impl Handler for Count {
+        fn on_data(&mut self, _: &mut Ctx, _: Token, data: &[u8]) {
+            self.bytes += data.len();
+        }
+        fn on_eof(&mut self, ctx: &mut Ctx, conn: Token) {
+            self.eofs += 1;
+            ctx.close(conn);
+            if self.eofs == self.want {
+                ctx.stop();
+            }
+        }
+    }
+    let mut ev = EventLoop::new().unwrap();
+    let l = ev
+        .ctx()
+        .listen("127.0.0.1:0".parse().unwrap(), 1024)
+        .unwrap();
+    let addr = ev.ctx().local_addr(l).unwrap();
+    let n = 300;
+    let clients = thread::spawn(move || {
+        for i in 0..n {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(format!("message {i}").as_bytes()).unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+    });
+    let mut h = Count {
+        bytes: 0,
+        eofs: 0,
+        want: n,
+    };
+    ev.run_for(&mut h, Duration::from_secs(30)).unwrap();
+    clients.join().unwrap();
+    assert_eq!(h.eofs, n, "every EOF seen");
+    let want: usize = (0..n).map(|i| format!("message {i}").len()).sum();
+    assert_eq!(h.bytes, want);
+}
