@@ -100,6 +100,10 @@ impl EventLoop {
             let Some(mut b) = u.batch.take() else { return };
             let RxBatch { bufs, items, .. } = &mut *b;
             let result = sys::recv_batch(&u.sock, bufs, items);
+            // Fewer datagrams than slots: the queue was empty when the kernel looked, and
+            // epoll reports each later arrival anew, so no failing call is needed to
+            // learn it (UDP has no FIN to miss).
+            let drained = matches!(result, Ok(_)) && b.items.len() < b.bufs.len();
             match result {
                 Ok(_) => {
                     let mut newest = b.drops;
@@ -126,8 +130,8 @@ impl EventLoop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => handler.on_udp_error(&mut self.ctx, token, &e),
             }
-            if !self.put_back(token, b) {
-                return; // the handler closed the socket
+            if !self.put_back(token, b) || drained {
+                return; // the handler closed the socket, or nothing is left to read
             }
         }
         self.ctx.rerun.push(token);
