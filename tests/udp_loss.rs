@@ -40,6 +40,21 @@ struct Proc {
     stderr: thread::JoinHandle<String>,
 }
 
+/// A receiver on an ephemeral port printing one JSON document, waiting at most 10 s.
+fn json_receiver() -> Proc {
+    spawn(&[
+        "run",
+        "03",
+        "--role",
+        "receiver",
+        "--json",
+        "--bind",
+        "127.0.0.1:0",
+        "--wait",
+        "10s",
+    ])
+}
+
 fn spawn(args: &[&str]) -> Proc {
     let progress =
         std::env::temp_dir().join(format!("lab-udp-loss-test-{}.txt", std::process::id()));
@@ -362,17 +377,7 @@ fn sequence_numbers_near_u64_max() {
     );
 
     // Hand-made: the very last sequence numbers and a count that is itself near 2^64.
-    let rx = spawn(&[
-        "run",
-        "03",
-        "--role",
-        "receiver",
-        "--json",
-        "--bind",
-        "127.0.0.1:0",
-        "--wait",
-        "10s",
-    ]);
+    let rx = json_receiver();
     let to = rx.ready("receiving on");
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     for seq in [u64::MAX - 2, u64::MAX, u64::MAX - 1, u64::MAX] {
@@ -404,17 +409,7 @@ fn probe(kind: Kind, session: u64, seq: u64, size: usize) -> Vec<u8> {
 fn other_sessions_other_sources_and_random_bytes_are_foreign() {
     let seed = 0x5EED_u64;
     eprintln!("random bytes seed: {seed}");
-    let rx = spawn(&[
-        "run",
-        "03",
-        "--role",
-        "receiver",
-        "--json",
-        "--bind",
-        "127.0.0.1:0",
-        "--wait",
-        "10s",
-    ]);
+    let rx = json_receiver();
     let to = rx.ready("receiving on");
     let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -932,17 +927,7 @@ fn the_demo_reads_like_a_report() {
 
 #[test]
 fn ctrl_c_on_the_sender_still_sends_the_count() {
-    let rx = spawn(&[
-        "run",
-        "03",
-        "--role",
-        "receiver",
-        "--json",
-        "--bind",
-        "127.0.0.1:0",
-        "--wait",
-        "10s",
-    ]);
+    let rx = json_receiver();
     let to = rx.ready("receiving on").to_string();
     // A sender that would run for a minute, interrupted once it has started.
     let tx = spawn(&[
