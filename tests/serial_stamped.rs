@@ -283,3 +283,37 @@ fn stamped_framing_outside_the_server_or_too_big_names_the_fix() {
         assert!(stderr.contains("fix:"), "{args:?}: no fix named: {stderr}");
     }
 }
+
+#[test]
+fn a_pseudo_terminal_source_arrives_exactly_in_stamped_frames() {
+    let seed = seed("stamped pty");
+    // Close-on-exec from the start, so no other test's `lab` inherits our master.
+    let (mut master, path) = lab::sys::open_pty().expect("a pty");
+    let mut server = Server::start(&["--serial", &path, "--framing", "stamped"]);
+    let mut s = connect(server.addr);
+    s.write_all(&frame(Kind::Subscribe, 8, 0, 0)).unwrap();
+    // Only bytes written after the subscription are this client's.
+    server.wait_for("subscribed", Duration::from_secs(10));
+    // Binary data, every byte value possible: the frames must carry it unchanged.
+    let data = Rng(seed).bytes(8 * 64);
+    master.write_all(&data).expect("writing to the pty");
+    let mut inbound = Vec::new();
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        let (bytes, arrived_ns) = next_frame(&mut s, &mut inbound, Duration::from_secs(10));
+        let f = Frame::new_checked(&bytes[..]).unwrap();
+        assert_eq!(f.seq() as usize, got.len(), "seq counts samples");
+        assert_eq!(f.samples().len(), 8);
+        // Dated no later than the read that delivered them: never after arrival.
+        assert!(f.produced_ns(7) <= arrived_ns);
+        got.extend_from_slice(f.samples());
+    }
+    assert!(
+        got == data,
+        "samples differ from the bytes written (first difference at {:?})",
+        got.iter().zip(&data).position(|(a, b)| a != b)
+    );
+    drop(s);
+    let (status, _) = server.stop();
+    assert!(status.success(), "{status}");
+}
