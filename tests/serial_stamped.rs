@@ -151,17 +151,7 @@ fn a_peer_speaking_another_protocol_is_closed_and_others_carry_on() {
     bad.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     server.wait_for("does not speak the stamped framing", Duration::from_secs(5));
     // The bad peer reads EOF (or a reset), never samples.
-    let mut buf = [0u8; 64];
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        match bad.read(&mut buf) {
-            Ok(0) | Err(_) if Instant::now() >= end => panic!("bad peer still open"),
-            Ok(0) => break,
-            Ok(n) => panic!("bad peer got {n} bytes"),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-            Err(_) => {}
-        }
-    }
+    assert_closed(&mut bad, "a peer speaking HTTP");
     let mut inbound = Vec::new();
     let mut values = Vec::new();
     for _ in 0..8 {
@@ -170,6 +160,21 @@ fn a_peer_speaking_another_protocol_is_closed_and_others_carry_on() {
     }
     assert_eq!(values.len(), 32);
     assert_ramp(&values, "the good client's samples");
+}
+
+/// Waits (at most 5 s) for the server to close `s`, failing if any byte arrives first.
+fn assert_closed(s: &mut TcpStream, what: &str) {
+    let mut buf = [0u8; 64];
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < end, "{what}: still open after 5 s");
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => panic!("{what}: got {n} bytes"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(_) => {} // the 200 ms read timeout: look again
+        }
+    }
 }
 
 fn lab_run(args: &[&str]) -> Output {
@@ -316,4 +321,14 @@ fn a_pseudo_terminal_source_arrives_exactly_in_stamped_frames() {
     drop(s);
     let (status, _) = server.stop();
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_subscription_too_big_for_a_frame_is_refused() {
+    let mut server = Server::start(&["--framing", "stamped"]);
+    let mut s = connect(server.addr);
+    // 70 000 samples cannot fit the 16-bit length of one frame.
+    s.write_all(&frame(Kind::Subscribe, 70_000, 0, 0)).unwrap();
+    server.wait_for("asked for 70000 samples per buffer", Duration::from_secs(5));
+    assert_closed(&mut s, "a refused subscription");
 }

@@ -420,6 +420,7 @@ impl Streamer {
         for (&token, c) in self.clients.iter_mut() {
             if at < c.since || !c.subscribed {
                 // Born before this client connected (it waited in the channel): stale.
+                // Or a stamped client that has not subscribed yet: nothing wanted.
                 continue;
             }
             let mut rest = data;
@@ -499,7 +500,9 @@ impl Streamer {
             return;
         };
         if c.inbound.len() + data.len() > MAX_CLIENT_INBOUND {
-            say!("  {} client {} sent too much: closed", warn("bad"), c.peer);
+            if self.verbose {
+                say!("  {} client {} sent too much: closed", warn("bad"), c.peer);
+            }
             ctx.abort(conn);
             return;
         }
@@ -509,11 +512,13 @@ impl Streamer {
                 Decoded::Incomplete => return,
                 Decoded::Frame(len) => len,
                 Decoded::Invalid(e) => {
-                    say!(
-                        "  {} client {} does not speak the stamped framing ({e}): closed (leave out --framing for raw clients)",
-                        warn("bad"),
-                        c.peer
-                    );
+                    if self.verbose {
+                        say!(
+                            "  {} client {} does not speak the stamped framing ({e}): closed (leave out --framing for raw clients)",
+                            warn("bad"),
+                            c.peer
+                        );
+                    }
                     ctx.abort(conn);
                     return;
                 }
@@ -525,11 +530,13 @@ impl Streamer {
                 Some(Kind::Subscribe) => {
                     let asked = f.seq() as usize;
                     if asked > stamped::MAX_SAMPLES {
-                        say!(
-                            "  {} client {} asked for {asked} samples per buffer (at most 65535): closed",
-                            warn("bad"),
-                            c.peer
-                        );
+                        if self.verbose {
+                            say!(
+                                "  {} client {} asked for {asked} samples per buffer (at most 65535): closed",
+                                warn("bad"),
+                                c.peer
+                            );
+                        }
                         ctx.abort(conn);
                         return;
                     }
