@@ -332,3 +332,36 @@ fn a_subscription_too_big_for_a_frame_is_refused() {
     server.wait_for("asked for 70000 samples per buffer", Duration::from_secs(5));
     assert_closed(&mut s, "a refused subscription");
 }
+
+#[test]
+fn samples_that_come_faster_than_the_rate_are_never_dated_after_their_arrival() {
+    // A device catching up after a stall: 8 bytes in about 2 ms, where 896/s would
+    // take 8 ms. One stamp per frame (t0 + i periods) must still not date any of
+    // them after it arrived.
+    let (mut master, path) = lab::sys::open_pty().expect("a pty");
+    let mut server = Server::start(&["--serial", &path, "--framing", "stamped"]);
+    let mut s = connect(server.addr);
+    s.write_all(&frame(Kind::Subscribe, 8, 0, 0)).unwrap();
+    server.wait_for("subscribed", Duration::from_secs(10));
+    let mut inbound = Vec::new();
+    for round in 0..5u8 {
+        for i in 0..8u8 {
+            master
+                .write_all(&[round * 8 + i])
+                .expect("writing to the pty");
+            // Separate writes, so the reader is likely to get separate chunks.
+            std::thread::sleep(Duration::from_micros(250));
+        }
+        let (bytes, arrived_ns) = next_frame(&mut s, &mut inbound, Duration::from_secs(10));
+        let f = Frame::new_checked(&bytes[..]).unwrap();
+        let want: Vec<u8> = (round * 8..round * 8 + 8).collect();
+        assert_eq!(f.samples(), &want[..]);
+        for i in 0..8 {
+            assert!(
+                f.produced_ns(i) <= arrived_ns,
+                "round {round}: sample {i} dated {} us after its frame arrived",
+                (f.produced_ns(i) - arrived_ns) / 1000
+            );
+        }
+    }
+}

@@ -318,7 +318,9 @@ struct Client {
     inbound: Vec<u8>,
     /// Samples collected for its next buffer; sent when it holds `buffer` of them.
     pending: Vec<u8>,
-    /// When the first sample in `pending` was born.
+    /// When the first sample in `pending` was born; earlier if a later one came
+    /// sooner than the rate says, so that no sample i is dated after `oldest` + i
+    /// periods (see [`Streamer::forward`]).
     oldest: Instant,
     /// Index of the first sample in `pending`, counted from when it connected.
     seq: u64,
@@ -425,11 +427,15 @@ impl Streamer {
             }
             let mut rest = data;
             while !rest.is_empty() {
-                if c.pending.is_empty() {
-                    // Samples that arrived together were born one period apart, the
-                    // last at `at`: date this one by how many follow it in the chunk.
-                    let behind = period * (rest.len() - 1) as u32;
-                    c.oldest = at.checked_sub(behind).unwrap_or(at);
+                // Samples that arrived together were born one period apart, the last
+                // at `at`. A frame dates sample i of a buffer at oldest + i periods, so
+                // `oldest` must be early enough for every sample in it, including
+                // ones that came faster than the rate (a device catching up after a
+                // stall): the earliest of "birth minus place in the buffer".
+                let places = (rest.len() - 1 + c.pending.len()) as u32;
+                let candidate = at.checked_sub(period * places).unwrap_or(at);
+                if c.pending.is_empty() || candidate < c.oldest {
+                    c.oldest = candidate;
                 }
                 let take = (c.buffer - c.pending.len()).min(rest.len());
                 c.pending.extend_from_slice(&rest[..take]);
