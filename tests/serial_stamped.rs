@@ -365,3 +365,27 @@ fn samples_that_come_faster_than_the_rate_are_never_dated_after_their_arrival() 
         }
     }
 }
+
+#[test]
+fn the_plotting_client_against_a_stamped_server_says_why_it_gets_nothing() {
+    let server = Server::start(&["--framing", "stamped"]);
+    let addr = server.addr.to_string();
+    let o = lab_run(&[
+        "run",
+        "07",
+        "--role",
+        "client",
+        "--connect",
+        &addr,
+        "--print",
+        "--duration",
+        "0.5",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        o.stdout.is_empty(),
+        "a stamped server sent a raw client samples"
+    );
+    assert!(stderr.contains("--framing stamped"), "{stderr}");
+}

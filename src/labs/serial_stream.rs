@@ -862,6 +862,14 @@ fn client(args: &Args) -> Result<()> {
     )?;
     if show != Show::Raw {
         eprintln!("{}", dim(totals_line(&got)));
+        if got.samples == 0 {
+            // The likeliest cause on a live server: it speaks the stamped framing,
+            // which sends nothing until a client subscribes (as `lab latency` does).
+            eprintln!(
+                "{}",
+                dim("no samples: if the server runs with --framing stamped, it only serves `lab latency --mode stream`; restart it without --framing for this client")
+            );
+        }
     }
     Ok(())
 }
