@@ -21,7 +21,10 @@
 //!    client, drawing an oscilloscope ([`plot`]) or printing a summary.
 //!
 //! Wire format: [`Framing::Raw`], the sample bytes and nothing else, so
-//! `sock.recv(16)` in Python gets 16 uint8 samples exactly as before.
+//! `sock.recv(16)` in Python gets 16 uint8 samples exactly as before. With
+//! `--framing stamped` the server speaks the latency harness's stream protocol
+//! ([`crate::wire::stamped`]) instead, so `lab latency --mode stream --connect` measures
+//! the age of every sample this server forwards, from another machine too.
 
 pub mod plot;
 pub mod source;
@@ -46,6 +49,7 @@ use crate::core::{Closed, Ctx, EventLoop, Handler, SendError};
 use crate::error::{bind_error, connect_error, LabError};
 use crate::out::{bold, code, dim, interactive, warn};
 use crate::say;
+use crate::wire::stamped::{self, Decoded, Frame, Kind};
 use plot::Scope;
 use source::{SourceEvent, SourceHandle, SourceSpec, Waveform};
 
@@ -73,6 +77,10 @@ const BACKLOG: i32 = 128;
 /// Stamps the demo's in-process probe may hold before new ones are dropped.
 const PROBE_STAMPS: usize = 4096;
 
+/// Unparsed bytes a stamped client may leave with us: its frames are 22 bytes (a
+/// subscription, clock probes), so 4 KiB unparsed is not one of our clients.
+const MAX_CLIENT_INBOUND: usize = 4096;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Role {
     /// Source, server and client on loopback, the client plotting live.
@@ -83,21 +91,77 @@ enum Role {
     Client,
 }
 
-/// How samples are put on the wire. A timestamped framing for the latency harness
-/// (`lab latency` stream mode) will be a second variant; `Raw` stays the default so
-/// the course's clients keep working.
+/// How samples are put on the wire. `Raw` stays the default so the course's clients
+/// keep working.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Framing {
     /// The sample bytes, nothing else: N bytes per send.
     Raw,
+    /// The latency harness's stream protocol ([`crate::wire::stamped`]): a client
+    /// subscribes (choosing its own buffer size), may ask for our clock, and gets each
+    /// buffer as a frame stamped with its first sample's birth time on the wall clock.
+    Stamped,
+}
+
+/// One buffer's place in time and in the stream, for [`Framing::encode`].
+#[derive(Debug, Clone, Copy)]
+pub struct BufferTime {
+    /// When the buffer's first sample was born, as far as this machine can know it.
+    pub oldest: Instant,
+    /// Index of the first sample among those this client was given (or skipped).
+    pub seq: u64,
+    /// Time between two samples, in ns (the source's nominal rate).
+    pub period_ns: u32,
+}
+
+/// The two clocks read at one moment: `Instant` is monotonic but means nothing to
+/// another process, the wall clock (ns since the Unix epoch) is what a stamped frame
+/// carries, so a monotonic time is converted as "that long before this reading".
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    /// The monotonic clock now.
+    pub at: Instant,
+    /// The wall clock now, ns since the Unix epoch (CLOCK_REALTIME).
+    pub ns: u64,
+}
+
+impl WallClock {
+    /// Both clocks now.
+    pub fn now() -> WallClock {
+        WallClock {
+            at: Instant::now(),
+            ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+        }
+    }
+
+    /// `t` on the wall clock (a time after this reading counts as now).
+    pub fn epoch_ns(&self, t: Instant) -> u64 {
+        let ago = self.at.saturating_duration_since(t).as_nanos() as u64;
+        self.ns.saturating_sub(ago)
+    }
 }
 
 impl Framing {
-    /// Appends the wire form of one buffer of `samples` to `out`. `_oldest` is when
-    /// the buffer's first sample was read: what a timestamped framing would carry.
-    pub fn encode(self, samples: &[u8], _oldest: Instant, out: &mut Vec<u8>) {
+    /// Appends the wire form of one buffer of `samples` to `out`; `now` converts its
+    /// birth time for the stamped framing.
+    pub fn encode(self, samples: &[u8], time: BufferTime, now: WallClock, out: &mut Vec<u8>) {
         match self {
             Framing::Raw => out.extend_from_slice(samples),
+            Framing::Stamped => {
+                // Written in place: no Repr (and no copy of the samples) per buffer.
+                let start = out.len();
+                let n = samples.len().min(stamped::MAX_SAMPLES);
+                out.resize(start + stamped::HEADER_LEN + n, 0);
+                let mut f = Frame::new_unchecked(&mut out[start..]);
+                f.set_kind(Kind::Samples);
+                // The harness's seq is 32 bits: it wraps after 55 days at 896/s.
+                f.set_seq(time.seq as u32);
+                f.set_t0_ns(now.epoch_ns(time.oldest));
+                f.set_period_ns(time.period_ns);
+                f.set_samples(&samples[..n]);
+            }
         }
     }
 }
@@ -134,13 +198,15 @@ struct Args {
     /// Simulated Arduino: the signal on A0.
     #[arg(long, value_enum, default_value_t = Waveform::Sine)]
     waveform: Waveform,
-    /// Simulated Arduino: samples per second.
+    /// Samples per second: the simulated Arduino's rate; with --serial, the rate used
+    /// to date samples that arrive together (and to stamp frames).
     #[arg(long, default_value_t = ARDUINO_RATE)]
     rate: f64,
     /// Simulated Arduino: seed of the noise waveform (default: from the clock, printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Wire format.
+    /// Server: wire format. `raw` for any client (the course's Python one too),
+    /// `stamped` for `lab latency --mode stream --connect ADDR`.
     #[arg(long, value_enum, default_value_t = Framing::Raw)]
     framing: Framing,
     /// Client: draw a live plot (the default; off a terminal, a summary each second).
@@ -182,6 +248,23 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
                 .into(),
         );
     }
+    if args.framing == Framing::Stamped {
+        if args.role != Role::Server {
+            return Err(LabError::usage(
+                "--framing stamped is for --role server: it feeds `lab latency`, not the plot",
+            )
+            .fix("start `lab run 07 --role server --framing stamped` and measure it with `lab latency --mode stream --connect HOST:PORT`; leave out --framing for the demo and the client")
+            .into());
+        }
+        if args.buffer as usize > stamped::MAX_SAMPLES {
+            return Err(LabError::usage(format!(
+                "--buffer {} does not fit a stamped frame (at most 65535 samples)",
+                args.buffer
+            ))
+            .fix("use --buffer 65535 or less (stamped clients choose their own size anyway)")
+            .into());
+        }
+    }
     match args.role {
         Role::Demo => demo(&args),
         Role::Server => serve(&args),
@@ -222,12 +305,25 @@ fn duration_limit(d: Option<f64>) -> Option<Duration> {
 struct Client {
     /// The client's address, for the log.
     peer: SocketAddr,
-    /// When it connected: samples read before this are stale for it and never sent.
+    /// When it connected (or subscribed): samples born before this are stale for it
+    /// and never sent.
     since: Instant,
+    /// Samples per send: the server's `--buffer`, or what a stamped client asked for.
+    buffer: usize,
+    /// Gets samples: always with raw framing; with stamped framing once it subscribed
+    /// (before that it may be syncing clocks, and a sample frame would confuse that).
+    subscribed: bool,
+    /// Stamped framing: bytes received and not yet parsed; at most
+    /// [`MAX_CLIENT_INBOUND`].
+    inbound: Vec<u8>,
     /// Samples collected for its next buffer; sent when it holds `buffer` of them.
     pending: Vec<u8>,
-    /// When the first sample in `pending` was read.
+    /// When the first sample in `pending` was born; earlier if a later one came
+    /// sooner than the rate says, so that no sample i is dated after `oldest` + i
+    /// periods (see [`Streamer::forward`]).
     oldest: Instant,
+    /// Index of the first sample in `pending`, counted from when it connected.
+    seq: u64,
     /// Bytes handed to the socket so far.
     sent: u64,
     /// Samples skipped because the client was not keeping up.
@@ -244,7 +340,7 @@ struct Client {
 pub struct Stamp {
     /// Total bytes sent to the client once this buffer is sent.
     pub end: u64,
-    /// When the buffer's first (oldest) sample was read.
+    /// When the buffer's first (oldest) sample was born.
     pub oldest: Instant,
 }
 
@@ -269,14 +365,15 @@ struct Totals {
 struct Streamer {
     /// The source thread's channel.
     source: SourceHandle,
-    /// Samples per send.
+    /// Samples per send (stamped clients may choose another size).
     buffer: usize,
+    /// Time between two samples at the source's nominal rate, ns: stamps the frames and
+    /// dates the samples within a chunk that arrived together.
+    period_ns: u32,
     /// Wire format.
     framing: Framing,
     /// Set TCP_NODELAY on new clients.
     nodelay: bool,
-    /// Most bytes queued for one client before it skips buffers.
-    max_queued: usize,
     /// Open clients by token; removed in `on_closed`.
     clients: HashMap<Token, Client>,
     /// Counters for the closing summary.
@@ -297,9 +394,10 @@ impl Streamer {
         Streamer {
             source,
             buffer,
+            // Nanoseconds fit u32 down to 0.24 samples/s; slower rates are clamped.
+            period_ns: (1e9 / args.rate).round().min(u32::MAX as f64) as u32,
             framing: args.framing,
             nodelay: args.nodelay,
-            max_queued: MAX_QUEUED.max(2 * buffer),
             clients: HashMap::new(),
             totals: Totals::default(),
             verbose: !args.quiet,
@@ -309,7 +407,8 @@ impl Streamer {
         }
     }
 
-    /// A chunk of samples from the source: add it to every client's buffer.
+    /// A chunk of samples from the source, the last one born at `at`: add it to every
+    /// client's buffer.
     fn forward(&mut self, ctx: &mut Ctx, data: &[u8], at: Instant) {
         self.totals.samples += data.len() as u64;
         if self.clients.is_empty() {
@@ -318,28 +417,46 @@ impl Streamer {
             self.totals.unwatched += data.len() as u64;
             return;
         }
+        let now = WallClock::now();
+        let period = Duration::from_nanos(u64::from(self.period_ns));
         for (&token, c) in self.clients.iter_mut() {
-            if at < c.since {
-                // Read before this client connected (it waited in the channel): stale.
+            if at < c.since || !c.subscribed {
+                // Born before this client connected (it waited in the channel): stale.
+                // Or a stamped client that has not subscribed yet: nothing wanted.
                 continue;
             }
             let mut rest = data;
             while !rest.is_empty() {
-                if c.pending.is_empty() {
-                    c.oldest = at;
+                // Samples that arrived together were born one period apart, the last
+                // at `at`. A frame dates sample i of a buffer at oldest + i periods, so
+                // `oldest` must be early enough for every sample in it, including
+                // ones that came faster than the rate (a device catching up after a
+                // stall): the earliest of "birth minus place in the buffer".
+                let places = (rest.len() - 1 + c.pending.len()) as u32;
+                let candidate = at.checked_sub(period * places).unwrap_or(at);
+                if c.pending.is_empty() || candidate < c.oldest {
+                    c.oldest = candidate;
                 }
-                let take = (self.buffer - c.pending.len()).min(rest.len());
+                let take = (c.buffer - c.pending.len()).min(rest.len());
                 c.pending.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
-                if c.pending.len() == self.buffer {
+                if c.pending.len() == c.buffer {
+                    let time = BufferTime {
+                        oldest: c.oldest,
+                        seq: c.seq,
+                        period_ns: self.period_ns,
+                    };
                     self.frame.clear();
-                    self.framing.encode(&c.pending, c.oldest, &mut self.frame);
+                    self.framing.encode(&c.pending, time, now, &mut self.frame);
                     c.pending.clear();
+                    c.seq += c.buffer as u64;
+                    // At least two buffers, so a large buffer can still be queued at all.
+                    let max_queued = MAX_QUEUED.max(2 * self.frame.len());
                     let skipped =
-                        send_or_skip(ctx, token, c, &self.frame, self.max_queued, self.verbose);
+                        send_or_skip(ctx, token, c, &self.frame, max_queued, self.verbose);
                     if skipped {
-                        c.skipped += self.buffer as u64;
-                        self.totals.skipped += self.buffer as u64;
+                        c.skipped += c.buffer as u64;
+                        self.totals.skipped += c.buffer as u64;
                     } else if c.probed {
                         if let Some(p) = &self.probe {
                             // A full probe channel only loses a latency reading.
@@ -377,6 +494,100 @@ impl Streamer {
                 }
             }
             SourceEvent::Back => say!("  {} serial device back: forwarding again", warn("serial")),
+        }
+    }
+}
+
+impl Streamer {
+    /// Bytes from a stamped client: whole frames are acted on, a partial one is kept
+    /// (bounded), anything that can never be a frame closes the client.
+    fn stamped_request(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        if c.inbound.len() + data.len() > MAX_CLIENT_INBOUND {
+            if self.verbose {
+                say!("  {} client {} sent too much: closed", warn("bad"), c.peer);
+            }
+            ctx.abort(conn);
+            return;
+        }
+        c.inbound.extend_from_slice(data);
+        loop {
+            let len = match stamped::decode(&c.inbound) {
+                Decoded::Incomplete => return,
+                Decoded::Frame(len) => len,
+                Decoded::Invalid(e) => {
+                    if self.verbose {
+                        say!(
+                            "  {} client {} does not speak the stamped framing ({e}): closed (leave out --framing for raw clients)",
+                            warn("bad"),
+                            c.peer
+                        );
+                    }
+                    ctx.abort(conn);
+                    return;
+                }
+            };
+            let f = Frame::new_unchecked(&c.inbound[..len]);
+            match f.kind() {
+                // A subscription: `seq` samples per buffer (0: the server's --buffer).
+                // The stream starts now, from an empty buffer, like a new client's.
+                Some(Kind::Subscribe) => {
+                    let asked = f.seq() as usize;
+                    if asked > stamped::MAX_SAMPLES {
+                        if self.verbose {
+                            say!(
+                                "  {} client {} asked for {asked} samples per buffer (at most 65535): closed",
+                                warn("bad"),
+                                c.peer
+                            );
+                        }
+                        ctx.abort(conn);
+                        return;
+                    }
+                    c.buffer = if asked == 0 { self.buffer } else { asked };
+                    c.subscribed = true;
+                    c.since = Instant::now();
+                    c.pending.clear();
+                    c.seq = 0;
+                    if self.verbose {
+                        let theirs = f.period_ns();
+                        let note = if theirs != 0
+                            && theirs.abs_diff(self.period_ns) > self.period_ns / 100
+                        {
+                            format!(
+                                " (it expects {:.0} samples/s; ours come at {:.0}, and the frames say so)",
+                                1e9 / f64::from(theirs),
+                                1e9 / f64::from(self.period_ns)
+                            )
+                        } else {
+                            String::new()
+                        };
+                        say!(
+                            "  client {} subscribed: stamped buffers of {} samples{note}",
+                            c.peer,
+                            c.buffer
+                        );
+                    }
+                }
+                // A clock probe: answer with our wall clock, so a client on another
+                // machine can estimate the offset between its clock and ours.
+                Some(Kind::ClockRequest) => {
+                    let reply = stamped::Repr {
+                        kind: Kind::ClockReply,
+                        seq: f.seq(),
+                        t0_ns: WallClock::now().ns,
+                        period_ns: 0,
+                        samples: Vec::new(),
+                    };
+                    // A client too far behind to take 22 bytes loses its answer only.
+                    let _ = ctx.send(conn, &reply.to_bytes());
+                }
+                // Samples or clock replies are ours to send, not to receive: ignored.
+                _ => {}
+            }
+            c.inbound.drain(..len);
         }
     }
 }
@@ -448,8 +659,12 @@ impl Handler for Streamer {
             Client {
                 peer,
                 since: Instant::now(),
+                buffer: self.buffer,
+                subscribed: self.framing == Framing::Raw,
+                inbound: Vec::new(),
                 pending: Vec::with_capacity(self.buffer),
                 oldest: Instant::now(),
+                seq: 0,
                 sent: 0,
                 skipped: 0,
                 lagging: false,
@@ -471,9 +686,13 @@ impl Handler for Streamer {
     // and on_closed tells us.
     fn on_eof(&mut self, _ctx: &mut Ctx, _conn: Token) {}
 
-    // Clients have nothing to say in this protocol: whatever they send is ignored
-    // (the core reads it and we drop it, so it cannot pile up).
-    fn on_data(&mut self, _ctx: &mut Ctx, _conn: Token, _data: &[u8]) {}
+    // Raw clients have nothing to say: whatever they send is ignored (the core reads it
+    // and we drop it, so it cannot pile up). Stamped clients subscribe and sync clocks.
+    fn on_data(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+        if self.framing == Framing::Stamped {
+            self.stamped_request(ctx, conn, data);
+        }
+    }
 
     // The client left: forget it.
     fn on_closed(&mut self, _ctx: &mut Ctx, conn: Token, why: Closed) {
@@ -544,10 +763,19 @@ fn serve(args: &Args) -> Result<()> {
         if args.nodelay { ", TCP_NODELAY" } else { "" }
     );
     say!("  source: {}", spec.describe());
-    say!(
-        "  try: {}",
-        code(format!("lab run 07 --role client --connect {local}"))
-    );
+    match args.framing {
+        Framing::Raw => say!(
+            "  try: {}",
+            code(format!("lab run 07 --role client --connect {local}"))
+        ),
+        Framing::Stamped => say!(
+            "  stamped frames (each client picks its buffer size); measure: {}",
+            code(format!(
+                "lab latency --mode stream --connect {local} --rate {}",
+                args.rate
+            ))
+        ),
+    }
     match duration_limit(args.duration) {
         Some(d) => ev.run_for(&mut server, d)?,
         None => ev.run(&mut server)?,
@@ -634,6 +862,14 @@ fn client(args: &Args) -> Result<()> {
     )?;
     if show != Show::Raw {
         eprintln!("{}", dim(totals_line(&got)));
+        if got.samples == 0 {
+            // The likeliest cause on a live server: it speaks the stamped framing,
+            // which sends nothing until a client subscribes (as `lab latency` does).
+            eprintln!(
+                "{}",
+                dim("no samples: if the server runs with --framing stamped, it only serves `lab latency --mode stream`; restart it without --framing for this client")
+            );
+        }
     }
     Ok(())
 }
@@ -1188,10 +1424,51 @@ mod tests {
         assert_eq!(got, [20, 22, 24]);
     }
 
+    /// A buffer whose first sample was born 5 ms before a wall-clock reading of
+    /// 1 000 000 000 ns: 995 000 000 ns.
+    fn buffer_time() -> (BufferTime, WallClock) {
+        let now = WallClock {
+            at: Instant::now(),
+            ns: 1_000_000_000,
+        };
+        let time = BufferTime {
+            oldest: now.at - Duration::from_millis(5),
+            seq: 32,
+            period_ns: 1_116_071,
+        };
+        (time, now)
+    }
+
     #[test]
     fn raw_framing_is_the_bytes() {
+        let (time, now) = buffer_time();
         let mut out = Vec::new();
-        Framing::Raw.encode(&[1, 2, 3], Instant::now(), &mut out);
+        Framing::Raw.encode(&[1, 2, 3], time, now, &mut out);
         assert_eq!(out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn stamped_framing_dates_the_first_sample_on_the_wall_clock() {
+        let (time, now) = buffer_time();
+        let mut out = vec![9]; // appended after what is already there
+        Framing::Stamped.encode(&[1, 2, 3], time, now, &mut out);
+        assert_eq!(out[0], 9);
+        let f = Frame::new_checked(&out[1..]).unwrap();
+        assert_eq!(f.kind(), Some(Kind::Samples));
+        assert_eq!((f.seq(), f.period_ns()), (32, 1_116_071));
+        assert_eq!(f.t0_ns(), 995_000_000);
+        assert_eq!(f.samples(), &[1, 2, 3]);
+        assert_eq!(f.produced_ns(2), 995_000_000 + 2 * 1_116_071);
+        assert_eq!(out.len(), 1 + stamped::HEADER_LEN + 3);
+    }
+
+    #[test]
+    fn a_time_after_the_reading_counts_as_now() {
+        let now = WallClock {
+            at: Instant::now(),
+            ns: 7,
+        };
+        assert_eq!(now.epoch_ns(now.at + Duration::from_secs(1)), 7);
+        assert_eq!(now.epoch_ns(now.at), 7);
     }
 }

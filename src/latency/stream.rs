@@ -151,7 +151,7 @@ impl StreamProbe {
                         "{} is not a lab latency server: {e}",
                         self.addr
                     ))
-                    .fix("point --connect at `lab latency --role server`")
+                    .fix("point --connect at `lab latency --role server`, or at `lab run 07 --role server --framing stamped` (a raw 07 server sends bare samples)")
                     .into())
                 }
                 Decoded::Incomplete => {}

@@ -145,8 +145,8 @@ pub enum SourceEvent {
     Samples {
         /// The bytes as read.
         data: Vec<u8>,
-        /// When the read returned (or the simulator produced them): the samples' birth
-        /// time as far as this machine can know it.
+        /// When the last of them was born, as far as this machine can know it: when the
+        /// read returned, or, for the simulator, when its schedule made the last one.
         at: Instant,
     },
     /// The device went away; the reader will try to reopen it after `retry_in`.
@@ -281,7 +281,11 @@ fn simulate(waveform: Waveform, rate: f64, seed: u64, out: &Outbox, stop: &Atomi
         let k = (due - n).min(64 * 1024);
         let data: Vec<u8> = (n..n + k).map(|i| waveform.sample(i, &mut noise)).collect();
         n += k;
-        if !out.samples(data, Instant::now()) {
+        // Sample i is born at (i + 1) / rate, when it becomes due: stamping the chunk
+        // with its last sample's birth, not with "now", keeps our 1 ms tick (and any
+        // scheduling delay) inside the latency we measure instead of hiding it.
+        let born = start + Duration::from_secs_f64(n as f64 / rate);
+        if !out.samples(data, born) {
             return;
         }
     }
