@@ -103,7 +103,7 @@ impl EventLoop {
             // Fewer datagrams than slots: the queue was empty when the kernel looked, and
             // epoll reports each later arrival anew, so no failing call is needed to
             // learn it (UDP has no FIN to miss).
-            let drained = matches!(result, Ok(_)) && b.items.len() < b.bufs.len();
+            let drained = result.is_ok() && b.items.len() < b.bufs.len();
             match result {
                 Ok(_) => {
                     let mut newest = b.drops;
