@@ -300,7 +300,7 @@ fn a_pseudo_terminal_source_arrives_exactly_in_stamped_frames() {
     // Only bytes written after the subscription are this client's.
     server.wait_for("subscribed", Duration::from_secs(10));
     // Binary data, every byte value possible: the frames must carry it unchanged.
-    let data = Rng(seed).bytes(8 * 64);
+    let data = Rng::new(seed).bytes(8 * 64);
     master.write_all(&data).expect("writing to the pty");
     let mut inbound = Vec::new();
     let mut got = Vec::new();
