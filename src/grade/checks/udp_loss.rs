@@ -689,6 +689,10 @@ fn end_marker_repeated(ctx: &mut Ctx) -> Outcome {
         return Err(Unmet::error("no program is running"));
     };
     let ended = p.wait_for(REPLY_TIMEOUT);
+    if ended.is_some() {
+        // Everything it wrote before exiting, drained from the pipe.
+        p.settle_readers();
+    }
     let out = p.stdout_kept();
     let lines = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
     match ended {
