@@ -2,7 +2,8 @@
 reordering exactly, and reports when its sender's first end marker arrives.
 
 Run: python3 03-udp-loss.py --port 7003
-then: lab run 03 --role sender --connect 127.0.0.1:7003 --count 1000
+then: lab run 03 --role sender --connect 127.0.0.1:7003 --count 1000 --rate 10000
+(at full speed, the default, its socket buffer overflows and the kernel drops some)
 """
 import json
 import socket
