@@ -1,5 +1,5 @@
 #!/bin/sh
-# Benchmark: wall time of grading labs 01-02 against the reference solutions, Rust and
+# Benchmark: wall time of grading labs 01-03 against the reference solutions, Rust and
 # Python, once the Rust solutions are built (the build is timed separately).
 # Usage: bench/grade.sh [RUNS]   (default 3; prints one line per run and the median)
 set -eu
@@ -15,7 +15,7 @@ cp -r "$ROOT/solutions/rust" "$ROOT/solutions/python" "$WS/"
 now() { date +%s.%N; }
 t0=$(now)
 (cd "$WS" && cargo build --quiet --offline --bins)
-echo "build (cargo, both binaries, cold): $(echo "$(now) - $t0" | bc) s"
+echo "build (cargo, all solution binaries, cold): $(echo "$(now) - $t0" | bc) s"
 echo "namespaces: $(unshare --user --map-root-user --net --pid --fork --mount-proc true 2>/dev/null && echo yes || echo no)"
 for lang in rust python; do
     times=""

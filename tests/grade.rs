@@ -90,9 +90,9 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
     let mutants = std::fs::read_dir(repo().join("tests/mutants"))
         .unwrap()
         .count();
-    // 2 labs x (solution + starter) x (Rust + Python), plus every mutant.
+    // 3 labs x (solution + starter) x (Rust + Python), plus every mutant.
     assert!(
-        t.contains(&format!("all {} items behave as required", 8 + mutants)),
+        t.contains(&format!("all {} items behave as required", 12 + mutants)),
         "{t}"
     );
     for kind in [
@@ -101,7 +101,7 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
         "starter (Rust)",
         "starter (Python)",
     ] {
-        assert_eq!(t.matches(kind).count(), 2, "{kind} for both labs:\n{t}");
+        assert_eq!(t.matches(kind).count(), 3, "{kind} for each lab:\n{t}");
     }
     assert!(!t.contains("BAD"), "{t}");
 }
@@ -157,6 +157,19 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "binary_bytes",
                 "two_senders",
                 "burst",
+            ][..],
+        ),
+        (
+            "03-udp-loss",
+            &[
+                "clean_run",
+                "loss",
+                "duplicates",
+                "reordering",
+                "foreign",
+                "near_u64_max",
+                "end_marker_repeated",
+                "tail_loss",
             ][..],
         ),
     ] {
@@ -679,7 +692,7 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
         .iter()
         .map(|l| l["lab"].as_str().unwrap())
         .collect();
-    assert_eq!(labs, ["01-tcp-echo", "02-udp-echo"]);
+    assert_eq!(labs, ["01-tcp-echo", "02-udp-echo", "03-udp-loss"]);
     for l in v.as_array().unwrap() {
         assert_eq!(l["score"], l["max_score"], "{l}");
         assert_eq!(l["seed"].to_string(), seed);

@@ -19,8 +19,10 @@ pub const STARTERS: &[File] = files!("exercises":
     "README.md",
     "rust/01-tcp-echo.rs",
     "rust/02-udp-echo.rs",
+    "rust/03-udp-loss.rs",
     "python/01-tcp-echo.py",
     "python/02-udp-echo.py",
+    "python/03-udp-loss.py",
 );
 
 /// The reference solutions, laid out like the starters.
@@ -28,8 +30,10 @@ pub const SOLUTIONS: &[File] = files!("solutions":
     "Cargo.toml",
     "rust/01-tcp-echo.rs",
     "rust/02-udp-echo.rs",
+    "rust/03-udp-loss.rs",
     "python/01-tcp-echo.py",
     "python/02-udp-echo.py",
+    "python/03-udp-loss.py",
 );
 
 /// One lab's exercise files.
@@ -58,6 +62,12 @@ pub const EXERCISES: &[Exercise] = &[
         bin: "udp-echo",
         rust: "rust/02-udp-echo.rs",
         python: "python/02-udp-echo.py",
+    },
+    Exercise {
+        lab: "03-udp-loss",
+        bin: "udp-loss",
+        rust: "rust/03-udp-loss.rs",
+        python: "python/03-udp-loss.py",
     },
 ];
 

@@ -289,13 +289,19 @@ impl Ctx {
             let Some(p) = self.programs.last_mut() else {
                 return Err(Unmet::error("no program is running"));
             };
+            let ended = !p.alive();
+            if ended {
+                // The program may have printed its line just before exiting (03's
+                // receiver does exactly that): let the reader drain the pipe first.
+                p.settle_readers();
+            }
             let out = p.stdout_kept();
             if let Some(end) = out.iter().position(|&b| b == b'\n') {
                 return Ok(String::from_utf8_lossy(&out[..end])
                     .trim_end_matches('\r')
                     .to_string());
             }
-            if !p.alive() || Instant::now() >= until {
+            if ended || Instant::now() >= until {
                 return Err(Unmet::fail(format!(
                     "expected {what} on stdout within {} s but got \"{}\"",
                     limit.as_secs_f64(),

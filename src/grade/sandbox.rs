@@ -324,8 +324,10 @@ impl Program {
 
     /// Waits (up to 500 ms) for the output readers to reach EOF and joins them; a reader
     /// still blocked after that (a pipe held by a process that escaped every kill) is
-    /// left to finish on its own rather than hang the grader.
-    fn settle_readers(&mut self) {
+    /// left to finish on its own rather than hang the grader. Checks call it once the
+    /// program has exited, before reading what it printed: what it wrote just before
+    /// exiting may still sit in the pipe.
+    pub fn settle_readers(&mut self) {
         let until = Instant::now() + Duration::from_millis(500);
         while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(2));

@@ -8,6 +8,7 @@ use super::harness::{Ctx, Outcome, Transport};
 
 pub mod tcp_echo;
 pub mod udp_echo;
+pub mod udp_loss;
 
 /// One check.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +38,7 @@ pub struct Suite {
 }
 
 /// Every lab with checks.
-pub const SUITES: &[Suite] = &[tcp_echo::SUITE, udp_echo::SUITE];
+pub const SUITES: &[Suite] = &[tcp_echo::SUITE, udp_echo::SUITE, udp_loss::SUITE];
 
 /// The checks of a lab, if it has an exercise the grader knows.
 pub fn suite(lab: &str) -> Option<&'static Suite> {

@@ -1,0 +1,827 @@
+//! Checks for 03-udp-loss: a receiver that reads the lab's probe datagrams (the 32-byte
+//! header of [`crate::wire::probe`]) and, when its sender's first end marker arrives,
+//! prints one JSON line `{"received", "lost", "duplicates", "out_of_order"}` and exits 0.
+//!
+//! The grader plays both the sender and the bad network. Each check builds its datagrams
+//! with lab's own encoder, decides loss, duplication and reordering in-process from the
+//! check's seed, and sends them in that order. Loopback keeps the order and loses
+//! nothing as long as the receiver keeps up, which the grader makes sure of by pausing
+//! every [`BATCH`] datagrams until the receiver's socket queue is empty. The expected
+//! figures come from lab's own accounting ([`Tally`]) run over exactly what was sent,
+//! so they are known exactly, whatever the seed.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{starts, Check, Suite};
+use crate::grade::harness::{Ctx, Outcome, Rng, Transport, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
+use crate::grade::sandbox::describe_status;
+use crate::out::escape_bytes;
+use crate::wire::probe::{Kind, Packet, Repr, Tally, HEADER_LEN};
+
+/// The checks, in order.
+pub const SUITE: Suite = Suite {
+    lab: "03-udp-loss",
+    transport: Transport::Udp,
+    checks: &[
+        Check {
+            name: "starts",
+            description: "starts with --port N and binds UDP 127.0.0.1:N",
+            mistake: "the receiver must take its port from `--port N` and bind it",
+            hint: "Parse the argument after --port and bind a UDP socket to 127.0.0.1 (or 0.0.0.0) on it.",
+            run: starts,
+        },
+        Check {
+            name: "clean_run",
+            description: "100-200 datagrams in order, none lost, then the end marker: one JSON line with the counts",
+            mistake: "the report must be ONE line of JSON with the four counts (Python's print(dict) writes single quotes: not JSON)",
+            hint: "print(json.dumps({\"received\": r, \"lost\": l, \"duplicates\": d, \"out_of_order\": o}), flush=True)",
+            run: clean_run,
+        },
+        Check {
+            name: "loss",
+            description: "200 datagrams with seeded loss, a burst of 3 among them: lost is exact",
+            mistake: "counting gaps instead of missing datagrams (a burst of 3 is 3 losses), or not using the sender's count",
+            hint: "lost = the end marker's count (its sequence field) - received.",
+            run: loss,
+        },
+        Check {
+            name: "duplicates",
+            description: "as many duplicates as losses, some arriving late: counted apart, so no loss is hidden",
+            mistake: "duplicates counted as received: each duplicate then hides one loss",
+            hint: "Remember the sequence numbers received; a repeat counts in duplicates only, never in received or out_of_order.",
+            run: duplicates,
+        },
+        Check {
+            name: "reordering",
+            description: "200 datagrams, some overtaken and some overtaking several others: out_of_order is exact",
+            mistake: "out_of_order compared with the previous datagram (or counted from gaps) instead of the highest sequence received so far",
+            hint: "A new sequence number lower than the HIGHEST received before it is out of order; keep the highest, not the last.",
+            run: reordering,
+        },
+        Check {
+            name: "foreign",
+            description: "random bytes, short and malformed datagrams, another session's data and end marker, a previous run's straggler: all ignored",
+            mistake: "no session filter (or no length/magic check): foreign datagrams were counted, ended the run early, or crashed the receiver",
+            hint: "Lock onto the session id and address of the first data datagram; ignore anything shorter than 32 bytes, without LAB3, version 1 and kind 0/1, or of another session or sender.",
+            run: foreign,
+        },
+        Check {
+            name: "near_u64_max",
+            description: "sequence numbers just below 2^64 - 1 and the count u64::MAX: no 32-bit cut, no wrap",
+            mistake: "a 32-bit (or signed) sequence number: 64-bit values are cut, wrap or turn negative",
+            hint: "Read the session, sequence and time fields as unsigned 64-bit big-endian: struct's `Q`, or u64::from_be_bytes in Rust.",
+            run: near_u64_max,
+        },
+        Check {
+            name: "end_marker_repeated",
+            description: "the end marker comes 5 times, 10 ms apart: one report after the first, then exit 0",
+            mistake: "a report per end marker, or not exiting after the first (the sender repeats it only because it can be lost)",
+            hint: "On the first end marker of your session: print the line, flush, and exit with status 0.",
+            run: end_marker_repeated,
+        },
+        Check {
+            name: "tail_loss",
+            description: "the last 3-11 data datagrams are lost: counted from the sender's count",
+            mistake: "loss counted up to the highest sequence seen (max + 1 - received) instead of from the sender's count: tail losses are invisible",
+            hint: "lost = the end marker's count - received; nothing after the highest sequence reveals the datagrams lost behind it.",
+            run: tail_loss,
+        },
+    ],
+};
+
+/// Bytes per probe datagram: the lab's default `--size`, the header plus 32 zero bytes.
+const SIZE: usize = 64;
+
+/// Datagrams sent before the grader waits for the receiver to have read them all. The
+/// kernel charges a 64-byte datagram about 1 KiB of receive buffer, so 16 take ~16 KiB
+/// of the ~208 KiB default: even a slow receiver on a loaded machine drops nothing.
+const BATCH: usize = 16;
+
+/// How long the grader waits for the receiver to empty its queue before it stops
+/// pacing: a receiver that reads nothing for 1 s is not going to (its report then shows
+/// what it missed, and the kernel's drop counter says so).
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// Pause between repeated end markers: the lab's sender uses 10 ms.
+const END_GAP: Duration = Duration::from_millis(10);
+
+/// How many end markers the lab's sender sends.
+const END_MARKERS: usize = 5;
+
+/// Who sends a datagram: the check's sender, or a stranger on another port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    /// Client S, whose session the receiver must lock onto.
+    Sender,
+    /// Client X, whose datagrams are all foreign.
+    Stranger,
+}
+
+/// One datagram of a check's plan.
+#[derive(Debug, Clone)]
+struct Dgram {
+    /// The socket it leaves from.
+    who: Who,
+    /// Its bytes.
+    bytes: Vec<u8>,
+}
+
+/// The four figures of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    /// Unique data datagrams.
+    received: u64,
+    /// The sender's count - received.
+    lost: u64,
+    /// Copies of sequence numbers already received.
+    duplicates: u64,
+    /// New sequence numbers lower than the highest received before them.
+    out_of_order: u64,
+}
+
+/// The report's fields, in the contract's order.
+const FIELDS: [&str; 4] = ["received", "lost", "duplicates", "out_of_order"];
+
+impl Counts {
+    fn values(&self) -> [u64; 4] {
+        [self.received, self.lost, self.duplicates, self.out_of_order]
+    }
+
+    /// The report as the contract spells it.
+    fn json(&self) -> String {
+        let v = self.values();
+        format!(
+            "{{\"received\": {}, \"lost\": {}, \"duplicates\": {}, \"out_of_order\": {}}}",
+            v[0], v[1], v[2], v[3]
+        )
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A probe datagram of [`SIZE`] bytes from S, built by lab's own encoder.
+fn probe(kind: Kind, session: u64, seq: u64) -> Dgram {
+    let mut bytes = vec![0u8; SIZE];
+    Repr {
+        kind,
+        session,
+        seq,
+        sent_ns: now_ns(),
+    }
+    .emit(&mut Packet::new_unchecked(&mut bytes[..]));
+    Dgram {
+        who: Who::Sender,
+        bytes,
+    }
+}
+
+fn data(session: u64, seq: u64) -> Dgram {
+    probe(Kind::Data, session, seq)
+}
+
+fn end(session: u64, count: u64) -> Dgram {
+    probe(Kind::End, session, count)
+}
+
+fn from_stranger(mut d: Dgram) -> Dgram {
+    d.who = Who::Stranger;
+    d
+}
+
+/// What a correct receiver reports for `plan`, by the contract's definitions: lock onto
+/// the session and sender of the first data datagram, account its data datagrams with
+/// lab's [`Tally`], stop at its first end marker. Also returns that marker's index.
+fn expected(plan: &[Dgram]) -> Option<(Counts, usize)> {
+    let mut lock: Option<(Who, u64)> = None;
+    let mut t = Tally::new();
+    for (i, d) in plan.iter().enumerate() {
+        let Ok(h) = Repr::parse_bytes(&d.bytes) else {
+            continue;
+        };
+        if lock.is_none() && h.kind == Kind::Data {
+            lock = Some((d.who, h.session));
+        }
+        if lock != Some((d.who, h.session)) {
+            continue;
+        }
+        match h.kind {
+            Kind::Data => {
+                t.data(&h, d.bytes.len(), 0);
+            }
+            Kind::End => {
+                // Plans stay well inside the window, where Tally is exact like a set.
+                debug_assert_eq!(t.late, 0);
+                let c = Counts {
+                    received: t.received,
+                    lost: t.lost(Some(h.seq)),
+                    duplicates: t.duplicates,
+                    out_of_order: t.out_of_order,
+                };
+                return Some((c, i));
+            }
+        }
+    }
+    None
+}
+
+/// The grader's two client sockets and the pacing state.
+struct Net {
+    /// Client S, the sender.
+    s: UdpSocket,
+    /// Client X, a stranger.
+    x: UdpSocket,
+    /// False once the receiver failed to empty its queue within [`DRAIN_LIMIT`].
+    pacing: bool,
+    /// Datagrams the kernel dropped at the receiver's socket (full buffer), last read.
+    drops: u64,
+}
+
+/// Starts the program and binds S and X.
+fn setup(ctx: &mut Ctx) -> Outcome<Net> {
+    ctx.start()?;
+    let s = ctx.udp_client("S (the sender)")?;
+    let x = ctx.udp_client("X (a stranger)")?;
+    Ok(Net {
+        s,
+        x,
+        pacing: true,
+        drops: 0,
+    })
+}
+
+/// The receive queue (bytes) and drop counter of the UDP sockets bound to `port` on
+/// 127.0.0.1 or 0.0.0.0, from /proc/net/udp (this network namespace's).
+fn udp_socket_state(port: u16) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let mut found = None;
+    for l in text.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let Some((ip, p)) = f.get(1).and_then(|a| a.split_once(':')) else {
+            continue;
+        };
+        if u16::from_str_radix(p, 16).ok() != Some(port) || !(ip == "0100007F" || ip == "00000000")
+        {
+            continue;
+        }
+        let rx = f
+            .get(4)
+            .and_then(|q| q.split(':').nth(1))
+            .and_then(|r| u64::from_str_radix(r, 16).ok())
+            .unwrap_or(0);
+        let drops = f.get(12).and_then(|d| d.parse().ok()).unwrap_or(0);
+        let (q, d) = found.unwrap_or((0, 0));
+        found = Some((q + rx, d + drops));
+    }
+    found
+}
+
+/// Waits until the receiver has read everything queued for it; false after
+/// [`DRAIN_LIMIT`] (or when its socket is gone).
+fn drained(net: &mut Net, port: u16) -> bool {
+    let until = Instant::now() + DRAIN_LIMIT;
+    loop {
+        match udp_socket_state(port) {
+            Some((0, drops)) => {
+                net.drops = net.drops.max(drops);
+                return true;
+            }
+            Some((_, drops)) => net.drops = net.drops.max(drops),
+            None => return false,
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Sends `plan` in order, pacing in batches.
+fn play(ctx: &mut Ctx, net: &mut Net, plan: &[Dgram]) -> Outcome {
+    for (i, d) in plan.iter().enumerate() {
+        if i > 0 && i % BATCH == 0 && net.pacing {
+            net.pacing = drained(net, ctx.port);
+        }
+        let sock = match d.who {
+            Who::Sender => &net.s,
+            Who::Stranger => &net.x,
+        };
+        sock.send_to(&d.bytes, ctx.addr())
+            .map_err(|e| Unmet::error(format!("the grader could not send a datagram: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Parses the report line: a JSON object with the four counts as whole numbers from 0
+/// to 2^64 - 1 (other fields are allowed).
+fn parse_report(line: &str) -> Result<Counts, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("it is not JSON ({e})"))?;
+    let obj = v.as_object().ok_or("it is JSON but not an object {...}")?;
+    let mut out = [0u64; 4];
+    for (slot, name) in out.iter_mut().zip(FIELDS) {
+        let f = obj
+            .get(name)
+            .ok_or_else(|| format!("it has no \"{name}\" field"))?;
+        *slot = f
+            .as_u64()
+            .ok_or_else(|| format!("\"{name}\" is {f}, not a whole number from 0 to 2^64 - 1"))?;
+    }
+    Ok(Counts {
+        received: out[0],
+        lost: out[1],
+        duplicates: out[2],
+        out_of_order: out[3],
+    })
+}
+
+/// Waits for the report line and compares it with `want`.
+fn expect_report(ctx: &mut Ctx, net: &Net, want: Counts) -> Outcome {
+    let line = ctx.expect_stdout_line(&format!("the report {}", want.json()), REPLY_TIMEOUT)?;
+    let got = parse_report(&line).map_err(|why| {
+        Unmet::fail(format!(
+            "expected {} but the first line of stdout was \"{}\": {why}",
+            want.json(),
+            escape_bytes(line.as_bytes(), 2 * SHOW_BYTES)
+        ))
+    })?;
+    if got == want {
+        return Ok(());
+    }
+    let wrong: Vec<String> = FIELDS
+        .iter()
+        .zip(got.values().iter().zip(want.values()))
+        .filter(|(_, (g, w))| *g != w)
+        .map(|(name, (g, w))| format!("{name} is {g}, not {w}"))
+        .collect();
+    let mut msg = format!(
+        "expected {} but got {}: {}",
+        want.json(),
+        got.json(),
+        wrong.join(", ")
+    );
+    if net.drops > 0 {
+        // Not the program's behaviour that is in question: the grader's plan did not
+        // arrive as sent, so it cannot judge.
+        msg.push_str(&format!(
+            "; but the kernel dropped {} datagrams at the receiver's socket (its buffer was full), so the expected counts do not apply: grade again",
+            net.drops
+        ));
+        return Err(Unmet::error(msg));
+    }
+    Err(Unmet::fail(msg))
+}
+
+/// Sends the plan (ending with S's end marker) and expects the exact report.
+fn run(ctx: &mut Ctx, net: &mut Net, plan: &[Dgram]) -> Outcome {
+    let (want, _) = expected(plan)
+        .ok_or_else(|| Unmet::error("the check's plan has no end marker (a bug in lab)"))?;
+    play(ctx, net, plan)?;
+    expect_report(ctx, net, want)
+}
+
+/// Sequence numbers shown in a transcript line: the first 12, then how many more.
+fn list(seqs: &[u64]) -> String {
+    let mut s: Vec<String> = seqs.iter().take(12).map(|n| n.to_string()).collect();
+    if seqs.len() > 12 {
+        s.push(format!("... ({} in all)", seqs.len()));
+    }
+    s.join(", ")
+}
+
+/// `k` distinct indices in `lo..hi`, sorted.
+fn pick(rng: &mut Rng, k: usize, lo: usize, hi: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::with_capacity(k);
+    // Bounded: k is far below hi - lo in every check, so this ends in a few rounds.
+    while out.len() < k.min(hi - lo) {
+        let i = rng.range(lo, hi);
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+fn session(ctx: &mut Ctx) -> u64 {
+    ctx.rng.next_u64()
+}
+
+fn clean_run(ctx: &mut Ctx) -> Outcome {
+    let mut net = setup(ctx)?;
+    let sess = session(ctx);
+    let n = ctx.rng.range(100, 201) as u64;
+    ctx.step(format!(
+        "S sends data datagrams 0 to {} of session {sess:#018x} ({SIZE} bytes each), in order, none lost",
+        n - 1
+    ));
+    let mut plan: Vec<Dgram> = (0..n).map(|s| data(sess, s)).collect();
+    ctx.step(format!("S sends the end marker: count {n}"));
+    plan.push(end(sess, n));
+    run(ctx, &mut net, &plan)
+}
+
+fn loss(ctx: &mut Ctx) -> Outcome {
+    let mut net = setup(ctx)?;
+    let sess = session(ctx);
+    let n = 200u64;
+    // About 5% lost at random, plus a burst of 3 in a row; never the last datagram
+    // (tail loss has its own check).
+    let k = ctx.rng.range(6, 12);
+    let mut lost: Vec<u64> = pick(&mut ctx.rng, k, 1, n as usize - 1)
+        .into_iter()
+        .map(|i| i as u64)
+        .collect();
+    let b = ctx.rng.range(20, n as usize - 20) as u64;
+    lost.extend([b, b + 1, b + 2]);
+    lost.sort_unstable();
+    lost.dedup();
+    ctx.step(format!(
+        "S sends data datagrams 0 to {} of session {sess:#018x}, but {} are lost on the way (seeded, with a burst of 3 at {b}): {}",
+        n - 1,
+        lost.len(),
+        list(&lost)
+    ));
+    let mut plan: Vec<Dgram> = (0..n)
+        .filter(|s| !lost.contains(s))
+        .map(|s| data(sess, s))
+        .collect();
+    ctx.step(format!("S sends the end marker: count {n}"));
+    plan.push(end(sess, n));
+    run(ctx, &mut net, &plan)
+}
+
+fn duplicates(ctx: &mut Ctx) -> Outcome {
+    let mut net = setup(ctx)?;
+    let sess = session(ctx);
+    let n = 200u64;
+    // As many duplicates as losses: "datagrams that arrived" equals the count sent, yet
+    // k are missing. Never the last datagram lost.
+    let k = ctx.rng.range(4, 9);
+    let chosen = pick(&mut ctx.rng, 2 * k, 1, n as usize - 1);
+    let (mut lost, mut dups): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+    for (j, &i) in chosen.iter().enumerate() {
+        // Alternate so both kinds spread over the whole run.
+        if j % 2 == 0 {
+            lost.push(i as u64);
+        } else {
+            dups.push(i as u64);
+        }
+    }
+    let mut order: Vec<u64> = (0..n).filter(|s| !lost.contains(s)).collect();
+    let mut late = Vec::new();
+    for &d in &dups {
+        // The copy follows its original at once, or arrives after up to 5 later ones
+        // (then it is lower than the highest, and still a duplicate, not out of order).
+        let at = order.iter().position(|&s| s == d).unwrap_or(0);
+        let delay = ctx.rng.range(0, 6);
+        if delay > 0 {
+            late.push(d);
+        }
+        let pos = (at + 1 + delay).min(order.len());
+        order.insert(pos, d);
+    }
+    ctx.step(format!(
+        "S sends data datagrams 0 to {} of session {sess:#018x}; lost on the way (seeded): {}; sent twice: {} (the copies of {} arrive after later datagrams)",
+        n - 1,
+        list(&lost),
+        list(&dups),
+        if late.is_empty() { "none".to_string() } else { list(&late) }
+    ));
+    let mut plan: Vec<Dgram> = order.iter().map(|&s| data(sess, s)).collect();
+    ctx.step(format!("S sends the end marker: count {n}"));
+    plan.push(end(sess, n));
+    run(ctx, &mut net, &plan)
+}
+
+fn reordering(ctx: &mut Ctx) -> Outcome {
+    let mut net = setup(ctx)?;
+    let sess = session(ctx);
+    let n = 200u64;
+    let mut order: Vec<u64> = (0..n).collect();
+    // Some datagrams are held back (overtaken by 1-6 later ones), some jump ahead of 2-6
+    // earlier ones: after a jump, every datagram it overtook is out of order, which is
+    // where "compared with the previous datagram" goes wrong.
+    let k = ctx.rng.range(10, 17);
+    let moved = pick(&mut ctx.rng, k, 10, n as usize - 10);
+    let mut held = Vec::new();
+    let mut jumped = Vec::new();
+    for (j, &i) in moved.iter().enumerate() {
+        let s = i as u64;
+        let Some(at) = order.iter().position(|&x| x == s) else {
+            continue;
+        };
+        order.remove(at);
+        if j % 2 == 0 {
+            let to = at.saturating_sub(ctx.rng.range(2, 7));
+            order.insert(to, s);
+            jumped.push(s);
+        } else {
+            let to = (at + ctx.rng.range(1, 7)).min(order.len());
+            order.insert(to, s);
+            held.push(s);
+        }
+    }
+    ctx.step(format!(
+        "S sends data datagrams 0 to {} of session {sess:#018x}, none lost, reordered (seeded): {} held back, {} sent ahead of 2-6 earlier ones",
+        n - 1,
+        list(&held),
+        list(&jumped)
+    ));
+    let shown: Vec<u64> = order.iter().take(40).copied().collect();
+    ctx.step(format!("the order begins: {}", {
+        let v: Vec<String> = shown.iter().map(u64::to_string).collect();
+        v.join(" ")
+    }));
+    let mut plan: Vec<Dgram> = order.iter().map(|&s| data(sess, s)).collect();
+    ctx.step(format!("S sends the end marker: count {n}"));
+    plan.push(end(sess, n));
+    run(ctx, &mut net, &plan)
+}
+
+fn foreign(ctx: &mut Ctx) -> Outcome {
+    let mut net = setup(ctx)?;
+    let sess = session(ctx);
+    let other = session(ctx);
+    let previous = session(ctx);
+    let n = 120u64;
+    let mut plan = Vec::new();
+    // Before the session starts: bytes that are not probes must not start a session.
+    let len = ctx.rng.range(40, 100);
+    let noise = ctx.rng.bytes(len);
+    plan.push(Dgram {
+        who: Who::Stranger,
+        bytes: noise,
+    });
+    plan.push(Dgram {
+        who: Who::Stranger,
+        bytes: b"hello".to_vec(),
+    });
+    ctx.step(format!(
+        "X sends {len} random bytes and a 5-byte \"hello\" (not probes)"
+    ));
+    // Malformed probes of the real session: too short, bad magic, version, kind.
+    let mut short = data(sess, 3).bytes;
+    short.truncate(HEADER_LEN - 1);
+    let mut magic = data(sess, 4).bytes;
+    magic[..4].copy_from_slice(b"LAB4");
+    let mut version = data(sess, 5).bytes;
+    version[4] = 2;
+    let mut kind = data(sess, 6).bytes;
+    kind[5] = 7;
+    let mut bad_end = end(sess, 3).bytes;
+    bad_end[0..4].copy_from_slice(b"BAL3");
+    // The first two from S's own address: not a probe is foreign whoever sends it.
+    let strange: Vec<Dgram> = [short, magic, version, kind, bad_end]
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| Dgram {
+            who: if i < 2 { Who::Sender } else { Who::Stranger },
+            bytes,
+        })
+        .collect();
+    // The session, with foreign datagrams mixed in at seeded places: X's data of another
+    // session (the same sequence numbers: counted, they would look like duplicates),
+    // the malformed ones, a straggler of S's previous run, then X's end marker of the
+    // other session before S's own.
+    let mut session: Vec<Dgram> = (0..n).map(|s| data(sess, s)).collect();
+    let mut extra: Vec<Dgram> = (0..10).map(|i| from_stranger(data(other, i * 7))).collect();
+    extra.extend(strange);
+    extra.push(data(previous, 57));
+    extra.push(data(previous, 58));
+    for d in extra {
+        // After S's first datagram, which starts the session.
+        let at = ctx.rng.range(1, session.len());
+        session.insert(at, d);
+    }
+    let at = ctx.rng.range(session.len() / 2, session.len());
+    session.insert(at, from_stranger(end(other, 1000)));
+    plan.extend(session);
+    ctx.step(format!(
+        "S sends data datagrams 0 to {} of session {sess:#018x}, none lost; mixed in (seeded places): X's data 0, 7, ..., 63 of session {other:#018x}, copies of datagrams 3-6 spoiled (from S: cut to 31 bytes, magic LAB4; from X: version 2, kind 7), X's end marker with magic BAL3, S's stragglers 57 and 58 of a previous session {previous:#018x}, and X's end marker of session {other:#018x} (count 1000)",
+        n - 1
+    ));
+    ctx.step(format!("S sends the end marker: count {n}"));
+    plan.push(end(sess, n));
+    run(ctx, &mut net, &plan)
+}
+
+fn near_u64_max(ctx: &mut Ctx) -> Outcome {
+    let mut net = setup(ctx)?;
+    let sess = session(ctx);
+    let n = 64u64;
+    // The last n sequence numbers a sender can use: u64::MAX - n to u64::MAX - 1, with
+    // the count u64::MAX (as if it had sent 0 to u64::MAX - 1 and only these arrived).
+    let first = u64::MAX - n;
+    let mut order: Vec<u64> = (first..u64::MAX).collect();
+    let lost = pick(&mut ctx.rng, 3, 1, n as usize - 1);
+    let lost: Vec<u64> = lost.into_iter().map(|i| first + i as u64).collect();
+    order.retain(|s| !lost.contains(s));
+    // One datagram overtaken by the next, and one sent twice.
+    let i = ctx.rng.range(5, order.len() - 5);
+    order.swap(i, i + 1);
+    let dup = order[ctx.rng.range(5, order.len() - 5)];
+    let at = order.iter().position(|&s| s == dup).unwrap_or(0);
+    order.insert(at + 1, dup);
+    ctx.step(format!(
+        "S sends data datagrams u64::MAX - {n} to u64::MAX - 1 ({first} to {}) of session {sess:#018x}; lost: {}; {} overtaken by {}; {dup} sent twice",
+        u64::MAX - 1,
+        lost.iter()
+            .map(|s| format!("u64::MAX - {}", u64::MAX - s))
+            .collect::<Vec<_>>()
+            .join(", "),
+        order[i + 1],
+        order[i],
+    ));
+    let mut plan: Vec<Dgram> = order.iter().map(|&s| data(sess, s)).collect();
+    ctx.step(format!(
+        "S sends the end marker: count u64::MAX ({})",
+        u64::MAX
+    ));
+    plan.push(end(sess, u64::MAX));
+    run(ctx, &mut net, &plan)
+}
+
+fn end_marker_repeated(ctx: &mut Ctx) -> Outcome {
+    let mut net = setup(ctx)?;
+    let sess = session(ctx);
+    let n = 100u64;
+    let k = ctx.rng.range(2, 6);
+    let lost: Vec<u64> = pick(&mut ctx.rng, k, 1, n as usize - 1)
+        .into_iter()
+        .map(|i| i as u64)
+        .collect();
+    ctx.step(format!(
+        "S sends data datagrams 0 to {} of session {sess:#018x}; lost (seeded): {}",
+        n - 1,
+        list(&lost)
+    ));
+    let mut plan: Vec<Dgram> = (0..n)
+        .filter(|s| !lost.contains(s))
+        .map(|s| data(sess, s))
+        .collect();
+    ctx.step(format!("S sends the end marker: count {n}"));
+    plan.push(end(sess, n));
+    let (want, _) = expected(&plan)
+        .ok_or_else(|| Unmet::error("the check's plan has no end marker (a bug in lab)"))?;
+    play(ctx, &mut net, &plan)?;
+    expect_report(ctx, &net, want)?;
+    ctx.step(format!(
+        "S sends the end marker {} more times, {} ms apart, as the lab's sender does",
+        END_MARKERS - 1,
+        END_GAP.as_millis()
+    ));
+    for _ in 1..END_MARKERS {
+        std::thread::sleep(END_GAP);
+        // The receiver may be gone already: nothing listens, and that is fine.
+        let _ = net.s.send_to(&end(sess, n).bytes, ctx.addr());
+    }
+    ctx.step(format!(
+        "the grader expects the program to exit with status 0 within {} s of the first end marker",
+        REPLY_TIMEOUT.as_secs()
+    ));
+    let Some(p) = ctx.program() else {
+        return Err(Unmet::error("no program is running"));
+    };
+    let ended = p.wait_for(REPLY_TIMEOUT);
+    if ended.is_some() {
+        // Everything it wrote before exiting, drained from the pipe.
+        p.settle_readers();
+    }
+    let out = p.stdout_kept();
+    let lines = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+    match ended {
+        None => Err(Unmet::fail(format!(
+            "the program printed its report but was still running {} s after the first end marker{}: it must exit (status 0) after the first one",
+            REPLY_TIMEOUT.as_secs(),
+            if lines > 1 {
+                format!(", having printed {lines} lines")
+            } else {
+                String::new()
+            }
+        ))),
+        Some(e) if !e.status.success() => Err(Unmet::fail(format!(
+            "the program {} after its report: expected exit status 0",
+            describe_status(e.status)
+        ))),
+        Some(_) if lines != 1 => Err(Unmet::fail(format!(
+            "the program printed {lines} lines on stdout, expected exactly one (the report): \"{}\"",
+            escape_bytes(&out, 2 * SHOW_BYTES)
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+fn tail_loss(ctx: &mut Ctx) -> Outcome {
+    let mut net = setup(ctx)?;
+    let sess = session(ctx);
+    let n = 150u64;
+    let tail = ctx.rng.range(3, 12) as u64;
+    let k = ctx.rng.range(1, 4);
+    let mut lost: Vec<u64> = pick(&mut ctx.rng, k, 1, (n - tail) as usize - 1)
+        .into_iter()
+        .map(|i| i as u64)
+        .collect();
+    lost.extend(n - tail..n);
+    ctx.step(format!(
+        "S sends data datagrams 0 to {} of session {sess:#018x}; lost (seeded): {}, including the last {tail}",
+        n - 1,
+        list(&lost)
+    ));
+    let mut plan: Vec<Dgram> = (0..n)
+        .filter(|s| !lost.contains(s))
+        .map(|s| data(sess, s))
+        .collect();
+    ctx.step(format!(
+        "S sends the end marker: count {n} (the highest sequence that arrived is {})",
+        n - tail - 1
+    ));
+    plan.push(end(sess, n));
+    run(ctx, &mut net, &plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(v: &[u64]) -> Vec<Dgram> {
+        v.iter().map(|&s| data(9, s)).collect()
+    }
+
+    #[test]
+    fn expected_follows_the_contract() {
+        // 0 1 3 2 2 5 1 4, count 8: 6 received, 2 lost (6 and 7), 2 duplicates, 2 out
+        // of order (2 after 3, 4 after 5).
+        let mut plan = seqs(&[0, 1, 3, 2, 2, 5, 1, 4]);
+        plan.push(end(9, 8));
+        let (c, i) = expected(&plan).unwrap();
+        assert_eq!(
+            c,
+            Counts {
+                received: 6,
+                lost: 2,
+                duplicates: 2,
+                out_of_order: 2
+            }
+        );
+        assert_eq!(i, 8);
+    }
+
+    #[test]
+    fn expected_ignores_foreign_datagrams() {
+        let mut plan = vec![
+            Dgram {
+                who: Who::Stranger,
+                bytes: b"LAB3 garbage".to_vec(),
+            },
+            data(9, 0),
+            from_stranger(data(9, 1)),
+            data(8, 1),
+            from_stranger(end(9, 1)),
+            end(8, 5),
+            data(9, 1),
+        ];
+        plan.push(end(9, 3));
+        plan.push(end(9, 99));
+        let (c, i) = expected(&plan).unwrap();
+        assert_eq!((c.received, c.lost, c.duplicates), (2, 1, 0));
+        assert_eq!(i, 7, "the first end marker of S's session");
+    }
+
+    #[test]
+    fn report_parsing_takes_json_only() {
+        let c = parse_report(r#"{"received": 5, "lost": 18446744073709551615, "duplicates": 0, "out_of_order": 1, "jitter_ms": 0.1}"#).unwrap();
+        assert_eq!(c.values(), [5, u64::MAX, 0, 1]);
+        assert!(
+            parse_report("{'received': 5, 'lost': 0, 'duplicates': 0, 'out_of_order': 0}")
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        assert!(
+            parse_report(r#"{"received": 5, "lost": 0, "duplicates": 0}"#)
+                .unwrap_err()
+                .contains("out_of_order")
+        );
+        assert!(
+            parse_report(r#"{"received": 5, "lost": -1, "duplicates": 0, "out_of_order": 0}"#)
+                .unwrap_err()
+                .contains("\"lost\" is -1")
+        );
+        assert!(parse_report("[1, 2]")
+            .unwrap_err()
+            .contains("not an object"));
+        // The counts printed by Counts::json read back the same.
+        let c = Counts {
+            received: 1,
+            lost: 2,
+            duplicates: 3,
+            out_of_order: 4,
+        };
+        assert_eq!(parse_report(&c.json()).unwrap(), c);
+    }
+}
