@@ -31,7 +31,13 @@ Colours only on a terminal; NO_COLOR=1 turns them off.";
 pub struct Cli {
     /// Folder of lab metadata and lessons that override the built-in ones
     /// (laid out like the repository's `labs/`: `<id>/lab.toml`, `<id>/lesson.md`).
-    #[arg(long, global = true, env = "LAB_LABS", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "LAB_LABS",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub labs: Option<PathBuf>,
 
     #[command(subcommand)]
