@@ -385,6 +385,14 @@ fn run(ctx: &mut Ctx, net: &mut Net, plan: &[Dgram]) -> Outcome {
     expect_report(ctx, net, want)
 }
 
+/// The usual ending: S announces and sends its end marker (count `n`), then the report
+/// must match.
+fn finish(ctx: &mut Ctx, net: &mut Net, mut plan: Vec<Dgram>, sess: u64, n: u64) -> Outcome {
+    ctx.step(format!("S sends the end marker: count {n}"));
+    plan.push(end(sess, n));
+    run(ctx, net, &plan)
+}
+
 /// Sequence numbers shown in a transcript line: the first 12, then how many more.
 fn list(seqs: &[u64]) -> String {
     let mut s: Vec<String> = seqs.iter().take(12).map(|n| n.to_string()).collect();
@@ -420,10 +428,8 @@ fn clean_run(ctx: &mut Ctx) -> Outcome {
         "S sends data datagrams 0 to {} of session {sess:#018x} ({SIZE} bytes each), in order, none lost",
         n - 1
     ));
-    let mut plan: Vec<Dgram> = (0..n).map(|s| data(sess, s)).collect();
-    ctx.step(format!("S sends the end marker: count {n}"));
-    plan.push(end(sess, n));
-    run(ctx, &mut net, &plan)
+    let plan: Vec<Dgram> = (0..n).map(|s| data(sess, s)).collect();
+    finish(ctx, &mut net, plan, sess, n)
 }
 
 fn loss(ctx: &mut Ctx) -> Outcome {
@@ -447,13 +453,11 @@ fn loss(ctx: &mut Ctx) -> Outcome {
         lost.len(),
         list(&lost)
     ));
-    let mut plan: Vec<Dgram> = (0..n)
+    let plan: Vec<Dgram> = (0..n)
         .filter(|s| !lost.contains(s))
         .map(|s| data(sess, s))
         .collect();
-    ctx.step(format!("S sends the end marker: count {n}"));
-    plan.push(end(sess, n));
-    run(ctx, &mut net, &plan)
+    finish(ctx, &mut net, plan, sess, n)
 }
 
 fn duplicates(ctx: &mut Ctx) -> Outcome {
@@ -493,10 +497,8 @@ fn duplicates(ctx: &mut Ctx) -> Outcome {
         list(&dups),
         if late.is_empty() { "none".to_string() } else { list(&late) }
     ));
-    let mut plan: Vec<Dgram> = order.iter().map(|&s| data(sess, s)).collect();
-    ctx.step(format!("S sends the end marker: count {n}"));
-    plan.push(end(sess, n));
-    run(ctx, &mut net, &plan)
+    let plan: Vec<Dgram> = order.iter().map(|&s| data(sess, s)).collect();
+    finish(ctx, &mut net, plan, sess, n)
 }
 
 fn reordering(ctx: &mut Ctx) -> Outcome {
@@ -538,10 +540,8 @@ fn reordering(ctx: &mut Ctx) -> Outcome {
         let v: Vec<String> = shown.iter().map(u64::to_string).collect();
         v.join(" ")
     }));
-    let mut plan: Vec<Dgram> = order.iter().map(|&s| data(sess, s)).collect();
-    ctx.step(format!("S sends the end marker: count {n}"));
-    plan.push(end(sess, n));
-    run(ctx, &mut net, &plan)
+    let plan: Vec<Dgram> = order.iter().map(|&s| data(sess, s)).collect();
+    finish(ctx, &mut net, plan, sess, n)
 }
 
 fn foreign(ctx: &mut Ctx) -> Outcome {
@@ -606,9 +606,7 @@ fn foreign(ctx: &mut Ctx) -> Outcome {
         "S sends data datagrams 0 to {} of session {sess:#018x}, none lost; mixed in (seeded places): X's data 0, 7, ..., 63 of session {other:#018x}, copies of datagrams 3-6 spoiled (from S: cut to 31 bytes, magic LAB4; from X: version 2, kind 7), X's end marker with magic BAL3, S's stragglers 57 and 58 of a previous session {previous:#018x}, and X's end marker of session {other:#018x} (count 1000)",
         n - 1
     ));
-    ctx.step(format!("S sends the end marker: count {n}"));
-    plan.push(end(sess, n));
-    run(ctx, &mut net, &plan)
+    finish(ctx, &mut net, plan, sess, n)
 }
 
 fn near_u64_max(ctx: &mut Ctx) -> Outcome {
