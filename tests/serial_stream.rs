@@ -133,15 +133,7 @@ print(" ".join(str(v) for v in values[:1600]))
         .args(["-c", script, &server.addr.port().to_string()])
         .output()
         .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let values: Vec<u8> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let values = sample_values(&out);
     assert_eq!(values.len(), 1600);
     assert_ramp(&values, "python client");
     server.wait_for("left", SECS(10));
@@ -397,15 +389,7 @@ fn the_client_role_prints_and_dumps_samples() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let values: Vec<u8> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let values = sample_values(&out);
     assert_eq!(values.len(), 64);
     assert_ramp(&values, "--print");
 
@@ -510,4 +494,17 @@ fn bad_flags_and_missing_devices_name_the_fix() {
     assert!(out.status.success());
     assert!(!out.stdout.is_empty());
     assert!(Path::new(env!("CARGO_BIN_EXE_lab")).exists());
+}
+
+/// The samples a successful command printed as decimal numbers separated by spaces.
+fn sample_values(out: &std::process::Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect()
 }
