@@ -130,6 +130,13 @@ impl Proc {
     }
 }
 
+/// Runs a JSON-reporting sender aimed at `to` with `extra` flags, to completion.
+fn sender(to: &str, extra: &[&str], limit: Duration) -> Out {
+    let mut args = vec!["run", "03", "--role", "sender", "--json", "--connect", to];
+    args.extend_from_slice(extra);
+    run(&args, limit)
+}
+
 fn run(args: &[&str], limit: Duration) -> Out {
     spawn(args).finish(limit)
 }
@@ -345,22 +352,9 @@ fn sequence_numbers_near_u64_max() {
         "10s",
     ]);
     let addr = rx.ready("receiving on").to_string();
-    let tx = run(
-        &[
-            "run",
-            "03",
-            "--role",
-            "sender",
-            "--json",
-            "--connect",
-            &addr,
-            "--count",
-            "10000",
-            "--rate",
-            "50000",
-            "--first-seq",
-            &first,
-        ],
+    let tx = sender(
+        &addr,
+        &["--count", "10000", "--rate", "50000", "--first-seq", &first],
         Duration::from_secs(30),
     );
     assert_eq!(tx.code, 0, "{}", tx.stderr);
@@ -807,20 +801,9 @@ fn a_receiver_written_from_the_lesson_counts_what_the_relay_did() {
         "--json",
     ]);
     let to = relay.ready("relaying").to_string();
-    let tx = run(
-        &[
-            "run",
-            "03",
-            "--role",
-            "sender",
-            "--json",
-            "--connect",
-            &to,
-            "--count",
-            "5000",
-            "--rate",
-            "20000",
-        ],
+    let tx = sender(
+        &to,
+        &["--count", "5000", "--rate", "20000"],
         Duration::from_secs(20),
     );
     assert_eq!(tx.code, 0, "{}", tx.stderr);
