@@ -144,48 +144,45 @@ impl EchoServer {
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
+}
 
-    /// Answers one complete line (or reports it too long).
-    fn answer(&mut self, ctx: &mut Ctx, conn: Token, line: Line<'_>) {
-        let reply = match line {
-            Line::Complete(l) => {
-                let mut r = Vec::with_capacity(l.len() + 11);
-                r.extend_from_slice(b"Received: ");
-                r.extend_from_slice(l);
-                r.push(b'\n');
-                r
-            }
-            Line::TooLong => {
-                format!("Error: line longer than {MAX_LINE} bytes, skipped\n").into_bytes()
-            }
-        };
-        if self.verbosity >= Verbosity::Calls {
-            narrate(
-                "server",
-                &format!("send(\"{}\")", escape_bytes(&reply, 40)),
-                &format!("-> {} bytes", reply.len()),
-            );
+/// Answers one complete line (or reports it too long) to `peer`. Returns false when the
+/// client had to be dropped, so the rest of its lines are not answered.
+fn answer(
+    ctx: &mut Ctx,
+    conn: Token,
+    line: Line<'_>,
+    verbosity: Verbosity,
+    peer: SocketAddr,
+) -> bool {
+    let reply = match line {
+        Line::Complete(l) => [b"Received: ", l, b"\n"].concat(),
+        Line::TooLong => {
+            format!("Error: line longer than {MAX_LINE} bytes, skipped\n").into_bytes()
         }
-        match ctx.send(conn, &reply) {
-            Ok(()) => {}
-            // The client sends lines but does not read the replies, and 4 MiB of them are
-            // queued: it is broken or hostile. Drop it so it cannot hold our memory.
-            Err(SendError::Full(_)) => {
-                if self.verbosity >= Verbosity::Connections {
-                    let peer = self
-                        .clients
-                        .get(&conn)
-                        .map(|c| c.peer.to_string())
-                        .unwrap_or_default();
-                    say!(
-                        "  {} {peer} does not read its replies: disconnected",
-                        warn("drop")
-                    );
-                }
-                ctx.abort(conn);
+    };
+    if verbosity >= Verbosity::Calls {
+        narrate(
+            "server",
+            &format!("send(\"{}\")", escape_bytes(&reply, 40)),
+            &format!("-> {} bytes", reply.len()),
+        );
+    }
+    match ctx.send(conn, &reply) {
+        Ok(()) => true,
+        // The client sends lines but does not read the replies, and 4 MiB of them are
+        // queued: it is broken or hostile. Drop it so it cannot hold our memory.
+        Err(SendError::Full(_)) => {
+            if verbosity >= Verbosity::Connections {
+                say!(
+                    "  {} {peer} does not read its replies: disconnected",
+                    warn("drop")
+                );
             }
-            Err(SendError::Gone) => {}
+            ctx.abort(conn);
+            false
         }
+        Err(SendError::Gone) => false,
     }
 }
 
@@ -224,23 +221,19 @@ impl Handler for EchoServer {
                 &format!("-> {} \"{}\"", bytes(data.len()), escape_bytes(data, 40)),
             );
         }
-        let Some(mut client) = self.clients.remove(&conn) else {
+        let verbosity = self.verbosity;
+        let Some(client) = self.clients.get_mut(&conn) else {
             return;
         };
-        let mut lines = Vec::new();
-        client.lines.push(data, |l| {
-            lines.push(match l {
-                Line::Complete(b) => Ok(b.to_vec()),
-                Line::TooLong => Err(()),
-            })
-        });
-        self.clients.insert(conn, client);
-        for l in lines {
-            match l {
-                Ok(b) => self.answer(ctx, conn, Line::Complete(&b)),
-                Err(()) => self.answer(ctx, conn, Line::TooLong),
+        let peer = client.peer;
+        // Each line is answered as the decoder finds it, straight from the received
+        // bytes; after a drop the remaining lines are skipped.
+        let mut open = true;
+        client.lines.push(data, |line| {
+            if open {
+                open = answer(ctx, conn, line, verbosity, peer);
             }
-        }
+        });
     }
 
     // recv() returned 0: the client will send nothing more. A last line without a
@@ -253,12 +246,11 @@ impl Handler for EchoServer {
                 "-> 0 bytes: EOF, the client closed its side",
             );
         }
-        let partial = self
-            .clients
-            .get_mut(&conn)
-            .and_then(|c| c.lines.take_partial());
-        if let Some(last) = partial {
-            self.answer(ctx, conn, Line::Complete(&last));
+        let verbosity = self.verbosity;
+        if let Some(c) = self.clients.get_mut(&conn) {
+            if let Some(last) = c.lines.take_partial() {
+                answer(ctx, conn, Line::Complete(&last), verbosity, c.peer);
+            }
         }
         if self.verbosity >= Verbosity::Calls {
             narrate("server", "close()", "-> after the last reply is sent");
