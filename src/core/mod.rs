@@ -248,6 +248,8 @@ pub struct EventLoop {
     ctx: Ctx,
     signals: Option<signal_hook_mio::v1_0::Signals>,
     scratch: Vec<u8>,
+    /// This turn's events as (token, readable, writable, peer closed); reused.
+    ready: Vec<(Token, bool, bool, bool)>,
 }
 
 impl EventLoop {
@@ -281,6 +283,7 @@ impl EventLoop {
             },
             signals: None,
             scratch: vec![0; limits.read_chunk.max(MAX_DATAGRAM + 1)],
+            ready: Vec::new(),
         })
     }
 
@@ -343,20 +346,20 @@ impl EventLoop {
             Err(e) => return Err(e),
         }
 
-        let ready: Vec<(Token, bool, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    e.token(),
-                    e.is_readable() || e.is_read_closed() || e.is_error(),
-                    e.is_writable() || e.is_write_closed() || e.is_error(),
-                    e.is_read_closed() || e.is_error(),
-                )
-            })
-            .collect();
+        // Copied out of `events` (handlers need `&mut self`), into a vector kept across
+        // turns so the hot path allocates nothing.
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().map(|e| {
+            (
+                e.token(),
+                e.is_readable() || e.is_read_closed() || e.is_error(),
+                e.is_writable() || e.is_write_closed() || e.is_error(),
+                e.is_read_closed() || e.is_error(),
+            )
+        }));
         let rerun = std::mem::take(&mut self.ctx.rerun);
-        for (token, readable, writable, closing) in ready {
+        for &(token, readable, writable, closing) in &ready {
             match token {
                 // Another thread has work for us.
                 WAKER => handler.on_wake(&mut self.ctx),
@@ -388,6 +391,7 @@ impl EventLoop {
             }
             self.ctx.report(handler);
         }
+        self.ready = ready;
         for token in rerun {
             self.on_readable(handler, token);
             self.ctx.report(handler);
