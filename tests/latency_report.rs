@@ -75,6 +75,7 @@ fn scripted_run() -> (Run, Vec<Measured>) {
             busy_poll: false,
             split_writes: false,
             target: "127.0.0.1:7008".into(),
+            peer: "lab".into(),
             seed: SEED,
         },
         env: Environment {

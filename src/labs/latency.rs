@@ -154,6 +154,7 @@ fn opts(args: &Args, dir: &str) -> Opts {
             .parse()
             .expect("valid default address"),
         connect: None,
+        peer: latency::Peer::Lab,
         out: args.out.as_ref().map(|o| o.join(dir)),
         seed: None,
         serve_for: None,

@@ -84,6 +84,25 @@ pub enum Role {
     Server,
 }
 
+/// What the server at `--connect` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Peer {
+    /// A `lab latency --role server` (or, for UDP, any echo server).
+    Lab,
+    /// A `sockperf server` (Debian package sockperf): sockperf's 14-byte header, sizes
+    /// from 14 bytes, one protocol per server (`--tcp` for TCP).
+    Sockperf,
+}
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Lab => "lab",
+            Peer::Sockperf => "sockperf",
+        }
+    }
+}
+
 /// `lab latency`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -154,6 +173,10 @@ pub struct Opts {
     /// Measure against a server at HOST:PORT instead of starting one on loopback.
     #[arg(long, value_name = "HOST:PORT")]
     pub connect: Option<String>,
+    /// What the --connect server speaks: `sockperf` measures a running `sockperf
+    /// server` with sockperf's own messages, to compare the two clients on one server.
+    #[arg(long, value_enum, default_value_t = Peer::Lab)]
+    pub peer: Peer,
     /// Write the report here: .hgrm, interval log, CSV, JSON, SVG plots, report.md.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -208,6 +231,9 @@ pub fn validate(o: &Opts) -> Result<()> {
             ));
         }
     }
+    if o.peer == Peer::Sockperf {
+        validate_sockperf(o)?;
+    }
     if o.mode.contains(&Mode::Stream) {
         if o.buffer_sizes.is_empty() || o.buffer_sizes.contains(&0) {
             return Err(usage(
@@ -247,6 +273,42 @@ pub fn validate(o: &Opts) -> Result<()> {
                 "use --duration between 0 and 86400 seconds",
             ));
         }
+    }
+    Ok(())
+}
+
+/// `--peer sockperf`: a client of someone else's server, with sockperf's message sizes.
+fn validate_sockperf(o: &Opts) -> Result<()> {
+    use crate::wire::sockperf::{HEADER_LEN, MAX_LEN};
+    if o.role == Role::Server {
+        return Err(usage(
+            "--peer sockperf is for the client: lab's server speaks lab's protocol".into(),
+            "run `sockperf server -i IP -p PORT` as the server, or drop --peer sockperf",
+        ));
+    }
+    if o.connect.is_none() {
+        return Err(usage(
+            "--peer sockperf needs the address of a running `sockperf server`".into(),
+            "start `sockperf server -i 127.0.0.1 -p 11111` (add --tcp for TCP) and pass --connect 127.0.0.1:11111",
+        ));
+    }
+    if o.mode.contains(&Mode::Stream) {
+        return Err(usage(
+            "sockperf has no stream mode: it measures round trips".into(),
+            "use --mode tcp, tcp-nagle or udp with --peer sockperf",
+        ));
+    }
+    if let Some(&small) = o.sizes.iter().find(|&&s| s < HEADER_LEN) {
+        return Err(usage(
+            format!("message size {small} is below 14 bytes, sockperf's header"),
+            "use --sizes 14 or more with --peer sockperf (sockperf's -m counts its header; lab's default sizes start at 1), e.g. --sizes 16,1024",
+        ));
+    }
+    if let Some(&big) = o.sizes.iter().find(|&&s| s > MAX_LEN) {
+        return Err(usage(
+            format!("message size {big} is over 65507, the largest sockperf handles"),
+            "use sizes up to 65507 with --peer sockperf",
+        ));
     }
     Ok(())
 }
@@ -298,23 +360,24 @@ type Opened = (
 /// Opens the probe for one job.
 fn open_probe(job: Job, addr: SocketAddr, o: &Opts, seed: u64) -> Result<Opened> {
     Ok(match job.mode {
-        Mode::Tcp | Mode::TcpNagle => {
-            let p = pingpong::TcpProbe::connect(
-                addr,
-                job.size,
-                job.mode == Mode::Tcp,
-                o.split_writes,
-                o.busy_poll,
-                o.rate,
+        Mode::Tcp | Mode::TcpNagle | Mode::Udp => {
+            let setup = pingpong::Setup {
+                size: job.size,
+                busy: o.busy_poll,
+                rate: o.rate,
                 seed,
-            )?;
-            let b = p.buffers();
-            (Box::new(p), b, None)
-        }
-        Mode::Udp => {
-            let p = pingpong::UdpProbe::connect(addr, job.size, o.busy_poll, o.rate, seed)?;
-            let b = p.buffers();
-            (Box::new(p), b, None)
+                peer: o.peer,
+            };
+            if job.mode == Mode::Udp {
+                let p = pingpong::UdpProbe::connect(addr, setup)?;
+                let b = p.buffers();
+                (Box::new(p), b, None)
+            } else {
+                let nodelay = job.mode == Mode::Tcp;
+                let p = pingpong::TcpProbe::connect(addr, setup, nodelay, o.split_writes)?;
+                let b = p.buffers();
+                (Box::new(p), b, None)
+            }
         }
         Mode::Stream => {
             let rate = o.rate.unwrap_or(ARDUINO_RATE);
@@ -461,6 +524,7 @@ fn empty_run(o: &Opts, addr: SocketAddr, seed: u64) -> Run {
             busy_poll: o.busy_poll,
             split_writes: o.split_writes,
             target: addr.to_string(),
+            peer: o.peer.name().into(),
             seed,
         },
         env: env::detect(

@@ -23,22 +23,29 @@ use socket2::SockRef;
 
 use crate::error::{connect_error, LabError};
 
-/// [`connect_error`] with the fix that fits here: the peer must be a latency server.
-pub fn unreachable(addr: SocketAddr, e: io::Error) -> LabError {
+/// [`connect_error`] with the fix that fits here: the peer must be a latency server
+/// (or, with `--peer sockperf`, a sockperf server).
+pub fn unreachable(addr: SocketAddr, e: io::Error, peer: Peer) -> LabError {
     let refused = e.kind() == io::ErrorKind::ConnectionRefused;
     let err = connect_error(addr, e);
-    if refused {
-        err.fix(format!(
+    match (refused, peer) {
+        (false, _) => err,
+        (true, Peer::Lab) => err.fix(format!(
             "start the server first: `lab latency --role server --bind 0.0.0.0:{}` on that machine, or check the host and port",
             addr.port()
-        ))
-    } else {
-        err
+        )),
+        (true, Peer::Sockperf) => err.fix(format!(
+            "start it first: `sockperf server -i {} -p {}`, with --tcp for TCP modes (one sockperf server speaks one protocol)",
+            addr.ip(),
+            addr.port()
+        )),
     }
 }
 
 use super::probe::Probe;
+use super::Peer;
 use crate::rng::Rng;
+use crate::wire::sockperf;
 
 /// First bytes of a ping-pong hello.
 pub const HELLO_MAGIC: [u8; 2] = *b"LP";
@@ -191,6 +198,33 @@ fn lost_server(addr: SocketAddr, e: io::Error) -> anyhow::Error {
     }
 }
 
+/// What every ping-pong probe is told.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    /// Bytes per message, both ways (with `Peer::Sockperf`, sockperf's header included).
+    pub size: usize,
+    /// Spin on a non-blocking socket instead of blocking.
+    pub busy: bool,
+    /// Open loop at this many requests per second; None = closed loop.
+    pub rate: Option<f64>,
+    /// Seed of the payload bytes.
+    pub seed: u64,
+    /// What the server speaks.
+    pub peer: Peer,
+}
+
+impl Setup {
+    /// The first message: seeded random bytes, under sockperf's header for sockperf.
+    fn message(&self) -> Vec<u8> {
+        let mut msg = vec![0u8; self.size];
+        Rng::new(self.seed).fill(&mut msg);
+        if self.peer == Peer::Sockperf {
+            sockperf::emit_ping(&mut msg, 0);
+        }
+        msg
+    }
+}
+
 /// TCP ping-pong.
 pub struct TcpProbe {
     /// The connection.
@@ -201,54 +235,69 @@ pub struct TcpProbe {
     msg: Vec<u8>,
     /// Where the echo lands.
     reply: Vec<u8>,
+    /// Request number (sockperf's header carries it).
+    seq: u64,
     /// Write each message in two halves (a header, then a body) to show Nagle.
     split: bool,
     /// Spin instead of blocking.
     busy: bool,
+    /// What the server speaks.
+    peer: Peer,
     /// Open loop pacing, if any.
     pacer: Option<Pacer>,
 }
 
 impl TcpProbe {
-    /// Connects, says hello, and checks the server echoes it.
-    pub fn connect(
-        addr: SocketAddr,
-        size: usize,
-        nodelay: bool,
-        split: bool,
-        busy: bool,
-        rate: Option<f64>,
-        seed: u64,
-    ) -> Result<TcpProbe> {
-        let mut stream =
-            TcpStream::connect_timeout(&addr, TCP_TIMEOUT).map_err(|e| unreachable(addr, e))?;
+    /// Connects and checks the server answers as `setup.peer` should: a lab server
+    /// echoes our hello, a sockperf server answers one ping with its pong.
+    pub fn connect(addr: SocketAddr, setup: Setup, nodelay: bool, split: bool) -> Result<TcpProbe> {
+        let mut stream = TcpStream::connect_timeout(&addr, TCP_TIMEOUT)
+            .map_err(|e| unreachable(addr, e, setup.peer))?;
         stream.set_nodelay(nodelay)?;
         stream.set_read_timeout(Some(TCP_TIMEOUT))?;
-        let hello = Hello { size, nodelay }.to_bytes();
-        stream.write_all(&hello)?;
-        let mut back = [0u8; HELLO_LEN];
-        let deadline = Instant::now() + TCP_TIMEOUT;
-        if read_full(&mut stream, &mut back, false, deadline).is_err() || back != hello {
-            return Err(LabError::usage(format!(
-                "{addr} is not a lab latency server (it did not answer our hello)"
-            ))
-            .fix("start `lab latency --role server --bind ADDR` there, or check the port")
-            .into());
+        if setup.peer == Peer::Lab {
+            let hello = Hello {
+                size: setup.size,
+                nodelay,
+            }
+            .to_bytes();
+            stream.write_all(&hello)?;
+            let mut back = [0u8; HELLO_LEN];
+            let deadline = Instant::now() + TCP_TIMEOUT;
+            if read_full(&mut stream, &mut back, false, deadline).is_err() || back != hello {
+                return Err(LabError::usage(format!(
+                    "{addr} is not a lab latency server (it did not answer our hello)"
+                ))
+                .fix("start `lab latency --role server --bind ADDR` there, or check the port; for a `sockperf server --tcp`, add --peer sockperf")
+                .into());
+            }
         }
-        if busy {
-            stream.set_nonblocking(true)?;
-        }
-        let mut msg = vec![0u8; size];
-        Rng::new(seed).fill(&mut msg);
-        Ok(TcpProbe {
+        let mut p = TcpProbe {
             stream,
             addr,
-            msg,
-            reply: vec![0u8; size],
+            msg: setup.message(),
+            reply: vec![0u8; setup.size],
+            seq: 0,
             split,
-            busy,
-            pacer: rate.map(Pacer::new),
-        })
+            busy: false,
+            peer: setup.peer,
+            pacer: None,
+        };
+        if setup.peer == Peer::Sockperf && p.sample(&mut Vec::new()).is_err() {
+            return Err(LabError::usage(format!(
+                "{addr} did not answer like a `sockperf server --tcp`"
+            ))
+            .fix(
+                "start `sockperf server --tcp -i IP -p PORT` there; for a lab server, drop --peer sockperf",
+            )
+            .into());
+        }
+        if setup.busy {
+            p.stream.set_nonblocking(true)?;
+        }
+        p.busy = setup.busy;
+        p.pacer = setup.rate.map(Pacer::new);
+        Ok(p)
     }
 
     /// The socket's kernel buffer sizes.
@@ -259,6 +308,10 @@ impl TcpProbe {
 
 impl Probe for TcpProbe {
     fn sample(&mut self, out: &mut Vec<u64>) -> Result<bool> {
+        self.seq += 1;
+        if self.peer == Peer::Sockperf {
+            sockperf::emit_ping(&mut self.msg, self.seq);
+        }
         let t0 = match &mut self.pacer {
             Some(p) => p.wait(self.busy),
             None => Instant::now(),
@@ -281,10 +334,25 @@ impl Probe for TcpProbe {
             .and_then(|_| read_full(&mut self.stream, &mut self.reply, self.busy, deadline));
         let t1 = Instant::now();
         r.map_err(|e| lost_server(self.addr, e))?;
+        // A lab server echoes on a stream that cannot reorder, so the bytes are not
+        // compared; sockperf's header is, as it says which request this answers.
+        if self.peer == Peer::Sockperf && !sockperf::is_pong_to(&self.reply, &self.msg) {
+            return Err(LabError::failed(format!(
+                "{} answered request {} with something other than its pong",
+                self.addr, self.seq
+            ))
+            .fix("is it a `sockperf server --tcp`? For a lab server, drop --peer sockperf")
+            .into());
+        }
         out.push(t1.duration_since(t0).as_nanos() as u64);
         Ok(true)
     }
 }
+
+/// UDP requests lost in a row after which the server is declared gone: as long as a TCP
+/// reply may take ([`TCP_TIMEOUT`]), so a stopped server ends the run instead of
+/// counting losses forever.
+const MAX_LOST_IN_A_ROW: u32 = (TCP_TIMEOUT.as_millis() / UDP_TIMEOUT.as_millis()) as u32;
 
 /// UDP ping-pong.
 pub struct UdpProbe {
@@ -293,29 +361,30 @@ pub struct UdpProbe {
     sock: UdpSocket,
     /// The server.
     addr: SocketAddr,
-    /// The message; its first 8 bytes (or fewer) carry the request number, so a late
-    /// echo of an earlier request is not taken for this one.
+    /// The message. A lab server gets the request number in its first 8 bytes (or
+    /// fewer); sockperf's header has a field for it. Either way a late echo of an
+    /// earlier request is not taken for this one.
     msg: Vec<u8>,
     /// Where the echo lands (one byte larger, to notice a longer datagram).
     reply: Vec<u8>,
     /// Request number.
     seq: u64,
+    /// Requests lost since the last answer.
+    lost_in_a_row: u32,
+    /// A reply was `msg` unchanged (an echo server) while sockperf's pong was expected.
+    plain_echo: bool,
     /// Spin instead of blocking.
     busy: bool,
+    /// What the server speaks.
+    peer: Peer,
     /// Open loop pacing, if any.
     pacer: Option<Pacer>,
 }
 
 impl UdpProbe {
-    /// Opens the socket and checks the server echoes (three tries, as a datagram may be
+    /// Opens the socket and checks the server answers (three tries, as a datagram may be
     /// lost; a refusal means nothing listens there).
-    pub fn connect(
-        addr: SocketAddr,
-        size: usize,
-        busy: bool,
-        rate: Option<f64>,
-        seed: u64,
-    ) -> Result<UdpProbe> {
+    pub fn connect(addr: SocketAddr, setup: Setup) -> Result<UdpProbe> {
         let local: SocketAddr = if addr.is_ipv4() {
             "0.0.0.0:0"
         } else {
@@ -323,36 +392,48 @@ impl UdpProbe {
         }
         .parse()?;
         let sock = UdpSocket::bind(local)?;
-        sock.connect(addr).map_err(|e| unreachable(addr, e))?;
-        let mut msg = vec![0u8; size];
-        Rng::new(seed).fill(&mut msg);
+        sock.connect(addr)
+            .map_err(|e| unreachable(addr, e, setup.peer))?;
+        // Set once: a blocking recv wakes up after this long and the request counts as
+        // lost (a timeout costs nothing per message: measured against none, same run).
+        sock.set_read_timeout(Some(UDP_TIMEOUT))?;
         let mut p = UdpProbe {
             sock,
             addr,
-            msg,
-            reply: vec![0u8; size + 1],
+            msg: setup.message(),
+            reply: vec![0u8; setup.size + 1],
             seq: 0,
+            lost_in_a_row: 0,
+            plain_echo: false,
             busy: false,
+            peer: setup.peer,
             pacer: None,
         };
         let mut ok = false;
         for _ in 0..3 {
-            let mut v = Vec::new();
-            if p.sample(&mut v)? {
+            if p.sample(&mut Vec::new())? {
                 ok = true;
                 break;
             }
         }
         if !ok {
-            return Err(LabError::usage(format!("no UDP echo from {addr} in 3 tries"))
-                .fix("start `lab latency --role server --bind ADDR` there (it serves UDP on the same port), and check no firewall drops UDP")
-                .into());
+            let err = match setup.peer {
+                Peer::Lab => LabError::usage(format!("no UDP echo from {addr} in 3 tries"))
+                    .fix("start `lab latency --role server --bind ADDR` there (it serves UDP on the same port), and check no firewall drops UDP; a `sockperf server` answers only with --peer sockperf"),
+                Peer::Sockperf if p.plain_echo => LabError::usage(format!(
+                    "{addr} echoes datagrams unchanged: it is an echo server, not a `sockperf server`"
+                ))
+                .fix("drop --peer sockperf to measure an echo server (a lab server is one)"),
+                Peer::Sockperf => LabError::usage(format!("no sockperf pong from {addr} in 3 tries"))
+                    .fix(format!("start `sockperf server -i {} -p {}` there (UDP: without --tcp), and check no firewall drops UDP", addr.ip(), addr.port())),
+            };
+            return Err(err.into());
         }
-        if busy {
+        if setup.busy {
             p.sock.set_nonblocking(true)?;
         }
-        p.busy = busy;
-        p.pacer = rate.map(Pacer::new);
+        p.busy = setup.busy;
+        p.pacer = setup.rate.map(Pacer::new);
         Ok(p)
     }
 
@@ -360,14 +441,47 @@ impl UdpProbe {
     pub fn buffers(&self) -> (Option<usize>, Option<usize>) {
         buffer_sizes(SockRef::from(&self.sock))
     }
+
+    /// Whether the first `n` bytes of `reply` answer the current request.
+    fn answers(&mut self, n: usize) -> bool {
+        let reply = &self.reply[..n];
+        match self.peer {
+            Peer::Lab => reply == &self.msg[..],
+            Peer::Sockperf => {
+                self.plain_echo |= reply == &self.msg[..];
+                sockperf::is_pong_to(reply, &self.msg)
+            }
+        }
+    }
+
+    /// A request got no answer in time: lost, or the end of the run when too many were.
+    fn lost(&mut self) -> Result<bool> {
+        self.lost_in_a_row += 1;
+        if self.lost_in_a_row >= MAX_LOST_IN_A_ROW {
+            return Err(LabError::failed(format!(
+                "no UDP answer from {} for {} s ({} requests in a row)",
+                self.addr,
+                TCP_TIMEOUT.as_secs(),
+                self.lost_in_a_row
+            ))
+            .fix("is the server still running? The report keeps the sizes measured so far")
+            .into());
+        }
+        Ok(false)
+    }
 }
 
 impl Probe for UdpProbe {
     fn sample(&mut self, out: &mut Vec<u64>) -> Result<bool> {
         self.seq += 1;
-        let tag = self.seq.to_be_bytes();
-        let n = self.msg.len().min(8);
-        self.msg[..n].copy_from_slice(&tag[8 - n..]);
+        match self.peer {
+            Peer::Lab => {
+                let tag = self.seq.to_be_bytes();
+                let n = self.msg.len().min(8);
+                self.msg[..n].copy_from_slice(&tag[8 - n..]);
+            }
+            Peer::Sockperf => sockperf::emit_ping(&mut self.msg, self.seq),
+        }
         let t0 = match &mut self.pacer {
             Some(p) => p.wait(self.busy),
             None => Instant::now(),
@@ -379,18 +493,22 @@ impl Probe for UdpProbe {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // The kernel's send buffer is full (busy mode): try again.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {}
-                Err(e) => return Err(unreachable(self.addr, e).into()),
+                Err(e) => return Err(unreachable(self.addr, e, self.peer).into()),
             }
         }
         loop {
             match self.sock.recv(&mut self.reply) {
                 Ok(n) => {
                     let t1 = Instant::now();
-                    if n == self.msg.len() && self.reply[..n] == self.msg[..] {
+                    if self.answers(n) {
+                        self.lost_in_a_row = 0;
                         out.push(t1.duration_since(t0).as_nanos() as u64);
                         return Ok(true);
                     }
                     // An echo of an earlier, timed-out request: not ours, keep waiting.
+                    if Instant::now() >= deadline {
+                        return self.lost();
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -400,13 +518,16 @@ impl Probe for UdpProbe {
                     ) =>
                 {
                     if Instant::now() >= deadline {
-                        return Ok(false);
+                        return self.lost();
                     }
                     if self.busy {
                         std::hint::spin_loop();
                     }
                 }
-                Err(e) => return Err(unreachable(self.addr, e)).context("waiting for a UDP echo"),
+                Err(e) => {
+                    return Err(unreachable(self.addr, e, self.peer))
+                        .context("waiting for a UDP echo")
+                }
             }
         }
     }

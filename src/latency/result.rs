@@ -47,8 +47,16 @@ pub struct Params {
     pub split_writes: bool,
     /// The server measured against (`host:port`).
     pub target: String,
+    /// What it speaks: `lab` (a lab server or an echo server) or `sockperf`.
+    #[serde(default = "lab_peer")]
+    pub peer: String,
     /// Seed of the payload bytes.
     pub seed: u64,
+}
+
+/// Reports written before `peer` existed measured lab servers.
+fn lab_peer() -> String {
+    "lab".into()
 }
 
 /// The machine and sockets, as far as we can read them.

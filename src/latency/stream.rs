@@ -64,7 +64,7 @@ impl StreamProbe {
         busy: bool,
     ) -> Result<(StreamProbe, Option<ClockNote>)> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| super::pingpong::unreachable(addr, e))?;
+            .map_err(|e| super::pingpong::unreachable(addr, e, super::Peer::Lab))?;
         stream.set_nodelay(true)?;
         // A buffer takes (N-1)/rate to fill; allow that plus two seconds of slack.
         let timeout = Duration::from_secs_f64(n as f64 / rate + 2.0);

@@ -5,4 +5,5 @@
 
 pub mod lines;
 pub mod probe;
+pub mod sockperf;
 pub mod stamped;
