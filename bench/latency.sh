@@ -3,6 +3,13 @@
 # 16 B and 1024 B, in the same run on the same machine, both tools' ends pinned the same
 # way (placement moves the figure more than any tool: see notes/peers.md).
 #
+# Two comparisons per case:
+#   harness: lab's client and sockperf's client against the same `sockperf server`
+#            (lab with --peer sockperf sends sockperf's own messages): what each client
+#            adds to the measurement, the server held fixed;
+#   tools:   each tool against its own server (lab's is the event-loop server of
+#            `lab latency --role server`; sockperf's blocks in recvfrom on its one socket).
+#
 #   bench/latency.sh            # 3 rounds of 3 s per case, medians printed as Markdown
 #   DUR=5 ROUNDS=5 bench/latency.sh
 #
@@ -60,13 +67,22 @@ print(pct("50.000"), pct("99.000"))
 PY
 }
 
-# ours PROTO SIZE CLIENT_CPU SERVER_CPU [--busy-poll] -> "p50 p99"
+# ours PROTO SIZE CLIENT_CPU SERVER_CPU lab|sockperf [--busy-poll] -> "p50 p99"
+# (the fifth argument is the server: lab's own, or a sockperf server spoken to with
+# --peer sockperf)
 run_lab() {
-  local proto=$1 size=$2 c=$3 s=$4 extra=${5:-} p
+  local proto=$1 size=$2 c=$3 s=$4 server=$5 extra=${6:-} p
   p=$(port)
-  taskset -c "$s" "$LAB" latency --role server --bind "127.0.0.1:$p" --serve-for $((DUR + 30)) >/dev/null 2>&1 & PIDS+=($!)
+  if [ "$server" = sockperf ]; then
+    local flag=""; [ "$proto" = tcp ] && flag=--tcp
+    taskset -c "$s" sockperf server $flag -i 127.0.0.1 -p "$p" >/dev/null 2>&1 & PIDS+=($!)
+    extra="$extra --peer sockperf"
+    if [ "$proto" = tcp ]; then wait_tcp "$p"; else sleep 0.5; fi
+  else
+    taskset -c "$s" "$LAB" latency --role server --bind "127.0.0.1:$p" --serve-for $((DUR + 30)) >/dev/null 2>&1 & PIDS+=($!)
+    wait_tcp "$p"
+  fi
   local spid=$!
-  wait_tcp "$p"
   # shellcheck disable=SC2086
   taskset -c "$c" timeout $((DUR + 30)) "$LAB" latency --connect "127.0.0.1:$p" --mode "$proto" --sizes "$size" \
     --duration "$DUR" --warmup 1000 --seed 8 $extra --out "$TMP/lab" >/dev/null
@@ -82,12 +98,14 @@ for round in $(seq "$ROUNDS"); do
     for size in ${SIZES:-16 1024}; do
       if [[ " $PLACEMENTS " == *" same "* ]]; then
         echo "same sockperf $proto $size $(run_sockperf $proto $size "$SAME" "$SAME")" >>"$RESULTS"
-        echo "same lab $proto $size $(run_lab $proto $size "$SAME" "$SAME")" >>"$RESULTS"
+        echo "same lab $proto $size $(run_lab $proto $size "$SAME" "$SAME" lab)" >>"$RESULTS"
+        echo "same lab-sp $proto $size $(run_lab $proto $size "$SAME" "$SAME" sockperf)" >>"$RESULTS"
       fi
       if [[ " $PLACEMENTS " == *" split "* ]]; then
         echo "split sockperf $proto $size $(run_sockperf $proto $size "$CLIENT" "$SERVER")" >>"$RESULTS"
-        echo "split lab $proto $size $(run_lab $proto $size "$CLIENT" "$SERVER")" >>"$RESULTS"
-        echo "split lab-busy $proto $size $(run_lab $proto $size "$CLIENT" "$SERVER" --busy-poll)" >>"$RESULTS"
+        echo "split lab $proto $size $(run_lab $proto $size "$CLIENT" "$SERVER" lab)" >>"$RESULTS"
+        echo "split lab-sp $proto $size $(run_lab $proto $size "$CLIENT" "$SERVER" sockperf)" >>"$RESULTS"
+        echo "split lab-busy $proto $size $(run_lab $proto $size "$CLIENT" "$SERVER" lab --busy-poll)" >>"$RESULTS"
       fi
     done
   done
@@ -103,14 +121,22 @@ def med(key, i):
     v = rows.get(key)
     return statistics.median(x[i] for x in v) if v else float("nan")
 print(f"Round-trip times in us, medians of {sys.argv[2]} runs of {sys.argv[3]} s each.\n")
+print("Harness: both clients against the same `sockperf server`.\n")
+print("| placement | test | sockperf p50 | lab p50 | ratio | sockperf p99 | lab p99 | ratio |")
+print("|---|---|---|---|---|---|---|---|")
+places = sys.argv[4].split()
+cases = [(pl, pr, sz) for pl in places for pr in ("tcp", "udp") for sz in (16, 1024)]
+for place, proto, size in cases:
+    sp50, sp99 = med((place, proto, size, "sockperf"), 0), med((place, proto, size, "sockperf"), 1)
+    h50, h99 = med((place, proto, size, "lab-sp"), 0), med((place, proto, size, "lab-sp"), 1)
+    print(f"| {place} | {proto.upper()} {size} B | {sp50:.1f} | {h50:.1f} | {h50/sp50:.2f} | {sp99:.1f} | {h99:.1f} | {h99/sp99:.2f} |")
+print("\nTools: each client against its own server.\n")
 print("| placement | test | sockperf p50 | lab p50 | ratio | sockperf p99 | lab p99 | ratio | lab --busy-poll p50 | p99 |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-for place in sys.argv[4].split():
-    for proto in ("tcp", "udp"):
-        for size in (16, 1024):
-            sp50, sp99 = med((place, proto, size, "sockperf"), 0), med((place, proto, size, "sockperf"), 1)
-            l50, l99 = med((place, proto, size, "lab"), 0), med((place, proto, size, "lab"), 1)
-            b50, b99 = med((place, proto, size, "lab-busy"), 0), med((place, proto, size, "lab-busy"), 1)
-            busy = f"{b50:.1f} | {b99:.1f}" if b50 == b50 else "- | -"
-            print(f"| {place} | {proto.upper()} {size} B | {sp50:.1f} | {l50:.1f} | {l50/sp50:.2f} | {sp99:.1f} | {l99:.1f} | {l99/sp99:.2f} | {busy} |")
+for place, proto, size in cases:
+    sp50, sp99 = med((place, proto, size, "sockperf"), 0), med((place, proto, size, "sockperf"), 1)
+    l50, l99 = med((place, proto, size, "lab"), 0), med((place, proto, size, "lab"), 1)
+    b50, b99 = med((place, proto, size, "lab-busy"), 0), med((place, proto, size, "lab-busy"), 1)
+    busy = f"{b50:.1f} | {b99:.1f}" if b50 == b50 else "- | -"
+    print(f"| {place} | {proto.upper()} {size} B | {sp50:.1f} | {l50:.1f} | {l50/sp50:.2f} | {sp99:.1f} | {l99:.1f} | {l99/sp99:.2f} | {busy} |")
 PY
