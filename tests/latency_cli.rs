@@ -3,9 +3,12 @@
 //! bounded in time (`--count`/`--duration`, `--serve-for`) and killed if it outlives the
 //! test.
 
+mod common;
+
+use common::Reaper;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 fn lab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lab"))
@@ -262,41 +265,10 @@ fn nagle_and_delayed_ack_show_with_split_writes() {
 }
 
 /// Kills a child that is still running when the test ends.
-struct Reaper(Child);
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn server_role_and_connect_work_across_processes() {
-    let child = Command::new(env!("CARGO_BIN_EXE_lab"))
-        .args([
-            "latency",
-            "--role",
-            "server",
-            "--bind",
-            "127.0.0.1:0",
-            "--serve-for",
-            "30",
-        ])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut server = Reaper(child);
-    let mut first = String::new();
-    // Keep the pipe open for the whole test: a closed stdout would end the server.
-    let mut lines = BufReader::new(server.0.stdout.take().unwrap());
-    lines.read_line(&mut first).unwrap();
-    let addr = first
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .expect(&first)
-        .to_string();
+    let server = common::latency_server(30);
+    let addr = server.addr.to_string();
     let o = lab(&[
         "latency",
         "--connect",

@@ -6,19 +6,10 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{have, run, stderr, stdout};
-
-/// A child killed (and reaped) when the test ends, however it ends.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{have, latency_server, run, stderr, stdout, Reaper};
 
 /// A loopback port free for both TCP and UDP right now.
 fn free_port() -> u16 {
@@ -33,7 +24,7 @@ fn free_port() -> u16 {
 
 /// Starts `sockperf server` (UDP, or TCP with `tcp`) on a free port and waits, at most
 /// 10 s, until it answers: a TCP connect, or a UDP ping answered with sockperf's pong.
-fn sockperf_server(tcp: bool) -> (Guard, SocketAddr) {
+fn sockperf_server(tcp: bool) -> (Reaper, SocketAddr) {
     assert!(
         have("sockperf"),
         "sockperf is required: apt-get install sockperf"
@@ -51,7 +42,7 @@ fn sockperf_server(tcp: bool) -> (Guard, SocketAddr) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start sockperf server");
-    let guard = Guard(child);
+    let guard = Reaper(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -187,23 +178,8 @@ fn the_wrong_peer_is_named() {
     );
     assert!(started.elapsed() < Duration::from_secs(30), "took too long");
 
-    let lab_server = common::lab()
-        .args([
-            "latency",
-            "--role",
-            "server",
-            "--bind",
-            "127.0.0.1:0",
-            "--serve-for",
-            "60",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lab_server = Guard(lab_server);
-    let lab_addr = first_address(&mut lab_server.0);
+    let lab_server = latency_server(60);
+    let lab_addr = lab_server.addr.to_string();
     for (mode, what) in [
         ("udp", "echoes datagrams unchanged"),
         ("tcp", "did not answer like a `sockperf server --tcp`"),
@@ -230,48 +206,13 @@ fn the_wrong_peer_is_named() {
     }
 }
 
-/// The address on a server's first line of output. A thread keeps draining the pipe
-/// to the end, so the server never writes to a closed pipe.
-fn first_address(child: &mut Child) -> String {
-    use std::io::{BufRead, BufReader};
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let first = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    first
-        .split_whitespace()
-        .find(|w| w.parse::<SocketAddr>().is_ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_string()
-}
-
 /// A UDP server that stops answering (SIGSTOP: its socket stays open, so no ICMP
 /// refusal arrives) ends the run with a clear error after 5 s of silence. Before, each
 /// lost request waited forever in recv.
 #[test]
 fn a_udp_server_that_stops_answering_ends_the_run() {
-    let server = common::lab()
-        .args([
-            "latency",
-            "--role",
-            "server",
-            "--bind",
-            "127.0.0.1:0",
-            "--serve-for",
-            "60",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut server = Guard(server);
-    let addr = first_address(&mut server.0);
+    let server = latency_server(60);
+    let addr = server.addr.to_string();
     let client = common::lab()
         .args([
             "latency",
@@ -289,9 +230,9 @@ fn a_udp_server_that_stops_answering_ends_the_run() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut client = Guard(client);
+    let mut client = Reaper(client);
     std::thread::sleep(Duration::from_millis(500));
-    let pid = server.0.id().to_string();
+    let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-STOP", &pid])
         .status()

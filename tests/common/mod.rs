@@ -61,12 +61,19 @@ pub fn server(id: &str, extra: &[&str]) -> Server {
     server_at(id, "127.0.0.1:0", extra)
 }
 
-/// Like [`server`], bound to `bind`. Its output keeps being read (and queued) so the
-/// server never meets a closed pipe.
+/// Like [`server`], bound to `bind`.
 pub fn server_at(id: &str, bind: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["run", id, "--role", "server", "--bind", bind];
+    args.extend_from_slice(extra);
+    spawn_server(&args)
+}
+
+/// Starts `lab ARGS...` (any command that serves and names its address on its first
+/// line, such as `latency --role server`) and waits, at most 20 s, for that line. Its
+/// output keeps being read (and queued) so the server never meets a closed pipe.
+pub fn spawn_server(args: &[&str]) -> Server {
     let mut child = lab()
-        .args(["run", id, "--role", "server", "--bind", bind])
-        .args(extra)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -93,6 +100,32 @@ pub fn server_at(id: &str, bind: &str, extra: &[&str]) -> Server {
         child,
         addr,
         lines: rx,
+    }
+}
+
+/// `lab latency --role server` on an ephemeral loopback port, serving for at most
+/// `seconds`.
+pub fn latency_server(seconds: u32) -> Server {
+    let secs = seconds.to_string();
+    spawn_server(&[
+        "latency",
+        "--role",
+        "server",
+        "--bind",
+        "127.0.0.1:0",
+        "--serve-for",
+        &secs,
+    ])
+}
+
+/// Any child process (a peer tool, a client), killed and reaped when dropped, however
+/// the test ends.
+pub struct Reaper(pub Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
