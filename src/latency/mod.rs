@@ -300,14 +300,14 @@ fn validate_sockperf(o: &Opts) -> Result<()> {
     }
     if let Some(&small) = o.sizes.iter().find(|&&s| s < HEADER_LEN) {
         return Err(usage(
-            format!("message size {small} is below 14 bytes, sockperf's header"),
-            "use --sizes 14 or more with --peer sockperf (sockperf's -m counts its header; lab's default sizes start at 1), e.g. --sizes 16,1024",
+            format!("message size {small} is below {HEADER_LEN} bytes, sockperf's header"),
+            &format!("use --sizes {HEADER_LEN} or more with --peer sockperf (sockperf's -m counts its header; lab's default sizes start at 1), e.g. --sizes 16,1024"),
         ));
     }
     if let Some(&big) = o.sizes.iter().find(|&&s| s > MAX_LEN) {
         return Err(usage(
-            format!("message size {big} is over 65507, the largest sockperf handles"),
-            "use sizes up to 65507 with --peer sockperf",
+            format!("message size {big} is over {MAX_LEN}, the largest sockperf handles"),
+            &format!("use sizes up to {MAX_LEN} with --peer sockperf"),
         ));
     }
     Ok(())

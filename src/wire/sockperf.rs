@@ -39,11 +39,6 @@ pub fn emit_ping(msg: &mut [u8], seq: u64) {
     msg[10..14].copy_from_slice(&len.to_be_bytes());
 }
 
-/// Turns a ping (as [`emit_ping`] wrote it) into the pong a sockperf server answers with.
-pub fn pong_of(ping: &mut [u8]) {
-    ping[8..10].copy_from_slice(&PONG.to_be_bytes());
-}
-
 /// Whether `reply` is the pong to `ping`: same sequence, size and payload, flags 2.
 pub fn is_pong_to(reply: &[u8], ping: &[u8]) -> bool {
     reply.len() == ping.len()
@@ -56,6 +51,11 @@ pub fn is_pong_to(reply: &[u8], ping: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a sockperf server does to a ping before sending it back.
+    fn pong_of(ping: &mut [u8]) {
+        ping[8..10].copy_from_slice(&PONG.to_be_bytes());
+    }
 
     #[test]
     fn ping_matches_sockperfs_bytes() {
