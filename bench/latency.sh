@@ -12,6 +12,9 @@
 #
 #   bench/latency.sh            # 3 rounds of 3 s per case, medians printed as Markdown
 #   DUR=5 ROUNDS=5 bench/latency.sh
+#   PROTOS=udp SIZES=16 PLACEMENTS=same TOOLS="sockperf lab-sp" bench/latency.sh
+#                               # narrow it: here the harness comparison alone
+# TOOLS: sockperf, lab (its own server), lab-sp (sockperf's server), lab-busy (split only).
 #
 # Placements: "same" = client and server both on CPU $SAME (a wake-up hands the CPU
 # over, no idle CPU to wake); "split" = client on CPU $CLIENT, server on CPU $SERVER.
@@ -27,6 +30,7 @@ CLIENT=${CLIENT:-0}
 SERVER=${SERVER:-1}
 LAB=${LAB:-target/release/lab}
 PLACEMENTS=${PLACEMENTS:-"same split"}
+TOOLS=${TOOLS:-"sockperf lab lab-sp lab-busy"}
 cd "$(dirname "$0")/.."
 
 command -v sockperf >/dev/null || { echo "sockperf missing: apt-get install -y sockperf" >&2; exit 2; }
@@ -96,47 +100,59 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   for proto in ${PROTOS:-tcp udp}; do
     for size in ${SIZES:-16 1024}; do
-      if [[ " $PLACEMENTS " == *" same "* ]]; then
-        echo "same sockperf $proto $size $(run_sockperf $proto $size "$SAME" "$SAME")" >>"$RESULTS"
-        echo "same lab $proto $size $(run_lab $proto $size "$SAME" "$SAME" lab)" >>"$RESULTS"
-        echo "same lab-sp $proto $size $(run_lab $proto $size "$SAME" "$SAME" sockperf)" >>"$RESULTS"
-      fi
-      if [[ " $PLACEMENTS " == *" split "* ]]; then
-        echo "split sockperf $proto $size $(run_sockperf $proto $size "$CLIENT" "$SERVER")" >>"$RESULTS"
-        echo "split lab $proto $size $(run_lab $proto $size "$CLIENT" "$SERVER" lab)" >>"$RESULTS"
-        echo "split lab-sp $proto $size $(run_lab $proto $size "$CLIENT" "$SERVER" sockperf)" >>"$RESULTS"
-        echo "split lab-busy $proto $size $(run_lab $proto $size "$CLIENT" "$SERVER" lab --busy-poll)" >>"$RESULTS"
-      fi
+      for place in $PLACEMENTS; do
+        if [ "$place" = same ]; then c=$SAME s=$SAME; else c=$CLIENT s=$SERVER; fi
+        for tool in $TOOLS; do
+          case $tool in
+            sockperf) r=$(run_sockperf "$proto" "$size" "$c" "$s") ;;
+            lab) r=$(run_lab "$proto" "$size" "$c" "$s" lab) ;;
+            lab-sp) r=$(run_lab "$proto" "$size" "$c" "$s" sockperf) ;;
+            # A spinning client on the server's CPU would starve it: split only.
+            lab-busy) [ "$place" = split ] || continue
+                      r=$(run_lab "$proto" "$size" "$c" "$s" lab --busy-poll) ;;
+            *) echo "unknown tool $tool in TOOLS" >&2; exit 2 ;;
+          esac
+          echo "$place $tool $proto $size $r" >>"$RESULTS"
+        done
+      done
     done
   done
 done
 
-python3 - "$RESULTS" "$ROUNDS" "$DUR" "$PLACEMENTS" <<'PY'
+python3 - "$RESULTS" "$ROUNDS" "$DUR" <<'PY'
 import statistics, sys, collections
-rows = collections.defaultdict(list)
+rows = collections.defaultdict(list)  # (place, proto, size, tool) -> [(p50, p99)], round order
 for line in open(sys.argv[1]):
     place, tool, proto, size, p50, p99 = line.split()
     rows[(place, proto, int(size), tool)].append((float(p50), float(p99)))
-def med(key, i):
-    v = rows.get(key)
+cases = sorted({k[:3] for k in rows}, key=lambda c: (c[0] != "same", c[1], c[2]))
+def med(case, tool, i):
+    v = rows.get(case + (tool,))
     return statistics.median(x[i] for x in v) if v else float("nan")
-print(f"Round-trip times in us, medians of {sys.argv[2]} runs of {sys.argv[3]} s each.\n")
-print("Harness: both clients against the same `sockperf server`.\n")
-print("| placement | test | sockperf p50 | lab p50 | ratio | sockperf p99 | lab p99 | ratio |")
-print("|---|---|---|---|---|---|---|---|")
-places = sys.argv[4].split()
-cases = [(pl, pr, sz) for pl in places for pr in ("tcp", "udp") for sz in (16, 1024)]
-for place, proto, size in cases:
-    sp50, sp99 = med((place, proto, size, "sockperf"), 0), med((place, proto, size, "sockperf"), 1)
-    h50, h99 = med((place, proto, size, "lab-sp"), 0), med((place, proto, size, "lab-sp"), 1)
-    print(f"| {place} | {proto.upper()} {size} B | {sp50:.1f} | {h50:.1f} | {h50/sp50:.2f} | {sp99:.1f} | {h99:.1f} | {h99/sp99:.2f} |")
-print("\nTools: each client against its own server.\n")
-print("| placement | test | sockperf p50 | lab p50 | ratio | sockperf p99 | lab p99 | ratio | lab --busy-poll p50 | p99 |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for place, proto, size in cases:
-    sp50, sp99 = med((place, proto, size, "sockperf"), 0), med((place, proto, size, "sockperf"), 1)
-    l50, l99 = med((place, proto, size, "lab"), 0), med((place, proto, size, "lab"), 1)
-    b50, b99 = med((place, proto, size, "lab-busy"), 0), med((place, proto, size, "lab-busy"), 1)
-    busy = f"{b50:.1f} | {b99:.1f}" if b50 == b50 else "- | -"
-    print(f"| {place} | {proto.upper()} {size} B | {sp50:.1f} | {l50:.1f} | {l50/sp50:.2f} | {sp99:.1f} | {l99:.1f} | {l99/sp99:.2f} | {busy} |")
+def spread(case, tool, i):
+    # The ratio in each round (both ran back to back): how far noise moves it.
+    a, b = rows.get(case + ("sockperf",), []), rows.get(case + (tool,), [])
+    r = [y[i] / x[i] for x, y in zip(a, b)]
+    return f"{min(r):.2f}-{max(r):.2f}" if r else "-"
+def measured(tool):
+    return any(k[3] == tool for k in rows)
+print(f"Round-trip times in us, medians of {sys.argv[2]} runs of {sys.argv[3]} s each;")
+print("a ratio is lab / sockperf, its range the lowest and highest ratio of one round.\n")
+if measured("lab-sp"):
+    print("Harness: both clients against the same `sockperf server`.\n")
+    print("| placement | test | sockperf p50 | lab p50 | ratio | range | sockperf p99 | lab p99 | ratio | range |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for c in cases:
+        sp50, sp99, h50, h99 = (med(c, "sockperf", 0), med(c, "sockperf", 1), med(c, "lab-sp", 0), med(c, "lab-sp", 1))
+        print(f"| {c[0]} | {c[1].upper()} {c[2]} B | {sp50:.1f} | {h50:.1f} | {h50/sp50:.2f} | {spread(c, 'lab-sp', 0)} "
+              f"| {sp99:.1f} | {h99:.1f} | {h99/sp99:.2f} | {spread(c, 'lab-sp', 1)} |")
+if measured("lab") or measured("lab-busy"):
+    print("\nTools: each client against its own server.\n")
+    print("| placement | test | sockperf p50 | lab p50 | ratio | sockperf p99 | lab p99 | ratio | lab --busy-poll p50 | p99 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for c in cases:
+        sp50, sp99, l50, l99 = (med(c, "sockperf", 0), med(c, "sockperf", 1), med(c, "lab", 0), med(c, "lab", 1))
+        b50, b99 = med(c, "lab-busy", 0), med(c, "lab-busy", 1)
+        busy = f"{b50:.1f} | {b99:.1f}" if b50 == b50 else "- | -"
+        print(f"| {c[0]} | {c[1].upper()} {c[2]} B | {sp50:.1f} | {l50:.1f} | {l50/sp50:.2f} | {sp99:.1f} | {l99:.1f} | {l99/sp99:.2f} | {busy} |")
 PY
