@@ -1,14 +1,10 @@
 //! The checks, one module per lab. A check is a name, what it does, the classic mistake
 //! its failure usually means, a hint, and a function that drives the program.
 //!
-//! Adding a lab's checks: write `<lab>.rs` with `pub const SUITE: Suite`, and add one
-//! line to [`SUITES`].
+//! A lab's checks live in its folder (`src/labs/<lab>/checks.rs`, `pub const SUITE`);
+//! adding a lab's checks: that file, and one line in [`SUITES`].
 
 use super::harness::{Ctx, Outcome, Transport};
-
-pub mod tcp_echo;
-pub mod udp_echo;
-pub mod udp_loss;
 
 /// One check.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +34,11 @@ pub struct Suite {
 }
 
 /// Every lab with checks.
-pub const SUITES: &[Suite] = &[tcp_echo::SUITE, udp_echo::SUITE, udp_loss::SUITE];
+pub const SUITES: &[Suite] = &[
+    crate::labs::tcp_echo::checks::SUITE,
+    crate::labs::udp_echo::checks::SUITE,
+    crate::labs::udp_loss::checks::SUITE,
+];
 
 /// The checks of a lab, if it has an exercise the grader knows.
 pub fn suite(lab: &str) -> Option<&'static Suite> {

@@ -13,7 +13,7 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{starts, Check, Suite};
+use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{Ctx, Outcome, Rng, Transport, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
 use crate::grade::sandbox::describe_status;
 use crate::out::escape_bytes;

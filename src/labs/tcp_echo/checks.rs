@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::{starts, Check, Suite};
+use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{read_all, Ctx, Outcome, Transport, Unmet, REPLY_TIMEOUT};
 
 /// The checks, in order.

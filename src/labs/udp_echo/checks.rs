@@ -1,7 +1,7 @@
 //! Checks for 02-udp-echo: every datagram (1 to 65507 bytes) goes back, unchanged, to
 //! the address it came from.
 
-use super::{starts, Check, Suite};
+use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{Ctx, Outcome, Transport};
 
 /// The checks, in order.

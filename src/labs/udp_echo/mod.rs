@@ -9,6 +9,7 @@
 //! Run `lab run 02` and read along. `--role server` echoes for any client (e.g.
 //! `nc -u 127.0.0.1 7002`); `--role client` sends lines as datagrams.
 
+pub mod checks;
 use std::io::{self, BufRead};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};

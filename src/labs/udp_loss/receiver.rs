@@ -1,0 +1,417 @@
+//! The receiver: every datagram goes through the tally ([`crate::wire::probe::Tally`]);
+//! the per-interval lines and the final report come from it.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use mio::Token;
+use serde::Serialize;
+
+use super::{now_ns, Args, DEFAULT_RCVBUF, READ_SLOT};
+use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId};
+use crate::error::bind_error;
+use crate::out::dim;
+use crate::say;
+use crate::sys::MAX_BATCH;
+use crate::wire::probe::{Kind, Repr, Tally, MAX_LEN};
+
+/// One report line's worth.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct IntervalReport {
+    /// Seconds since the first datagram, start of the interval.
+    pub(super) start: f64,
+    /// End of the interval.
+    pub(super) end: f64,
+    /// Unique data datagrams in this interval.
+    pub(super) packets: u64,
+    /// Their bytes.
+    pub(super) bytes: u64,
+    /// Their bits per second.
+    pub(super) bits_per_second: f64,
+    /// Duplicates in this interval.
+    pub(super) duplicates: u64,
+    /// Out-of-order arrivals in this interval.
+    pub(super) out_of_order: u64,
+    /// Kernel drops in this interval.
+    pub(super) kernel_drops: u64,
+    /// Jitter estimate at the end of the interval.
+    pub(super) jitter_ms: f64,
+    /// Sequence numbers not (yet) received below the highest one, at the end of the
+    /// interval: a running view of loss; only the totals are exact.
+    pub(super) missing: u64,
+}
+
+/// The receiver's totals. Names that iperf3's JSON has keep iperf3's meaning.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct ReceiverReport {
+    /// Datagrams the sender sent per its end marker (iperf3: total packets), or the
+    /// highest sequence + 1 when no end marker arrived.
+    pub(super) packets: u64,
+    /// Unique data datagrams received.
+    pub(super) received: u64,
+    /// packets - received.
+    pub(super) lost_packets: u64,
+    /// lost_packets as a share of packets, in percent.
+    pub(super) lost_percent: f64,
+    /// True when an end marker gave the sender's count; false means loss at the tail
+    /// may be missing from lost_packets.
+    pub(super) count_known: bool,
+    /// Copies of datagrams already received.
+    pub(super) duplicates: u64,
+    /// First copies that arrived after a higher sequence number.
+    pub(super) out_of_order: u64,
+    /// Datagrams too far below the window to classify (counted as lost).
+    pub(super) late: u64,
+    /// RFC 3550 interarrival jitter, milliseconds.
+    pub(super) jitter_ms: f64,
+    /// Datagrams the receiving kernel dropped: the socket buffer was full (SO_RXQ_OVFL).
+    pub(super) kernel_drops: u64,
+    /// Datagrams that were not this session's probes (other senders, other runs, noise).
+    pub(super) foreign: u64,
+    /// This session's datagrams longer than the receive buffer (counted as lost).
+    pub(super) truncated: u64,
+    /// End markers received.
+    pub(super) end_markers: u64,
+    /// Bytes of unique data datagrams.
+    pub(super) bytes: u64,
+    /// Seconds from the first to the last data datagram of the session.
+    pub(super) seconds: f64,
+    /// Received bits per second.
+    pub(super) bits_per_second: f64,
+    /// Session id in hex, once one was seen.
+    pub(super) session: Option<String>,
+    /// Per-interval lines.
+    pub(super) intervals: Vec<IntervalReport>,
+}
+
+/// Counters at the start of the current interval.
+#[derive(Debug, Clone, Copy, Default)]
+struct Mark {
+    /// Unique data datagrams so far.
+    received: u64,
+    /// Their bytes.
+    bytes: u64,
+    /// Duplicates so far.
+    duplicates: u64,
+    /// Out-of-order arrivals so far.
+    out_of_order: u64,
+    /// Kernel drops so far.
+    kernel_drops: u64,
+}
+
+/// The receiver's state.
+pub(super) struct Receiver {
+    /// Receive buffer per datagram (--buffer): longer datagrams count as truncated.
+    buffer: usize,
+    /// The session (and its source) locked in by the first data datagram.
+    session: Option<(u64, SocketAddr)>,
+    /// Exact counts for the session.
+    tally: Tally,
+    /// The sender's count, from an end marker.
+    sent: Option<u64>,
+    /// Datagrams that are not this session's probes.
+    foreign: u64,
+    /// This session's data datagrams longer than `buffer`.
+    truncated: u64,
+    /// This session's end markers received.
+    end_markers: u64,
+    /// The socket's SO_RXQ_OVFL count (all datagrams, foreign ones included).
+    kernel_drops: u64,
+    /// First datagram of the session: the start of the intervals.
+    first: Option<Instant>,
+    /// Last data datagram of the session: the end of the rate's time span.
+    last: Option<Instant>,
+    /// When the receiver started (for --wait).
+    started: Instant,
+    /// Last time anything arrived.
+    heard: Instant,
+    /// Give up after the end marker at this time.
+    linger_until: Option<Instant>,
+    /// How long to wait for stragglers after the end marker (--linger).
+    linger: Duration,
+    /// Silence that ends a session once traffic started (--idle).
+    idle: Duration,
+    /// Silence before any datagram that ends the wait (--wait).
+    wait: Duration,
+    /// Report line period (--interval).
+    interval: Duration,
+    /// Counters at the last interval boundary.
+    mark: Mark,
+    /// Closed intervals, one per `interval` (a line per second: small for any real run).
+    intervals: Vec<IntervalReport>,
+    /// Print each interval as it ends.
+    print: bool,
+    /// The sender's first sequence number (hidden --first-seq, default 0): the base of
+    /// `missing`, and of the count when no end marker arrived.
+    first_seq: u64,
+}
+
+impl Receiver {
+    pub(super) fn new(args: &Args, wait: Duration, print: bool) -> Receiver {
+        let now = Instant::now();
+        Receiver {
+            buffer: args.buffer.clamp(1, MAX_LEN),
+            session: None,
+            tally: Tally::new(),
+            sent: None,
+            foreign: 0,
+            truncated: 0,
+            end_markers: 0,
+            kernel_drops: 0,
+            first: None,
+            last: None,
+            started: now,
+            heard: now,
+            linger_until: None,
+            linger: args.linger,
+            idle: args.idle,
+            wait,
+            interval: Duration::from_secs_f64(args.interval),
+            mark: Mark::default(),
+            intervals: Vec::new(),
+            print,
+            first_seq: args.first_seq,
+        }
+    }
+
+    fn missing(&self) -> u64 {
+        let expected = self
+            .tally
+            .highest
+            .map_or(0, |h| h.saturating_sub(self.first_seq).saturating_add(1));
+        expected.saturating_sub(self.tally.received)
+    }
+
+    /// Closes the current interval and starts the next.
+    fn close_interval(&mut self) {
+        let Some(first) = self.first else { return };
+        let start = self.intervals.last().map_or(0.0, |i| i.end);
+        let end = first.elapsed().as_secs_f64().max(start);
+        let t = &self.tally;
+        let bytes = t.bytes - self.mark.bytes;
+        let secs = end - start;
+        let line = IntervalReport {
+            start,
+            end,
+            packets: t.received - self.mark.received,
+            bytes,
+            bits_per_second: if secs > 0.0 {
+                bytes as f64 * 8.0 / secs
+            } else {
+                0.0
+            },
+            duplicates: t.duplicates - self.mark.duplicates,
+            out_of_order: t.out_of_order - self.mark.out_of_order,
+            kernel_drops: self.kernel_drops - self.mark.kernel_drops,
+            jitter_ms: t.jitter_ns / 1e6,
+            missing: self.missing(),
+        };
+        self.mark = Mark {
+            received: t.received,
+            bytes: t.bytes,
+            duplicates: t.duplicates,
+            out_of_order: t.out_of_order,
+            kernel_drops: self.kernel_drops,
+        };
+        if self.print {
+            if self.intervals.is_empty() {
+                say!(
+                    "{}",
+                    dim(format!(
+                        "  {:>13}  {:>8} {:>10} {:>10} {:>9} {:>8} {:>5} {:>5} {:>6}",
+                        "interval",
+                        "received",
+                        "bytes",
+                        "Mbit/s",
+                        "jitter",
+                        "missing",
+                        "dup",
+                        "ooo",
+                        "kdrop"
+                    ))
+                );
+            }
+            say!(
+                "  {:>5.2}-{:<5.2} s  {:>8} {:>10} {:>10.2} {:>6.3} ms {:>8} {:>5} {:>5} {:>6}",
+                line.start,
+                line.end,
+                line.packets,
+                line.bytes,
+                line.bits_per_second / 1e6,
+                line.jitter_ms,
+                line.missing,
+                line.duplicates,
+                line.out_of_order,
+                line.kernel_drops
+            );
+        }
+        self.intervals.push(line);
+    }
+
+    fn finished(&self) -> bool {
+        self.sent
+            .is_some_and(|n| self.tally.received + self.truncated + self.tally.late >= n)
+    }
+
+    fn report(&self) -> ReceiverReport {
+        let t = &self.tally;
+        let count_known = self.sent.is_some();
+        let packets = match self.sent {
+            Some(n) => n,
+            None => t
+                .highest
+                .map_or(0, |h| h.saturating_sub(self.first_seq).saturating_add(1)),
+        };
+        let lost = packets.saturating_sub(t.received);
+        let seconds = match (self.first, self.last) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        ReceiverReport {
+            packets,
+            received: t.received,
+            lost_packets: lost,
+            lost_percent: if packets > 0 {
+                lost as f64 * 100.0 / packets as f64
+            } else {
+                0.0
+            },
+            count_known,
+            duplicates: t.duplicates,
+            out_of_order: t.out_of_order,
+            late: t.late,
+            jitter_ms: t.jitter_ns / 1e6,
+            kernel_drops: self.kernel_drops,
+            foreign: self.foreign,
+            truncated: self.truncated,
+            end_markers: self.end_markers,
+            bytes: t.bytes,
+            seconds,
+            bits_per_second: if seconds > 0.0 {
+                t.bytes as f64 * 8.0 / seconds
+            } else {
+                0.0
+            },
+            session: self.session.map(|(s, _)| format!("{s:016x}")),
+            intervals: self.intervals.clone(),
+        }
+    }
+}
+
+impl Handler for Receiver {
+    fn on_datagram(&mut self, ctx: &mut Ctx, _sock: Token, d: Datagram<'_>) {
+        let now = Instant::now();
+        self.heard = now;
+        let arrival = d.arrival_ns.unwrap_or_else(now_ns);
+        // Not a probe at all (too short, wrong magic or version): somebody else's.
+        let Ok(h) = Repr::parse_bytes(d.data) else {
+            self.foreign += 1;
+            return;
+        };
+        // The first data datagram decides the session; anything else is foreign. (An
+        // end marker alone cannot start a session: it may be a previous run's straggler.)
+        let ours = match self.session {
+            None if h.kind == Kind::Data => {
+                self.session = Some((h.session, d.from));
+                self.first = Some(now);
+                ctx.timer_after(self.interval);
+                true
+            }
+            None => false,
+            Some((s, from)) => s == h.session && from == d.from,
+        };
+        if !ours {
+            self.foreign += 1;
+            return;
+        }
+        if h.kind == Kind::Data {
+            // The rate is over the data: the pause before the end markers is not traffic.
+            self.last = Some(now);
+        }
+        match h.kind {
+            // Longer than the receive buffer the user chose: cut short, not received.
+            Kind::Data if d.wire_len > self.buffer => self.truncated += 1,
+            Kind::Data => {
+                self.tally.data(&h, d.wire_len, arrival);
+            }
+            Kind::End => {
+                self.end_markers += 1;
+                if self.sent.is_none() {
+                    self.sent = Some(h.seq);
+                    self.linger_until = Some(now + self.linger);
+                    ctx.timer_after(self.linger);
+                }
+            }
+        }
+        if self.finished() {
+            ctx.stop();
+        }
+    }
+
+    fn on_kernel_drops(&mut self, _ctx: &mut Ctx, _sock: Token, total: u64) {
+        self.kernel_drops = total;
+    }
+
+    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: Token, _err: &io::Error) {}
+
+    fn on_timer(&mut self, ctx: &mut Ctx, _t: TimerId) {
+        let now = Instant::now();
+        if let Some(first) = self.first {
+            // Interval boundaries are multiples of --interval after the first datagram.
+            let done = self.intervals.len() as u32 + 1;
+            if now >= first + self.interval * done {
+                self.close_interval();
+                ctx.timer_at(first + self.interval * (done + 1));
+            }
+        }
+        let gave_up = match self.first {
+            None => now >= self.started + self.wait,
+            Some(_) => now >= self.heard + self.idle,
+        };
+        if gave_up || self.linger_until.is_some_and(|t| now >= t) {
+            ctx.stop();
+        }
+    }
+}
+
+/// A receiver socket on its own loop, ready to run.
+pub(super) fn bind_receiver(
+    args: &Args,
+    bind: SocketAddr,
+    rcvbuf: Option<usize>,
+) -> Result<(EventLoop, SocketAddr, usize)> {
+    let sock = UdpSocket::bind(bind).map_err(|e| bind_error(bind, e, "--bind"))?;
+    let granted = crate::sys::set_recv_buffer(&sock, rcvbuf.unwrap_or(DEFAULT_RCVBUF))?;
+    let local = sock.local_addr()?;
+    let mut ev = EventLoop::new()?.with_signals()?;
+    // The receiver needs only the header; MSG_TRUNC still reports each datagram's full
+    // length, which the byte counts and the --buffer truncation check use.
+    let slot = args.buffer.clamp(1, READ_SLOT);
+    ev.ctx().adopt_udp_batched(sock, slot, MAX_BATCH)?;
+    Ok((ev, local, granted))
+}
+
+/// Runs a receiver until its end condition; the idle checks tick every 100 ms.
+pub(super) fn receive(mut ev: EventLoop, rx: &mut Receiver) -> Result<ReceiverReport> {
+    ev.ctx().timer_after(Duration::from_millis(100));
+    struct Ticking<'a>(&'a mut Receiver);
+    impl Handler for Ticking<'_> {
+        fn on_datagram(&mut self, ctx: &mut Ctx, s: Token, d: Datagram<'_>) {
+            self.0.on_datagram(ctx, s, d)
+        }
+        fn on_kernel_drops(&mut self, ctx: &mut Ctx, s: Token, total: u64) {
+            self.0.on_kernel_drops(ctx, s, total)
+        }
+        fn on_timer(&mut self, ctx: &mut Ctx, t: TimerId) {
+            self.0.on_timer(ctx, t);
+            if !ctx.is_stopped() {
+                ctx.timer_after(Duration::from_millis(100));
+            }
+        }
+    }
+    ev.run(&mut Ticking(rx))?;
+    rx.close_interval();
+    Ok(rx.report())
+}
