@@ -12,28 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::LabError;
 
-macro_rules! embed {
-    ($id:literal) => {
-        (
-            $id,
-            include_str!(concat!("../labs/", $id, "/lab.toml")),
-            include_str!(concat!("../labs/", $id, "/lesson.md")),
-        )
-    };
-}
-
-/// The embedded catalog, in order. Adding a lab: one line here, one folder in `labs/`.
-const EMBEDDED: &[(&str, &str, &str)] = &[
-    embed!("01-tcp-echo"),
-    embed!("02-udp-echo"),
-    embed!("03-udp-loss"),
-    embed!("04-raw-icmp"),
-    embed!("05-chat"),
-    embed!("06-json-to-file"),
-    embed!("07-serial-stream"),
-    embed!("08-latency"),
-];
-
 /// Whether a lab's demo exists yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,7 +85,8 @@ impl Catalog {
     /// The embedded catalog, with files from `override_dir` replacing embedded ones.
     pub fn load(override_dir: Option<&Path>) -> Result<Catalog> {
         let mut labs = Vec::new();
-        for (id, toml_text, lesson) in EMBEDDED {
+        for def in crate::labs::LABS {
+            let (id, toml_text, lesson) = (&def.id, def.toml, def.lesson);
             let (toml_text, lesson, origin) = match override_dir {
                 Some(dir) => {
                     let folder = dir.join(id);

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 
-use super::embedded::{self, Exercise};
+use super::embedded::{self, ExerciseFiles};
 use super::export::{self, Format};
 use super::model::{Environment, LabReport, Status};
 use super::sandbox::{run_to_end, Spawn};
@@ -78,11 +78,11 @@ fn progress_in(ws: &Path) -> Progress {
     }
 }
 
-fn exercise_of(lab: &Lab) -> Result<&'static Exercise, LabError> {
+fn exercise_of(lab: &Lab) -> Result<&'static ExerciseFiles, LabError> {
     embedded::exercise(&lab.id)
         .filter(|_| checks::suite(&lab.id).is_some())
         .ok_or_else(|| {
-            let have: Vec<&str> = embedded::EXERCISES.iter().map(|e| e.lab).collect();
+            let have: Vec<&str> = embedded::exercises().map(|e| e.lab).collect();
             LabError::usage(format!("{} has no gradable exercise yet", lab.id))
                 .fix(format!("labs with exercises: {}", have.join(", ")))
         })
@@ -108,13 +108,13 @@ pub fn python() -> String {
 }
 
 /// Which language `Auto` means here: Python when only the Python file was changed.
-fn pick_lang(ws: &Path, ex: &Exercise, lang: Lang) -> Lang {
+fn pick_lang(ws: &Path, ex: &ExerciseFiles, lang: Lang) -> Lang {
     if lang != Lang::Auto {
         return lang;
     }
     let changed = |rel: &str| {
         let now = std::fs::read_to_string(ws.join(rel)).ok();
-        now.is_some() && now.as_deref() != embedded::get(embedded::STARTERS, rel)
+        now.is_some() && now.as_deref() != embedded::get(&embedded::starters(), rel)
     };
     if changed(ex.python) && !changed(ex.rust) {
         Lang::Python
@@ -280,7 +280,7 @@ fn default_port(lab: &Lab) -> u16 {
 /// `lab init [DIR]`.
 pub fn init(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let written = embedded::write_all(embedded::STARTERS, dir, false)
+    let written = embedded::write_all(&embedded::starters(), dir, false)
         .with_context(|| format!("cannot write into {}", dir.display()))?;
     let progress = dir.join(WORKSPACE_FILE);
     if !progress.exists() {
@@ -295,7 +295,7 @@ pub fn init(dir: &Path) -> Result<()> {
     for p in &written {
         say!("  {}", p.strip_prefix(dir).unwrap_or(p).display());
     }
-    if written.len() < embedded::STARTERS.len() {
+    if written.len() < embedded::starters().len() {
         say!(
             "{}",
             dim("(files that already existed were kept; `lab reset ID` restores a starter)")
@@ -362,7 +362,7 @@ pub fn reset(lab: &Lab, dir: Option<&Path>) -> Result<()> {
             std::fs::create_dir_all(to.parent().unwrap_or(&backup))?;
             std::fs::copy(&p, &to).with_context(|| format!("cannot back up {}", p.display()))?;
         }
-        let text = embedded::get(embedded::STARTERS, rel).unwrap_or_default();
+        let text = embedded::get(&embedded::starters(), rel).unwrap_or_default();
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -398,7 +398,7 @@ pub fn solution(lab: &Lab, dir: Option<&Path>) -> Result<()> {
         say!("{}", bold(format!("==> solutions/{rel}")));
         say!(
             "{}",
-            embedded::get(embedded::SOLUTIONS, rel)
+            embedded::get(&embedded::solutions(), rel)
                 .unwrap_or_default()
                 .trim_end()
         );
@@ -418,8 +418,7 @@ pub fn watch(
     max_runs: Option<usize>,
 ) -> Result<()> {
     let ws = workspace(src.dir.as_deref());
-    let exercises: Vec<&Exercise> = embedded::EXERCISES
-        .iter()
+    let exercises: Vec<&ExerciseFiles> = embedded::exercises()
         .filter(|e| only.is_none_or(|l| l.id == e.lab))
         .collect();
     let mtime = |rel: &str| {
@@ -447,7 +446,7 @@ pub fn watch(
         ws.display(),
         dim("(polling every save; press Enter to re-check, Ctrl-C to stop)")
     );
-    let mut last: Option<(&Exercise, Lang)> = only
+    let mut last: Option<(&ExerciseFiles, Lang)> = only
         .and_then(|l| embedded::exercise(&l.id))
         .map(|e| (e, src.lang));
     let mut runs = 0;
@@ -649,8 +648,8 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
     let tmp = std::env::temp_dir().join(format!("lab-dev-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(tmp.clone());
     let (sol, start) = (tmp.join("solutions"), tmp.join("starters"));
-    embedded::write_all(embedded::SOLUTIONS, &sol, true)?;
-    embedded::write_all(embedded::STARTERS, &start, true)?;
+    embedded::write_all(&embedded::solutions(), &sol, true)?;
+    embedded::write_all(&embedded::starters(), &start, true)?;
     let target = target_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| root.join("target").join("lab-exercises"));
@@ -658,7 +657,7 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
     say!("{} {}", bold("lab dev check"), dim(format!("seed {seed}")));
     // Build everything first (sequentially: cargo locks the target folder anyway).
     let mut jobs: Vec<(String, Result<Job, LabReport>, Expect)> = Vec::new();
-    for ex in embedded::EXERCISES {
+    for ex in embedded::exercises() {
         let Ok(lab) = catalog.find(ex.lab) else {
             continue;
         };
