@@ -69,10 +69,7 @@ fn workspace(dir: Option<&Path>) -> PathBuf {
 fn progress_in(ws: &Path) -> Progress {
     let path = ws.join(WORKSPACE_FILE);
     if path.is_file() {
-        let labs = std::fs::read_to_string(&path)
-            .map(|t| progress::parse(&t))
-            .unwrap_or_default();
-        Progress { path, labs }
+        Progress::load_from(path)
     } else {
         Progress::load()
     }
