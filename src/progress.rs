@@ -148,10 +148,13 @@ pub fn parse(text: &str) -> BTreeMap<String, Entry> {
     parse_bytes(text.as_bytes()).0
 }
 
+/// Lines not understood, each with its 1-based number.
+type OddLines = Vec<(usize, Vec<u8>)>;
+
 /// Parses the file: one `ID word...` line per lab, `#` comments. Returns the entries,
 /// and every other line (with its 1-based number) to be kept as it is. Unknown words on
 /// a lab's line are ignored, so an older `lab` reads a newer file.
-fn parse_bytes(bytes: &[u8]) -> (BTreeMap<String, Entry>, Vec<(usize, Vec<u8>)>) {
+fn parse_bytes(bytes: &[u8]) -> (BTreeMap<String, Entry>, OddLines) {
     let mut labs = BTreeMap::new();
     let mut kept = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
