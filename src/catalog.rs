@@ -115,7 +115,7 @@ impl Catalog {
     }
 
     /// Finds a lab by `03-udp-loss`, `03`, `3` or `udp-loss`; an unknown id is a usage
-    /// error that lists the valid ones.
+    /// error that suggests the closest id (a typo) and lists the valid ones.
     pub fn find(&self, query: &str) -> Result<&Lab, LabError> {
         let q = query.trim().to_ascii_lowercase();
         let by_number = q.parse::<u32>().ok();
@@ -128,12 +128,54 @@ impl Catalog {
                     .iter()
                     .map(|l| format!("  {:<18}{}", l.id, l.title))
                     .collect();
-                LabError::usage(format!("no lab called {query:?}")).fix(format!(
+                let what = match self.closest(&q) {
+                    Some(lab) => format!("no lab called {query:?}; did you mean {}?", lab.id),
+                    None => format!("no lab called {query:?}"),
+                };
+                LabError::usage(what).fix(format!(
                     "use one of these ids (or just the number):\n{}",
                     list.join("\n")
                 ))
             })
     }
+
+    /// The lab `q` most likely meant: the only one whose slug starts with `q` (3 letters
+    /// or more: `serial`), else the one within a typo or two (edit distance at most a
+    /// third of its length, and at least 1), the closest first.
+    fn closest(&self, q: &str) -> Option<&Lab> {
+        let prefixed: Vec<&Lab> = self
+            .labs
+            .iter()
+            .filter(|l| q.len() >= 3 && l.slug().starts_with(q))
+            .collect();
+        if let [only] = prefixed[..] {
+            return Some(only);
+        }
+        self.labs
+            .iter()
+            .map(|l| (edit_distance(q, &l.id).min(edit_distance(q, l.slug())), l))
+            .filter(|(d, l)| *d <= (l.slug().len() / 3).max(1))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, l)| l)
+    }
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 fn read_or(path: &Path, embedded: &str) -> Result<String> {
@@ -167,6 +209,32 @@ mod tests {
         }
         let err = c.find("99").unwrap_err();
         assert!(err.fix.unwrap().contains("01-tcp-echo"));
+        assert!(!err.what.contains("did you mean"), "{}", err.what);
+    }
+
+    #[test]
+    fn a_typo_gets_the_closest_id_suggested() {
+        let c = Catalog::load(None).unwrap();
+        for (typo, want) in [
+            ("udp-los", "03-udp-loss"),
+            ("latencyy", "08-latency"),
+            ("03-udp-lost", "03-udp-loss"),
+            ("tcp-ehco", "01-tcp-echo"),
+            ("serial", "07-serial-stream"),
+            ("tcp", "01-tcp-echo"),
+        ] {
+            let err = c.find(typo).unwrap_err();
+            assert!(
+                err.what.ends_with(&format!("did you mean {want}?")),
+                "{typo}: {}",
+                err.what
+            );
+        }
+        // "udp" starts two slugs: no guess.
+        for far in ["zzzzzz", "udp", "x"] {
+            let err = c.find(far).unwrap_err();
+            assert!(!err.what.contains("did you mean"), "{far}: {}", err.what);
+        }
     }
 
     #[test]
