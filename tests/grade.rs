@@ -6,15 +6,15 @@
 //! Needs python3 (student programs and mutants) and cargo (Rust solutions). Each test
 //! prints the seed it used; `--seed` replays it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn lab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
-    c.env("NO_COLOR", "1")
-        .env_remove("GITHUB_OUTPUT")
-        .stdin(Stdio::null());
+    let mut c = common::lab();
+    c.stdin(Stdio::null());
     c
 }
 
@@ -202,8 +202,11 @@ fn grade_hostile(
     ])
     .arg(format!("python3 {}", path.display()))
     .env("LAB_TEST_MARK", &mark)
-    // None of these ever listens: 3 s is plenty for python3 to start.
-    .env("LAB_READY_TIMEOUT_MS", "3000");
+    // None of these ever listens, so each waits the whole deadline: 8 s lets python3
+    // start and write its first 16 KiB even on a loaded 2-CPU machine (with 3 s,
+    // infinite_output.py had not written enough to be capped when the suite ran beside
+    // other builds).
+    .env("LAB_READY_TIMEOUT_MS", "8000");
     if !namespaces {
         c.env("LAB_NO_NAMESPACES", "1");
     }
@@ -229,19 +232,26 @@ fn hostile_programs_get_a_clear_verdict_and_leave_no_process() {
             "ignored SIGTERM and was killed with SIGKILL",
         ),
     ];
-    // With namespaces (where the machine has them) and with the fallback sandbox.
+    // With namespaces (where the machine has them) and with the fallback sandbox. All
+    // at once, but the fork bombs (which keep both CPUs busy until they are killed) in
+    // a second round, so they do not starve the others' python3 of its start.
     let modes = [true, false];
-    let results: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = cases
-            .iter()
-            .flat_map(|&(p, want)| modes.iter().map(move |&ns| (p, want, ns)))
-            .map(|(p, want, ns)| {
-                let seed = seed.clone();
-                s.spawn(move || (p, want, ns, grade_hostile(p, ns, &seed)))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let round = |bombs: bool| -> Vec<_> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = cases
+                .iter()
+                .filter(|(p, _)| (*p == "fork_bomb.py") == bombs)
+                .flat_map(|&(p, want)| modes.iter().map(move |&ns| (p, want, ns)))
+                .map(|(p, want, ns)| {
+                    let seed = seed.clone();
+                    s.spawn(move || (p, want, ns, grade_hostile(p, ns, &seed)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let mut results = round(false);
+    results.extend(round(true));
     for (p, want, ns, (o, v, left)) in results {
         let ctx = format!("{p} (namespaces: {ns})");
         assert!(left.is_empty(), "{ctx} left processes behind: {left:?}");
@@ -619,7 +629,7 @@ fn parallel_gradings_share_the_port_in_namespaces() {
         ])
         .status();
     if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("SKIP: user namespaces are not available here; the fallback uses free ports");
+        common::skip("user namespaces are not available here; the fallback uses free ports");
         return;
     }
     let sol = repo().join("solutions/python/02-udp-echo.py");

@@ -3,8 +3,9 @@
 //! classic mistake. Solutions, starters and mutants are covered by `lab dev check` in
 //! tests/grade.rs. Needs python3.
 
+mod common;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,12 +17,10 @@ fn grade(mutant: &str, seed: u64) -> serde_json::Value {
         "python3 {}",
         repo().join("tests/mutants").join(mutant).display()
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+    let o = common::lab()
         .args(["grade", "03", "--format", "json", "--seed"])
         .arg(seed.to_string())
         .args(["--cmd", &cmd])
-        .env("NO_COLOR", "1")
-        .env_remove("GITHUB_OUTPUT")
         .stdin(Stdio::null())
         .output()
         .unwrap();

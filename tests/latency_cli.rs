@@ -11,15 +11,7 @@ use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 
 fn lab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lab"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env(
-            "LAB_PROGRESS",
-            std::env::temp_dir().join("lab-latency-test-progress.txt"),
-        )
-        .output()
-        .expect("run lab")
+    common::lab().args(args).output().expect("run lab")
 }
 
 fn text(o: &Output) -> (String, String) {

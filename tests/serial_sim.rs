@@ -7,6 +7,7 @@
 //! Needs gcc-avr, avr-libc, arduino-core-avr, simavr, libsimavr-dev and make (all in
 //! .ci/apt-packages). Without them the test says so and skips; CI installs them.
 
+mod common;
 mod serial_support;
 
 use std::path::{Path, PathBuf};
@@ -58,10 +59,10 @@ fn the_sketch_in_simavr_streams_the_adc_ramp_over_tcp() {
         .status()
         .is_ok();
     if !missing.is_empty() || !have_make {
-        eprintln!(
-            "SKIPPED: the simulated-firmware test needs {} (apt-get install -y gcc-avr avr-libc arduino-core-avr simavr libsimavr-dev make)",
+        common::skip(&format!(
+            "the simulated-firmware test needs {} (apt-get install -y gcc-avr avr-libc arduino-core-avr simavr libsimavr-dev make)",
             if have_make { missing.join(", ") } else { "make".into() }
-        );
+        ));
         return;
     }
 

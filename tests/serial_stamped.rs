@@ -3,11 +3,12 @@
 //! samples it forwards. Real `lab` processes, real TCP on 127.0.0.1, the simulated
 //! Arduino as the source.
 
+mod common;
 mod serial_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lab::labs::serial_stream::source::Waveform;
@@ -178,11 +179,7 @@ fn assert_closed(s: &mut TcpStream, what: &str) {
 }
 
 fn lab_run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lab"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run lab")
+    lab().args(args).output().expect("run lab")
 }
 
 /// The numbers of a row of `lab latency`'s table.

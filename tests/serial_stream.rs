@@ -1,6 +1,7 @@
 //! 07-serial-stream end to end: the real `lab` binary, real TCP sockets on 127.0.0.1,
 //! real pseudo-terminals standing in for the Arduino's serial port.
 
+mod common;
 mod serial_support;
 
 use std::io::{Read, Write};

@@ -328,7 +328,7 @@ fn the_server_narrates_connections_by_default() {
 #[test]
 fn the_server_and_client_speak_ipv6_too() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback on this machine");
+        common::skip("no IPv6 loopback on this machine");
         return;
     }
     let s = common::server_at("01", "[::1]:0", &["--quiet"]);

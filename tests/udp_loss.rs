@@ -4,6 +4,7 @@
 //! the process is killed and the test fails. No assertion depends on timing; rates only
 //! change how hard the machine is pushed, and the invariants must hold at any rate.
 
+mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -14,8 +15,6 @@ use std::time::{Duration, Instant};
 use lab::impair::{Impairer, Rng, Settings};
 use lab::wire::probe::{Kind, Packet, Repr};
 use serde_json::Value;
-
-const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
 /// A finished run.
 struct Out {
@@ -56,12 +55,8 @@ fn json_receiver() -> Proc {
 }
 
 fn spawn(args: &[&str]) -> Proc {
-    let progress =
-        std::env::temp_dir().join(format!("lab-udp-loss-test-{}.txt", std::process::id()));
-    let mut child = Command::new(LAB)
+    let mut child = common::lab()
         .args(args)
-        .env("LAB_PROGRESS", progress)
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -10,17 +10,45 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-/// The `lab` binary under test, with colours off and a private progress file.
+/// The `lab` binary under test, isolated (see [`isolate`]).
 pub fn lab() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
-    c.env("NO_COLOR", "1")
-        .env("LAB_PROGRESS", scratch_progress());
+    isolate(&mut c);
     c
 }
 
-/// A progress file unique to this test process, so tests never touch the user's.
+/// Keeps a `lab` process away from the user's files and the CI's settings: colours off,
+/// and progress, HOME and XDG state in this test binary's own folder under cargo's
+/// `target/tmp` (one per test binary, reused by the next run, so nothing piles up in
+/// /tmp and the real progress file is never touched).
+pub fn isolate(c: &mut Command) -> &mut Command {
+    let dir = scratch_dir();
+    // cargo and rustup find their toolchains from HOME unless told: keep the real ones
+    // (`lab check` builds Rust exercises).
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+        for (var, sub) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {
+            if std::env::var_os(var).is_none() {
+                c.env(var, home.join(sub));
+            }
+        }
+    }
+    c.env("NO_COLOR", "1")
+        .env("LAB_PROGRESS", dir.join("progress.txt"))
+        .env("HOME", dir.join("home"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env_remove("GITHUB_OUTPUT")
+}
+
+/// This test binary's scratch folder, `target/tmp/<test name>/`.
+pub fn scratch_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(env!("CARGO_CRATE_NAME"));
+    std::fs::create_dir_all(dir.join("home")).expect("create the tests' scratch folder");
+    dir
+}
+
+/// The progress file the isolated `lab` uses.
 pub fn scratch_progress() -> PathBuf {
-    std::env::temp_dir().join(format!("lab-test-progress-{}.txt", std::process::id()))
+    scratch_dir().join("progress.txt")
 }
 
 /// Runs `lab ARGS` to completion (stdin closed).
@@ -130,6 +158,16 @@ impl Drop for Reaper {
 }
 
 /// Whether a program is on PATH (peers such as nc or socat).
+/// Skips the calling test for `why`, loudly: outside CI it prints `SKIPPED: why` where
+/// cargo shows a test's output; in CI (`CI` set), where every tool is installed, a skip
+/// means a broken setup, so it fails the test instead.
+pub fn skip(why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("in CI nothing may be skipped, but: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])

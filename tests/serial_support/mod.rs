@@ -16,11 +16,7 @@ use std::time::{Duration, Instant};
 /// The `lab` binary under test.
 pub fn lab() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
-    // No colours to parse around; progress kept out of the user's files.
-    c.env("NO_COLOR", "1").env(
-        "LAB_PROGRESS",
-        std::env::temp_dir().join("lab-serial-tests-progress.toml"),
-    );
+    crate::common::isolate(&mut c);
     c
 }
 
