@@ -267,25 +267,28 @@ fn a_long_running_printer_stops_quietly_when_its_reader_goes() {
     // where no error can be returned. Once its reader has gone, the loop must notice
     // the closed stdout and end, with status 0 and nothing on stderr, long before its
     // sender (two minutes) is done.
-    let mut rx = lab()
-        .args([
-            "run",
-            "03",
-            "--role",
-            "receiver",
-            "--bind",
-            "127.0.0.1:0",
-            "--wait",
-            "30s",
-            "--interval",
-            "0.1",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(rx.stdout.take().unwrap()).lines();
+    // Killed and reaped however the test ends.
+    let mut rx = common::Reaper(
+        lab()
+            .args([
+                "run",
+                "03",
+                "--role",
+                "receiver",
+                "--bind",
+                "127.0.0.1:0",
+                "--wait",
+                "30s",
+                "--interval",
+                "0.1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(rx.0.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     let addr = first
         .split_whitespace()
@@ -319,9 +322,13 @@ fn a_long_running_printer_stops_quietly_when_its_reader_goes() {
         seen.iter().any(|l| l.contains("interval")),
         "no report line: {seen:?}"
     );
-    let status = wait_at_most(&mut rx, Duration::from_secs(60));
+    let status = wait_at_most(&mut rx.0, Duration::from_secs(60));
     let mut err = String::new();
-    rx.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    rx.0.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(0), "{err}");
     assert_eq!(err, "");
 }
