@@ -134,19 +134,19 @@ pub fn main() -> Result<()> {
 /// `lab` with no arguments: what this is, progress, and the next command to run.
 fn status(catalog: &Catalog) -> Result<()> {
     let progress = Progress::load();
-    say!("{}", bold("lab: a hands-on workbook for network sockets"));
-    say!("Each numbered lab has a lesson (`lab show`), a demo you run (`lab run`), and an");
-    say!("exercise you write yourself.");
-    say!();
+    say!("{}", bold("lab: a hands-on workbook for network sockets"))?;
+    say!("Each numbered lab has a lesson (`lab show`), a demo you run (`lab run`), and an")?;
+    say!("exercise you write yourself.")?;
+    say!()?;
     for lab in &catalog.labs {
         say!(
             "  {} {:<18}{}",
             mark(lab, &progress),
             lab.id,
             dim(&lab.title)
-        );
+        )?;
     }
-    say!();
+    say!()?;
     let next = catalog
         .labs
         .iter()
@@ -159,23 +159,23 @@ fn status(catalog: &Catalog) -> Result<()> {
         });
     match next {
         Some(lab) => {
-            say!("Next: {}", lab.title);
+            say!("Next: {}", lab.title)?;
             say!(
                 "  {}   read the lesson",
                 code(format!("lab show {}", lab.id))
-            );
-            say!("  {}    run the demo", code(format!("lab run {}", lab.id)));
+            )?;
+            say!("  {}    run the demo", code(format!("lab run {}", lab.id)))?;
         }
-        None => say!("Every lab that is built so far is done. `lab list` shows what is coming."),
+        None => say!("Every lab that is built so far is done. `lab list` shows what is coming.")?,
     }
-    say!();
+    say!()?;
     say!(
         "{}",
         dim(format!(
             "Progress file: {}. `lab --help` lists every command.",
             progress.path.display()
         ))
-    );
+    )?;
     Ok(())
 }
 
@@ -229,7 +229,7 @@ fn list(catalog: &Catalog, json: bool) -> Result<()> {
                 }
             })
             .collect();
-        say!("{}", serde_json::to_string_pretty(&entries)?);
+        say!("{}", serde_json::to_string_pretty(&entries)?)?;
         return Ok(());
     }
     let w = width();
@@ -247,35 +247,35 @@ fn list(catalog: &Catalog, json: bool) -> Result<()> {
             bold(&lab.id),
             lab.title,
             state
-        );
+        )?;
         let teaches = render_markdown(&lab.teaches, w.saturating_sub(6));
         for line in teaches.lines() {
-            say!("      {}", dim(line));
+            say!("      {}", dim(line))?;
         }
         if !lab.needs.is_empty() {
-            say!("      needs: {}", warn(lab.needs.join(", ")));
+            say!("      needs: {}", warn(lab.needs.join(", ")))?;
         }
     }
-    say!();
-    say!("{}", dim("✓ passed  ~ demo run  · planned (not built yet)"));
+    say!()?;
+    say!("{}", dim("✓ passed  ~ demo run  · planned (not built yet)"))?;
     Ok(())
 }
 
 /// `lab show ID`.
 fn show(lab: &Lab, raw: bool) -> Result<()> {
     if raw {
-        say!("{}", lab.lesson.trim_end());
+        say!("{}", lab.lesson.trim_end())?;
     } else {
-        say!("{}", render_markdown(&lab.lesson, width()).trim_end());
+        say!("{}", render_markdown(&lab.lesson, width()).trim_end())?;
         if lab.status == Status::Ready {
-            say!();
+            say!()?;
             say!(
                 "{}",
                 dim(format!(
                     "Run the demo: lab run {}   Hints: lab hint {}",
                     lab.id, lab.id
                 ))
-            );
+            )?;
         }
     }
     Ok(())
@@ -299,7 +299,7 @@ fn run(lab: &Lab, args: &[String]) -> Result<()> {
 /// `lab hint ID`.
 fn hint(lab: &Lab, all: bool) -> Result<()> {
     if lab.hints.is_empty() {
-        say!("{} has no hints yet.", lab.id);
+        say!("{} has no hints yet.", lab.id)?;
         return Ok(());
     }
     let mut progress = Progress::load();
@@ -312,7 +312,7 @@ fn hint(lab: &Lab, all: bool) -> Result<()> {
     let w = width();
     for (i, h) in lab.hints.iter().enumerate().take(upto) {
         let text = render_markdown(&format!("{}. {h}", i + 1), w);
-        say!("{}", text.trim_end());
+        say!("{}", text.trim_end())?;
     }
     if upto < lab.hints.len() {
         say!(
@@ -321,9 +321,9 @@ fn hint(lab: &Lab, all: bool) -> Result<()> {
                 "({upto} of {} hints; run again for the next, or --all)",
                 lab.hints.len()
             ))
-        );
+        )?;
     } else if !all && shown >= lab.hints.len() {
-        say!("{}", dim("(that was every hint)"));
+        say!("{}", dim("(that was every hint)"))?;
     }
     progress.update(&lab.id, |e| e.hints = e.hints.max(upto));
     Ok(())

@@ -244,18 +244,18 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
 pub fn run(json: bool) -> Result<()> {
     let all = checks();
     if json {
-        say!("{}", serde_json::to_string_pretty(&all)?);
+        say!("{}", serde_json::to_string_pretty(&all)?)?;
     } else {
-        say!("{}", bold("lab doctor: what this machine can do"));
+        say!("{}", bold("lab doctor: what this machine can do"))?;
         for c in &all {
             let mark = match c.level {
                 Level::Ok => good("ok  "),
                 Level::Warn => warn("warn"),
                 Level::Fail => bad("FAIL"),
             };
-            say!("  {mark} {:<16} {}", c.name, c.detail);
+            say!("  {mark} {:<16} {}", c.name, c.detail)?;
             if let Some(fix) = &c.fix {
-                say!("       {:<16} {}", "", dim(format!("fix: {fix}")));
+                say!("       {:<16} {}", "", dim(format!("fix: {fix}")))?;
             }
         }
     }

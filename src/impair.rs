@@ -563,7 +563,7 @@ pub fn run_relay(
 }
 
 /// Prints the relay's counts for people.
-pub fn print_stats(s: &RelayStats) {
+pub fn print_stats(s: &RelayStats) -> std::io::Result<()> {
     say!(
         "relay: {} datagrams in; forwarded {}, dropped {}, duplicated {}, reordered {}, delayed {}",
         s.datagrams,
@@ -572,14 +572,14 @@ pub fn print_stats(s: &RelayStats) {
         s.duplicated,
         s.reordered,
         s.delayed
-    );
+    )?;
     say!(
         "{}",
         dim(format!(
             "       end markers {} (dropped {}), replies returned {}, relay overflow {}, relay kernel drops {}",
             s.end_markers, s.end_markers_dropped, s.returned, s.overflow, s.kernel_drops
         ))
-    );
+    )
 }
 
 /// `lab impair`.
@@ -601,25 +601,25 @@ pub fn run(args: &ImpairArgs) -> Result<()> {
         // stdout carries only the JSON; scripts learn the address here.
         eprintln!("relaying {local} -> {}", args.forward);
     } else {
-        say!("{} {} -> {}", bold("relaying"), local, args.forward);
-        say!("  {}", settings.describe());
+        say!("{} {} -> {}", bold("relaying"), local, args.forward)?;
+        say!("  {}", settings.describe())?;
         say!(
             "  {}",
             dim(format!(
                 "repeat with --seed {seed}; Ctrl-C stops and prints the counts"
             ))
-        );
+        )?;
         say!(
             "  try: {}",
             code(format!("lab run 03 --role sender --connect {local}"))
-        );
+        )?;
     }
     let stats = run_relay(ev, &mut relay, args.duration).context("relay failed")?;
     if args.json {
         let doc = serde_json::json!({ "seed": seed, "relay": stats });
-        say!("{}", serde_json::to_string_pretty(&doc)?);
+        say!("{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
-        print_stats(&stats);
+        print_stats(&stats)?;
     }
     Ok(())
 }

@@ -14,10 +14,16 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
             }
-            if let Some(e) = err.downcast_ref::<std::io::Error>() {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return ExitCode::SUCCESS;
-                }
+            // Whoever read our output has gone (`lab list | head -1`): that is how a
+            // pipe ends, not a failure. The library lets it travel up (see `lab::out`),
+            // wrapped in any amount of context, and the decision is made here.
+            let closed_pipe = err.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if closed_pipe {
+                return ExitCode::SUCCESS;
             }
             let code = err
                 .downcast_ref::<LabError>()

@@ -1,30 +1,115 @@
 //! Terminal output: printing that survives a closed pipe, colours only where they
 //! belong, progress bars only on a terminal, and Markdown lessons wrapped to the width.
 //!
-//! Every line a lab prints goes through [`say!`]: `lab list | head -3` closes the pipe
-//! early, and Rust ignores SIGPIPE, so a plain `println!` would panic. `say!` exits 0
-//! quietly instead, as `cat` or ripgrep do.
+//! Every line a lab prints goes through [`say!`]. `lab list | head -3` closes the pipe
+//! early; Rust ignores SIGPIPE, so the next write fails with `BrokenPipe` (a plain
+//! `println!` would panic). The rule, as in ripgrep: **the library never exits the
+//! process**. A failed write is an error that travels up to `main`, which exits 0
+//! quietly when a `BrokenPipe` is anywhere in the chain, as `cat` would. Travelling
+//! up, instead of ending the process on the spot, lets every `Drop` on the way run:
+//! temporary folders are removed, child processes killed, threads joined.
+//!
+//! - Code that can return an error writes `say!(..)?`.
+//! - Code that cannot (an event-loop callback such as [`Handler::on_data`]) writes
+//!   `say!(..).or_stop_later()`: [`say!`] has already remembered that stdout is closed
+//!   ([`stdout_closed`]), every later `say!` fails at once without writing, and the
+//!   loop, run with [`run_while_stdout_open`], ends at its next check and returns the
+//!   error from there. Any other failure (a full disk behind `>`) loses that line only.
+//!
+//! [`Handler::on_data`]: crate::core::Handler::on_data
 
 use std::io::{self, IsTerminal, Write};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use console::Style;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Prints a line to stdout; a closed pipe ends the process quietly with status 0.
+use crate::core::{EventLoop, Handler};
+
+/// Prints a line to stdout. Evaluates to `io::Result<()>`: the write's error, a closed
+/// pipe (`BrokenPipe`) included. Never exits the process (see the module comment).
 #[macro_export]
 macro_rules! say {
     () => { $crate::out::write_line(format_args!("")) };
     ($($arg:tt)*) => { $crate::out::write_line(format_args!($($arg)*)) };
 }
 
+/// Set once a write to stdout failed with `BrokenPipe`: nobody reads our output any
+/// more, and nobody will again (a pipe's reading end cannot be reopened). For the whole
+/// process, since stdout is.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
 /// The body of [`say!`].
-pub fn write_line(args: std::fmt::Arguments<'_>) {
+pub fn write_line(args: std::fmt::Arguments<'_>) -> io::Result<()> {
+    if stdout_closed() {
+        return Err(closed_error());
+    }
     let stdout = io::stdout();
     let mut lock = stdout.lock();
-    if let Err(e) = lock.write_fmt(args).and_then(|_| lock.write_all(b"\n")) {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+    lock.write_fmt(args)
+        .and_then(|_| lock.write_all(b"\n"))
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                STDOUT_CLOSED.store(true, Ordering::SeqCst);
+            }
+            // Same kind, so `main` still recognises a closed pipe; a message that says
+            // which write failed.
+            io::Error::new(e.kind(), format!("writing to stdout: {e}"))
+        })
+}
+
+/// True once stdout is known to be closed (see [`say!`]).
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::SeqCst)
+}
+
+/// The error a closed stdout is reported with, for code that finds [`stdout_closed`].
+pub fn closed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "writing to stdout: nobody reads it any more",
+    )
+}
+
+/// What code that cannot return an error does with [`say!`]'s result.
+pub trait OrStopLater {
+    /// Drops the result on purpose: a closed stdout is already remembered, and the loop
+    /// running this code ([`run_while_stdout_open`]) stops at its next check and
+    /// returns the error. Any other failure loses this one line.
+    fn or_stop_later(self);
+}
+
+impl OrStopLater for io::Result<()> {
+    fn or_stop_later(self) {
+        let _ = self;
+    }
+}
+
+/// Runs `handler` like [`EventLoop::run`] (or [`EventLoop::run_for`] with a `limit`), and
+/// also ends once stdout is closed, returning that `BrokenPipe` error: a server whose
+/// log nobody reads any more stops, as it would have by dying of SIGPIPE, but through
+/// its callers' `?`, so their `Drop`s run.
+pub fn run_while_stdout_open<H: Handler>(
+    ev: &mut EventLoop,
+    handler: &mut H,
+    limit: Option<Duration>,
+) -> io::Result<()> {
+    // How late a closed stdout may be noticed. A callback cannot stop the loop for
+    // us (it may have no `Ctx` at hand), so the loop runs in slices this long; an idle
+    // loop wakes 10 times a second for it, which costs nothing measurable.
+    const CHECK_EVERY: Duration = Duration::from_millis(100);
+    let end = limit.map(|l| Instant::now() + l);
+    loop {
+        let slice = end.map_or(CHECK_EVERY, |e| {
+            e.saturating_duration_since(Instant::now()).min(CHECK_EVERY)
+        });
+        ev.run_for(handler, slice)?;
+        if stdout_closed() {
+            return Err(closed_error());
+        }
+        if ev.ctx().is_stopped() || end.is_some_and(|e| Instant::now() >= e) {
+            return Ok(());
         }
     }
 }
@@ -133,23 +218,23 @@ pub fn escape_bytes(b: &[u8], max: usize) -> String {
 
 /// A demo's line of narration: who made which call, and what it returned. The server
 /// and client are told apart by colour as well as by name.
-pub fn narrate(who: &str, call: &str, result: &str) {
+pub fn narrate(who: &str, call: &str, result: &str) -> io::Result<()> {
     let who = match who {
         "server" => console::style(format!("{who:>6}")).magenta().to_string(),
         _ => console::style(format!("{who:>6}")).blue().to_string(),
     };
-    crate::say!("  {who}  {:<44} {}", code(call), result);
+    crate::say!("  {who}  {:<44} {}", code(call), result)
 }
 
 /// A numbered step heading in a demo's story.
-pub fn step(n: u32, title: &str) {
-    crate::say!();
-    crate::say!("{}", bold(format!("{n}. {title}")));
+pub fn step(n: u32, title: &str) -> io::Result<()> {
+    crate::say!()?;
+    crate::say!("{}", bold(format!("{n}. {title}")))
 }
 
 /// A dim explanatory line under a step.
-pub fn aside(text: &str) {
-    crate::say!("          {}", dim(text));
+pub fn aside(text: &str) -> io::Result<()> {
+    crate::say!("          {}", dim(text))
 }
 
 /// Renders the Markdown our lessons use for a terminal: headings, wrapped paragraphs,

@@ -2,8 +2,10 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::{lab, run, stderr, stdout};
 
@@ -231,6 +233,147 @@ fn a_closed_pipe_exits_quietly() {
             "{args:?}: {}",
             stderr(&out)
         );
+    }
+}
+
+#[test]
+fn reading_one_line_then_closing_the_pipe_exits_quietly() {
+    // `lab list | head -1`: the reader goes away after the first line, while lab may
+    // still be writing the rest. Whether or not a write meets the closed pipe, lab
+    // must end with status 0 and nothing on stderr.
+    for args in [&["list"][..], &["show", "07"]] {
+        let mut child = lab()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{args:?} printed nothing");
+        // The reader was dropped above: the pipe is closed now.
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
+fn a_long_running_printer_stops_quietly_when_its_reader_goes() {
+    // A 03 receiver prints a report line every --interval from inside its event loop,
+    // where no error can be returned. Once its reader has gone, the loop must notice
+    // the closed stdout and end, with status 0 and nothing on stderr, long before its
+    // sender (two minutes) is done.
+    // Killed and reaped however the test ends.
+    let mut rx = common::Reaper(
+        lab()
+            .args([
+                "run",
+                "03",
+                "--role",
+                "receiver",
+                "--bind",
+                "127.0.0.1:0",
+                "--wait",
+                "30s",
+                "--interval",
+                "0.1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(rx.0.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.parse::<std::net::SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let _sender = common::Reaper(
+        lab()
+            .args(["run", "03", "--role", "sender", "--connect"])
+            .arg(addr.to_string())
+            .args(["--duration", "120", "--rate", "2000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Read up to the first report line (the one after the column headings), then
+    // close the pipe. The receiver prints until the sender stops, so this is bounded
+    // by the sender's --duration.
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let heading = seen.last().is_some_and(|l: &String| l.contains("interval"));
+        seen.push(line);
+        if heading {
+            break;
+        }
+    }
+    drop(lines);
+    assert!(
+        seen.iter().any(|l| l.contains("interval")),
+        "no report line: {seen:?}"
+    );
+    let status = wait_at_most(&mut rx.0, Duration::from_secs(60));
+    let mut err = String::new();
+    rx.0.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(err, "");
+}
+
+#[test]
+fn a_closed_pipe_still_runs_drops() {
+    // `lab dev check` writes the exercises into a temporary folder that a guard removes
+    // when dropped; its first line is printed after that. With stdout already closed,
+    // the error must travel up through the guard (exiting on the spot would leave the
+    // folder behind) and end with status 0.
+    let tmp = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = lab()
+        .args(["dev", "check", "--root"])
+        .arg(tmp.path())
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("lab-dev-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Waits for `child` to end, killing it (and failing) after `limit`.
+fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

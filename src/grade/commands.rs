@@ -288,24 +288,24 @@ pub fn init(dir: &Path) -> Result<()> {
         "{} {}",
         good("Wrote the exercises workspace in"),
         bold(dir.display())
-    );
+    )?;
     for p in &written {
-        say!("  {}", p.strip_prefix(dir).unwrap_or(p).display());
+        say!("  {}", p.strip_prefix(dir).unwrap_or(p).display())?;
     }
     if written.len() < embedded::starters().len() {
         say!(
             "{}",
             dim("(files that already existed were kept; `lab reset ID` restores a starter)")
-        );
+        )?;
     }
-    say!();
+    say!()?;
     say!(
         "Next: {}, read the lesson with {}, then edit {} and run {}.",
         code(format!("cd {}", dir.display())),
         code("lab show 01"),
         code("rust/01-tcp-echo.rs"),
         code("lab check 01")
-    );
+    )?;
     Ok(())
 }
 
@@ -317,10 +317,10 @@ pub fn check(lab: &Lab, src: &Source) -> Result<()> {
     say!(
         "{}",
         export::human::render_with(std::slice::from_ref(&report), src.verbose).trim_end()
-    );
+    )?;
     if report.passed() {
         progress_in(&ws).update(&lab.id, |e| e.passed = true);
-        say!();
+        say!()?;
         say!(
             "{} {}",
             good("Passed."),
@@ -328,7 +328,7 @@ pub fn check(lab: &Lab, src: &Source) -> Result<()> {
                 "`lab solution {}` now shows the reference solution.",
                 lab.id
             ))
-        );
+        )?;
         Ok(())
     } else {
         if !report.message.is_empty() {
@@ -364,14 +364,14 @@ pub fn reset(lab: &Lab, dir: Option<&Path>) -> Result<()> {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&p, text)?;
-        say!("restored {}", rel);
+        say!("restored {}", rel)?;
     }
     if backup.exists() {
         say!(
             "{} {}",
             dim("your previous version is in"),
             backup.display()
-        );
+        )?;
     }
     Ok(())
 }
@@ -392,14 +392,14 @@ pub fn solution(lab: &Lab, dir: Option<&Path>) -> Result<()> {
         .into());
     }
     for rel in [ex.rust, ex.python] {
-        say!("{}", bold(format!("==> solutions/{rel}")));
+        say!("{}", bold(format!("==> solutions/{rel}")))?;
         say!(
             "{}",
             embedded::get(&embedded::solutions(), rel)
                 .unwrap_or_default()
                 .trim_end()
-        );
-        say!();
+        )?;
+        say!()?;
     }
     Ok(())
 }
@@ -442,7 +442,7 @@ pub fn watch(
         bold("Watching"),
         ws.display(),
         dim("(polling every save; press Enter to re-check, Ctrl-C to stop)")
-    );
+    )?;
     let mut last: Option<(&ExerciseFiles, Lang)> = only
         .and_then(|l| embedded::exercise(&l.id))
         .map(|e| (e, src.lang));
@@ -476,9 +476,9 @@ pub fn watch(
                     lang,
                     ..src.clone()
                 };
-                say!("{}", dim(format!("--- {} ({lang:?}) ---", e.lab)));
+                say!("{}", dim(format!("--- {} ({lang:?}) ---", e.lab)))?;
                 if let Err(err) = check(lab, &src) {
-                    say!("{}", bad(err));
+                    say!("{}", bad(err))?;
                 }
                 runs += 1;
                 if max_runs.is_some_and(|m| runs >= m) {
@@ -540,7 +540,7 @@ pub fn grade(catalog: &Catalog, args: &GradeArgs) -> Result<()> {
             std::fs::write(path, &text)
                 .with_context(|| format!("cannot write {}", path.display()))?
         }
-        None => say!("{}", text.trim_end()),
+        None => say!("{}", text.trim_end())?,
     }
     if args.format == Format::GhClassroom {
         if let Some(out) = std::env::var_os("GITHUB_OUTPUT") {
@@ -577,8 +577,8 @@ pub fn classroom_init(dir: &Path, git: &str) -> Result<()> {
     }
     std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
     std::fs::write(&path, WORKFLOW.replace("{LAB_GIT}", git))?;
-    say!("wrote {}", path.display());
-    say!("{}", dim("Push it to the assignment's template repository; each student push is graded by `lab grade --all --format gh-classroom`."));
+    say!("wrote {}", path.display())?;
+    say!("{}", dim("Push it to the assignment's template repository; each student push is graded by `lab grade --all --format gh-classroom`."))?;
     Ok(())
 }
 
@@ -651,7 +651,7 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
         .map(Path::to_path_buf)
         .unwrap_or_else(|| root.join("target").join("lab-exercises"));
     let seed = fresh_seed();
-    say!("{} {}", bold("lab dev check"), dim(format!("seed {seed}")));
+    say!("{} {}", bold("lab dev check"), dim(format!("seed {seed}")))?;
     // Build everything first (sequentially: cargo locks the target folder anyway).
     let mut jobs: Vec<(String, Result<Job, LabReport>, Expect)> = Vec::new();
     for ex in embedded::exercises() {
@@ -753,10 +753,10 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
             "{} {what:<34} {}",
             if ok { good("ok  ") } else { bad("BAD ") },
             dim(detail)
-        );
+        )?;
     }
     if bad_items == 0 {
-        say!("{}", good(format!("all {total} items behave as required")));
+        say!("{}", good(format!("all {total} items behave as required")))?;
         Ok(())
     } else {
         Err(LabError::failed(format!(

@@ -85,10 +85,10 @@ pub fn render(a: &Run, b: &Run) -> String {
 /// The subcommand.
 pub fn run(a: &Path, b: &Path) -> Result<()> {
     let (ra, rb) = (load(a)?, load(b)?);
-    say!("A: {} ({})", a.display(), ra.params.target);
-    say!("B: {} ({})", b.display(), rb.params.target);
+    say!("A: {} ({})", a.display(), ra.params.target)?;
+    say!("B: {} ({})", b.display(), rb.params.target)?;
     for line in render(&ra, &rb).lines() {
-        say!("{line}");
+        say!("{line}")?;
     }
     Ok(())
 }

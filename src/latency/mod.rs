@@ -431,7 +431,7 @@ pub fn run(o: &Opts) -> Result<Run> {
         } else {
             "another machine"
         }
-    );
+    )?;
     let run_start = Instant::now();
     let mut measured: Vec<Measured> = Vec::new();
     if let Some(out) = &out {
@@ -485,23 +485,23 @@ pub fn run(o: &Opts) -> Result<Run> {
             } else {
                 String::new()
             }
-        );
+        )?;
         run.series.push(m.series.clone());
         measured.push(m);
         if let Some(out) = &out {
             out.write(&run, &measured)?;
         }
     }
-    say!();
+    say!()?;
     for line in export::table::render(&run).lines() {
-        say!("{line}");
+        say!("{line}")?;
     }
     if let Some(out) = &out {
-        say!();
+        say!()?;
         say!(
             "{}",
             dim(format!("report: {}", out.dir.join("report.md").display()))
-        );
+        )?;
     }
     Ok(run)
 }

@@ -25,6 +25,7 @@ use mio::Token;
 
 use crate::core::{Closed, Ctx, Datagram, EventLoop, Handler, SendError, MAX_DATAGRAM};
 use crate::error::bind_error;
+use crate::out::OrStopLater;
 use crate::wire::stamped::{self, Decoded, Frame, Kind, Repr};
 
 use super::pingpong::{Hello, HELLO_LEN, MAX_TCP_SIZE};
@@ -280,7 +281,7 @@ impl Handler for Server {
     // A client connected; its first bytes will say what it wants.
     fn on_accept(&mut self, _ctx: &mut Ctx, _l: Token, conn: Token, peer: SocketAddr) {
         if self.verbose {
-            crate::say!("  client {peer} connected");
+            crate::say!("  client {peer} connected").or_stop_later();
         }
         self.peers.insert(conn, Peer::New(Vec::new()));
     }
@@ -305,7 +306,7 @@ impl Handler for Server {
             s.stop.store(true, Ordering::Relaxed);
         }
         if self.verbose {
-            crate::say!("  a client left ({} connected)", self.peers.len());
+            crate::say!("  a client left ({} connected)", self.peers.len()).or_stop_later();
         }
     }
 
@@ -399,15 +400,13 @@ impl Drop for Local {
 pub fn serve(addr: SocketAddr, duration: Option<Duration>) -> Result<()> {
     let (ev, local) = bind(addr)?;
     let mut ev = ev.with_signals()?;
-    crate::say!("lab latency server on {local} (TCP and UDP; Ctrl-C stops)");
+    crate::say!("lab latency server on {local} (TCP and UDP; Ctrl-C stops)")?;
     crate::say!(
         "  on the other machine: lab latency --connect HOST:{}",
         local.port()
-    );
+    )?;
     let mut server = Server::new(Arc::new(AtomicBool::new(false)), true);
-    match duration {
-        Some(d) => ev.run_for(&mut server, d)?,
-        None => ev.run(&mut server)?,
-    }
+    // Also ends when stdout closes (`| head`), with that error: see `out`.
+    crate::out::run_while_stdout_open(&mut ev, &mut server, duration)?;
     Ok(())
 }

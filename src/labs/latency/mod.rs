@@ -42,8 +42,8 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
     say!(
         "{}",
         bold("08-latency: measuring latency, and what changes it")
-    );
-    say!("Every figure below is measured now, on this machine, over loopback.");
+    )?;
+    say!("Every figure below is measured now, on this machine, over loopback.")?;
 
     step(
         1,
@@ -53,22 +53,22 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
             "Thousands of round trips go into an HdrHistogram: every sample kept to 0.1%, in",
             "a few kilobytes. Read p50 (the typical case) and p99 (1 request in 100 is slower).",
         ],
-    );
+    )?;
     let base = opts(&args, "1-sizes");
     latency::run(&Opts {
         mode: vec![Mode::Tcp],
         sizes: vec![1, 64, 1024, 16384],
         ..base.clone()
     })?;
-    aside("On loopback a round trip is system calls and wake-ups, not bytes: 1 B and 1 KiB cost");
-    aside("about the same. Copying only shows at tens of kilobytes. The max is one unlucky");
-    aside("sample (another process took the CPU): compare percentiles, not maxima.");
+    aside("On loopback a round trip is system calls and wake-ups, not bytes: 1 B and 1 KiB cost")?;
+    aside("about the same. Copying only shows at tens of kilobytes. The max is one unlucky")?;
+    aside("sample (another process took the CPU): compare percentiles, not maxima.")?;
 
     step(
         2,
         "The same over UDP",
         &["No connection, no acknowledgements, no ordering: usually a little faster."],
-    );
+    )?;
     latency::run(&Opts {
         mode: vec![Mode::Udp],
         sizes: vec![1, 64, 1024, 16384],
@@ -84,7 +84,7 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
             "acknowledged; the server delays its ACK hoping to send it with a reply, which it",
             "only sends once the whole message is in. Both wait: about 40 ms on Linux.",
         ],
-    );
+    )?;
     latency::run(&Opts {
         mode: vec![Mode::Tcp, Mode::TcpNagle],
         sizes: vec![64],
@@ -93,7 +93,7 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
         split_writes: true,
         ..opts(&args, "3-nagle")
     })?;
-    aside("The fix is TCP_NODELAY (setsockopt), or writing each message in one call.");
+    aside("The fix is TCP_NODELAY (setsockopt), or writing each message in one call.")?;
 
     step(
         4,
@@ -104,7 +104,7 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
             "(N-1)/rate, so the average age can never be below (N-1)/rate/2. Compare the",
             "mean with `floor avg` and the max with `floor max`.",
         ],
-    );
+    )?;
     latency::run(&Opts {
         mode: vec![Mode::Stream],
         buffer_sizes: vec![1, 16, 64],
@@ -113,27 +113,27 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
         warmup: 64,
         ..opts(&args, "4-stream")
     })?;
-    aside("Bigger buffers mean fewer packets but older samples; the network adds");
-    aside("microseconds, the buffer adds milliseconds. The course's 16-byte buffers cost ~8 ms.");
+    aside("Bigger buffers mean fewer packets but older samples; the network adds")?;
+    aside("microseconds, the buffer adds milliseconds. The course's 16-byte buffers cost ~8 ms.")?;
 
-    say!();
-    say!("{}", bold("Next"));
+    say!()?;
+    say!("{}", bold("Next"))?;
     say!(
         "  {}   your own sweep, with plots and a report",
         code("lab latency --mode tcp,udp --out report/")
-    );
+    )?;
     say!(
         "  {}   open loop: latency from the intended send time",
         code("lab latency --rate 20000")
-    );
+    )?;
     say!(
         "  {}   two runs side by side",
         code("lab latency compare before/ after/")
-    );
+    )?;
     say!(
         "  {}   the lesson: percentiles, coordinated omission, Nagle",
         code("lab show 08")
-    );
+    )?;
     Ok(())
 }
 
@@ -161,15 +161,15 @@ fn opts(args: &Args, dir: &str) -> Opts {
     }
 }
 
-fn step(n: u32, title: &str, lines: &[&str]) {
-    say!();
-    say!("{}", bold(format!("{n}. {title}")));
+fn step(n: u32, title: &str, lines: &[&str]) -> std::io::Result<()> {
+    say!()?;
+    say!("{}", bold(format!("{n}. {title}")))?;
     for l in lines {
-        say!("   {}", dim(l));
+        say!("   {}", dim(l))?;
     }
-    say!();
+    say!()
 }
 
-fn aside(text: &str) {
-    say!("   {}", dim(text));
+fn aside(text: &str) -> std::io::Result<()> {
+    say!("   {}", dim(text))
 }

@@ -140,7 +140,7 @@ pub(super) fn receive(mut stream: TcpStream, opts: ReceiveOpts) -> Result<Receiv
     let mut stamps = Stamps::default();
     let mut screen = Screen::new(opts.show == Show::Plot && interactive());
     if opts.show == Show::Plot && !screen.live {
-        say!("{}", summary_header(&opts));
+        say!("{}", summary_header(&opts))?;
     }
     let stdout = io::stdout();
     loop {
@@ -198,17 +198,17 @@ pub(super) fn receive(mut stream: TcpStream, opts: ReceiveOpts) -> Result<Receiv
             Show::Print => {
                 if n > 0 {
                     let line: Vec<String> = data.iter().map(|v| v.to_string()).collect();
-                    say!("{}", line.join(" "));
+                    say!("{}", line.join(" "))?;
                 }
             }
             Show::Plot => {
                 screen.scope.push(data);
                 if screen.live {
                     if now.duration_since(screen.drawn) >= Duration::from_millis(50) {
-                        screen.draw(&window, &opts, now);
+                        screen.draw(&window, &opts, now)?;
                     }
                 } else if now.duration_since(window.since) >= Duration::from_secs(1) {
-                    say!("{}", window.summary(now, start));
+                    say!("{}", window.summary(now, start))?;
                 }
             }
         }
@@ -217,7 +217,7 @@ pub(super) fn receive(mut stream: TcpStream, opts: ReceiveOpts) -> Result<Receiv
         }
     }
     if screen.live {
-        screen.draw(&window, &opts, Instant::now());
+        screen.draw(&window, &opts, Instant::now())?;
     }
     Ok(Received {
         samples,
@@ -414,7 +414,7 @@ impl Screen {
         }
     }
 
-    fn draw(&mut self, w: &Window, opts: &ReceiveOpts, now: Instant) {
+    fn draw(&mut self, w: &Window, opts: &ReceiveOpts, now: Instant) -> io::Result<()> {
         let mut text = String::new();
         if self.lines > 0 {
             // Back to the top of the previous frame: redraw in place, like a scope.
@@ -442,9 +442,10 @@ impl Screen {
                 text.push('\n');
             }
         }
-        say!("{text}");
+        say!("{text}")?;
         self.lines = lines.len();
         self.drawn = now;
+        Ok(())
     }
 }
 

@@ -23,8 +23,8 @@ pub(super) fn demo(args: &Args) -> Result<()> {
     say!(
         "{}",
         bold("07-serial-stream: Arduino -> serial -> TCP server -> client, on loopback")
-    );
-    say!("  source: {}", spec.describe());
+    )?;
+    say!("  source: {}", spec.describe())?;
     let (mut ev, mut server, addr) = start_server(args, "127.0.0.1:0".parse()?)?;
     server.verbose = false;
     let (tx, rx) = sync_channel(PROBE_STAMPS);
@@ -39,7 +39,7 @@ pub(super) fn demo(args: &Args) -> Result<()> {
         } else {
             " (Nagle on; try --nodelay)"
         }
-    );
+    )?;
     let handle = thread::spawn(move || -> io::Result<Streamer> {
         ev.run(&mut server)?;
         Ok(server)
@@ -70,9 +70,9 @@ pub(super) fn demo(args: &Args) -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
     let got = result?;
-    say!();
-    say!("{}", bold("What you saw"));
-    say!("  - {}", totals_line(&got));
+    say!()?;
+    say!("{}", bold("What you saw"))?;
+    say!("  - {}", totals_line(&got))?;
     let b = args.buffer as f64;
     let r = rate.unwrap_or(ARDUINO_RATE);
     if got.latency.is_empty() {
@@ -80,7 +80,7 @@ pub(super) fn demo(args: &Args) -> Result<()> {
             "  - no buffer completed, so no latency was measured (a buffer of {} needs {:.1} s)",
             args.buffer,
             b / r
-        );
+        )?;
     } else {
         say!(
             "  - latency of each buffer's first sample: p50 {}, p99 {}, max {} ({} buffers)",
@@ -88,30 +88,30 @@ pub(super) fn demo(args: &Args) -> Result<()> {
             ms(got.latency.value_at_quantile(0.99)),
             ms(got.latency.max()),
             got.latency.len()
-        );
+        )?;
     }
     say!(
         "  - the floor: a buffer of {} samples at {r} samples/s holds its first sample {:.1} ms",
         args.buffer,
         (b - 1.0) / r * 1000.0
-    );
+    )?;
     say!(
         "    before it can be sent. Try {} and {}.",
         code("lab run 07 --buffer 1"),
         code("--buffer 256")
-    );
+    )?;
     say!(
         "  - {} samples skipped for slow clients (a slow client skips; it never slows the others)",
         server.totals.skipped
-    );
-    say!();
+    )?;
+    say!()?;
     say!(
         "Two machines, as in the course: on the Pi {}",
         code("lab run 07 --role server --serial /dev/ttyACM0 --bind 0.0.0.0:1234")
-    );
+    )?;
     say!(
         "and on the PC {}",
         code("lab run 07 --role client --connect raspberrypi.local:1234")
-    );
+    )?;
     Ok(())
 }

@@ -34,12 +34,12 @@ pub fn available_ports() -> Vec<serialport::SerialPortInfo> {
 fn list_ports() -> Result<()> {
     let ports = available_ports();
     if ports.is_empty() {
-        say!("No serial ports found.");
-        say!("  Plug in the Arduino (USB) and run this again; it shows up as /dev/ttyACM0 or /dev/ttyUSB0.");
+        say!("No serial ports found.")?;
+        say!("  Plug in the Arduino (USB) and run this again; it shows up as /dev/ttyACM0 or /dev/ttyUSB0.")?;
         say!(
             "  Without one, {} uses a simulated Arduino.",
             code("lab run 07")
-        );
+        )?;
         return Ok(());
     }
     for p in ports {
@@ -55,12 +55,12 @@ fn list_ports() -> Result<()> {
             serialport::SerialPortType::BluetoothPort => "Bluetooth".into(),
             serialport::SerialPortType::Unknown => "built-in or unknown".into(),
         };
-        say!("{}  {}", bold(&p.port_name), dim(what.trim()));
+        say!("{}  {}", bold(&p.port_name), dim(what.trim()))?;
     }
-    say!();
+    say!()?;
     say!(
         "Use one with {}",
         code("lab run 07 --role server --serial PATH")
-    );
+    )?;
     Ok(())
 }

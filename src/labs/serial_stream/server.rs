@@ -23,6 +23,7 @@ use super::{
 };
 use crate::core::{Closed, Ctx, EventLoop, Handler, SendError};
 use crate::error::bind_error;
+use crate::out::OrStopLater;
 use crate::out::{bold, code, dim, warn};
 use crate::say;
 use crate::wire::stamped::{self, Decoded, Frame, Kind};
@@ -207,7 +208,8 @@ impl Streamer {
                     "  {} serial device lost ({why}): retrying in {} ms",
                     warn("serial"),
                     retry_in.as_millis()
-                );
+                )
+                .or_stop_later();
             }
             SourceEvent::RetryFailed { why, retry_in } => {
                 self.totals.retries += 1;
@@ -216,10 +218,13 @@ impl Streamer {
                         "  {} reopen failed ({why}): retrying in {} ms",
                         dim("serial"),
                         retry_in.as_millis()
-                    );
+                    )
+                    .or_stop_later();
                 }
             }
-            SourceEvent::Back => say!("  {} serial device back: forwarding again", warn("serial")),
+            SourceEvent::Back => {
+                say!("  {} serial device back: forwarding again", warn("serial")).or_stop_later()
+            }
         }
     }
 }
@@ -233,7 +238,7 @@ impl Streamer {
         };
         if c.inbound.len() + data.len() > MAX_CLIENT_INBOUND {
             if self.verbose {
-                say!("  {} client {} sent too much: closed", warn("bad"), c.peer);
+                say!("  {} client {} sent too much: closed", warn("bad"), c.peer).or_stop_later();
             }
             ctx.abort(conn);
             return;
@@ -249,7 +254,7 @@ impl Streamer {
                             "  {} client {} does not speak the stamped framing ({e}): closed (leave out --framing for raw clients)",
                             warn("bad"),
                             c.peer
-                        );
+                        ).or_stop_later();
                     }
                     ctx.abort(conn);
                     return;
@@ -267,7 +272,7 @@ impl Streamer {
                                 "  {} client {} asked for {asked} samples per buffer (at most 65535): closed",
                                 warn("bad"),
                                 c.peer
-                            );
+                            ).or_stop_later();
                         }
                         ctx.abort(conn);
                         return;
@@ -294,7 +299,8 @@ impl Streamer {
                             "  client {} subscribed: stamped buffers of {} samples{note}",
                             c.peer,
                             c.buffer
-                        );
+                        )
+                        .or_stop_later();
                     }
                 }
                 // A clock probe: answer with our wall clock, so a client on another
@@ -350,7 +356,8 @@ fn send_or_skip(
                         "  client {} caught up ({} samples skipped so far)",
                         c.peer,
                         c.skipped
-                    );
+                    )
+                    .or_stop_later();
                 }
             }
             false
@@ -364,7 +371,8 @@ fn send_or_skip(
                         warn("slow"),
                         c.peer,
                         ctx.queued(token)
-                    );
+                    )
+                    .or_stop_later();
                 }
             }
             true
@@ -398,13 +406,13 @@ impl Handler for Streamer {
             },
         );
         if self.verbose {
-            say!("  client {peer} connected ({} open)", self.clients.len());
+            say!("  client {peer} connected ({} open)", self.clients.len()).or_stop_later();
         }
     }
 
     // accept() failed (EMFILE...): the core retries shortly.
     fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: Token, err: &io::Error) {
-        say!("  {} accept() failed: {err} (retrying)", warn("note"));
+        say!("  {} accept() failed: {err} (retrying)", warn("note")).or_stop_later();
     }
 
     // The client shut down its sending side (`nc` does when its stdin ends). It may
@@ -434,7 +442,8 @@ impl Handler for Streamer {
                     c.sent,
                     c.skipped,
                     self.clients.len()
-                );
+                )
+                .or_stop_later();
             }
         }
     }
@@ -452,7 +461,7 @@ impl Handler for Streamer {
                 Ok(ev) => self.status(ev),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    say!("  {} the source stopped", warn("serial"));
+                    say!("  {} the source stopped", warn("serial")).or_stop_later();
                     ctx.stop();
                     break;
                 }
@@ -490,30 +499,29 @@ pub(super) fn serve(args: &Args) -> Result<()> {
         bold(local),
         args.buffer,
         if args.nodelay { ", TCP_NODELAY" } else { "" }
-    );
-    say!("  source: {}", spec.describe());
+    )?;
+    say!("  source: {}", spec.describe())?;
     match args.framing {
         Framing::Raw => say!(
             "  try: {}",
             code(format!("lab run 07 --role client --connect {local}"))
-        ),
+        )?,
         Framing::Stamped => say!(
             "  stamped frames (each client picks its buffer size); measure: {}",
             code(format!(
                 "lab latency --mode stream --connect {local} --rate {}",
                 args.rate
             ))
-        ),
+        )?,
     }
-    match duration_limit(args.duration) {
-        Some(d) => ev.run_for(&mut server, d)?,
-        None => ev.run(&mut server)?,
-    }
+    // Also ends when stdout closes (`| head`), with that error: see `out`.
+    let limit = duration_limit(args.duration);
+    crate::out::run_while_stdout_open(&mut ev, &mut server, limit)?;
     let t = &server.totals;
     let dropped = server.source.dropped.load(Ordering::Relaxed);
     say!(
         "server stopped: {} samples read, {} clients served, {} samples skipped for slow clients, {} read with no client, device lost {} times ({} failed reopens), {} chunks dropped by the reader",
         t.samples, t.clients, t.skipped, t.unwatched, t.lost, t.retries, dropped
-    );
+    )?;
     Ok(())
 }

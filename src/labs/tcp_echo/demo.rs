@@ -22,26 +22,26 @@ pub(super) fn demo() -> Result<()> {
     say!(
         "{}",
         bold("01-tcp-echo: one server, one client, every call narrated")
-    );
+    )?;
 
-    step(1, "The server sets up");
-    narrate("server", "socket(AF_INET, SOCK_STREAM)", "-> a TCP socket");
+    step(1, "The server sets up")?;
+    narrate("server", "socket(AF_INET, SOCK_STREAM)", "-> a TCP socket")?;
     narrate(
         "server",
         "setsockopt(SO_REUSEADDR, 1)",
         "-> restarts may rebind the port (step 8)",
-    );
+    )?;
     let (mut ev, addr) = listen("127.0.0.1:0".parse()?)?;
     narrate(
         "server",
         "bind(127.0.0.1:0)",
         &format!("-> {addr} (port 0: the kernel chose a free port)"),
-    );
+    )?;
     narrate(
         "server",
         &format!("listen(backlog={BACKLOG})"),
         "-> waiting for connections",
-    );
+    )?;
     let mut server = EchoServer::new(Verbosity::Calls);
     let stop = Arc::clone(&server.stop);
     let waker = ev.ctx().waker();
@@ -60,91 +60,91 @@ pub(super) fn demo() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
     reuseaddr_story(addr, &mut b)?;
 
-    say!();
-    say!("{}", bold("What you saw"));
-    say!("  - accept() gives the server a new socket per client; the listener keeps listening.");
-    say!("  - One write of three lines was one recv(); seven one-byte writes were several recvs.");
-    say!("    TCP delivers a stream of bytes: the program finds the lines (the '\\n').");
-    say!("  - recv() returning 0 bytes is EOF: the peer closed its side.");
-    say!("  - connect() to a port nobody listens on fails at once with ECONNREFUSED.");
-    say!("  - The side that closes first keeps the port in TIME_WAIT; SO_REUSEADDR lets a");
-    say!("    restarted server bind it anyway.");
-    say!();
+    say!()?;
+    say!("{}", bold("What you saw"))?;
+    say!("  - accept() gives the server a new socket per client; the listener keeps listening.")?;
+    say!("  - One write of three lines was one recv(); seven one-byte writes were several recvs.")?;
+    say!("    TCP delivers a stream of bytes: the program finds the lines (the '\\n').")?;
+    say!("  - recv() returning 0 bytes is EOF: the peer closed its side.")?;
+    say!("  - connect() to a port nobody listens on fails at once with ECONNREFUSED.")?;
+    say!("  - The side that closes first keeps the port in TIME_WAIT; SO_REUSEADDR lets a")?;
+    say!("    restarted server bind it anyway.")?;
+    say!()?;
     say!(
         "Next: {} to see the lesson, or serve real clients:",
         code("lab show 01")
-    );
+    )?;
     say!(
         "  {}   and in another terminal   {}",
         code("lab run 01 --role server"),
         code("nc 127.0.0.1 7001")
-    );
+    )?;
     Ok(())
 }
 
 /// Steps 2 to 7, from the client's side. Returns the connection kept open for step 8.
 fn client_story(addr: SocketAddr) -> Result<TcpStream> {
-    step(2, "A client connects");
+    step(2, "A client connects")?;
     let mut c = TcpStream::connect(addr).map_err(|e| connect_error(addr, e))?;
     c.set_read_timeout(Some(Duration::from_secs(5)))?;
     narrate(
         "client",
         &format!("socket() + connect({addr})"),
         &format!("-> connected from {} (an ephemeral port)", c.local_addr()?),
-    );
+    )?;
     // Let the server's accept() line print before the next step's lines.
     thread::sleep(Duration::from_millis(50));
 
-    step(3, "One line, one reply");
+    step(3, "One line, one reply")?;
     send(&mut c, b"hello\n")?;
     expect_reply(&mut c, b"Received: hello\n")?;
 
-    step(4, "Three lines in ONE write");
+    step(4, "Three lines in ONE write")?;
     send(&mut c, b"one\ntwo\nthree\n")?;
     expect_reply(&mut c, b"Received: one\nReceived: two\nReceived: three\n")?;
-    aside("one send() of 14 bytes, three replies: the server split the stream at each '\\n'.");
+    aside("one send() of 14 bytes, three replies: the server split the stream at each '\\n'.")?;
 
-    step(5, "One line, one byte per write");
+    step(5, "One line, one byte per write")?;
     c.set_nodelay(true)?; // so each 1-byte write leaves at once instead of being batched
     narrate(
         "client",
         "setsockopt(TCP_NODELAY, 1)",
         "-> small writes are sent at once",
-    );
+    )?;
     for b in b"slowly\n" {
         narrate(
             "client",
             &format!("send(\"{}\")", escape_bytes(&[*b], 4)),
             "-> 1 byte",
-        );
+        )?;
         c.write_all(&[*b])?;
         // A pause between bytes, so each arrives on its own (as typed by a person).
         thread::sleep(Duration::from_millis(30));
     }
     expect_reply(&mut c, b"Received: slowly\n")?;
-    aside("seven writes, one line: the server answered only when the '\\n' arrived.");
+    aside("seven writes, one line: the server answered only when the '\\n' arrived.")?;
 
-    step(6, "Closing: EOF");
+    step(6, "Closing: EOF")?;
     c.shutdown(Shutdown::Write)?;
     narrate(
         "client",
         "shutdown(SHUT_WR)",
         "-> \"I will send no more\"; the server reads EOF",
-    );
+    )?;
     let mut buf = [0u8; 64];
     let n = c.read(&mut buf)?;
     narrate(
         "client",
         "recv()",
         &format!("-> {n} bytes: the server closed too"),
-    );
+    )?;
     if n != 0 {
         return Err(LabError::failed(format!("expected EOF, got {n} bytes")).into());
     }
     drop(c);
-    narrate("client", "close()", "-> done");
+    narrate("client", "close()", "-> done")?;
 
-    step(7, "Connecting to a port where nobody listens");
+    step(7, "Connecting to a port where nobody listens")?;
     let closed_port = {
         let l = TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?
@@ -158,30 +158,30 @@ fn client_story(addr: SocketAddr) -> Result<TcpStream> {
                 "-> {} (ECONNREFUSED): nothing listens there",
                 e.raw_os_error().unwrap_or(111)
             ),
-        ),
+        )?,
         Err(e) => narrate(
             "client",
             &format!("connect_ex({closed_port})"),
             &format!("-> {e}"),
-        ),
+        )?,
         Ok(_) => narrate(
             "client",
             &format!("connect({closed_port})"),
             "-> connected?! something else took the port",
-        ),
+        )?,
     }
-    aside("Python's connect_ex() returns this errno instead of raising; connect() raises it.");
+    aside("Python's connect_ex() returns this errno instead of raising; connect() raises it.")?;
 
-    step(8, "Restarting a server: TIME_WAIT and SO_REUSEADDR");
+    step(8, "Restarting a server: TIME_WAIT and SO_REUSEADDR")?;
     let keep = TcpStream::connect(addr)?;
     keep.set_read_timeout(Some(Duration::from_secs(5)))?;
     narrate(
         "client",
         "connect()",
         &format!("-> a second client, {}", keep.local_addr()?),
-    );
+    )?;
     thread::sleep(Duration::from_millis(50));
-    narrate("server", "(stops, closing every socket first)", "");
+    narrate("server", "(stops, closing every socket first)", "")?;
     Ok(keep)
 }
 
@@ -193,7 +193,7 @@ fn reuseaddr_story(addr: SocketAddr, keep: &mut TcpStream) -> Result<()> {
         "client",
         "recv()",
         &format!("-> {n} bytes: EOF, the server closed first"),
-    );
+    )?;
     // Closing our side lets the server's side finish into TIME_WAIT.
     keep.shutdown(Shutdown::Both).ok();
     thread::sleep(Duration::from_millis(50));
@@ -203,12 +203,12 @@ fn reuseaddr_story(addr: SocketAddr, keep: &mut TcpStream) -> Result<()> {
             "server",
             &format!("bind({addr}) without SO_REUSEADDR"),
             &format!("-> {} ({e})", warn("fails")),
-        ),
+        )?,
         Ok(()) => narrate(
             "server",
             &format!("bind({addr}) without SO_REUSEADDR"),
             "-> worked this time (the kernel had nothing in TIME_WAIT)",
-        ),
+        )?,
     }
     drop(plain);
     let reuse = Socket::new(Domain::IPV4, Type::STREAM, None)?;
@@ -218,12 +218,12 @@ fn reuseaddr_story(addr: SocketAddr, keep: &mut TcpStream) -> Result<()> {
             "server",
             &format!("bind({addr}) with SO_REUSEADDR"),
             "-> ok: the restarted server can listen",
-        ),
+        )?,
         Err(e) => narrate(
             "server",
             &format!("bind({addr}) with SO_REUSEADDR"),
             &format!("-> {e}"),
-        ),
+        )?,
     }
     Ok(())
 }
@@ -234,7 +234,7 @@ pub(super) fn send(c: &mut TcpStream, data: &[u8]) -> Result<()> {
         "client",
         &format!("send(\"{}\")", escape_bytes(data, 40)),
         &format!("-> {} bytes in one call", data.len()),
-    );
+    )?;
     c.write_all(data)?;
     Ok(())
 }
@@ -252,7 +252,7 @@ fn expect_reply(c: &mut TcpStream, want: &[u8]) -> Result<()> {
             "client",
             "recv()",
             &format!("-> {} bytes \"{}\"", n, escape_bytes(&buf[..n], 48)),
-        );
+        )?;
         got.extend_from_slice(&buf[..n]);
     }
     if got != want {

@@ -15,6 +15,7 @@ use super::{bytes, Args, Verbosity, BACKLOG, MAX_LINE};
 use crate::core::{Closed, Ctx, EventLoop, Handler, SendError};
 use crate::error::bind_error;
 use crate::out::narrate;
+use crate::out::OrStopLater;
 use crate::out::{bold, code, dim, escape_bytes, warn};
 use crate::say;
 use crate::wire::lines::{Line, LineDecoder};
@@ -66,7 +67,8 @@ fn answer(
             "server",
             &format!("send(\"{}\")", escape_bytes(&reply, 40)),
             &format!("-> {} bytes", reply.len()),
-        );
+        )
+        .or_stop_later();
     }
     match ctx.send(conn, &reply) {
         Ok(()) => true,
@@ -77,7 +79,8 @@ fn answer(
                 say!(
                     "  {} {peer} does not read its replies: disconnected",
                     warn("drop")
-                );
+                )
+                .or_stop_later();
             }
             ctx.abort(conn);
             false
@@ -94,7 +97,8 @@ impl Handler for EchoServer {
                 "server",
                 "accept()",
                 &format!("-> new socket for {peer}; the listener keeps listening"),
-            );
+            )
+            .or_stop_later();
         }
         self.clients.insert(
             conn,
@@ -108,7 +112,7 @@ impl Handler for EchoServer {
     // accept() failed, typically EMFILE (out of file descriptors); the core retries.
     fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: Token, err: &io::Error) {
         if self.verbosity >= Verbosity::Connections {
-            say!("  {} accept() failed: {err} (retrying)", warn("note"));
+            say!("  {} accept() failed: {err} (retrying)", warn("note")).or_stop_later();
         }
     }
 
@@ -119,7 +123,8 @@ impl Handler for EchoServer {
                 "server",
                 "recv()",
                 &format!("-> {} \"{}\"", bytes(data.len()), escape_bytes(data, 40)),
-            );
+            )
+            .or_stop_later();
         }
         let verbosity = self.verbosity;
         let Some(client) = self.clients.get_mut(&conn) else {
@@ -144,7 +149,8 @@ impl Handler for EchoServer {
                 "server",
                 "recv()",
                 "-> 0 bytes: EOF, the client closed its side",
-            );
+            )
+            .or_stop_later();
         }
         let verbosity = self.verbosity;
         if let Some(c) = self.clients.get_mut(&conn) {
@@ -153,7 +159,7 @@ impl Handler for EchoServer {
             }
         }
         if self.verbosity >= Verbosity::Calls {
-            narrate("server", "close()", "-> after the last reply is sent");
+            narrate("server", "close()", "-> after the last reply is sent").or_stop_later();
         }
         ctx.close(conn);
     }
@@ -172,7 +178,8 @@ impl Handler for EchoServer {
                     dim("bye"),
                     c.peer,
                     self.clients.len()
-                );
+                )
+                .or_stop_later();
             }
         }
     }
@@ -208,24 +215,23 @@ pub(super) fn serve(args: &Args) -> Result<()> {
     say!(
         "01-tcp-echo server listening on {} (each line L gets \"Received: L\"; Ctrl-C stops)",
         bold(local)
-    );
+    )?;
     say!(
         "  try: {}",
         code(format!("nc {} {}", local.ip(), local.port()))
-    );
+    )?;
     let verbosity = if args.quiet {
         Verbosity::Quiet
     } else {
         Verbosity::Connections
     };
     let mut server = EchoServer::new(verbosity);
-    match args.duration {
-        Some(s) => ev.run_for(&mut server, Duration::from_secs_f64(s))?,
-        None => ev.run(&mut server)?,
-    }
+    // Also ends when stdout closes (`| head`), with that error: see `out`.
+    let limit = args.duration.map(Duration::from_secs_f64);
+    crate::out::run_while_stdout_open(&mut ev, &mut server, limit)?;
     say!(
         "server stopped ({} clients were still connected)",
         server.clients.len()
-    );
+    )?;
     Ok(())
 }

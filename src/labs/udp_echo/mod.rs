@@ -24,6 +24,7 @@ use mio::Token;
 use crate::catalog::Lab;
 use crate::core::{Ctx, Datagram, EventLoop, Handler, MAX_DATAGRAM};
 use crate::error::{bind_error, LabError};
+use crate::out::OrStopLater;
 use crate::out::{aside, narrate, step};
 use crate::out::{bold, code, dim, escape_bytes, warn};
 use crate::{say, sys};
@@ -104,7 +105,8 @@ impl Handler for EchoServer {
                     d.from,
                     escape_bytes(d.data, 24)
                 ),
-            );
+            )
+            .or_stop_later();
         }
         match ctx.send_to(sock, d.data, d.from) {
             Ok(true) => self.echoed += 1,
@@ -112,7 +114,7 @@ impl Handler for EchoServer {
             Ok(false) => {}
             Err(e) => {
                 if self.verbose {
-                    say!("  {} sendto({}) failed: {e}", warn("note"), d.from);
+                    say!("  {} sendto({}) failed: {e}", warn("note"), d.from).or_stop_later();
                 }
             }
         }
@@ -121,7 +123,7 @@ impl Handler for EchoServer {
     // E.g. ECONNREFUSED reported late for an earlier sendto(): nothing to do for a server.
     fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: Token, err: &io::Error) {
         if self.verbose {
-            say!("  {} {err}", dim("note"));
+            say!("  {} {err}", dim("note")).or_stop_later();
         }
     }
 
@@ -152,21 +154,20 @@ fn serve(args: &Args) -> Result<()> {
     say!(
         "02-udp-echo server on {} (every datagram is sent back; Ctrl-C stops)",
         bold(local)
-    );
+    )?;
     say!(
         "  try: {}",
         code(format!("nc -u {} {}", local.ip(), local.port()))
-    );
+    )?;
     let mut server = EchoServer {
         verbose: !args.quiet,
         echoed: 0,
         stop: Arc::default(),
     };
-    match args.duration {
-        Some(s) => ev.run_for(&mut server, Duration::from_secs_f64(s))?,
-        None => ev.run(&mut server)?,
-    }
-    say!("server stopped after echoing {} datagrams", server.echoed);
+    // Also ends when stdout closes (`| head`), with that error: see `out`.
+    let limit = args.duration.map(Duration::from_secs_f64);
+    crate::out::run_while_stdout_open(&mut ev, &mut server, limit)?;
+    say!("server stopped after echoing {} datagrams", server.echoed)?;
     Ok(())
 }
 
@@ -192,7 +193,7 @@ fn client(args: &Args) -> Result<()> {
         sock.send_to(line.as_bytes(), args.connect)
             .with_context(|| format!("sendto {}", args.connect))?;
         match sock.recv_from(&mut buf) {
-            Ok((n, _)) => say!("{}", String::from_utf8_lossy(&buf[..n])),
+            Ok((n, _)) => say!("{}", String::from_utf8_lossy(&buf[..n]))?,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -230,16 +231,16 @@ fn client(args: &Args) -> Result<()> {
 // ---------------------------------------------------------------------------------------
 
 fn demo() -> Result<()> {
-    say!("{}", bold("02-udp-echo: datagrams, narrated"));
+    say!("{}", bold("02-udp-echo: datagrams, narrated"))?;
 
-    step(1, "The server binds; there is no listen() and no accept()");
+    step(1, "The server binds; there is no listen() and no accept()")?;
     let (mut ev, addr) = bind("127.0.0.1:0".parse()?)?;
-    narrate("server", "socket(AF_INET, SOCK_DGRAM)", "-> a UDP socket");
+    narrate("server", "socket(AF_INET, SOCK_DGRAM)", "-> a UDP socket")?;
     narrate(
         "server",
         "bind(127.0.0.1:0)",
         &format!("-> {addr}; now recvfrom() in a loop"),
-    );
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut server = EchoServer {
         verbose: true,
@@ -257,22 +258,22 @@ fn demo() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
     story?;
 
-    say!();
-    say!("{}", bold("What you saw"));
-    say!("  - Three sendto() calls were three recvfrom() results: UDP keeps message boundaries.");
-    say!("  - A buffer smaller than the datagram truncated it, and the rest was gone for good.");
-    say!("  - 65507 bytes is the largest UDP payload over IPv4; 65508 is refused at sendto().");
+    say!()?;
+    say!("{}", bold("What you saw"))?;
+    say!("  - Three sendto() calls were three recvfrom() results: UDP keeps message boundaries.")?;
+    say!("  - A buffer smaller than the datagram truncated it, and the rest was gone for good.")?;
+    say!("  - 65507 bytes is the largest UDP payload over IPv4; 65508 is refused at sendto().")?;
     say!(
         "  - An unconnected sendto() to a silent port succeeds: nobody tells you it went nowhere."
-    );
-    say!("  The server echoed {echoed} datagrams and never knew a \"connection\".");
-    say!();
+    )?;
+    say!("  The server echoed {echoed} datagrams and never knew a \"connection\".")?;
+    say!()?;
     say!(
         "Next: {}, or {} and {}",
         code("lab show 02"),
         code("lab run 02 --role server"),
         code("nc -u 127.0.0.1 7002")
-    );
+    )?;
     Ok(())
 }
 
@@ -281,14 +282,14 @@ fn client_story(server: SocketAddr) -> Result<()> {
     c.set_read_timeout(Some(Duration::from_secs(2)))?;
     let me = c.local_addr()?;
 
-    step(2, "Three datagrams, three receives");
+    step(2, "Three datagrams, three receives")?;
     for m in [&b"one"[..], b"two", b"three"] {
         c.send_to(m, server)?;
         narrate(
             "client",
             &format!("sendto(\"{}\", {server})", escape_bytes(m, 10)),
             &format!("-> {} bytes from {me}", m.len()),
-        );
+        )?;
     }
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     for want in [&b"one"[..], b"two", b"three"] {
@@ -300,31 +301,31 @@ fn client_story(server: SocketAddr) -> Result<()> {
                 "-> {n} bytes \"{}\" from {from}",
                 escape_bytes(&buf[..n], 10)
             ),
-        );
+        )?;
         if &buf[..n] != want {
             return Err(
                 LabError::failed(format!("expected {:?}", String::from_utf8_lossy(want))).into(),
             );
         }
     }
-    aside("compare 01-tcp-echo: there, one write of three lines was one recv.");
+    aside("compare 01-tcp-echo: there, one write of three lines was one recv.")?;
 
-    step(3, "A receive buffer that is too small");
+    step(3, "A receive buffer that is too small")?;
     let big = vec![b'x'; 100];
     c.send_to(&big, server)?;
-    narrate("client", "sendto(100 bytes)", "-> sent");
+    narrate("client", "sendto(100 bytes)", "-> sent")?;
     let mut small = [0u8; 16];
     let r = sys::recv_from_trunc(&c, &mut small).context("waiting for the 100-byte echo")?;
     narrate(
         "client",
         "recvfrom(buffer of 16 bytes, MSG_TRUNC)",
         &format!("-> {} bytes copied; the datagram had {}", r.len, r.wire_len),
-    );
+    )?;
     if r.wire_len > r.len {
         aside(&format!(
             "truncated: the other {} bytes are discarded by the kernel; no later recv returns them.",
             r.wire_len - r.len
-        ));
+        ))?;
     }
     c.set_read_timeout(Some(Duration::from_millis(200)))?;
     match c.recv_from(&mut buf) {
@@ -332,16 +333,16 @@ fn client_story(server: SocketAddr) -> Result<()> {
             "client",
             "recvfrom()",
             &format!("-> {n} bytes?! (unexpected)"),
-        ),
+        )?,
         Err(_) => narrate(
             "client",
             "recvfrom() again",
             "-> nothing: the rest of that datagram is gone",
-        ),
+        )?,
     }
     c.set_read_timeout(Some(Duration::from_secs(2)))?;
 
-    step(4, "Sizes up to the maximum");
+    step(4, "Sizes up to the maximum")?;
     for size in [1usize, 1472, 8000, MAX_DATAGRAM] {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         c.send_to(&data, server)?;
@@ -362,7 +363,7 @@ fn client_story(server: SocketAddr) -> Result<()> {
                 "-> echoed {n} bytes{}{note}",
                 if same { ", identical" } else { ", DIFFERENT" }
             ),
-        );
+        )?;
         if !same {
             return Err(LabError::failed(format!("the {size}-byte echo differs")).into());
         }
@@ -372,15 +373,15 @@ fn client_story(server: SocketAddr) -> Result<()> {
             "client",
             "sendto(65508 bytes)",
             &format!("-> {} ({e})", warn("refused")),
-        ),
+        )?,
         Ok(n) => narrate(
             "client",
             "sendto(65508 bytes)",
             &format!("-> {n}?! (unexpected)"),
-        ),
+        )?,
     }
 
-    step(5, "Nobody listening");
+    step(5, "Nobody listening")?;
     let silent = {
         let s = UdpSocket::bind("127.0.0.1:0")?;
         s.local_addr()?
@@ -391,29 +392,29 @@ fn client_story(server: SocketAddr) -> Result<()> {
         "client",
         &format!("sendto(\"anyone?\", {silent})"),
         "-> 7 bytes: \"sent\", no error",
-    );
+    )?;
     c.set_read_timeout(Some(Duration::from_millis(300)))?;
     match c.recv_from(&mut buf) {
-        Ok((n, from)) => narrate("client", "recvfrom()", &format!("-> {n} bytes from {from}")),
+        Ok((n, from)) => narrate("client", "recvfrom()", &format!("-> {n} bytes from {from}"))?,
         Err(_) => narrate(
             "client",
             "recvfrom() for 0.3 s",
             "-> nothing: no reply, and no error either",
-        ),
+        )?,
     }
     let connected = UdpSocket::bind("127.0.0.1:0")?;
     connected.connect(silent)?;
     connected.set_read_timeout(Some(Duration::from_millis(300)))?;
     connected.send(b"anyone?")?;
-    narrate("client", &format!("connect({silent}) + send()"), "-> sent");
+    narrate("client", &format!("connect({silent}) + send()"), "-> sent")?;
     match connected.recv(&mut buf) {
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => narrate(
             "client",
             "recv()",
             "-> ECONNREFUSED: a connected UDP socket hears the ICMP \"port unreachable\"",
-        ),
-        Err(e) => narrate("client", "recv()", &format!("-> {e}")),
-        Ok(n) => narrate("client", "recv()", &format!("-> {n} bytes?!")),
+        )?,
+        Err(e) => narrate("client", "recv()", &format!("-> {e}"))?,
+        Ok(n) => narrate("client", "recv()", &format!("-> {n} bytes?!"))?,
     }
     Ok(())
 }

@@ -84,7 +84,7 @@ pub(super) fn demo(args: &Args) -> Result<()> {
         say!(
             "{}",
             bold("03-udp-loss: numbered datagrams through a bad network, counted exactly")
-        );
+        )?;
         let what = count.map_or_else(
             || format!("for {} s", args.duration.unwrap_or(0.0)),
             |c| c.to_string(),
@@ -93,24 +93,24 @@ pub(super) fn demo(args: &Args) -> Result<()> {
         say!(
             "  sender   -> {target}: {what} datagrams of {} bytes {speed}",
             args.size
-        );
+        )?;
         if kernel {
             say!(
                 "  receiver    {rx_addr}: SO_RCVBUF asked {} bytes, the kernel gave {granted} (tiny); no relay",
                 rcvbuf.unwrap_or(0)
-            );
+            )?;
         } else {
             say!(
                 "  relay       {target} -> {rx_addr}: {}",
                 settings(args, seed).describe()
-            );
-            say!("  receiver    {rx_addr}");
+            )?;
+            say!("  receiver    {rx_addr}")?;
             say!(
                 "  {}",
                 dim(format!("repeat this exact run with --seed {seed}"))
-            );
+            )?;
         }
-        say!();
+        say!()?;
     }
 
     let rx_thread = thread::spawn(move || receive(rx_ev, &mut rx));
@@ -149,13 +149,13 @@ pub(super) fn demo(args: &Args) -> Result<()> {
     };
     let verdict = compare(&doc);
     if args.json {
-        say!("{}", serde_json::to_string_pretty(&doc)?);
+        say!("{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
-        print_receiver(&doc.receiver);
+        print_receiver(&doc.receiver)?;
         if let Some(r) = &doc.relay {
-            impair::print_stats(r);
+            impair::print_stats(r)?;
         }
-        explain(&doc, &verdict);
+        explain(&doc, &verdict)?;
     }
     match verdict.mismatch {
         Some(m) => Err(LabError::failed(m).into()),
@@ -250,13 +250,13 @@ fn compare(doc: &DemoReport) -> Verdict {
     }
 }
 
-fn explain(doc: &DemoReport, v: &Verdict) {
+fn explain(doc: &DemoReport, v: &Verdict) -> std::io::Result<()> {
     let r = &doc.receiver;
-    say!();
-    say!("{}", bold("Receiver beside the ground truth"));
+    say!()?;
+    say!("{}", bold("Receiver beside the ground truth"))?;
     for (what, got, truth, src, ok) in &v.rows {
         let mark = if *ok { good("✓") } else { bad("✗") };
-        say!("  {mark} {what:<24} {got:>8}   {truth:>8} {}", dim(src));
+        say!("  {mark} {what:<24} {got:>8}   {truth:>8} {}", dim(src))?;
     }
     let mut notes = String::new();
     if r.session.is_none() {
@@ -277,27 +277,27 @@ fn explain(doc: &DemoReport, v: &Verdict) {
             "  - Some datagrams were lost inside this machine (a full socket buffer), not by the relay's choice;\n    a datagram overtaken by one that was then dropped is not out of order, so those rows may differ."
         );
     }
-    say!();
-    say!("{}", bold("What you saw"));
+    say!()?;
+    say!("{}", bold("What you saw"))?;
     if doc.relay.is_some() {
-        say!("  - The sender never learned of any of it: UDP has no acknowledgements and no retransmission.");
-        say!("  - Loss is exact because the sender said how many it sent (its end marker, sent 5 times).");
-        say!("  - Duplicates are counted apart, so a duplicate never hides a loss.");
-        say!("  - Out of order: a sequence number lower than one already received. Jitter (RFC 3550) is the");
-        say!("    smoothed variation of transit time; the relay's delay ± jitter made it, not the distance.");
+        say!("  - The sender never learned of any of it: UDP has no acknowledgements and no retransmission.")?;
+        say!("  - Loss is exact because the sender said how many it sent (its end marker, sent 5 times).")?;
+        say!("  - Duplicates are counted apart, so a duplicate never hides a loss.")?;
+        say!("  - Out of order: a sequence number lower than one already received. Jitter (RFC 3550) is the")?;
+        say!("    smoothed variation of transit time; the relay's delay ± jitter made it, not the distance.")?;
     } else {
-        say!("  - No network and no relay, and still loss: the receiver's socket buffer was full, so its kernel");
-        say!("    dropped datagrams and counted them (SO_RXQ_OVFL). A faster sender than reader always loses.");
-        say!("  - Raise the buffer (--rcvbuf) or read faster (batching: recvmmsg) and the loss shrinks.");
+        say!("  - No network and no relay, and still loss: the receiver's socket buffer was full, so its kernel")?;
+        say!("    dropped datagrams and counted them (SO_RXQ_OVFL). A faster sender than reader always loses.")?;
+        say!("  - Raise the buffer (--rcvbuf) or read faster (batching: recvmmsg) and the loss shrinks.")?;
     }
     if !notes.is_empty() {
-        say!("{}", notes.trim_end());
+        say!("{}", notes.trim_end())?;
     }
-    say!();
+    say!()?;
     say!(
         "Next: {}, {}, or split it across machines with {}",
         code("lab show 03"),
         code("lab run 03 --kernel-drops"),
         code("--role sender|relay|receiver")
-    );
+    )
 }

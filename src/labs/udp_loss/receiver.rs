@@ -13,6 +13,7 @@ use super::{now_ns, Args, DEFAULT_RCVBUF, READ_SLOT};
 use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId};
 use crate::error::bind_error;
 use crate::out::dim;
+use crate::out::OrStopLater;
 use crate::say;
 use crate::sys::MAX_BATCH;
 use crate::wire::probe::{Kind, Repr, Tally, MAX_LEN};
@@ -231,7 +232,8 @@ impl Receiver {
                         "ooo",
                         "kdrop"
                     ))
-                );
+                )
+                .or_stop_later();
             }
             say!(
                 "  {:>5.2}-{:<5.2} s  {:>8} {:>10} {:>10.2} {:>6.3} ms {:>8} {:>5} {:>5} {:>6}",
@@ -245,7 +247,8 @@ impl Receiver {
                 line.duplicates,
                 line.out_of_order,
                 line.kernel_drops
-            );
+            )
+            .or_stop_later();
         }
         self.intervals.push(line);
     }
@@ -411,7 +414,8 @@ pub(super) fn receive(mut ev: EventLoop, rx: &mut Receiver) -> Result<ReceiverRe
             }
         }
     }
-    ev.run(&mut Ticking(rx))?;
+    // Also ends when stdout closes (`| head`), with that error: see `out`.
+    crate::out::run_while_stdout_open(&mut ev, &mut Ticking(rx), None)?;
     rx.close_interval();
     Ok(rx.report())
 }

@@ -42,14 +42,14 @@ pub(super) fn sender_role(args: &Args) -> Result<()> {
             args.size,
             args.connect,
             pps.map_or("full speed".to_string(), |p| format!("{p:.0}/s"))
-        );
+        )?;
     }
     let rep = send(args.connect, args, pps, count, !args.json)?;
     if args.json {
         say!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "sender": rep }))?
-        );
+        )?;
     } else {
         say!(
             "sent {} datagrams ({} bytes) in {:.2} s, {:.0}/s, session {}; then {} end markers saying \"{}\"",
@@ -60,7 +60,7 @@ pub(super) fn sender_role(args: &Args) -> Result<()> {
             rep.session,
             rep.end_markers,
             rep.packets
-        );
+        )?;
     }
     Ok(())
 }
@@ -78,11 +78,11 @@ pub(super) fn receiver_role(args: &Args) -> Result<()> {
             local,
             wait.as_secs_f64(),
             granted
-        );
+        )?;
         say!(
             "  try: {}",
             code(format!("lab run 03 --role sender --connect {local}"))
-        );
+        )?;
     }
     let mut rx = Receiver::new(args, wait, !args.json);
     let rep = receive(ev, &mut rx)?;
@@ -90,9 +90,9 @@ pub(super) fn receiver_role(args: &Args) -> Result<()> {
         say!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "receiver": rep }))?
-        );
+        )?;
     } else {
-        print_receiver(&rep);
+        print_receiver(&rep)?;
     }
     if rep.session.is_none() {
         return Err(LabError::failed(format!(
@@ -119,9 +119,9 @@ pub(super) fn relay_role(args: &Args) -> Result<()> {
     })
 }
 
-pub(super) fn print_receiver(r: &ReceiverReport) {
-    say!();
-    say!("{}", bold("receiver totals"));
+pub(super) fn print_receiver(r: &ReceiverReport) -> std::io::Result<()> {
+    say!()?;
+    say!("{}", bold("receiver totals"))?;
     let known = if r.count_known {
         String::new()
     } else {
@@ -133,7 +133,7 @@ pub(super) fn print_receiver(r: &ReceiverReport) {
         r.packets,
         r.lost_packets,
         r.lost_percent
-    );
+    )?;
     say!(
         "  duplicates {}, out of order {}, jitter {:.3} ms, kernel drops {}, foreign {}, truncated {}, late {}",
         r.duplicates,
@@ -143,11 +143,11 @@ pub(super) fn print_receiver(r: &ReceiverReport) {
         r.foreign,
         r.truncated,
         r.late
-    );
+    )?;
     say!(
         "  {} bytes in {:.2} s = {:.2} Mbit/s",
         r.bytes,
         r.seconds,
         r.bits_per_second / 1e6
-    );
+    )
 }
