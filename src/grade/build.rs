@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::embedded::{self, Exercise};
+use super::embedded::{self, ExerciseFiles};
 use super::model::{Environment, LabReport};
 use super::sandbox::{run_to_end, Spawn};
 use super::{checks, ns, Job};
@@ -61,7 +61,7 @@ pub(super) fn workspace(dir: Option<&Path>) -> PathBuf {
         .unwrap_or(cwd)
 }
 
-pub(super) fn exercise_of(lab: &Lab) -> Result<&'static Exercise, LabError> {
+pub(super) fn exercise_of(lab: &Lab) -> Result<&'static ExerciseFiles, LabError> {
     embedded::exercise(&lab.id)
         .filter(|_| checks::suite(&lab.id).is_some())
         .ok_or_else(|| {
@@ -91,7 +91,7 @@ pub fn python() -> String {
 }
 
 /// Which language `Auto` means here: Python when only the Python file was changed.
-fn pick_lang(ws: &Path, ex: &Exercise, lang: Lang) -> Lang {
+fn pick_lang(ws: &Path, ex: &ExerciseFiles, lang: Lang) -> Lang {
     if lang != Lang::Auto {
         return lang;
     }

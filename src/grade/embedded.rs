@@ -1,7 +1,7 @@
 //! Exercises (starters) and reference solutions, compiled into the binary so an
 //! installed `lab` can write a workspace and check it with no source tree.
 //!
-//! Adding a lab's exercise: one [`Exercise`] entry, its four files below, and a
+//! Adding a lab's exercise: one [`ExerciseFiles`] entry, its four files below, and a
 //! `[[bin]]` in `exercises/Cargo.toml` and `solutions/Cargo.toml`.
 
 /// A file of the workspace: path relative to the workspace root, and its contents.
@@ -38,7 +38,7 @@ pub const SOLUTIONS: &[File] = files!("solutions":
 
 /// One lab's exercise files.
 #[derive(Debug, Clone, Copy)]
-pub struct Exercise {
+pub struct ExerciseFiles {
     /// Lab id.
     pub lab: &'static str,
     /// The cargo binary name.
@@ -50,20 +50,20 @@ pub struct Exercise {
 }
 
 /// Every lab with an exercise.
-pub const EXERCISES: &[Exercise] = &[
-    Exercise {
+pub const EXERCISES: &[ExerciseFiles] = &[
+    ExerciseFiles {
         lab: "01-tcp-echo",
         bin: "tcp-echo",
         rust: "rust/01-tcp-echo.rs",
         python: "python/01-tcp-echo.py",
     },
-    Exercise {
+    ExerciseFiles {
         lab: "02-udp-echo",
         bin: "udp-echo",
         rust: "rust/02-udp-echo.rs",
         python: "python/02-udp-echo.py",
     },
-    Exercise {
+    ExerciseFiles {
         lab: "03-udp-loss",
         bin: "udp-loss",
         rust: "rust/03-udp-loss.rs",
@@ -72,7 +72,7 @@ pub const EXERCISES: &[Exercise] = &[
 ];
 
 /// The exercise of a lab.
-pub fn exercise(lab: &str) -> Option<&'static Exercise> {
+pub fn exercise(lab: &str) -> Option<&'static ExerciseFiles> {
     EXERCISES.iter().find(|e| e.lab == lab)
 }
 

@@ -38,7 +38,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use harness::{Ctx, Target, Unmet};
+use harness::{Harness, Target, Unmet};
 use model::{CheckResult, Environment, LabReport, Status};
 
 /// One grading job: everything needed to grade one lab's program, serializable so it
@@ -171,7 +171,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             results.push(res);
             continue;
         }
-        let mut ctx = Ctx::new(
+        let mut ctx = Harness::new(
             target.clone(),
             port,
             check_seed(job.seed, check.name),

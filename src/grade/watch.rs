@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 
 use super::build::{workspace, Lang, Source};
-use super::embedded::{self, Exercise};
+use super::embedded::{self, ExerciseFiles};
 use super::student::check;
 use crate::catalog::{Catalog, Lab};
 use crate::out::{bad, bold, dim};
@@ -23,7 +23,7 @@ pub fn watch(
     max_runs: Option<usize>,
 ) -> Result<()> {
     let ws = workspace(src.dir.as_deref());
-    let exercises: Vec<&Exercise> = embedded::EXERCISES
+    let exercises: Vec<&ExerciseFiles> = embedded::EXERCISES
         .iter()
         .filter(|e| only.is_none_or(|l| l.id == e.lab))
         .collect();
@@ -52,7 +52,7 @@ pub fn watch(
         ws.display(),
         dim("(polling every save; press Enter to re-check, Ctrl-C to stop)")
     );
-    let mut last: Option<(&Exercise, Lang)> = only
+    let mut last: Option<(&ExerciseFiles, Lang)> = only
         .and_then(|l| embedded::exercise(&l.id))
         .map(|e| (e, src.lang));
     let mut runs = 0;

@@ -4,7 +4,7 @@
 //! Adding a lab's checks: write `<lab>.rs` with `pub const SUITE: Suite`, and add one
 //! line to [`SUITES`].
 
-use super::harness::{Ctx, Outcome, Transport};
+use super::harness::{Harness, Outcome, Transport};
 
 pub mod tcp_echo;
 pub mod udp_echo;
@@ -22,7 +22,7 @@ pub struct Check {
     /// What to try, shown on failure.
     pub hint: &'static str,
     /// Drives the program; the first `Err` is the first unmet expectation.
-    pub run: fn(&mut Ctx) -> Outcome,
+    pub run: fn(&mut Harness) -> Outcome,
 }
 
 /// A lab's checks and how its program is reached.
@@ -46,6 +46,6 @@ pub fn suite(lab: &str) -> Option<&'static Suite> {
 }
 
 /// The first check of every suite: the program starts and becomes ready.
-pub fn starts(ctx: &mut Ctx) -> Outcome {
+pub fn starts(ctx: &mut Harness) -> Outcome {
     ctx.start().map(|_| ())
 }
