@@ -187,7 +187,7 @@ pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
 
 /// Resource limits for a program the grader runs (`None` leaves the inherited limit).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Limits {
+pub struct ProcessLimits {
     /// RLIMIT_NPROC: processes/threads of the user; stops fork bombs (not enforced for
     /// root, so the grader also uses a pids cgroup where it can).
     pub nproc: Option<u64>,
@@ -207,7 +207,7 @@ pub struct Limits {
 /// `CommandExt::process_group`.
 pub fn confine(
     cmd: &mut std::process::Command,
-    limits: Limits,
+    limits: ProcessLimits,
     cgroup_procs: Option<std::ffi::CString>,
 ) {
     use std::os::unix::process::CommandExt;

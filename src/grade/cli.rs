@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Subcommand;
 
-use super::commands::{self, GradeArgs, Source};
+use super::build::Source;
+use super::instructor::{self, GradeArgs};
+use super::{dev_check, student, watch};
 use crate::catalog::Catalog;
 
 /// Student, instructor and author commands of the grader.
@@ -108,10 +110,10 @@ pub enum DevCommand {
 /// Runs one of the grader's commands.
 pub fn run(catalog: &Catalog, cmd: Commands) -> Result<()> {
     match cmd {
-        Commands::Init { dir } => commands::init(&dir),
-        Commands::Check { id, source } => commands::check(catalog.find(&id)?, &source),
-        Commands::Reset { id, dir } => commands::reset(catalog.find(&id)?, dir.as_deref()),
-        Commands::Solution { id, dir } => commands::solution(catalog.find(&id)?, dir.as_deref()),
+        Commands::Init { dir } => student::init(&dir),
+        Commands::Check { id, source } => student::check(catalog.find(&id)?, &source),
+        Commands::Reset { id, dir } => student::reset(catalog.find(&id)?, dir.as_deref()),
+        Commands::Solution { id, dir } => student::solution(catalog.find(&id)?, dir.as_deref()),
         Commands::Watch {
             id,
             source,
@@ -119,7 +121,7 @@ pub fn run(catalog: &Catalog, cmd: Commands) -> Result<()> {
             max_runs,
         } => {
             let lab = id.map(|i| catalog.find(&i)).transpose()?;
-            commands::watch(
+            watch::watch(
                 catalog,
                 lab,
                 &source,
@@ -127,13 +129,13 @@ pub fn run(catalog: &Catalog, cmd: Commands) -> Result<()> {
                 max_runs,
             )
         }
-        Commands::Grade(args) => commands::grade(catalog, &args),
+        Commands::Grade(args) => instructor::grade(catalog, &args),
         Commands::Classroom {
             command: ClassroomCommand::Init { dir, git },
-        } => commands::classroom_init(&dir, &git),
+        } => instructor::classroom_init(&dir, &git),
         Commands::Dev {
             command: DevCommand::Check { root, target_dir },
-        } => commands::dev_check(catalog, &root, target_dir.as_deref()),
+        } => dev_check::dev_check(catalog, &root, target_dir.as_deref()),
         Commands::GradeInner { job } => super::ns::inner_main(&job),
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::sandbox::{describe_status, port_bound, Program, Spawn};
 use crate::out::escape_bytes;
-use crate::sys::Limits;
+use crate::sys::ProcessLimits;
 
 /// How long a program gets to start listening: Python starts in ~50 ms and a built Rust
 /// binary faster; 5 s leaves room for a loaded 2-core CI runner.
@@ -120,7 +120,7 @@ impl Target {
 
 /// One check's view of the world.
 #[derive(Debug)]
-pub struct Ctx {
+pub struct Harness {
     /// The port the program is told to use.
     pub port: u16,
     /// Seeded randomness for this check.
@@ -137,10 +137,10 @@ pub struct Ctx {
     pub cgroup_used: bool,
 }
 
-impl Ctx {
+impl Harness {
     /// A context for one check.
-    pub fn new(target: Target, port: u16, seed: u64, transport: Transport) -> Ctx {
-        Ctx {
+    pub fn new(target: Target, port: u16, seed: u64, transport: Transport) -> Harness {
+        Harness {
             port,
             rng: Rng::new(seed),
             transport,
@@ -169,7 +169,7 @@ impl Ctx {
     /// Starts the program with adjusted limits (the fd-leak check lowers NOFILE) and
     /// waits until it listens (TCP) or has bound the port (UDP), while checking it is
     /// still alive: never a fixed sleep.
-    pub fn start_with(&mut self, tweak: impl FnOnce(&mut Limits)) -> Outcome<usize> {
+    pub fn start_with(&mut self, tweak: impl FnOnce(&mut ProcessLimits)) -> Outcome<usize> {
         let argv = self.target.command(self.port);
         let mut spawn = Spawn::new(argv.clone());
         spawn.dir = self.target.dir.clone();
@@ -487,7 +487,7 @@ impl Ctx {
     }
 }
 
-impl Drop for Ctx {
+impl Drop for Harness {
     fn drop(&mut self) {
         self.finish();
     }
@@ -630,7 +630,7 @@ mod tests {
             dir: None,
             env: vec![],
         };
-        let mut ctx = Ctx::new(target, port, 1, Transport::Udp);
+        let mut ctx = Harness::new(target, port, 1, Transport::Udp);
         ctx.start().unwrap();
         let line = ctx
             .expect_stdout_line("a JSON summary", Duration::from_secs(5))

@@ -11,28 +11,34 @@
 //! - [`harness`]: what a check sees (start, probe readiness, clients, transcript);
 //! - [`checks`]: the checks, one file per lab;
 //! - [`embedded`]: exercises and solutions compiled into the binary;
-//! - [`commands`]: `lab init/check/reset/solution/watch/grade/classroom/dev`.
+//! - commands, one file per audience: [`build`] finds and builds the program (shared);
+//!   [`student`] `lab init/check/reset/solution`; [`watch`] `lab watch`; [`instructor`]
+//!   `lab grade`, `lab classroom init`; [`dev_check`] `lab dev check` (authors).
 //!
 //! Adding a lab's exercise: its `[exercise]` in `labs/<id>/lab.toml`, starters and
 //! solutions under `exercises/` and `solutions/` (one line each in `embedded.rs`), and a
 //! checks module (one line in `checks::SUITES`).
 
+pub mod build;
 pub mod checks;
 pub mod cli;
-pub mod commands;
+pub mod dev_check;
 pub mod embedded;
 pub mod export;
 pub mod harness;
+pub mod instructor;
 pub mod model;
 pub mod ns;
 pub mod sandbox;
+pub mod student;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use harness::{Ctx, Target, Unmet};
+use harness::{Harness, Target, Unmet};
 use model::{CheckResult, Environment, LabReport, Status};
 
 /// One grading job: everything needed to grade one lab's program, serializable so it
@@ -165,7 +171,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             results.push(res);
             continue;
         }
-        let mut ctx = Ctx::new(
+        let mut ctx = Harness::new(
             target.clone(),
             port,
             check_seed(job.seed, check.name),

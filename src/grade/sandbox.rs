@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sys::{self, Limits};
+use crate::sys::{self, ProcessLimits};
 
 /// Bytes of each output stream kept for the report; the rest is read and discarded so
 /// a chatty program never blocks on a full pipe (and never fills our memory).
@@ -24,8 +24,8 @@ pub const OUTPUT_CAP: usize = 16 * 1024;
 pub const TERM_GRACE: Duration = Duration::from_millis(300);
 
 /// Limits for student programs: generous for a socket server, fatal for abuse.
-pub fn program_limits() -> Limits {
-    Limits {
+pub fn program_limits() -> ProcessLimits {
+    ProcessLimits {
         nproc: nproc_limit(),
         // 16 MiB: an echo server has no reason to write big files.
         fsize: Some(16 << 20),
@@ -214,7 +214,7 @@ pub struct Spawn {
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
     /// Limits.
-    pub limits: Limits,
+    pub limits: ProcessLimits,
     /// Cap on processes+threads via a pids cgroup, where available.
     pub pids_max: u32,
 }

@@ -4,7 +4,7 @@
 //! A lab's checks live in its folder (`src/labs/<lab>/checks.rs`, `pub const SUITE`)
 //! and reach the grader through the registry line of the lab ([`crate::labs::LABS`]).
 
-use super::harness::{Ctx, Outcome, Transport};
+use super::harness::{Harness, Outcome, Transport};
 
 /// One check.
 #[derive(Debug, Clone, Copy)]
@@ -18,7 +18,7 @@ pub struct Check {
     /// What to try, shown on failure.
     pub hint: &'static str,
     /// Drives the program; the first `Err` is the first unmet expectation.
-    pub run: fn(&mut Ctx) -> Outcome,
+    pub run: fn(&mut Harness) -> Outcome,
 }
 
 /// A lab's checks and how its program is reached.
@@ -40,6 +40,6 @@ pub fn suite(lab: &str) -> Option<&'static Suite> {
 }
 
 /// The first check of every suite: the program starts and becomes ready.
-pub fn starts(ctx: &mut Ctx) -> Outcome {
+pub fn starts(ctx: &mut Harness) -> Outcome {
     ctx.start().map(|_| ())
 }

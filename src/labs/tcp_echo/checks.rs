@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::grade::checks::{starts, Check, Suite};
-use crate::grade::harness::{read_all, Ctx, Outcome, Transport, Unmet, REPLY_TIMEOUT};
+use crate::grade::harness::{read_all, Harness, Outcome, Transport, Unmet, REPLY_TIMEOUT};
 
 /// The checks, in order.
 pub const SUITE: Suite = Suite {
@@ -100,7 +100,7 @@ pub const SUITE: Suite = Suite {
 };
 
 /// A random printable line (no newline) from the seeded generator.
-fn line(ctx: &mut Ctx) -> Vec<u8> {
+fn line(ctx: &mut Harness) -> Vec<u8> {
     let n = ctx.rng.range(3, 12);
     let w = ctx.rng.word(n);
     format!("hello {w}").into_bytes()
@@ -113,7 +113,7 @@ fn reply(line: &[u8]) -> Vec<u8> {
     r
 }
 
-fn one_line(ctx: &mut Ctx) -> Outcome {
+fn one_line(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let l = line(ctx);
     let mut a = ctx.connect("A")?;
@@ -121,7 +121,7 @@ fn one_line(ctx: &mut Ctx) -> Outcome {
     ctx.expect("A", &mut a, &reply(&l))
 }
 
-fn byte_at_a_time(ctx: &mut Ctx) -> Outcome {
+fn byte_at_a_time(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let l = line(ctx);
     let mut a = ctx.connect("A")?;
@@ -144,7 +144,7 @@ fn byte_at_a_time(ctx: &mut Ctx) -> Outcome {
     ctx.expect("A", &mut a, &reply(&l2))
 }
 
-fn lines_in_one_write(ctx: &mut Ctx) -> Outcome {
+fn lines_in_one_write(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let lines: Vec<Vec<u8>> = (0..3).map(|_| line(ctx)).collect();
     let mut a = ctx.connect("A")?;
@@ -159,7 +159,7 @@ fn lines_in_one_write(ctx: &mut Ctx) -> Outcome {
     ctx.expect("A", &mut a, &want)
 }
 
-fn utf8_split(ctx: &mut Ctx) -> Outcome {
+fn utf8_split(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let l = "caf\u{e9} \u{2713} na\u{ef}ve".as_bytes().to_vec();
     // Split inside the 3-byte check mark (its first byte is at index 6).
@@ -172,7 +172,7 @@ fn utf8_split(ctx: &mut Ctx) -> Outcome {
     ctx.expect("A", &mut a, &reply(&l))
 }
 
-fn silent_client(ctx: &mut Ctx) -> Outcome {
+fn silent_client(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let _silent = ctx.connect("S (silent: sends nothing)")?;
     let mut half = ctx.connect("H")?;
@@ -185,7 +185,7 @@ fn silent_client(ctx: &mut Ctx) -> Outcome {
     ctx.expect("H", &mut half, b"Received: half a line\n")
 }
 
-fn many_clients(ctx: &mut Ctx) -> Outcome {
+fn many_clients(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let names: Vec<String> = (0..8).map(|i| format!("C{i}")).collect();
     let mut clients = Vec::new();
@@ -214,7 +214,7 @@ fn many_clients(ctx: &mut Ctx) -> Outcome {
     Ok(())
 }
 
-fn reset_mid_request(ctx: &mut Ctx) -> Outcome {
+fn reset_mid_request(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     for round in 0..3 {
         let mut r = ctx.connect(&format!("R{round}"))?;
@@ -236,7 +236,7 @@ fn reset_mid_request(ctx: &mut Ctx) -> Outcome {
     ctx.expect("B", &mut b, &reply(&l))
 }
 
-fn slow_reader(ctx: &mut Ctx) -> Outcome {
+fn slow_reader(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     // 8 MiB of replies: twice the most Linux lets a send buffer grow to (tcp_wmem max,
     // 4 MiB by default), against a client receive buffer of 16 KiB, so the server's
@@ -292,7 +292,7 @@ fn slow_reader(ctx: &mut Ctx) -> Outcome {
     )))
 }
 
-fn eof_half_close(ctx: &mut Ctx) -> Outcome {
+fn eof_half_close(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let l = line(ctx);
     let mut a = ctx.connect("A")?;
@@ -339,7 +339,7 @@ fn eof_half_close(ctx: &mut Ctx) -> Outcome {
     Ok(())
 }
 
-fn restart_same_port(ctx: &mut Ctx) -> Outcome {
+fn restart_same_port(ctx: &mut Harness) -> Outcome {
     let first = ctx.start()?;
     let l = line(ctx);
     let mut a = ctx.connect("A")?;
@@ -365,7 +365,7 @@ fn restart_same_port(ctx: &mut Ctx) -> Outcome {
     ctx.expect("B", &mut b, &reply(&l))
 }
 
-fn fd_leak(ctx: &mut Ctx) -> Outcome {
+fn fd_leak(ctx: &mut Harness) -> Outcome {
     // 64 descriptors: enough for any runtime's own files plus a few clients; a leak of
     // one per connection exhausts it well within 300 cycles.
     ctx.step("the server runs with RLIMIT_NOFILE = 64");

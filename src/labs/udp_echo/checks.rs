@@ -2,7 +2,7 @@
 //! the address it came from.
 
 use crate::grade::checks::{starts, Check, Suite};
-use crate::grade::harness::{Ctx, Outcome, Transport};
+use crate::grade::harness::{Harness, Outcome, Transport};
 
 /// The checks, in order.
 pub const SUITE: Suite = Suite {
@@ -68,7 +68,7 @@ pub const SUITE: Suite = Suite {
     ],
 };
 
-fn echo_of_size(ctx: &mut Ctx, n: usize) -> Outcome {
+fn echo_of_size(ctx: &mut Harness, n: usize) -> Outcome {
     ctx.start()?;
     let c = ctx.udp_client("A")?;
     let data = ctx.rng.bytes(n);
@@ -76,23 +76,23 @@ fn echo_of_size(ctx: &mut Ctx, n: usize) -> Outcome {
     ctx.expect_datagram("A", &c, &data)
 }
 
-fn one_byte(ctx: &mut Ctx) -> Outcome {
+fn one_byte(ctx: &mut Harness) -> Outcome {
     echo_of_size(ctx, 1)
 }
 
-fn size_1472(ctx: &mut Ctx) -> Outcome {
+fn size_1472(ctx: &mut Harness) -> Outcome {
     echo_of_size(ctx, 1472)
 }
 
-fn size_8000(ctx: &mut Ctx) -> Outcome {
+fn size_8000(ctx: &mut Harness) -> Outcome {
     echo_of_size(ctx, 8000)
 }
 
-fn size_65507(ctx: &mut Ctx) -> Outcome {
+fn size_65507(ctx: &mut Harness) -> Outcome {
     echo_of_size(ctx, 65507)
 }
 
-fn binary_bytes(ctx: &mut Ctx) -> Outcome {
+fn binary_bytes(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let c = ctx.udp_client("A")?;
     let mut data = b"\x00\xff\xfe line\n \r\n\t ".to_vec();
@@ -103,7 +103,7 @@ fn binary_bytes(ctx: &mut Ctx) -> Outcome {
     ctx.expect_datagram("A", &c, &data)
 }
 
-fn two_senders(ctx: &mut Ctx) -> Outcome {
+fn two_senders(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let a = ctx.udp_client("A")?;
     let b = ctx.udp_client("B")?;
@@ -118,7 +118,7 @@ fn two_senders(ctx: &mut Ctx) -> Outcome {
     Ok(())
 }
 
-fn burst(ctx: &mut Ctx) -> Outcome {
+fn burst(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let a = ctx.udp_client("A")?;
     // 64 datagrams of up to 512 bytes: 32 KiB, well inside the 1 MiB receive buffer

@@ -14,7 +14,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::grade::checks::{starts, Check, Suite};
-use crate::grade::harness::{Ctx, Outcome, Rng, Transport, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
+use crate::grade::harness::{Harness, Outcome, Rng, Transport, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
 use crate::grade::sandbox::describe_status;
 use crate::out::escape_bytes;
 use crate::wire::probe::{Kind, Packet, Repr, Tally, HEADER_LEN};
@@ -243,7 +243,7 @@ struct Net {
 }
 
 /// Starts the program and binds S and X.
-fn setup(ctx: &mut Ctx) -> Outcome<Net> {
+fn setup(ctx: &mut Harness) -> Outcome<Net> {
     ctx.start()?;
     let s = ctx.udp_client("S (the sender)")?;
     let x = ctx.udp_client("X (a stranger)")?;
@@ -302,7 +302,7 @@ fn drained(net: &mut Net, port: u16) -> bool {
 }
 
 /// Sends `plan` in order, pacing in batches.
-fn play(ctx: &mut Ctx, net: &mut Net, plan: &[Dgram]) -> Outcome {
+fn play(ctx: &mut Harness, net: &mut Net, plan: &[Dgram]) -> Outcome {
     for (i, d) in plan.iter().enumerate() {
         if i > 0 && i % BATCH == 0 && net.pacing {
             net.pacing = drained(net, ctx.port);
@@ -341,7 +341,7 @@ fn parse_report(line: &str) -> Result<Counts, String> {
 }
 
 /// Waits for the report line and compares it with `want`.
-fn expect_report(ctx: &mut Ctx, net: &Net, want: Counts) -> Outcome {
+fn expect_report(ctx: &mut Harness, net: &Net, want: Counts) -> Outcome {
     let line = ctx.expect_stdout_line(&format!("the report {}", want.json()), REPLY_TIMEOUT)?;
     let got = parse_report(&line).map_err(|why| {
         Unmet::fail(format!(
@@ -378,7 +378,7 @@ fn expect_report(ctx: &mut Ctx, net: &Net, want: Counts) -> Outcome {
 }
 
 /// Sends the plan (ending with S's end marker) and expects the exact report.
-fn run(ctx: &mut Ctx, net: &mut Net, plan: &[Dgram]) -> Outcome {
+fn run(ctx: &mut Harness, net: &mut Net, plan: &[Dgram]) -> Outcome {
     let (want, _) = expected(plan)
         .ok_or_else(|| Unmet::error("the check's plan has no end marker (a bug in lab)"))?;
     play(ctx, net, plan)?;
@@ -387,7 +387,7 @@ fn run(ctx: &mut Ctx, net: &mut Net, plan: &[Dgram]) -> Outcome {
 
 /// The usual ending: S announces and sends its end marker (count `n`), then the report
 /// must match.
-fn finish(ctx: &mut Ctx, net: &mut Net, mut plan: Vec<Dgram>, sess: u64, n: u64) -> Outcome {
+fn finish(ctx: &mut Harness, net: &mut Net, mut plan: Vec<Dgram>, sess: u64, n: u64) -> Outcome {
     ctx.step(format!("S sends the end marker: count {n}"));
     plan.push(end(sess, n));
     run(ctx, net, &plan)
@@ -416,11 +416,11 @@ fn pick(rng: &mut Rng, k: usize, lo: usize, hi: usize) -> Vec<usize> {
     out
 }
 
-fn session(ctx: &mut Ctx) -> u64 {
+fn session(ctx: &mut Harness) -> u64 {
     ctx.rng.next_u64()
 }
 
-fn clean_run(ctx: &mut Ctx) -> Outcome {
+fn clean_run(ctx: &mut Harness) -> Outcome {
     let mut net = setup(ctx)?;
     let sess = session(ctx);
     let n = ctx.rng.range(100, 201) as u64;
@@ -432,7 +432,7 @@ fn clean_run(ctx: &mut Ctx) -> Outcome {
     finish(ctx, &mut net, plan, sess, n)
 }
 
-fn loss(ctx: &mut Ctx) -> Outcome {
+fn loss(ctx: &mut Harness) -> Outcome {
     let mut net = setup(ctx)?;
     let sess = session(ctx);
     let n = 200u64;
@@ -460,7 +460,7 @@ fn loss(ctx: &mut Ctx) -> Outcome {
     finish(ctx, &mut net, plan, sess, n)
 }
 
-fn duplicates(ctx: &mut Ctx) -> Outcome {
+fn duplicates(ctx: &mut Harness) -> Outcome {
     let mut net = setup(ctx)?;
     let sess = session(ctx);
     let n = 200u64;
@@ -501,7 +501,7 @@ fn duplicates(ctx: &mut Ctx) -> Outcome {
     finish(ctx, &mut net, plan, sess, n)
 }
 
-fn reordering(ctx: &mut Ctx) -> Outcome {
+fn reordering(ctx: &mut Harness) -> Outcome {
     let mut net = setup(ctx)?;
     let sess = session(ctx);
     let n = 200u64;
@@ -544,7 +544,7 @@ fn reordering(ctx: &mut Ctx) -> Outcome {
     finish(ctx, &mut net, plan, sess, n)
 }
 
-fn foreign(ctx: &mut Ctx) -> Outcome {
+fn foreign(ctx: &mut Harness) -> Outcome {
     let mut net = setup(ctx)?;
     let sess = session(ctx);
     let other = session(ctx);
@@ -609,7 +609,7 @@ fn foreign(ctx: &mut Ctx) -> Outcome {
     finish(ctx, &mut net, plan, sess, n)
 }
 
-fn near_u64_max(ctx: &mut Ctx) -> Outcome {
+fn near_u64_max(ctx: &mut Harness) -> Outcome {
     let mut net = setup(ctx)?;
     let sess = session(ctx);
     let n = 64u64;
@@ -645,7 +645,7 @@ fn near_u64_max(ctx: &mut Ctx) -> Outcome {
     run(ctx, &mut net, &plan)
 }
 
-fn end_marker_repeated(ctx: &mut Ctx) -> Outcome {
+fn end_marker_repeated(ctx: &mut Harness) -> Outcome {
     let mut net = setup(ctx)?;
     let sess = session(ctx);
     let n = 100u64;
@@ -715,7 +715,7 @@ fn end_marker_repeated(ctx: &mut Ctx) -> Outcome {
     }
 }
 
-fn tail_loss(ctx: &mut Ctx) -> Outcome {
+fn tail_loss(ctx: &mut Harness) -> Outcome {
     let mut net = setup(ctx)?;
     let sess = session(ctx);
     let n = 150u64;

@@ -1,0 +1,259 @@
+//! Finding and building the program to grade, shared by every grader command: where
+//! the exercises workspace is, which language `--lang auto` means, `cargo build` of an
+//! exercise under limits, and the grading [`Job`] for one lab. Used by the student
+//! commands, the watcher, `lab grade` and `lab dev check`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::embedded::{self, ExerciseFiles};
+use super::model::{Environment, LabReport};
+use super::sandbox::{run_to_end, Spawn};
+use super::{checks, ns, Job};
+use crate::catalog::Lab;
+use crate::error::LabError;
+use crate::progress::WORKSPACE_FILE;
+
+/// Which version of an exercise to grade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// The one you changed (Python if only the Python file differs from its starter).
+    Auto,
+    /// The Rust binary of the workspace (built with cargo first).
+    Rust,
+    /// The Python file, run with python3.
+    Python,
+}
+
+/// Where the program to grade comes from (shared by check and grade).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Source {
+    /// Grade this command instead of the workspace's exercise; it gets the lab's
+    /// arguments (e.g. `--port N`) appended. `{lab}` is replaced by the lab id.
+    #[arg(long, value_name = "CMD")]
+    pub cmd: Option<String>,
+    /// The exercises workspace (default: the one containing the current folder).
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+    /// Rust or Python version of the exercise.
+    #[arg(long, value_enum, default_value_t = Lang::Auto)]
+    pub lang: Lang,
+    /// Replay a run: every random choice of the checks comes from this seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Show what the grader did in every check, passing ones too (human format).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// The workspace: `--dir`, else the nearest folder up from here with lab-progress.txt
+/// or the exercises' Cargo.toml, else the current folder.
+pub(super) fn workspace(dir: Option<&Path>) -> PathBuf {
+    if let Some(d) = dir {
+        return d.to_path_buf();
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    cwd.ancestors()
+        .find(|d| d.join(WORKSPACE_FILE).is_file() || d.join("rust/01-tcp-echo.rs").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or(cwd)
+}
+
+pub(super) fn exercise_of(lab: &Lab) -> Result<&'static ExerciseFiles, LabError> {
+    embedded::exercise(&lab.id)
+        .filter(|_| checks::suite(&lab.id).is_some())
+        .ok_or_else(|| {
+            let have: Vec<&str> = embedded::exercises().map(|e| e.lab).collect();
+            LabError::usage(format!("{} has no gradable exercise yet", lab.id))
+                .fix(format!("labs with exercises: {}", have.join(", ")))
+        })
+}
+
+/// The Python interpreter: `python3` resolved once to the real executable, so version
+/// managers' shims (pyenv's is a shell script) do not cost every program start ~0.1 s.
+pub fn python() -> String {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            std::process::Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "python3".to_string())
+        })
+        .clone()
+}
+
+/// Which language `Auto` means here: Python when only the Python file was changed.
+fn pick_lang(ws: &Path, ex: &ExerciseFiles, lang: Lang) -> Lang {
+    if lang != Lang::Auto {
+        return lang;
+    }
+    let changed = |rel: &str| {
+        let now = std::fs::read_to_string(ws.join(rel)).ok();
+        now.is_some() && now.as_deref() != embedded::get(&embedded::starters(), rel)
+    };
+    if changed(ex.python) && !changed(ex.rust) {
+        Lang::Python
+    } else {
+        Lang::Rust
+    }
+}
+
+/// `cargo build` of one binary, under limits and a deadline. Ok(path to the binary) or
+/// Err(message with the compiler's output).
+pub fn build_rust(ws: &Path, bin: &str, target_dir: Option<&Path>) -> Result<PathBuf, String> {
+    let mut spawn = Spawn::new(vec![
+        "cargo".into(),
+        "build".into(),
+        "--quiet".into(),
+        "--bin".into(),
+        bin.into(),
+    ]);
+    spawn.dir = Some(ws.to_path_buf());
+    let target = target_dir
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| ws.join("target"));
+    spawn
+        .env
+        .push(("CARGO_TARGET_DIR".into(), target.display().to_string()));
+    // Builds need more than a server: rustc's threads, its address space, big files.
+    spawn.limits.address_space = None;
+    spawn.limits.nofile = None;
+    spawn.limits.fsize = Some(4 << 30);
+    spawn.limits.cpu_secs = Some(900);
+    spawn.pids_max = 512;
+    // Ten minutes: a std-only workspace builds in seconds; this stops a runaway build.
+    match run_to_end(&spawn, Duration::from_secs(600)) {
+        Ok((true, _, _)) => Ok(target.join("debug").join(bin)),
+        // cargo's own failures exit 101 too: not a panic, so no status decoding here.
+        Ok((false, out, _)) => Err(format!(
+            "cargo build --bin {bin} failed:\n{}",
+            out.trim_end()
+        )),
+        Err(e) => Err(format!(
+            "cannot run cargo: {e} (is Rust installed? https://rustup.rs)"
+        )),
+    }
+}
+
+/// Resolves the program for a lab: Ok(argv, dir) or Err(build message).
+fn program(
+    lab: &Lab,
+    ws: &Path,
+    src: &Source,
+    target_dir: Option<&Path>,
+) -> Result<Result<(Vec<String>, PathBuf), String>> {
+    if let Some(cmd) = &src.cmd {
+        // `sh -c 'exec CMD "$@"'` keeps the user's quoting and makes the program itself
+        // the process the grader watches (exec replaces the shell).
+        let argv = vec![
+            "sh".into(),
+            "-c".into(),
+            format!("exec {} \"$@\"", cmd.replace("{lab}", &lab.id)),
+            "sh".into(),
+        ];
+        // A command's relative paths mean the folder it was typed in (or --dir).
+        let dir = match &src.dir {
+            Some(d) => d.clone(),
+            None => std::env::current_dir().unwrap_or_else(|_| ws.to_path_buf()),
+        };
+        return Ok(Ok((argv, dir)));
+    }
+    let ex = exercise_of(lab)?;
+    match pick_lang(ws, ex, src.lang) {
+        Lang::Python => {
+            let file = ws.join(ex.python);
+            if !file.is_file() {
+                return Err(LabError::usage(format!("no {} here", file.display()))
+                    .fix("run `lab init` to write the exercises workspace, or pass --dir PATH or --cmd CMD")
+                    .into());
+            }
+            Ok(Ok((
+                vec![python(), file.display().to_string()],
+                ws.to_path_buf(),
+            )))
+        }
+        _ => {
+            if !ws.join(ex.rust).is_file() {
+                return Err(LabError::usage(format!("no {} here", ws.join(ex.rust).display()))
+                    .fix("run `lab init` to write the exercises workspace, or pass --dir PATH or --cmd CMD")
+                    .into());
+            }
+            Ok(build_rust(ws, ex.bin, target_dir)
+                .map(|exe| (vec![exe.display().to_string()], ws.to_path_buf())))
+        }
+    }
+}
+
+/// Prepares the grading job for one lab (building first when needed). A failed build
+/// comes back as a report with an error message, so every output format can show it.
+pub fn prepare(
+    lab: &Lab,
+    ws: &Path,
+    src: &Source,
+    seed: u64,
+    target_dir: Option<&Path>,
+) -> Result<Result<Job, LabReport>> {
+    let args = lab
+        .exercise
+        .as_ref()
+        .map(|e| e.args.clone())
+        .unwrap_or_default();
+    let (argv, dir) = match program(lab, ws, src, target_dir)? {
+        Ok(p) => p,
+        Err(msg) => {
+            let mut r = LabReport::new(
+                &lab.id,
+                Vec::new(),
+                seed,
+                Environment::default(),
+                Vec::new(),
+            );
+            r.message = msg;
+            r.total();
+            return Ok(Err(r));
+        }
+    };
+    Ok(Ok(Job {
+        lab: lab.id.clone(),
+        argv,
+        args,
+        dir: Some(dir),
+        env: Vec::new(),
+        seed,
+        // In namespaces every grading can use the lab's usual port; outside, any free one.
+        port: if ns::available() {
+            default_port(lab)
+        } else {
+            0
+        },
+        only: Vec::new(),
+        fail_fast: false,
+    }))
+}
+
+/// Grades one lab: prepare, then run isolated where possible.
+pub fn grade_one(lab: &Lab, ws: &Path, src: &Source, seed: u64) -> Result<LabReport> {
+    match prepare(lab, ws, src, seed, None)? {
+        Ok(job) => ns::grade(&job),
+        Err(report) => Ok(report),
+    }
+}
+
+/// The port of the lab's demo (`defaults.bind`), the one the lesson talks about.
+pub(super) fn default_port(lab: &Lab) -> u16 {
+    lab.defaults
+        .get("bind")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(7000 + lab.number() as u16)
+}

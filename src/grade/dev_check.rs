@@ -1,0 +1,257 @@
+//! `lab dev check`, for exercise authors: proves the grader right on known programs.
+//! Every reference solution must get full marks, every unmodified starter must fail,
+//! and every mutant in `tests/mutants/` must fail the check its header names. The jobs
+//! run on a small pool of worker threads, since most of the time is spent waiting.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::build::{default_port, prepare, python, Lang, Source};
+use super::model::{LabReport, Status};
+use super::{embedded, fresh_seed, ns, Job};
+use crate::catalog::Catalog;
+use crate::error::LabError;
+use crate::out::{bad, bold, dim, good};
+use crate::say;
+
+/// One mutant: a known-buggy program and the check that must catch it.
+#[derive(Debug, Clone)]
+pub struct Mutant {
+    /// The file.
+    pub path: PathBuf,
+    /// The lab it is an answer to.
+    pub lab: String,
+    /// The check that must fail for it.
+    pub caught_by: String,
+}
+
+/// Reads `# lab: ID` and `# caught-by: CHECK` from each mutant's header.
+pub fn mutants(dir: &Path) -> Result<Vec<Mutant>> {
+    let mut v = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read mutants in {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "py"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let text = std::fs::read_to_string(&path)?;
+        let field = |k: &str| {
+            text.lines().take(10).find_map(|l| {
+                l.strip_prefix(&format!("# {k}: "))
+                    .map(|s| s.trim().to_string())
+            })
+        };
+        let (Some(lab), Some(caught_by)) = (field("lab"), field("caught-by")) else {
+            anyhow::bail!(
+                "{}: needs `# lab: ID` and `# caught-by: CHECK` header lines",
+                path.display()
+            );
+        };
+        v.push(Mutant {
+            path,
+            lab,
+            caught_by,
+        });
+    }
+    Ok(v)
+}
+
+/// What `dev check` requires of one graded program.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// A reference solution: every check passes.
+    FullMarks,
+    /// An unmodified starter: it must not pass.
+    NotPass,
+    /// A mutant: this check must fail (or error).
+    Caught(String),
+}
+
+/// `lab dev check`: every solution gets full marks, every unmodified starter fails, and
+/// every mutant fails the check aimed at its bug. `root` holds `tests/mutants/`.
+pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> Result<()> {
+    let tmp = std::env::temp_dir().join(format!("lab-dev-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(tmp.clone());
+    let (sol, start) = (tmp.join("solutions"), tmp.join("starters"));
+    embedded::write_all(&embedded::solutions(), &sol, true)?;
+    embedded::write_all(&embedded::starters(), &start, true)?;
+    let target = target_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.join("target").join("lab-exercises"));
+    let seed = fresh_seed();
+    say!("{} {}", bold("lab dev check"), dim(format!("seed {seed}")))?;
+    // Build everything first (sequentially: cargo locks the target folder anyway).
+    let mut jobs: Vec<(String, Result<Job, LabReport>, Expect)> = Vec::new();
+    for ex in embedded::exercises() {
+        let Ok(lab) = catalog.find(ex.lab) else {
+            continue;
+        };
+        for (which, ws, expect) in [
+            ("solution", &sol, Expect::FullMarks),
+            ("starter", &start, Expect::NotPass),
+        ] {
+            for lang in [Lang::Rust, Lang::Python] {
+                let src = Source {
+                    cmd: None,
+                    dir: None,
+                    lang,
+                    seed: Some(seed),
+                    verbose: false,
+                };
+                // Separate target folders: both workspaces build binaries of the same
+                // names, and the jobs run them later, side by side.
+                let mut job = prepare(lab, ws, &src, seed, Some(&target.join(which)))?;
+                if let (Ok(j), Expect::NotPass) = (&mut job, &expect) {
+                    // Only "does it fail" matters: stop at the first failure.
+                    j.fail_fast = true;
+                }
+                jobs.push((
+                    format!("{} {which} ({lang:?})", lab.id),
+                    job,
+                    expect.clone(),
+                ));
+            }
+        }
+    }
+    for m in mutants(&root.join("tests/mutants"))? {
+        let name = m
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let lab = catalog.find(&m.lab)?;
+        let job = Job {
+            lab: lab.id.clone(),
+            argv: vec![python(), m.path.display().to_string()],
+            args: lab
+                .exercise
+                .as_ref()
+                .map(|e| e.args.clone())
+                .unwrap_or_default(),
+            dir: None,
+            env: Vec::new(),
+            seed,
+            port: if ns::available() {
+                default_port(lab)
+            } else {
+                0
+            },
+            only: vec![m.caught_by.clone()],
+            fail_fast: false,
+        };
+        jobs.push((
+            format!("mutant {name}"),
+            Ok(job),
+            Expect::Caught(m.caught_by),
+        ));
+    }
+    // Most of the time is spent waiting on reply timeouts: four workers take the next
+    // job as they finish (each job in its own namespaces, or on its own free ports).
+    const WORKERS: usize = 4;
+    let total = jobs.len();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(vec![None; total]);
+    std::thread::scope(|s| {
+        for _ in 0..WORKERS {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((_, job, expect)) = jobs.get(i) else {
+                    return;
+                };
+                let report = match job {
+                    Ok(j) => ns::grade(j),
+                    Err(r) => Ok(r.clone()),
+                };
+                let verdict = match report {
+                    Ok(r) => judge(&r, expect),
+                    Err(e) => (false, e.to_string()),
+                };
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(verdict);
+            });
+        }
+    });
+    let mut bad_items = 0;
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    for ((what, _, _), verdict) in jobs.iter().zip(results) {
+        let (ok, detail) = verdict.unwrap_or((false, "the grader thread panicked".into()));
+        if !ok {
+            bad_items += 1;
+        }
+        say!(
+            "{} {what:<34} {}",
+            if ok { good("ok  ") } else { bad("BAD ") },
+            dim(detail)
+        )?;
+    }
+    if bad_items == 0 {
+        say!("{}", good(format!("all {total} items behave as required")))?;
+        Ok(())
+    } else {
+        Err(LabError::failed(format!(
+            "{bad_items} of {total} items misbehave (seed {seed})"
+        ))
+        .into())
+    }
+}
+
+/// Whether a report meets the expectation, and a one-line detail.
+fn judge(r: &LabReport, expect: &Expect) -> (bool, String) {
+    let not_passed: Vec<&str> = r
+        .tests
+        .iter()
+        .filter(|t| t.status != Status::Pass)
+        .map(|t| t.name.as_str())
+        .collect();
+    match expect {
+        Expect::FullMarks => (
+            r.passed() && r.score == r.max_score,
+            format!(
+                "{}/{}{}{}",
+                r.score,
+                r.max_score,
+                if not_passed.is_empty() {
+                    String::new()
+                } else {
+                    format!(", not passed: {}", not_passed.join(" "))
+                },
+                if r.message.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", r.message.lines().next().unwrap_or(""))
+                }
+            ),
+        ),
+        Expect::NotPass => (
+            !r.passed(),
+            format!(
+                "{}/{}, first not passed: {}",
+                r.score,
+                r.max_score,
+                not_passed.first().unwrap_or(&"none")
+            ),
+        ),
+        Expect::Caught(name) => match r.tests.iter().find(|t| &t.name == name) {
+            Some(t) => (
+                matches!(t.status, Status::Fail | Status::Error),
+                format!(
+                    "{name} {}: {}",
+                    t.status.word(),
+                    t.message.lines().next().unwrap_or("")
+                ),
+            ),
+            None => (false, format!("no check named {name}")),
+        },
+    }
+}
+
+/// Removes a temporary folder when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,158 @@
+//! The student's commands: `lab init` writes the exercises workspace, `lab check`
+//! grades one exercise and records a pass, `lab reset` restores a starter (keeping a
+//! backup), `lab solution` shows the reference once the exercise passed.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+
+use super::build::{exercise_of, grade_one, workspace, Source};
+use super::embedded;
+use super::export;
+use super::fresh_seed;
+use crate::catalog::Lab;
+use crate::error::LabError;
+use crate::out::{bold, code, dim, good};
+use crate::progress::{self, Progress, WORKSPACE_FILE};
+use crate::say;
+
+/// Progress stored in the workspace (falls back to the usual lookup).
+fn progress_in(ws: &Path) -> Progress {
+    let path = ws.join(WORKSPACE_FILE);
+    if path.is_file() {
+        Progress::load_from(path)
+    } else {
+        Progress::load()
+    }
+}
+
+/// `lab init [DIR]`.
+pub fn init(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let written = embedded::write_all(&embedded::starters(), dir, false)
+        .with_context(|| format!("cannot write into {}", dir.display()))?;
+    let progress = dir.join(WORKSPACE_FILE);
+    if !progress.exists() {
+        std::fs::write(&progress, progress::render(&Default::default()))?;
+    }
+    std::fs::write(dir.join(".gitignore"), "target/\n.lab-backup/\n").ok();
+    say!(
+        "{} {}",
+        good("Wrote the exercises workspace in"),
+        bold(dir.display())
+    )?;
+    for p in &written {
+        say!("  {}", p.strip_prefix(dir).unwrap_or(p).display())?;
+    }
+    if written.len() < embedded::starters().len() {
+        say!(
+            "{}",
+            dim("(files that already existed were kept; `lab reset ID` restores a starter)")
+        )?;
+    }
+    say!()?;
+    say!(
+        "Next: {}, read the lesson with {}, then edit {} and run {}.",
+        code(format!("cd {}", dir.display())),
+        code("lab show 01"),
+        code("rust/01-tcp-echo.rs"),
+        code("lab check 01")
+    )?;
+    Ok(())
+}
+
+/// `lab check ID`.
+pub fn check(lab: &Lab, src: &Source) -> Result<()> {
+    let ws = workspace(src.dir.as_deref());
+    let seed = src.seed.unwrap_or_else(fresh_seed);
+    let report = grade_one(lab, &ws, src, seed)?;
+    say!(
+        "{}",
+        export::human::render_with(std::slice::from_ref(&report), src.verbose).trim_end()
+    )?;
+    if report.passed() {
+        progress_in(&ws).update(&lab.id, |e| e.passed = true);
+        say!()?;
+        say!(
+            "{} {}",
+            good("Passed."),
+            dim(format!(
+                "`lab solution {}` now shows the reference solution.",
+                lab.id
+            ))
+        )?;
+        Ok(())
+    } else {
+        if !report.message.is_empty() {
+            return Err(LabError::failed(format!("{} could not be graded", lab.id))
+                .fix("fix the error shown above (a build error names the file and line), then check again")
+                .into());
+        }
+        Err(LabError::failed(format!("{} did not pass: {}/{}", lab.id, report.score, report.max_score))
+            .fix(format!("read the first failure above; `lab hint {}` gives the next hint; rerun with --seed {seed} to replay", lab.id))
+            .into())
+    }
+}
+
+/// `lab reset ID`: backs the current files up in `.lab-backup/ID-TIME/`, then writes the
+/// starters again.
+pub fn reset(lab: &Lab, dir: Option<&Path>) -> Result<()> {
+    let ws = workspace(dir);
+    let ex = exercise_of(lab)?;
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let backup = ws.join(".lab-backup").join(format!("{}-{stamp}", lab.id));
+    for rel in [ex.rust, ex.python] {
+        let p = ws.join(rel);
+        if p.is_file() {
+            let to = backup.join(rel);
+            std::fs::create_dir_all(to.parent().unwrap_or(&backup))?;
+            std::fs::copy(&p, &to).with_context(|| format!("cannot back up {}", p.display()))?;
+        }
+        let text = embedded::get(&embedded::starters(), rel).unwrap_or_default();
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, text)?;
+        say!("restored {}", rel)?;
+    }
+    if backup.exists() {
+        say!(
+            "{} {}",
+            dim("your previous version is in"),
+            backup.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// `lab solution ID`: the reference solutions, once the exercise has passed.
+pub fn solution(lab: &Lab, dir: Option<&Path>) -> Result<()> {
+    let ws = workspace(dir);
+    let ex = exercise_of(lab)?;
+    if !progress_in(&ws).get(&lab.id).passed {
+        return Err(LabError::failed(format!(
+            "the solution of {} opens once your exercise passes",
+            lab.id
+        ))
+        .fix(format!(
+            "run `lab check {}` until it passes; `lab hint {}` helps",
+            lab.id, lab.id
+        ))
+        .into());
+    }
+    for rel in [ex.rust, ex.python] {
+        say!("{}", bold(format!("==> solutions/{rel}")))?;
+        say!(
+            "{}",
+            embedded::get(&embedded::solutions(), rel)
+                .unwrap_or_default()
+                .trim_end()
+        )?;
+        say!()?;
+    }
+    Ok(())
+}
