@@ -1,5 +1,5 @@
-//! Timestamped sample frames: the stream mode of `lab latency` (and lab 07's server, which
-//! may reuse them) sends samples in buffers of N, each buffer stamped with the time its
+//! Timestamped sample frames: the stream mode of `lab latency` and lab 07's server with
+//! `--framing stamped` send samples in buffers of N, each buffer stamped with the time its
 //! first sample was produced, so the receiver can compute every sample's age on arrival.
 //!
 //! A frame on the wire (all integers big-endian, network order):
@@ -27,6 +27,10 @@
 //! untrusted input once, getters read fields, setters need a writable buffer. [`Repr`] is the
 //! parsed form with `parse` and `emit`. [`decode`] tells "incomplete, wait for more bytes"
 //! apart from "invalid, close this peer".
+//!
+//! Both servers share the rest of the protocol too: [`emit_samples`] stamps a buffer in
+//! place, [`next_request`] reads what a client asks (clock probes, a subscription) and
+//! [`clock_reply`] answers a probe; what a server accepts stays its own choice.
 
 use std::fmt;
 use std::time::Instant;
