@@ -541,9 +541,7 @@ impl ImpairArgs {
 
 /// A seed from the clock and the process id, for runs that did not ask for one.
 pub fn random_seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let t = crate::wire::epoch_ns();
     let mut r = Rng::new(t ^ (u64::from(std::process::id()) << 32));
     r.next_u64() % 1_000_000 // short enough to retype
 }

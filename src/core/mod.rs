@@ -53,9 +53,8 @@ const WAKER: Token = Token(usize::MAX - 1);
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(usize::MAX - 2);
 
-/// The largest UDP payload over IPv4 (65535 - 20 IP header - 8 UDP header), plus one so
-/// that a buffer of this size can never truncate.
-pub const MAX_DATAGRAM: usize = 65_507;
+/// The largest UDP payload over IPv4 (65,507), defined with the byte formats.
+pub use crate::wire::MAX_DATAGRAM;
 
 /// Size limits of the core; the defaults suit a teaching server on a small machine.
 #[derive(Debug, Clone, Copy)]

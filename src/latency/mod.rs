@@ -24,7 +24,7 @@ pub mod stream;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
@@ -32,6 +32,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::error::LabError;
 use crate::out::{bold, dim, progress};
 use crate::say;
+use crate::wire::epoch_ns;
 
 use export::OutDir;
 use probe::{Label, Plan, Probe};
@@ -217,7 +218,7 @@ pub fn validate(o: &Opts) -> Result<()> {
             ));
         }
         if o.mode.contains(&Mode::Udp) {
-            if let Some(&big) = o.sizes.iter().find(|&&s| s > pingpong::MAX_UDP_SIZE) {
+            if let Some(&big) = o.sizes.iter().find(|&&s| s > crate::wire::MAX_DATAGRAM) {
                 return Err(usage(
                     format!("UDP message size {big} is over 65507, the largest payload one IPv4 datagram can carry"),
                     "use sizes up to 65507 with --mode udp (65535 minus the 20-byte IP and 8-byte UDP headers), or measure big messages with --mode tcp",
@@ -403,11 +404,8 @@ pub fn run(o: &Opts) -> Result<Run> {
             .map(|_| empty_run(o, o.bind, 0));
     }
     let out = o.out.as_deref().map(OutDir::prepare).transpose()?;
-    let seed = o.seed.unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    });
+    // A clock before 1970 reads 0, which would be a poor seed.
+    let seed = o.seed.unwrap_or_else(|| epoch_ns().max(1));
     // Loopback unless told otherwise: the server runs in a thread of this process.
     let (_local, addr) = match &o.connect {
         Some(t) => (None, resolve(t)?),
@@ -510,9 +508,7 @@ pub fn run(o: &Opts) -> Result<Run> {
 fn empty_run(o: &Opts, addr: SocketAddr, seed: u64) -> Run {
     Run {
         tool: format!("lab {}", env!("CARGO_PKG_VERSION")),
-        started_unix: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        started_unix: epoch_ns() / 1_000_000_000,
         params: Params {
             modes: o.mode.iter().map(|m| m.name().to_string()).collect(),
             sizes: o.sizes.clone(),

@@ -45,55 +45,16 @@ pub fn unreachable(addr: SocketAddr, e: io::Error, peer: Peer) -> LabError {
 use super::probe::Probe;
 use super::Peer;
 use crate::rng::Rng;
-use crate::wire::sockperf;
+use crate::wire::{hello, sockperf};
 
-/// First bytes of a ping-pong hello.
-pub const HELLO_MAGIC: [u8; 2] = *b"LP";
-/// Bytes of a hello.
-pub const HELLO_LEN: usize = 8;
 /// Largest TCP message: the server holds one whole message per client, so it is bounded;
 /// 1 MiB is far beyond where loopback latency stops being about system calls.
 pub const MAX_TCP_SIZE: usize = 1 << 20;
-/// Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header).
-pub const MAX_UDP_SIZE: usize = 65_507;
 /// How long a reply may take before the server is declared gone (TCP) or the datagram
 /// lost (UDP). Loopback answers in microseconds; a LAN in well under a millisecond.
 pub const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 /// UDP: after this long without the echo, the request counts as lost.
 pub const UDP_TIMEOUT: Duration = Duration::from_millis(250);
-
-/// A TCP client's opening: `b"LP"`, version 1, flags (bit 0: TCP_NODELAY), then the
-/// message size as a big-endian u32. The server echoes it back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hello {
-    /// Bytes per message, both ways.
-    pub size: usize,
-    /// Whether both ends disable Nagle's algorithm.
-    pub nodelay: bool,
-}
-
-impl Hello {
-    /// The 8 bytes on the wire.
-    pub fn to_bytes(self) -> [u8; HELLO_LEN] {
-        let mut b = [0u8; HELLO_LEN];
-        b[..2].copy_from_slice(&HELLO_MAGIC);
-        b[2] = 1;
-        b[3] = u8::from(self.nodelay);
-        b[4..].copy_from_slice(&(self.size as u32).to_be_bytes());
-        b
-    }
-
-    /// Reads a hello; None when the bytes are not one (wrong magic or version).
-    pub fn parse(b: &[u8]) -> Option<Hello> {
-        if b.len() < HELLO_LEN || b[..2] != HELLO_MAGIC || b[2] != 1 {
-            return None;
-        }
-        Some(Hello {
-            nodelay: b[3] & 1 == 1,
-            size: u32::from_be_bytes(b[4..8].try_into().ok()?) as usize,
-        })
-    }
-}
 
 /// The send and receive buffer sizes the kernel gave a socket.
 pub fn buffer_sizes(s: SockRef<'_>) -> (Option<usize>, Option<usize>) {
@@ -256,13 +217,14 @@ impl TcpProbe {
         stream.set_nodelay(nodelay)?;
         stream.set_read_timeout(Some(TCP_TIMEOUT))?;
         if setup.peer == Peer::Lab {
-            let hello = Hello {
+            // The opening of wire::hello; the server echoes it back.
+            let hello = hello::Repr {
                 size: setup.size,
                 nodelay,
             }
             .to_bytes();
             stream.write_all(&hello)?;
-            let mut back = [0u8; HELLO_LEN];
+            let mut back = [0u8; hello::LEN];
             let deadline = Instant::now() + TCP_TIMEOUT;
             if read_full(&mut stream, &mut back, false, deadline).is_err() || back != hello {
                 return Err(LabError::usage(format!(
@@ -535,23 +497,5 @@ impl Probe for UdpProbe {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hello_round_trips() {
-        let h = Hello {
-            size: 1024,
-            nodelay: true,
-        };
-        let b = h.to_bytes();
-        assert_eq!(&b, b"LP\x01\x01\x00\x00\x04\x00");
-        assert_eq!(Hello::parse(&b), Some(h));
-        assert_eq!(Hello::parse(b"LS\x01\x01\x00\x00\x04\x00"), None);
-        assert_eq!(Hello::parse(b"LP\x01"), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The measuring server: an event-driven peer on [`crate::core`], so it waits in epoll
 //! like any real server and adds no busy loop of its own. One listening port serves:
 //!
-//! - TCP ping-pong: a client opens with a [`Hello`] (message size, TCP_NODELAY); every
+//! - TCP ping-pong: a client opens with a [`hello`] (message size, TCP_NODELAY); every
 //!   complete message is echoed back in one write, as a request/response server answers
 //!   only whole requests. That is what makes Nagle visible: a client that writes a
 //!   message in two halves waits for our ACK, which the kernel delays hoping to
@@ -18,17 +18,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use mio::Token;
 
-use crate::core::{Closed, Ctx, Datagram, EventLoop, Handler, SendError, MAX_DATAGRAM};
+use crate::core::{Closed, Ctx, Datagram, EventLoop, Handler, SendError};
 use crate::error::bind_error;
 use crate::out::OrStopLater;
-use crate::wire::stamped::{self, Decoded, Frame, Kind, Repr};
+use crate::wire::stamped::{self, Kind, Repr, Request};
+use crate::wire::{epoch_ns, hello, MAX_DATAGRAM};
 
-use super::pingpong::{Hello, HELLO_LEN, MAX_TCP_SIZE};
+use super::pingpong::MAX_TCP_SIZE;
 
 /// Backlog: a latency server has a handful of clients; 64 is plenty.
 const BACKLOG: i32 = 64;
@@ -38,7 +39,7 @@ const MAX_STREAM_INBOUND: usize = 64 * 1024;
 
 /// What we know about one TCP peer.
 enum Peer {
-    /// Protocol not known yet: its first bytes (at most [`HELLO_LEN`] or one frame header).
+    /// Protocol not known yet: its first bytes (at most a [`hello`] or one frame header).
     New(Vec<u8>),
     /// A ping-pong client.
     PingPong {
@@ -113,13 +114,6 @@ fn producer(
     }
 }
 
-/// Nanoseconds since the Unix epoch by the wall clock.
-pub fn epoch_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// The server's handler.
 pub struct Server {
     /// TCP peers by token.
@@ -176,26 +170,17 @@ impl Server {
                 }
                 s.inbound.extend_from_slice(data);
                 loop {
-                    match stamped::decode(&s.inbound) {
-                        Decoded::Incomplete => break,
-                        Decoded::Invalid(_) => {
+                    match stamped::next_request(&mut s.inbound) {
+                        Ok(None) => break,
+                        Err(_) => {
                             ctx.abort(conn);
                             return;
                         }
-                        Decoded::Frame(len) => {
-                            let f = Frame::new_unchecked(&s.inbound[..len]);
-                            if f.kind() == Some(Kind::ClockRequest) {
-                                let reply = Repr {
-                                    kind: Kind::ClockReply,
-                                    seq: f.seq(),
-                                    t0_ns: epoch_ns(),
-                                    period_ns: 0,
-                                    samples: Vec::new(),
-                                };
-                                let _ = ctx.send(conn, &reply.to_bytes());
-                            }
-                            s.inbound.drain(..len);
+                        Ok(Some(Request::ClockProbe { seq })) => {
+                            let _ = ctx.send(conn, &stamped::clock_reply(seq, epoch_ns()));
                         }
+                        // A second subscription, samples, clock replies: ignored.
+                        Ok(Some(_)) => {}
                     }
                 }
             }
@@ -205,12 +190,12 @@ impl Server {
 
     /// Decides a new peer's protocol from its first bytes.
     fn classify(&mut self, ctx: &mut Ctx, conn: Token, first: Vec<u8>) {
-        if first.starts_with(&super::pingpong::HELLO_MAGIC) {
-            if first.len() < HELLO_LEN {
+        if first.starts_with(&hello::MAGIC) {
+            if first.len() < hello::LEN {
                 self.peers.insert(conn, Peer::New(first));
                 return;
             }
-            let Some(hello) = Hello::parse(&first[..HELLO_LEN]) else {
+            let Ok(hello) = hello::Repr::parse_bytes(&first[..hello::LEN]) else {
                 ctx.abort(conn);
                 return;
             };
@@ -220,7 +205,7 @@ impl Server {
             }
             let _ = ctx.set_nodelay(conn, hello.nodelay);
             // Echo the hello: the client knows it reached a latency server.
-            let _ = ctx.send(conn, &first[..HELLO_LEN]);
+            let _ = ctx.send(conn, &first[..hello::LEN]);
             self.peers.insert(
                 conn,
                 Peer::PingPong {
@@ -228,23 +213,20 @@ impl Server {
                     buf: Vec::with_capacity(hello.size),
                 },
             );
-            let rest = first[HELLO_LEN..].to_vec();
+            let rest = first[hello::LEN..].to_vec();
             self.feed(ctx, conn, &rest);
             return;
         }
-        match stamped::decode(&first) {
-            Decoded::Incomplete => {
-                self.peers.insert(conn, Peer::New(first));
+        let mut rest = first;
+        match stamped::next_request(&mut rest) {
+            Ok(None) => {
+                self.peers.insert(conn, Peer::New(rest));
             }
-            Decoded::Frame(len) => {
-                let f = Frame::new_unchecked(&first[..len]);
-                let n = f.seq() as usize;
-                let period_ns = f.period_ns();
-                if f.kind() != Some(Kind::Subscribe)
-                    || n == 0
-                    || n > stamped::MAX_SAMPLES
-                    || period_ns == 0
-                {
+            // The first frame must be a subscription: a clock probe before it closes
+            // the peer here (lab 07's server answers it).
+            Ok(Some(Request::Subscribe { samples, period_ns })) => {
+                let n = samples as usize;
+                if n == 0 || n > stamped::MAX_SAMPLES || period_ns == 0 {
                     ctx.abort(conn);
                     return;
                 }
@@ -268,11 +250,11 @@ impl Server {
                         inbound: Vec::new(),
                     })),
                 );
-                let rest = first[len..].to_vec();
                 self.feed(ctx, conn, &rest);
             }
+            Ok(Some(_)) => ctx.abort(conn),
             // Neither protocol: not one of our clients (a port scanner, a typo).
-            Decoded::Invalid(_) => ctx.abort(conn),
+            Err(_) => ctx.abort(conn),
         }
     }
 }

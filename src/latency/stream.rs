@@ -20,11 +20,11 @@ use anyhow::Result;
 use socket2::SockRef;
 
 use crate::error::LabError;
+use crate::wire::epoch_ns;
 use crate::wire::stamped::{self, Decoded, Frame, Kind, Repr};
 
 use super::pingpong::buffer_sizes;
 use super::probe::Probe;
-use super::server::epoch_ns;
 
 /// Clock probes sent to estimate the offset across machines; the fastest wins.
 const CLOCK_PROBES: u32 = 16;

@@ -35,8 +35,6 @@ pub const MAGIC: [u8; 4] = *b"LAB3";
 pub const VERSION: u8 = 1;
 /// Length of the header; also the smallest probe datagram.
 pub const HEADER_LEN: usize = 32;
-/// The largest probe datagram: the largest UDP payload over IPv4 (65535 - 20 - 8).
-pub const MAX_LEN: usize = 65_507;
 
 /// Field offsets, written once (smoltcp style).
 mod field {
@@ -50,21 +48,13 @@ mod field {
     pub const SENT_NS: Range<usize> = 24..32;
 }
 
-/// What a probe datagram is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A numbered data datagram.
-    Data,
-    /// "I sent N data datagrams": the sequence field holds N.
-    End,
-}
-
-impl Kind {
-    fn to_byte(self) -> u8 {
-        match self {
-            Kind::Data => 0,
-            Kind::End => 1,
-        }
+super::field_enum! {
+    /// What a probe datagram is (byte 5).
+    pub enum Kind(u8) {
+        /// A numbered data datagram.
+        Data = 0,
+        /// "I sent N data datagrams": the sequence field holds N.
+        End = 1,
     }
 }
 
@@ -148,9 +138,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref()[field::VERSION]
     }
 
-    /// Byte 5, raw.
-    pub fn kind(&self) -> u8 {
-        self.buffer.as_ref()[field::KIND]
+    /// Byte 5: the kind, or the byte itself when no kind has it.
+    pub fn kind(&self) -> Result<Kind, u8> {
+        Kind::try_from(self.buffer.as_ref()[field::KIND])
     }
 
     /// Bytes 8..16.
@@ -181,8 +171,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Writes the kind byte.
-    pub fn set_kind(&mut self, k: u8) {
-        self.buffer.as_mut()[field::KIND] = k;
+    pub fn set_kind(&mut self, k: Kind) {
+        self.buffer.as_mut()[field::KIND] = k.into();
     }
 
     /// Zeroes the reserved bytes.
@@ -229,11 +219,7 @@ impl Repr {
         if p.version() != VERSION {
             return Err(Error::Version(p.version()));
         }
-        let kind = match p.kind() {
-            0 => Kind::Data,
-            1 => Kind::End,
-            k => return Err(Error::Kind(k)),
-        };
+        let kind = p.kind().map_err(Error::Kind)?;
         Ok(Repr {
             kind,
             session: p.session(),
@@ -257,7 +243,7 @@ impl Repr {
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) {
         p.set_magic();
         p.set_version(VERSION);
-        p.set_kind(self.kind.to_byte());
+        p.set_kind(self.kind);
         p.clear_reserved();
         p.set_session(self.session);
         p.set_seq(self.seq);
@@ -446,7 +432,7 @@ mod tests {
         let p = Packet::new_checked(&BYTES[..]).unwrap();
         assert_eq!(p.magic(), *b"LAB3");
         assert_eq!(p.version(), 1);
-        assert_eq!(p.kind(), 0);
+        assert_eq!(p.kind(), Ok(Kind::Data));
         assert_eq!(p.session(), 0x0102_0304_0506_0708);
         assert_eq!(p.seq(), 5);
         assert_eq!(p.sent_ns(), 1_000_000_002);
@@ -458,7 +444,7 @@ mod tests {
         let mut p = Packet::new_unchecked(&mut buf[..]);
         p.set_magic();
         p.set_version(1);
-        p.set_kind(0);
+        p.set_kind(Kind::Data);
         p.clear_reserved();
         p.set_session(0x0102_0304_0506_0708);
         p.set_seq(5);

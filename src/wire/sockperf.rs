@@ -20,12 +20,24 @@
 
 /// Bytes of the header: the smallest message sockperf sends.
 pub const HEADER_LEN: usize = 14;
-/// Largest message sockperf handles (its receive buffer, UDP's 65507 for both protocols).
-pub const MAX_LEN: usize = 65_507;
-/// Flags of a request: from the client, answer it.
-const PING: u16 = 0b11;
-/// Flags of the server's answer: the client bit cleared.
-const PONG: u16 = 0b10;
+/// Largest message sockperf handles, over TCP too: its receive buffer is sized for the
+/// largest UDP payload, [`super::MAX_DATAGRAM`].
+pub const MAX_LEN: usize = super::MAX_DATAGRAM;
+
+super::field_enum! {
+    /// The flags field of the two messages a ping-pong exchanges.
+    pub enum Flags(u16) {
+        /// A request: from the client (bit 0), answer it (bit 1).
+        Ping = 0b11,
+        /// The server's answer: the client bit cleared.
+        Pong = 0b10,
+    }
+}
+
+/// The flags field's bytes on the wire.
+fn flags(f: Flags) -> [u8; 2] {
+    u16::from(f).to_be_bytes()
+}
 
 /// Writes a ping's header into the first [`HEADER_LEN`] bytes of `msg` (the whole
 /// message, header included; `msg.len()` becomes the size field).
@@ -35,7 +47,7 @@ const PONG: u16 = 0b10;
 pub fn emit_ping(msg: &mut [u8], seq: u64) {
     let len = msg.len() as u32;
     msg[..8].copy_from_slice(&seq.to_be_bytes());
-    msg[8..10].copy_from_slice(&PING.to_be_bytes());
+    msg[8..10].copy_from_slice(&flags(Flags::Ping));
     msg[10..14].copy_from_slice(&len.to_be_bytes());
 }
 
@@ -44,7 +56,7 @@ pub fn is_pong_to(reply: &[u8], ping: &[u8]) -> bool {
     reply.len() == ping.len()
         && reply.len() >= HEADER_LEN
         && reply[..8] == ping[..8]
-        && reply[8..10] == PONG.to_be_bytes()
+        && reply[8..10] == flags(Flags::Pong)
         && reply[10..] == ping[10..]
 }
 
@@ -54,7 +66,7 @@ mod tests {
 
     /// What a sockperf server does to a ping before sending it back.
     fn pong_of(ping: &mut [u8]) {
-        ping[8..10].copy_from_slice(&PONG.to_be_bytes());
+        ping[8..10].copy_from_slice(&flags(Flags::Pong));
     }
 
     #[test]

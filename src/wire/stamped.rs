@@ -1,5 +1,5 @@
-//! Timestamped sample frames: the stream mode of `lab latency` (and lab 07's server, which
-//! may reuse them) sends samples in buffers of N, each buffer stamped with the time its
+//! Timestamped sample frames: the stream mode of `lab latency` and lab 07's server with
+//! `--framing stamped` send samples in buffers of N, each buffer stamped with the time its
 //! first sample was produced, so the receiver can compute every sample's age on arrival.
 //!
 //! A frame on the wire (all integers big-endian, network order):
@@ -27,8 +27,15 @@
 //! untrusted input once, getters read fields, setters need a writable buffer. [`Repr`] is the
 //! parsed form with `parse` and `emit`. [`decode`] tells "incomplete, wait for more bytes"
 //! apart from "invalid, close this peer".
+//!
+//! Both servers share the rest of the protocol too: [`emit_samples`] stamps a buffer in
+//! place, [`next_request`] reads what a client asks (clock probes, a subscription) and
+//! [`clock_reply`] answers a probe; what a server accepts stays its own choice.
 
 use std::fmt;
+use std::time::Instant;
+
+use super::WallClock;
 
 /// The first two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"LS";
@@ -48,37 +55,17 @@ mod field {
     pub const LEN: Range<usize> = 20..22;
 }
 
-/// What a frame is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A buffer of samples (producer to consumer).
-    Samples,
-    /// A consumer asks for a stream: `seq` samples per buffer at one every `period_ns`.
-    Subscribe,
-    /// A clock probe: `t0_ns` is the asker's clock when sent.
-    ClockRequest,
-    /// The answer to a probe: `t0_ns` is the answerer's clock when it answered.
-    ClockReply,
-}
-
-impl Kind {
-    fn from_u8(b: u8) -> Option<Kind> {
-        match b {
-            1 => Some(Kind::Samples),
-            2 => Some(Kind::Subscribe),
-            3 => Some(Kind::ClockRequest),
-            4 => Some(Kind::ClockReply),
-            _ => None,
-        }
-    }
-
-    fn to_u8(self) -> u8 {
-        match self {
-            Kind::Samples => 1,
-            Kind::Subscribe => 2,
-            Kind::ClockRequest => 3,
-            Kind::ClockReply => 4,
-        }
+super::field_enum! {
+    /// What a frame is for (the `kind` byte).
+    pub enum Kind(u8) {
+        /// A buffer of samples (producer to consumer).
+        Samples = 1,
+        /// A consumer asks for a stream: `seq` samples per buffer at one every `period_ns`.
+        Subscribe = 2,
+        /// A clock probe: `t0_ns` is the asker's clock when sent.
+        ClockRequest = 3,
+        /// The answer to a probe: `t0_ns` is the answerer's clock when it answered.
+        ClockReply = 4,
     }
 }
 
@@ -134,7 +121,7 @@ impl<T: AsRef<[u8]>> Frame<T> {
         if b[field::MAGIC] != MAGIC {
             return Err(Error::BadMagic);
         }
-        Kind::from_u8(b[field::KIND]).ok_or(Error::BadKind(b[field::KIND]))?;
+        Kind::try_from(b[field::KIND]).map_err(Error::BadKind)?;
         if b.len() < self.total_len() {
             return Err(Error::Truncated);
         }
@@ -145,9 +132,10 @@ impl<T: AsRef<[u8]>> Frame<T> {
         u32::from_be_bytes(self.buffer.as_ref()[r].try_into().expect("4 bytes"))
     }
 
-    /// The frame kind (checked frames only have valid kinds).
+    /// The frame kind; `None` for a byte no kind has (checked frames only have valid
+    /// kinds).
     pub fn kind(&self) -> Option<Kind> {
-        Kind::from_u8(self.buffer.as_ref()[field::KIND])
+        Kind::try_from(self.buffer.as_ref()[field::KIND]).ok()
     }
 
     /// Reserved flags.
@@ -200,7 +188,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     pub fn set_kind(&mut self, kind: Kind) {
         let b = self.buffer.as_mut();
         b[field::MAGIC].copy_from_slice(&MAGIC);
-        b[field::KIND] = kind.to_u8();
+        b[field::KIND] = kind.into();
         b[field::FLAGS] = 0;
     }
 
@@ -298,7 +286,7 @@ pub fn decode(buf: &[u8]) -> Decoded {
     if buf[..magic_seen] != MAGIC[..magic_seen] {
         return Decoded::Invalid(Error::BadMagic);
     }
-    if buf.len() > field::KIND && Kind::from_u8(buf[field::KIND]).is_none() {
+    if buf.len() > field::KIND && Kind::try_from(buf[field::KIND]).is_err() {
         return Decoded::Invalid(Error::BadKind(buf[field::KIND]));
     }
     if buf.len() < HEADER_LEN {
@@ -310,6 +298,91 @@ pub fn decode(buf: &[u8]) -> Decoded {
     } else {
         Decoded::Frame(len)
     }
+}
+
+/// One buffer's place in time and in the stream, for [`emit_samples`].
+#[derive(Debug, Clone, Copy)]
+pub struct BufferTime {
+    /// When the buffer's first sample was born, as far as this machine can know it.
+    pub oldest: Instant,
+    /// Index of the first sample among those this client was given (or skipped).
+    pub seq: u64,
+    /// Time between two samples, in ns (the source's nominal rate).
+    pub period_ns: u32,
+}
+
+/// Appends one samples frame carrying `samples` (at most [`MAX_SAMPLES`] of them) to
+/// `out`; `now` puts the buffer's birth time on the wall clock. Written in place: no
+/// [`Repr`] (and no copy of the samples) per buffer, as a server sends one per buffer.
+pub fn emit_samples(samples: &[u8], time: BufferTime, now: WallClock, out: &mut Vec<u8>) {
+    let start = out.len();
+    let n = samples.len().min(MAX_SAMPLES);
+    out.resize(start + HEADER_LEN + n, 0);
+    let mut f = Frame::new_unchecked(&mut out[start..]);
+    f.set_kind(Kind::Samples);
+    // The frame's seq is 32 bits: it wraps after 55 days at 896/s.
+    f.set_seq(time.seq as u32);
+    f.set_t0_ns(now.epoch_ns(time.oldest));
+    f.set_period_ns(time.period_ns);
+    f.set_samples(&samples[..n]);
+}
+
+/// What a stamped client asks of its server. The exchange: a client on another machine
+/// first probes the server's clock a few times (to estimate the offset between the two
+/// clocks), then subscribes; from then on the server sends samples frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Send buffers of `samples` samples (0: the server's choice), the client expecting
+    /// one sample every `period_ns` (0: no expectation).
+    Subscribe {
+        /// Samples per buffer, from the frame's `seq`.
+        samples: u32,
+        /// The client's idea of the sample period.
+        period_ns: u32,
+    },
+    /// A clock probe numbered `seq`: answer with [`clock_reply`].
+    ClockProbe {
+        /// Echoed in the reply, so the client can match it to its probe.
+        seq: u32,
+    },
+    /// A frame a client has no business sending (samples, a clock reply): ignored.
+    Other(Kind),
+}
+
+/// Takes the next request off the front of a server's receive buffer. `Ok(None)`: no
+/// whole frame yet, the bytes are kept; an error: the bytes can never become a frame,
+/// close the peer. The caller bounds the buffer.
+pub fn next_request(inbound: &mut Vec<u8>) -> Result<Option<Request>, Error> {
+    let len = match decode(inbound) {
+        Decoded::Incomplete => return Ok(None),
+        Decoded::Invalid(e) => return Err(e),
+        Decoded::Frame(len) => len,
+    };
+    let f = Frame::new_unchecked(&inbound[..len]);
+    let request = match f.kind() {
+        Some(Kind::Subscribe) => Request::Subscribe {
+            samples: f.seq(),
+            period_ns: f.period_ns(),
+        },
+        Some(Kind::ClockRequest) => Request::ClockProbe { seq: f.seq() },
+        Some(other) => Request::Other(other),
+        // `decode` checked the kind.
+        None => return Err(Error::BadKind(inbound[field::KIND])),
+    };
+    inbound.drain(..len);
+    Ok(Some(request))
+}
+
+/// The answer to clock probe `seq`: our wall clock `now_ns` (read just before sending).
+pub fn clock_reply(seq: u32, now_ns: u64) -> Vec<u8> {
+    Repr {
+        kind: Kind::ClockReply,
+        seq,
+        t0_ns: now_ns,
+        period_ns: 0,
+        samples: Vec::new(),
+    }
+    .to_bytes()
 }
 
 #[cfg(test)]
@@ -399,6 +472,107 @@ mod tests {
         assert_eq!(
             Frame::new_checked(&bytes[..]).unwrap().sample_len(),
             MAX_SAMPLES
+        );
+    }
+
+    /// A buffer whose first sample was born 5 ms before a wall-clock reading of
+    /// 1 000 000 000 ns: 995 000 000 ns.
+    fn buffer_time() -> (BufferTime, WallClock) {
+        let now = WallClock {
+            at: Instant::now(),
+            ns: 1_000_000_000,
+        };
+        let time = BufferTime {
+            oldest: now.at - std::time::Duration::from_millis(5),
+            seq: 32,
+            period_ns: 1_116_071,
+        };
+        (time, now)
+    }
+
+    #[test]
+    fn emit_samples_dates_the_first_sample_on_the_wall_clock() {
+        let (time, now) = buffer_time();
+        let mut out = vec![9]; // appended after what is already there
+        emit_samples(&[1, 2, 3], time, now, &mut out);
+        assert_eq!(out[0], 9);
+        let f = Frame::new_checked(&out[1..]).unwrap();
+        assert_eq!(f.kind(), Some(Kind::Samples));
+        assert_eq!((f.seq(), f.period_ns()), (32, 1_116_071));
+        assert_eq!(f.t0_ns(), 995_000_000);
+        assert_eq!(f.samples(), &[1, 2, 3]);
+        assert_eq!(f.produced_ns(2), 995_000_000 + 2 * 1_116_071);
+        assert_eq!(out.len(), 1 + HEADER_LEN + 3);
+    }
+
+    #[test]
+    fn emit_samples_writes_the_bytes_of_the_table() {
+        let now = WallClock {
+            at: Instant::now(),
+            ns: 1000,
+        };
+        let time = BufferTime {
+            oldest: now.at,
+            seq: 7,
+            period_ns: 100,
+        };
+        let mut out = Vec::new();
+        emit_samples(&[10, 20, 30], time, now, &mut out);
+        assert_eq!(out, BYTES);
+    }
+
+    #[test]
+    fn a_server_reads_requests_one_whole_frame_at_a_time() {
+        let sub = Repr {
+            kind: Kind::Subscribe,
+            seq: 8,
+            t0_ns: 0,
+            period_ns: 1_116_071,
+            samples: Vec::new(),
+        };
+        let probe = Repr {
+            kind: Kind::ClockRequest,
+            seq: 3,
+            t0_ns: 55,
+            ..sub.clone()
+        };
+        let mut inbound = probe.to_bytes();
+        inbound.extend_from_slice(&sub.to_bytes());
+        inbound.extend_from_slice(&BYTES);
+        inbound.extend_from_slice(&BYTES[..4]);
+        assert_eq!(
+            next_request(&mut inbound),
+            Ok(Some(Request::ClockProbe { seq: 3 }))
+        );
+        assert_eq!(
+            next_request(&mut inbound),
+            Ok(Some(Request::Subscribe {
+                samples: 8,
+                period_ns: 1_116_071
+            }))
+        );
+        assert_eq!(
+            next_request(&mut inbound),
+            Ok(Some(Request::Other(Kind::Samples)))
+        );
+        assert_eq!(next_request(&mut inbound), Ok(None));
+        assert_eq!(inbound, BYTES[..4], "a partial frame is kept");
+        let mut bad = b"GET / HTTP/1.1".to_vec();
+        assert_eq!(next_request(&mut bad), Err(Error::BadMagic));
+    }
+
+    #[test]
+    fn a_clock_reply_carries_the_probe_number_and_our_clock() {
+        let reply = clock_reply(3, 0x0102_0304_0506_0708);
+        assert_eq!(
+            reply,
+            [
+                b'L', b'S', 4, 0, // magic, kind = clock reply, flags
+                0, 0, 0, 3, // the probe's number
+                1, 2, 3, 4, 5, 6, 7, 8, // our clock
+                0, 0, 0, 0, // period: none
+                0, 0, // no samples
+            ]
         );
     }
 }

@@ -35,14 +35,15 @@ pub mod source;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
 
 use crate::catalog::Lab;
 use crate::error::LabError;
-use crate::wire::stamped::{self, Frame, Kind};
+use crate::wire::stamped::{self, BufferTime};
+use crate::wire::WallClock;
 use source::{SourceSpec, Waveform};
 
 pub use ports::{available_ports, serial_command, SerialCommand};
@@ -97,65 +98,13 @@ pub enum Framing {
     Stamped,
 }
 
-/// One buffer's place in time and in the stream, for [`Framing::encode`].
-#[derive(Debug, Clone, Copy)]
-pub struct BufferTime {
-    /// When the buffer's first sample was born, as far as this machine can know it.
-    pub oldest: Instant,
-    /// Index of the first sample among those this client was given (or skipped).
-    pub seq: u64,
-    /// Time between two samples, in ns (the source's nominal rate).
-    pub period_ns: u32,
-}
-
-/// The two clocks read at one moment: `Instant` is monotonic but means nothing to
-/// another process, the wall clock (ns since the Unix epoch) is what a stamped frame
-/// carries, so a monotonic time is converted as "that long before this reading".
-#[derive(Debug, Clone, Copy)]
-pub struct WallClock {
-    /// The monotonic clock now.
-    pub at: Instant,
-    /// The wall clock now, ns since the Unix epoch (CLOCK_REALTIME).
-    pub ns: u64,
-}
-
-impl WallClock {
-    /// Both clocks now.
-    pub fn now() -> WallClock {
-        WallClock {
-            at: Instant::now(),
-            ns: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
-        }
-    }
-
-    /// `t` on the wall clock (a time after this reading counts as now).
-    pub fn epoch_ns(&self, t: Instant) -> u64 {
-        let ago = self.at.saturating_duration_since(t).as_nanos() as u64;
-        self.ns.saturating_sub(ago)
-    }
-}
-
 impl Framing {
     /// Appends the wire form of one buffer of `samples` to `out`; `now` converts its
     /// birth time for the stamped framing.
     pub fn encode(self, samples: &[u8], time: BufferTime, now: WallClock, out: &mut Vec<u8>) {
         match self {
             Framing::Raw => out.extend_from_slice(samples),
-            Framing::Stamped => {
-                // Written in place: no Repr (and no copy of the samples) per buffer.
-                let start = out.len();
-                let n = samples.len().min(stamped::MAX_SAMPLES);
-                out.resize(start + stamped::HEADER_LEN + n, 0);
-                let mut f = Frame::new_unchecked(&mut out[start..]);
-                f.set_kind(Kind::Samples);
-                // The harness's seq is 32 bits: it wraps after 55 days at 896/s.
-                f.set_seq(time.seq as u32);
-                f.set_t0_ns(now.epoch_ns(time.oldest));
-                f.set_period_ns(time.period_ns);
-                f.set_samples(&samples[..n]);
-            }
+            Framing::Stamped => stamped::emit_samples(samples, time, now, out),
         }
     }
 }
@@ -276,12 +225,8 @@ fn source_spec(args: &Args) -> SourceSpec {
         None => SourceSpec::Sim {
             waveform: args.waveform,
             rate: args.rate,
-            seed: args.seed.unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1)
-            }),
+            // A clock before 1970 reads 0, which would be a poor seed.
+            seed: args.seed.unwrap_or_else(|| crate::wire::epoch_ns().max(1)),
         },
     }
 }
@@ -295,51 +240,16 @@ fn duration_limit(d: Option<f64>) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    /// A buffer whose first sample was born 5 ms before a wall-clock reading of
-    /// 1 000 000 000 ns: 995 000 000 ns.
-    fn buffer_time() -> (BufferTime, WallClock) {
-        let now = WallClock {
-            at: Instant::now(),
-            ns: 1_000_000_000,
-        };
+    #[test]
+    fn raw_framing_is_the_bytes() {
+        let now = WallClock::now();
         let time = BufferTime {
             oldest: now.at - Duration::from_millis(5),
             seq: 32,
             period_ns: 1_116_071,
         };
-        (time, now)
-    }
-
-    #[test]
-    fn raw_framing_is_the_bytes() {
-        let (time, now) = buffer_time();
         let mut out = Vec::new();
         Framing::Raw.encode(&[1, 2, 3], time, now, &mut out);
         assert_eq!(out, [1, 2, 3]);
-    }
-
-    #[test]
-    fn stamped_framing_dates_the_first_sample_on_the_wall_clock() {
-        let (time, now) = buffer_time();
-        let mut out = vec![9]; // appended after what is already there
-        Framing::Stamped.encode(&[1, 2, 3], time, now, &mut out);
-        assert_eq!(out[0], 9);
-        let f = Frame::new_checked(&out[1..]).unwrap();
-        assert_eq!(f.kind(), Some(Kind::Samples));
-        assert_eq!((f.seq(), f.period_ns()), (32, 1_116_071));
-        assert_eq!(f.t0_ns(), 995_000_000);
-        assert_eq!(f.samples(), &[1, 2, 3]);
-        assert_eq!(f.produced_ns(2), 995_000_000 + 2 * 1_116_071);
-        assert_eq!(out.len(), 1 + stamped::HEADER_LEN + 3);
-    }
-
-    #[test]
-    fn a_time_after_the_reading_counts_as_now() {
-        let now = WallClock {
-            at: Instant::now(),
-            ns: 7,
-        };
-        assert_eq!(now.epoch_ns(now.at + Duration::from_secs(1)), 7);
-        assert_eq!(now.epoch_ns(now.at), 7);
     }
 }

@@ -17,16 +17,14 @@ use anyhow::{Context, Result};
 use mio::Token;
 
 use super::source::{self, SourceEvent, SourceHandle};
-use super::{
-    duration_limit, source_spec, Args, BufferTime, Framing, WallClock, BACKLOG, MAX_CLIENT_INBOUND,
-    MAX_QUEUED,
-};
+use super::{duration_limit, source_spec, Args, Framing, BACKLOG, MAX_CLIENT_INBOUND, MAX_QUEUED};
 use crate::core::{Closed, Ctx, EventLoop, Handler, SendError};
 use crate::error::bind_error;
 use crate::out::OrStopLater;
 use crate::out::{bold, code, dim, warn};
 use crate::say;
-use crate::wire::stamped::{self, Decoded, Frame, Kind};
+use crate::wire::stamped::{self, BufferTime, Request};
+use crate::wire::{epoch_ns, WallClock};
 
 /// What the server keeps per client.
 struct Client {
@@ -245,10 +243,10 @@ impl Streamer {
         }
         c.inbound.extend_from_slice(data);
         loop {
-            let len = match stamped::decode(&c.inbound) {
-                Decoded::Incomplete => return,
-                Decoded::Frame(len) => len,
-                Decoded::Invalid(e) => {
+            let request = match stamped::next_request(&mut c.inbound) {
+                Ok(None) => return,
+                Ok(Some(request)) => request,
+                Err(e) => {
                     if self.verbose {
                         say!(
                             "  {} client {} does not speak the stamped framing ({e}): closed (leave out --framing for raw clients)",
@@ -260,12 +258,14 @@ impl Streamer {
                     return;
                 }
             };
-            let f = Frame::new_unchecked(&c.inbound[..len]);
-            match f.kind() {
-                // A subscription: `seq` samples per buffer (0: the server's --buffer).
+            match request {
+                // A subscription: `samples` per buffer (0: the server's --buffer).
                 // The stream starts now, from an empty buffer, like a new client's.
-                Some(Kind::Subscribe) => {
-                    let asked = f.seq() as usize;
+                Request::Subscribe {
+                    samples,
+                    period_ns: theirs,
+                } => {
+                    let asked = samples as usize;
                     if asked > stamped::MAX_SAMPLES {
                         if self.verbose {
                             say!(
@@ -283,7 +283,6 @@ impl Streamer {
                     c.pending.clear();
                     c.seq = 0;
                     if self.verbose {
-                        let theirs = f.period_ns();
                         let note = if theirs != 0
                             && theirs.abs_diff(self.period_ns) > self.period_ns / 100
                         {
@@ -305,21 +304,13 @@ impl Streamer {
                 }
                 // A clock probe: answer with our wall clock, so a client on another
                 // machine can estimate the offset between its clock and ours.
-                Some(Kind::ClockRequest) => {
-                    let reply = stamped::Repr {
-                        kind: Kind::ClockReply,
-                        seq: f.seq(),
-                        t0_ns: WallClock::now().ns,
-                        period_ns: 0,
-                        samples: Vec::new(),
-                    };
+                Request::ClockProbe { seq } => {
                     // A client too far behind to take 22 bytes loses its answer only.
-                    let _ = ctx.send(conn, &reply.to_bytes());
+                    let _ = ctx.send(conn, &stamped::clock_reply(seq, epoch_ns()));
                 }
                 // Samples or clock replies are ours to send, not to receive: ignored.
-                _ => {}
+                Request::Other(_) => {}
             }
-            c.inbound.drain(..len);
         }
     }
 }

@@ -11,12 +11,13 @@
 //! so they are known exactly, whatever the seed.
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{Harness, Outcome, Rng, Transport, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
 use crate::grade::sandbox::describe_status;
 use crate::out::escape_bytes;
+use crate::wire::epoch_ns;
 use crate::wire::probe::{Kind, Packet, Repr, Tally, HEADER_LEN};
 
 /// The checks, in order.
@@ -158,13 +159,6 @@ impl Counts {
     }
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// A probe datagram of [`SIZE`] bytes from S, built by lab's own encoder.
 fn probe(kind: Kind, session: u64, seq: u64) -> Dgram {
     let mut bytes = vec![0u8; SIZE];
@@ -172,7 +166,7 @@ fn probe(kind: Kind, session: u64, seq: u64) -> Dgram {
         kind,
         session,
         seq,
-        sent_ns: now_ns(),
+        sent_ns: epoch_ns(),
     }
     .emit(&mut Packet::new_unchecked(&mut bytes[..]));
     Dgram {

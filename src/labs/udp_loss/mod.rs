@@ -21,7 +21,7 @@ mod roles;
 mod sender;
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
@@ -30,7 +30,8 @@ use crate::catalog::Lab;
 use crate::error::LabError;
 use crate::impair::{parse_duration, parse_percent};
 use crate::sys::MAX_BATCH;
-use crate::wire::probe::{HEADER_LEN, MAX_LEN};
+use crate::wire::probe::HEADER_LEN;
+use crate::wire::MAX_DATAGRAM;
 
 /// The receiver's documented default address.
 pub const DEFAULT_RECEIVER: &str = "127.0.0.1:7003";
@@ -123,9 +124,9 @@ fn parse_size(s: &str) -> Result<usize, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{s}` is not a size in bytes"))?;
-    if !(HEADER_LEN..=MAX_LEN).contains(&v) {
+    if !(HEADER_LEN..=MAX_DATAGRAM).contains(&v) {
         return Err(format!(
-            "{v} bytes: a probe datagram is {HEADER_LEN} (the header) to {MAX_LEN} (the largest UDP payload)"
+            "{v} bytes: a probe datagram is {HEADER_LEN} (the header) to {MAX_DATAGRAM} (the largest UDP payload)"
         ));
     }
     Ok(v)
@@ -199,7 +200,7 @@ struct Args {
     rcvbuf: Option<usize>,
     /// Receiver: receive buffer per datagram (32..=65507); a longer datagram is cut
     /// short, counted as truncated, and so as lost.
-    #[arg(long, default_value_t = MAX_LEN)]
+    #[arg(long, default_value_t = MAX_DATAGRAM)]
     buffer: usize,
     /// Receiver: after the end marker, wait this long for stragglers if some are missing.
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
@@ -229,12 +230,12 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
                 .into(),
         );
     }
-    if !(HEADER_LEN..=MAX_LEN).contains(&args.buffer) {
+    if !(HEADER_LEN..=MAX_DATAGRAM).contains(&args.buffer) {
         return Err(LabError::usage(format!(
             "--buffer {}: the receiver must read at least the {HEADER_LEN}-byte header",
             args.buffer
         ))
-        .fix(format!("use --buffer {HEADER_LEN}..={MAX_LEN}"))
+        .fix(format!("use --buffer {HEADER_LEN}..={MAX_DATAGRAM}"))
         .into());
     }
     let count = args.count.unwrap_or(0);
@@ -252,10 +253,4 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
         Role::Receiver => roles::receiver_role(&args),
         Role::Relay => roles::relay_role(&args),
     }
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }

@@ -9,14 +9,15 @@ use anyhow::Result;
 use mio::Token;
 use serde::Serialize;
 
-use super::{now_ns, Args, DEFAULT_RCVBUF, READ_SLOT};
+use super::{Args, DEFAULT_RCVBUF, READ_SLOT};
 use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId};
 use crate::error::bind_error;
 use crate::out::dim;
 use crate::out::OrStopLater;
 use crate::say;
 use crate::sys::MAX_BATCH;
-use crate::wire::probe::{Kind, Repr, Tally, MAX_LEN};
+use crate::wire::probe::{Kind, Repr, Tally};
+use crate::wire::{epoch_ns, MAX_DATAGRAM};
 
 /// One report line's worth.
 #[derive(Debug, Clone, Serialize)]
@@ -153,7 +154,7 @@ impl Receiver {
     pub(super) fn new(args: &Args, wait: Duration, print: bool) -> Receiver {
         let now = Instant::now();
         Receiver {
-            buffer: args.buffer.clamp(1, MAX_LEN),
+            buffer: args.buffer.clamp(1, MAX_DATAGRAM),
             session: None,
             tally: Tally::new(),
             sent: None,
@@ -307,7 +308,7 @@ impl Handler for Receiver {
     fn on_datagram(&mut self, ctx: &mut Ctx, _sock: Token, d: Datagram<'_>) {
         let now = Instant::now();
         self.heard = now;
-        let arrival = d.arrival_ns.unwrap_or_else(now_ns);
+        let arrival = d.arrival_ns.unwrap_or_else(epoch_ns);
         // Not a probe at all (too short, wrong magic or version): somebody else's.
         let Ok(h) = Repr::parse_bytes(d.data) else {
             self.foreign += 1;

@@ -10,12 +10,13 @@ use indicatif::ProgressBar;
 use mio::Token;
 use serde::Serialize;
 
-use super::{now_ns, Args, END_PAUSE, END_SPACING, MAX_BURST};
+use super::{Args, END_PAUSE, END_SPACING, MAX_BURST};
 use crate::core::{Ctx, EventLoop, Handler, Limits, TimerId};
 use crate::error::LabError;
 use crate::impair::{self};
 use crate::out::progress;
 use crate::sys::MAX_BATCH;
+use crate::wire::epoch_ns;
 use crate::wire::probe::{Kind, Packet, Repr};
 
 /// What the sender reports.
@@ -99,7 +100,7 @@ impl Sender {
             } else {
                 ((target - self.sent) as usize).min(MAX_BATCH)
             };
-            let t = now_ns();
+            let t = epoch_ns();
             for (i, buf) in self.bufs.iter_mut().take(k).enumerate() {
                 let h = Repr {
                     kind: Kind::Data,
@@ -126,7 +127,7 @@ impl Sender {
             kind: Kind::End,
             session: self.session,
             seq: self.sent,
-            sent_ns: now_ns(),
+            sent_ns: epoch_ns(),
         }
         .emit(&mut Packet::new_unchecked(&mut buf[..]));
         ctx.send_batch(self.sock, &[&buf], None)?;
@@ -248,7 +249,7 @@ pub(super) fn send(
     // "port unreachable" from the receiver's host comes back as ECONNREFUSED.
     udp.connect(to)?;
     let sock = ev.ctx().adopt_udp(udp, 1)?;
-    let mut session = impair::Rng::new(now_ns() ^ u64::from(std::process::id()));
+    let mut session = impair::Rng::new(epoch_ns() ^ u64::from(std::process::id()));
     let total = count.unwrap_or(0);
     let bar = if show_bar && total > 0 {
         progress(total, "sending")
