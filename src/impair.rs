@@ -41,10 +41,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mio::Token;
 use serde::Serialize;
 
-use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId, MAX_DATAGRAM};
+use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId, UdpId, MAX_DATAGRAM};
 use crate::error::{bind_error, LabError};
 use crate::out::{bold, code, dim};
 use crate::say;
@@ -247,7 +246,7 @@ pub struct Relay {
     /// The last sender seen; replies from `forward` go back to it.
     client: Option<SocketAddr>,
     /// The relay's socket.
-    sock: Token,
+    sock: UdpId,
     /// Datagrams waiting for their delay, in FIFO order of `at`.
     queue: VecDeque<Pending>,
     /// Bytes in `queue`, bounded by [`MAX_QUEUED_BYTES`].
@@ -446,7 +445,7 @@ impl Relay {
 
 impl Handler for Relay {
     // From a sender: impair and forward. From the forward address: a reply, pass it back.
-    fn on_datagram(&mut self, ctx: &mut Ctx, _sock: Token, d: Datagram<'_>) {
+    fn on_datagram(&mut self, ctx: &mut Ctx, _sock: UdpId, d: Datagram<'_>) {
         if d.from == self.forward {
             if let Some(client) = self.client {
                 if matches!(ctx.send_to(self.sock, d.data, client), Ok(true)) {
@@ -461,9 +460,9 @@ impl Handler for Relay {
 
     // ECONNREFUSED for an earlier send (nothing listens at the forward address yet):
     // that datagram is gone, like on a real network. Keep relaying.
-    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: Token, _err: &io::Error) {}
+    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: UdpId, _err: &io::Error) {}
 
-    fn on_kernel_drops(&mut self, _ctx: &mut Ctx, _sock: Token, total: u64) {
+    fn on_kernel_drops(&mut self, _ctx: &mut Ctx, _sock: UdpId, total: u64) {
         self.stats.kernel_drops = total;
     }
 

@@ -30,20 +30,27 @@
 //!
 //! Labs never call `read`, `write` or `accept` on a non-blocking socket themselves.
 
+mod handles;
+mod loop_thread;
 mod outbuf;
 mod udp_batch;
 
+pub use handles::{ConnId, Handle, ListenerId, UdpId};
+pub use loop_thread::LoopThread;
 pub use outbuf::{Full, OutBuf};
+
+use handles::Key;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::sys;
@@ -101,7 +108,7 @@ pub enum Closed {
 pub enum SendError {
     /// The connection's outbound buffer is full (a slow reader). Nothing was queued.
     Full(Full),
-    /// There is no open connection with that token.
+    /// There is no open connection with that handle (closed, or a stale handle).
     Gone,
 }
 
@@ -122,6 +129,18 @@ impl std::fmt::Display for SendError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(u64);
 
+/// Wakes the loop from another thread: [`Handler::on_wake`] runs on the loop's thread.
+/// Cheap to clone; get one from [`Ctx::waker`].
+#[derive(Debug, Clone)]
+pub struct Waker(Arc<mio::Waker>);
+
+impl Waker {
+    /// Makes the loop call [`Handler::on_wake`] soon (several wakes may become one call).
+    pub fn wake(&self) -> io::Result<()> {
+        self.0.wake()
+    }
+}
+
 /// A datagram handed to [`Handler::on_datagram`].
 #[derive(Debug)]
 pub struct Datagram<'a> {
@@ -141,32 +160,33 @@ pub struct Datagram<'a> {
 #[allow(unused_variables)]
 pub trait Handler {
     /// A listener accepted `conn` from `peer`.
-    fn on_accept(&mut self, ctx: &mut Ctx, listener: Token, conn: Token, peer: SocketAddr) {}
+    fn on_accept(&mut self, ctx: &mut Ctx, listener: ListenerId, conn: ConnId, peer: SocketAddr) {}
     /// Accepting failed (for example the open-file limit, `EMFILE`). The core retries in
     /// 100 ms; the pending connection waits in the kernel's backlog meanwhile.
-    fn on_accept_error(&mut self, ctx: &mut Ctx, listener: Token, err: &io::Error) {}
+    fn on_accept_error(&mut self, ctx: &mut Ctx, listener: ListenerId, err: &io::Error) {}
     /// An outgoing [`Ctx::connect`] completed.
-    fn on_connected(&mut self, ctx: &mut Ctx, conn: Token) {}
+    fn on_connected(&mut self, ctx: &mut Ctx, conn: ConnId) {}
     /// Bytes arrived on a stream. They are only a piece of the stream: message
     /// boundaries are the lab's job (see [`crate::wire::lines`]).
-    fn on_data(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {}
+    fn on_data(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {}
     /// The peer shut down its sending side. We may still send; the default flushes what
     /// is queued and closes.
-    fn on_eof(&mut self, ctx: &mut Ctx, conn: Token) {
+    fn on_eof(&mut self, ctx: &mut Ctx, conn: ConnId) {
         ctx.close(conn);
     }
-    /// A connection is gone; its token may be reused after this returns.
-    fn on_closed(&mut self, ctx: &mut Ctx, conn: Token, why: Closed) {}
+    /// A connection is gone; after this returns its handle is stale (its slot may be
+    /// reused, under a new generation).
+    fn on_closed(&mut self, ctx: &mut Ctx, conn: ConnId, why: Closed) {}
     /// A connection's outbound buffer became empty after having been non-empty.
-    fn on_drained(&mut self, ctx: &mut Ctx, conn: Token) {}
+    fn on_drained(&mut self, ctx: &mut Ctx, conn: ConnId) {}
     /// A datagram arrived on a UDP socket.
-    fn on_datagram(&mut self, ctx: &mut Ctx, sock: Token, dgram: Datagram<'_>) {}
+    fn on_datagram(&mut self, ctx: &mut Ctx, sock: UdpId, dgram: Datagram<'_>) {}
     /// Receiving or sending on a UDP socket failed (e.g. `ECONNREFUSED` from an ICMP
     /// port-unreachable on a connected socket).
-    fn on_udp_error(&mut self, ctx: &mut Ctx, sock: Token, err: &io::Error) {}
+    fn on_udp_error(&mut self, ctx: &mut Ctx, sock: UdpId, err: &io::Error) {}
     /// The kernel dropped datagrams because the socket's receive buffer was full;
     /// `total` is its running count since the socket opened (batched sockets only).
-    fn on_kernel_drops(&mut self, ctx: &mut Ctx, sock: Token, total: u64) {}
+    fn on_kernel_drops(&mut self, ctx: &mut Ctx, sock: UdpId, total: u64) {}
     /// A timer set with [`Ctx::timer_after`] fired.
     fn on_timer(&mut self, ctx: &mut Ctx, timer: TimerId) {}
     /// Another thread called `wake()` on [`Ctx::waker`].
@@ -175,6 +195,9 @@ pub trait Handler {
     fn on_signal(&mut self, ctx: &mut Ctx, signal: i32) {
         ctx.stop();
     }
+    /// [`LoopThread::stop`] asked the loop to end: last words (flush, count). The loop
+    /// stops after this turn whatever the handler does.
+    fn on_stop(&mut self, ctx: &mut Ctx) {}
 }
 
 /// One registered socket.
@@ -217,20 +240,24 @@ struct Udp {
 
 enum TimerKind {
     User,
-    RetryAccept(Token),
+    RetryAccept(Key),
 }
 
 /// The lab's handle on the loop: sockets, timers, and stopping.
 pub struct Ctx {
     registry: Registry,
     slots: Vec<Option<Source>>,
+    /// Generation of each slot, bumped when it is freed (see `handles`).
+    gens: Vec<u32>,
     free: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     timer_kinds: HashMap<u64, TimerKind>,
     next_timer: u64,
-    waker: Arc<Waker>,
+    waker: Waker,
     limits: Limits,
     stopped: bool,
+    /// Set by [`LoopThread::stop`] before it wakes the loop.
+    stop_request: Arc<AtomicBool>,
     /// Connections with data left after their read budget, or resumed after a pause.
     rerun: Vec<Token>,
     /// Closures decided inside `Ctx` methods, reported to the handler after it returns.
@@ -261,7 +288,7 @@ impl EventLoop {
     /// A loop with the given limits.
     pub fn with_limits(limits: Limits) -> io::Result<EventLoop> {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let waker = Waker(Arc::new(mio::Waker::new(poll.registry(), WAKER)?));
         let registry = poll.registry().try_clone()?;
         Ok(EventLoop {
             poll,
@@ -269,6 +296,7 @@ impl EventLoop {
             ctx: Ctx {
                 registry,
                 slots: Vec::new(),
+                gens: Vec::new(),
                 free: Vec::new(),
                 timers: BinaryHeap::new(),
                 timer_kinds: HashMap::new(),
@@ -276,6 +304,7 @@ impl EventLoop {
                 waker,
                 limits,
                 stopped: false,
+                stop_request: Arc::default(),
                 rerun: Vec::new(),
                 closed: Vec::new(),
                 drained: Vec::new(),
@@ -361,8 +390,15 @@ impl EventLoop {
         let rerun = std::mem::take(&mut self.ctx.rerun);
         for &(token, readable, writable, closing) in &ready {
             match token {
-                // Another thread has work for us.
-                WAKER => handler.on_wake(&mut self.ctx),
+                // LoopThread::stop, or another thread with work for us.
+                WAKER => {
+                    if self.ctx.stop_request.load(Ordering::SeqCst) {
+                        handler.on_stop(&mut self.ctx);
+                        self.ctx.stopped = true;
+                    } else {
+                        handler.on_wake(&mut self.ctx);
+                    }
+                }
                 // Ctrl-C or SIGTERM: let the lab decide (default: stop).
                 SIGNALS => {
                     let sigs: Vec<i32> = self
@@ -409,7 +445,12 @@ impl EventLoop {
             self.ctx.timers.pop();
             match self.ctx.timer_kinds.remove(&id) {
                 Some(TimerKind::User) => handler.on_timer(&mut self.ctx, TimerId(id)),
-                Some(TimerKind::RetryAccept(token)) => self.on_readable(handler, token),
+                Some(TimerKind::RetryAccept(key)) => {
+                    // Only if that listener is still there (not a new source in its slot).
+                    if let Some(token) = self.ctx.live(key) {
+                        self.on_readable(handler, token);
+                    }
+                }
                 None => {} // cancelled
             }
             self.ctx.report(handler);
@@ -426,14 +467,16 @@ impl EventLoop {
     }
 
     fn accept_all<H: Handler>(&mut self, handler: &mut H, token: Token) {
+        let key = self.ctx.key(token);
+        let id = ListenerId(key);
         loop {
             let Some(Some(Source::Listener(l))) = self.ctx.slots.get(token.0) else {
                 return;
             };
             match l.accept() {
                 Ok((stream, peer)) => match self.ctx.add_stream(stream, false) {
-                    Ok(conn) => handler.on_accept(&mut self.ctx, token, conn, peer),
-                    Err(e) => handler.on_accept_error(&mut self.ctx, token, &e),
+                    Ok(conn) => handler.on_accept(&mut self.ctx, id, conn, peer),
+                    Err(e) => handler.on_accept_error(&mut self.ctx, id, &e),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -442,11 +485,9 @@ impl EventLoop {
                 Err(e) => {
                     // EMFILE and friends: the connection stays queued in the kernel. We
                     // would never hear of it again (edge-triggered), so retry soon.
-                    handler.on_accept_error(&mut self.ctx, token, &e);
-                    let id = self
-                        .ctx
-                        .new_timer(Duration::from_millis(100), TimerKind::RetryAccept(token));
-                    let _ = id;
+                    handler.on_accept_error(&mut self.ctx, id, &e);
+                    self.ctx
+                        .new_timer(Duration::from_millis(100), TimerKind::RetryAccept(key));
                     return;
                 }
             }
@@ -454,6 +495,7 @@ impl EventLoop {
     }
 
     fn read_stream<H: Handler>(&mut self, handler: &mut H, token: Token) {
+        let id = ConnId(self.ctx.key(token));
         for _ in 0..self.ctx.limits.reads_per_turn {
             let Some(Some(Source::Stream(c))) = self.ctx.slots.get_mut(token.0) else {
                 return;
@@ -465,7 +507,7 @@ impl EventLoop {
             match c.stream.read(&mut self.scratch[..chunk]) {
                 Ok(0) => {
                     c.eof = true;
-                    handler.on_eof(&mut self.ctx, token);
+                    handler.on_eof(&mut self.ctx, id);
                     self.ctx.maybe_finish(token);
                     return;
                 }
@@ -478,7 +520,7 @@ impl EventLoop {
                     // here too. It saves a system call per message, about 1 us of a
                     // 13 us loopback round trip (BENCHMARKS.md, Latency).
                     let drained = n < chunk && !c.read_closed;
-                    handler.on_data(&mut self.ctx, token, &self.scratch[..n]);
+                    handler.on_data(&mut self.ctx, id, &self.scratch[..n]);
                     self.ctx.apply_backpressure(token);
                     if drained {
                         return;
@@ -500,6 +542,7 @@ impl EventLoop {
         if matches!(self.ctx.slots.get(token.0), Some(Some(Source::Udp(u))) if u.batch.is_some()) {
             return self.recv_batched(handler, token);
         }
+        let id = UdpId(self.ctx.key(token));
         for _ in 0..self.ctx.limits.reads_per_turn * 4 {
             let Some(Some(Source::Udp(u))) = self.ctx.slots.get(token.0) else {
                 return;
@@ -508,7 +551,7 @@ impl EventLoop {
             match sys::recv_from_trunc(&u.sock, &mut self.scratch[..len]) {
                 Ok(r) => handler.on_datagram(
                     &mut self.ctx,
-                    token,
+                    id,
                     Datagram {
                         data: &self.scratch[..r.len],
                         from: r.from,
@@ -518,7 +561,7 @@ impl EventLoop {
                 ),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => handler.on_udp_error(&mut self.ctx, token, &e),
+                Err(e) => handler.on_udp_error(&mut self.ctx, id, &e),
             }
         }
         self.ctx.rerun.push(token);
@@ -530,7 +573,7 @@ impl Ctx {
 
     /// Listens for TCP connections on `addr` with `SO_REUSEADDR` set, so a restarted
     /// server can bind the port while old connections sit in TIME_WAIT.
-    pub fn listen(&mut self, addr: SocketAddr, backlog: i32) -> io::Result<Token> {
+    pub fn listen(&mut self, addr: SocketAddr, backlog: i32) -> io::Result<ListenerId> {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         sock.set_reuse_address(true)?;
         sock.bind(&addr.into())?;
@@ -538,41 +581,46 @@ impl Ctx {
         sock.set_nonblocking(true)?;
         let mut l = TcpListener::from_std(sock.into());
         let token = self.slot();
-        self.registry.register(&mut l, token, Interest::READABLE)?;
+        if let Err(e) = self.registry.register(&mut l, token, Interest::READABLE) {
+            self.free_slot(token);
+            return Err(e);
+        }
         self.slots[token.0] = Some(Source::Listener(l));
-        Ok(token)
+        Ok(ListenerId(self.key(token)))
     }
 
     /// Starts a non-blocking connect; [`Handler::on_connected`] or
     /// [`Handler::on_closed`] tells how it went.
-    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<Token> {
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
         let stream = TcpStream::connect(addr)?;
         self.add_stream(stream, true)
     }
 
     /// Adopts an already-connected stream (for example one a blocking client made).
-    pub fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<Token> {
+    pub fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<ConnId> {
         stream.set_nonblocking(true)?;
         self.add_stream(TcpStream::from_std(stream), false)
     }
 
     /// Binds a UDP socket. Datagrams longer than `recv_len` bytes are truncated (and
     /// reported as such); pass [`MAX_DATAGRAM`] to receive anything.
-    pub fn bind_udp(&mut self, addr: SocketAddr, recv_len: usize) -> io::Result<Token> {
+    pub fn bind_udp(&mut self, addr: SocketAddr, recv_len: usize) -> io::Result<UdpId> {
         let sock = UdpSocket::bind(addr)?;
         self.add_udp(sock, recv_len)
     }
 
     /// Adopts a UDP socket configured elsewhere (buffer sizes, options).
-    pub fn adopt_udp(&mut self, sock: std::net::UdpSocket, recv_len: usize) -> io::Result<Token> {
+    pub fn adopt_udp(&mut self, sock: std::net::UdpSocket, recv_len: usize) -> io::Result<UdpId> {
         sock.set_nonblocking(true)?;
         self.add_udp(UdpSocket::from_std(sock), recv_len)
     }
 
-    fn add_udp(&mut self, mut sock: UdpSocket, recv_len: usize) -> io::Result<Token> {
+    fn add_udp(&mut self, mut sock: UdpSocket, recv_len: usize) -> io::Result<UdpId> {
         let token = self.slot();
-        self.registry
-            .register(&mut sock, token, Interest::READABLE)?;
+        if let Err(e) = self.registry.register(&mut sock, token, Interest::READABLE) {
+            self.free_slot(token);
+            return Err(e);
+        }
         self.slots[token.0] = Some(Source::Udp(Udp {
             sock,
             queue: Default::default(),
@@ -580,10 +628,10 @@ impl Ctx {
             recv_len: recv_len.max(1),
             batch: None,
         }));
-        Ok(token)
+        Ok(UdpId(self.key(token)))
     }
 
-    fn add_stream(&mut self, mut stream: TcpStream, connecting: bool) -> io::Result<Token> {
+    fn add_stream(&mut self, mut stream: TcpStream, connecting: bool) -> io::Result<ConnId> {
         let token = self.slot();
         let interest = if connecting {
             Interest::READABLE | Interest::WRITABLE
@@ -591,7 +639,7 @@ impl Ctx {
             Interest::READABLE
         };
         if let Err(e) = self.registry.register(&mut stream, token, interest) {
-            self.free.push(token.0);
+            self.free_slot(token);
             return Err(e);
         }
         self.slots[token.0] = Some(Source::Stream(Conn {
@@ -604,21 +652,44 @@ impl Ctx {
             paused: false,
             read_closed: false,
         }));
-        Ok(token)
+        Ok(ConnId(self.key(token)))
     }
 
+    /// A free slot for a new source (its token is the slot's index).
     fn slot(&mut self) -> Token {
         match self.free.pop() {
             Some(i) => Token(i),
             None => {
                 self.slots.push(None);
+                self.gens.push(0);
                 Token(self.slots.len() - 1)
             }
         }
     }
 
-    /// The local address of any registered socket.
-    pub fn local_addr(&self, token: Token) -> Option<SocketAddr> {
+    /// Returns a slot for reuse under a new generation, so old handles go stale.
+    fn free_slot(&mut self, token: Token) {
+        self.gens[token.0] = self.gens[token.0].wrapping_add(1);
+        self.free.push(token.0);
+    }
+
+    /// The handle key of a live slot.
+    fn key(&self, token: Token) -> Key {
+        Key {
+            index: token.0 as u32,
+            gen: self.gens[token.0],
+        }
+    }
+
+    /// The slot a handle names, unless it is stale.
+    fn live(&self, key: Key) -> Option<Token> {
+        let index = key.index as usize;
+        (self.gens.get(index) == Some(&key.gen)).then_some(Token(index))
+    }
+
+    /// The local address of any registered socket; `None` once it is closed.
+    pub fn local_addr(&self, handle: impl Handle) -> Option<SocketAddr> {
+        let token = self.live(handle.key())?;
         match self.slots.get(token.0)? {
             Some(Source::Listener(l)) => l.local_addr().ok(),
             Some(Source::Stream(c)) => c.stream.local_addr().ok(),
@@ -628,7 +699,8 @@ impl Ctx {
     }
 
     /// The peer of a connection.
-    pub fn peer_addr(&self, token: Token) -> Option<SocketAddr> {
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        let token = self.live(conn.0)?;
         match self.slots.get(token.0)? {
             Some(Source::Stream(c)) => c.stream.peer_addr().ok(),
             _ => None,
@@ -636,16 +708,16 @@ impl Ctx {
     }
 
     /// Sets `TCP_NODELAY` on a connection (send small writes at once; no Nagle).
-    pub fn set_nodelay(&self, token: Token, on: bool) -> io::Result<()> {
-        match self.slots.get(token.0) {
+    pub fn set_nodelay(&self, conn: ConnId, on: bool) -> io::Result<()> {
+        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
             Some(Some(Source::Stream(c))) => c.stream.set_nodelay(on),
             _ => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
     /// Bytes queued and not yet taken by the kernel for a connection.
-    pub fn queued(&self, token: Token) -> usize {
-        match self.slots.get(token.0) {
+    pub fn queued(&self, conn: ConnId) -> usize {
+        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
             Some(Some(Source::Stream(c))) => c.out.len(),
             _ => 0,
         }
@@ -661,7 +733,8 @@ impl Ctx {
 
     /// Sends bytes on a connection: as many as the kernel takes now, the rest queued.
     /// All or nothing: when the rest would not fit, nothing is sent and `Full` returned.
-    pub fn send(&mut self, token: Token, data: &[u8]) -> Result<(), SendError> {
+    pub fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
+        let token = self.live(conn.0).ok_or(SendError::Gone)?;
         let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) else {
             return Err(SendError::Gone);
         };
@@ -681,8 +754,9 @@ impl Ctx {
 
     /// Sends one datagram. If the kernel's buffer is full it is queued (bounded by
     /// [`Limits::udp_queue`]); returns false when it had to be dropped.
-    pub fn send_to(&mut self, token: Token, data: &[u8], to: SocketAddr) -> io::Result<bool> {
+    pub fn send_to(&mut self, sock: UdpId, data: &[u8], to: SocketAddr) -> io::Result<bool> {
         let cap = self.limits.udp_queue;
+        let token = self.live(sock.0).ok_or(io::ErrorKind::NotConnected)?;
         let Some(Some(Source::Udp(u))) = self.slots.get_mut(token.0) else {
             return Err(io::ErrorKind::NotConnected.into());
         };
@@ -704,26 +778,30 @@ impl Ctx {
         Ok(true)
     }
 
-    /// Closes a connection once everything queued has been sent.
-    pub fn close(&mut self, token: Token) {
+    /// Closes a connection once everything queued has been sent (no-op if closed).
+    pub fn close(&mut self, conn: ConnId) {
+        let Some(token) = self.live(conn.0) else {
+            return;
+        };
         if let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) {
             c.closing = true;
             self.maybe_finish(token);
-        } else if matches!(self.slots.get(token.0), Some(Some(_))) {
-            self.drop_source(token, Closed::ByUs);
         }
     }
 
     /// Closes at once, discarding queued bytes (for a peer we give up on).
-    pub fn abort(&mut self, token: Token) {
-        if matches!(self.slots.get(token.0), Some(Some(_))) {
+    pub fn abort(&mut self, conn: ConnId) {
+        let Some(token) = self.live(conn.0) else {
+            return;
+        };
+        if matches!(self.slots.get(token.0), Some(Some(Source::Stream(_)))) {
             self.drop_source(token, Closed::ByUs);
         }
     }
 
     /// Shuts down our sending side (the peer reads EOF) but keeps reading.
-    pub fn shutdown_write(&mut self, token: Token) -> io::Result<()> {
-        match self.slots.get(token.0) {
+    pub fn shutdown_write(&mut self, conn: ConnId) -> io::Result<()> {
+        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
             Some(Some(Source::Stream(c))) => c.stream.shutdown(Shutdown::Write),
             _ => Err(io::ErrorKind::NotConnected.into()),
         }
@@ -757,8 +835,8 @@ impl Ctx {
     }
 
     /// A handle other threads use to wake the loop ([`Handler::on_wake`]).
-    pub fn waker(&self) -> Arc<Waker> {
-        Arc::clone(&self.waker)
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
     }
 
     /// Ends [`EventLoop::run`] after the current turn.
@@ -919,7 +997,7 @@ impl Ctx {
                         let _ = self.registry.deregister(&mut u.sock);
                     }
                 }
-                self.free.push(token.0);
+                self.free_slot(token);
             }
         }
     }
@@ -928,13 +1006,13 @@ impl Ctx {
     fn report<H: Handler>(&mut self, handler: &mut H) {
         loop {
             if let Some(token) = self.connected_pending.pop() {
-                handler.on_connected(self, token);
+                handler.on_connected(self, ConnId(self.key(token)));
             } else if let Some((token, why)) = self.closed.pop() {
-                handler.on_closed(self, token, why);
-                self.free.push(token.0);
+                handler.on_closed(self, ConnId(self.key(token)), why);
+                self.free_slot(token);
             } else if let Some(token) = self.drained.pop() {
                 if matches!(self.slots.get(token.0), Some(Some(_))) {
-                    handler.on_drained(self, token);
+                    handler.on_drained(self, ConnId(self.key(token)));
                 }
             } else {
                 break;

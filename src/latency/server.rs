@@ -21,9 +21,11 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use mio::Token;
 
-use crate::core::{Closed, Ctx, Datagram, EventLoop, Handler, SendError, MAX_DATAGRAM};
+use crate::core::{
+    Closed, ConnId, Ctx, Datagram, EventLoop, Handler, ListenerId, SendError, UdpId, Waker,
+    MAX_DATAGRAM,
+};
 use crate::error::bind_error;
 use crate::wire::stamped::{self, Decoded, Frame, Kind, Repr};
 
@@ -70,12 +72,12 @@ struct StreamPeer {
 /// period at 896 per second. A thread's `sleep` wakes within ~60 us (the kernel's timer
 /// slack), so the stamps measure the buffering, not our alarm clock.
 fn producer(
-    conn: Token,
+    conn: ConnId,
     id: u64,
     n: usize,
     period_ns: u32,
-    tx: Sender<(Token, u64, Vec<u8>)>,
-    waker: Arc<mio::Waker>,
+    tx: Sender<(ConnId, u64, Vec<u8>)>,
+    waker: Waker,
     stop: Arc<AtomicBool>,
 ) {
     let start = Instant::now();
@@ -122,13 +124,13 @@ pub fn epoch_ns() -> u64 {
 /// The server's handler.
 pub struct Server {
     /// TCP peers by token.
-    peers: HashMap<Token, Peer>,
+    peers: HashMap<ConnId, Peer>,
     /// Buffers from producer threads, with the subscriber they are for.
-    frames: Receiver<(Token, u64, Vec<u8>)>,
+    frames: Receiver<(ConnId, u64, Vec<u8>)>,
     /// Number of the next stream subscriber.
     next_id: u64,
     /// Handed to each new producer thread.
-    frames_tx: Sender<(Token, u64, Vec<u8>)>,
+    frames_tx: Sender<(ConnId, u64, Vec<u8>)>,
     /// Set by another thread to stop the loop.
     stop: Arc<AtomicBool>,
     /// Print connections as they come and go (`--role server`).
@@ -149,7 +151,7 @@ impl Server {
     }
 
     /// Handles bytes of a peer whose protocol is known.
-    fn feed(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+    fn feed(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
         match self.peers.get_mut(&conn) {
             Some(Peer::PingPong { size, buf }) => {
                 let mut data = data;
@@ -203,7 +205,7 @@ impl Server {
     }
 
     /// Decides a new peer's protocol from its first bytes.
-    fn classify(&mut self, ctx: &mut Ctx, conn: Token, first: Vec<u8>) {
+    fn classify(&mut self, ctx: &mut Ctx, conn: ConnId, first: Vec<u8>) {
         if first.starts_with(&super::pingpong::HELLO_MAGIC) {
             if first.len() < HELLO_LEN {
                 self.peers.insert(conn, Peer::New(first));
@@ -278,7 +280,7 @@ impl Server {
 
 impl Handler for Server {
     // A client connected; its first bytes will say what it wants.
-    fn on_accept(&mut self, _ctx: &mut Ctx, _l: Token, conn: Token, peer: SocketAddr) {
+    fn on_accept(&mut self, _ctx: &mut Ctx, _l: ListenerId, conn: ConnId, peer: SocketAddr) {
         if self.verbose {
             crate::say!("  client {peer} connected");
         }
@@ -286,7 +288,7 @@ impl Handler for Server {
     }
 
     // Bytes: either the opening of a new peer, or messages of a known one.
-    fn on_data(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+    fn on_data(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
         // The hot path (every echoed message) is one map lookup, in `feed`; only a peer
         // whose protocol is not known yet is taken out of the map to be classified.
         if !matches!(self.peers.get(&conn), Some(Peer::New(_))) {
@@ -300,7 +302,7 @@ impl Handler for Server {
     }
 
     // A client left: forget it and stop its producer.
-    fn on_closed(&mut self, _ctx: &mut Ctx, conn: Token, _why: Closed) {
+    fn on_closed(&mut self, _ctx: &mut Ctx, conn: ConnId, _why: Closed) {
         if let Some(Peer::Stream(s)) = self.peers.remove(&conn) {
             s.stop.store(true, Ordering::Relaxed);
         }
@@ -310,7 +312,7 @@ impl Handler for Server {
     }
 
     // UDP ping-pong: echo the datagram to whoever sent it.
-    fn on_datagram(&mut self, ctx: &mut Ctx, sock: Token, d: Datagram<'_>) {
+    fn on_datagram(&mut self, ctx: &mut Ctx, sock: UdpId, d: Datagram<'_>) {
         let _ = ctx.send_to(sock, d.data, d.from);
     }
 
@@ -359,7 +361,7 @@ pub struct Local {
     /// Tells the loop to stop.
     stop: Arc<AtomicBool>,
     /// Wakes the loop so it sees `stop`.
-    waker: Arc<mio::Waker>,
+    waker: Waker,
     /// The loop's thread.
     thread: Option<thread::JoinHandle<()>>,
 }

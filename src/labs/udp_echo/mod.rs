@@ -19,10 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use mio::Token;
 
 use crate::catalog::Lab;
-use crate::core::{Ctx, Datagram, EventLoop, Handler, MAX_DATAGRAM};
+use crate::core::{Ctx, Datagram, EventLoop, Handler, UdpId, MAX_DATAGRAM};
 use crate::error::{bind_error, LabError};
 use crate::out::{aside, narrate, step};
 use crate::out::{bold, code, dim, escape_bytes, warn};
@@ -93,7 +92,7 @@ struct EchoServer {
 
 impl Handler for EchoServer {
     // One recvfrom(): one whole datagram and who sent it. Send it back to that address.
-    fn on_datagram(&mut self, ctx: &mut Ctx, sock: Token, d: Datagram<'_>) {
+    fn on_datagram(&mut self, ctx: &mut Ctx, sock: UdpId, d: Datagram<'_>) {
         if self.verbose {
             narrate(
                 "server",
@@ -119,7 +118,7 @@ impl Handler for EchoServer {
     }
 
     // E.g. ECONNREFUSED reported late for an earlier sendto(): nothing to do for a server.
-    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: Token, err: &io::Error) {
+    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: UdpId, err: &io::Error) {
         if self.verbose {
             say!("  {} {err}", dim("note"));
         }
