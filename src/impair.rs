@@ -35,8 +35,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -261,8 +259,6 @@ pub struct Relay {
     timer: Option<(TimerId, Instant)>,
     /// Exact counts.
     pub stats: RelayStats,
-    /// Set by another thread (then wake the loop) to stop after flushing.
-    pub stop: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -291,7 +287,6 @@ impl Relay {
             last_at: None,
             timer: None,
             stats: RelayStats::default(),
-            stop: Arc::default(),
         };
         Ok((relay, local))
     }
@@ -471,11 +466,9 @@ impl Handler for Relay {
         self.release(ctx, false);
     }
 
-    fn on_wake(&mut self, ctx: &mut Ctx) {
-        if self.stop.load(Ordering::SeqCst) {
-            self.release(ctx, true);
-            ctx.stop();
-        }
+    // LoopThread::stop (lab 03's demo): send what is still queued, so counts are final.
+    fn on_stop(&mut self, ctx: &mut Ctx) {
+        self.release(ctx, true);
     }
 
     // Ctrl-C: send what is still queued, so the counts are final, then stop.
@@ -547,7 +540,8 @@ pub fn random_seed() -> u64 {
     r.next_u64() % 1_000_000 // short enough to retype
 }
 
-/// Runs a relay until Ctrl-C, `duration`, or `stop` (with a wake), and returns its counts.
+/// Runs a relay until Ctrl-C or `duration`, and returns its counts. (On a background
+/// thread, run it with [`crate::core::LoopThread`] instead; it flushes in `on_stop`.)
 pub fn run_relay(
     mut ev: EventLoop,
     relay: &mut Relay,

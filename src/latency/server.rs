@@ -23,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 
 use crate::core::{
-    Closed, ConnId, Ctx, Datagram, EventLoop, Handler, ListenerId, SendError, UdpId, Waker,
-    MAX_DATAGRAM,
+    Closed, ConnId, Ctx, Datagram, EventLoop, Handler, ListenerId, LoopThread, SendError, UdpId,
+    Waker, MAX_DATAGRAM,
 };
 use crate::error::bind_error;
 use crate::wire::stamped::{self, Decoded, Frame, Kind, Repr};
@@ -131,21 +131,18 @@ pub struct Server {
     next_id: u64,
     /// Handed to each new producer thread.
     frames_tx: Sender<(ConnId, u64, Vec<u8>)>,
-    /// Set by another thread to stop the loop.
-    stop: Arc<AtomicBool>,
     /// Print connections as they come and go (`--role server`).
     verbose: bool,
 }
 
 impl Server {
-    fn new(stop: Arc<AtomicBool>, verbose: bool) -> Server {
+    fn new(verbose: bool) -> Server {
         let (frames_tx, frames) = mpsc::channel();
         Server {
             peers: HashMap::new(),
             frames,
             next_id: 0,
             frames_tx,
-            stop,
             verbose,
         }
     }
@@ -329,9 +326,6 @@ impl Handler for Server {
                 ctx.abort(conn);
             }
         }
-        if self.stop.load(Ordering::SeqCst) {
-            ctx.stop();
-        }
     }
 }
 
@@ -358,42 +352,19 @@ fn bind(addr: SocketAddr) -> Result<(EventLoop, SocketAddr)> {
 pub struct Local {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Tells the loop to stop.
-    stop: Arc<AtomicBool>,
-    /// Wakes the loop so it sees `stop`.
-    waker: Waker,
-    /// The loop's thread.
-    thread: Option<thread::JoinHandle<()>>,
+    /// The loop's thread; dropping it stops and joins the loop.
+    _thread: LoopThread<Server>,
 }
 
 impl Local {
     /// Starts a server on `addr` (usually 127.0.0.1:0).
     pub fn start(addr: SocketAddr) -> Result<Local> {
-        let (mut ev, addr) = bind(addr)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let waker = ev.ctx().waker();
-        let mut server = Server::new(Arc::clone(&stop), false);
-        let thread = thread::Builder::new()
-            .name("latency-server".into())
-            .spawn(move || {
-                let _ = ev.run(&mut server);
-            })?;
+        let (ev, addr) = bind(addr)?;
+        let thread = LoopThread::spawn("latency-server", ev, Server::new(false))?;
         Ok(Local {
             addr,
-            stop,
-            waker,
-            thread: Some(thread),
+            _thread: thread,
         })
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -406,7 +377,7 @@ pub fn serve(addr: SocketAddr, duration: Option<Duration>) -> Result<()> {
         "  on the other machine: lab latency --connect HOST:{}",
         local.port()
     );
-    let mut server = Server::new(Arc::new(AtomicBool::new(false)), true);
+    let mut server = Server::new(true);
     match duration {
         Some(d) => ev.run_for(&mut server, d)?,
         None => ev.run(&mut server)?,

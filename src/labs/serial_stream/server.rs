@@ -8,9 +8,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TryRecvError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -107,8 +106,6 @@ pub(super) struct Streamer {
     pub(super) verbose: bool,
     /// The demo's latency probe: stamps for the first client.
     pub(super) probe: Option<SyncSender<Stamp>>,
-    /// Set by another thread (the demo) to stop the loop.
-    pub(super) stop: Arc<AtomicBool>,
     /// Scratch for encoding one buffer, reused.
     frame: Vec<u8>,
 }
@@ -127,7 +124,6 @@ impl Streamer {
             totals: Totals::default(),
             verbose: !args.quiet,
             probe: None,
-            stop: Arc::new(AtomicBool::new(false)),
             frame: Vec::with_capacity(buffer),
         }
     }
@@ -438,12 +434,8 @@ impl Handler for Streamer {
         }
     }
 
-    // The source thread has news (or the demo asks us to stop).
+    // The source thread has news (the demo's stop request comes through the core).
     fn on_wake(&mut self, ctx: &mut Ctx) {
-        if self.stop.load(Ordering::SeqCst) {
-            ctx.stop();
-            return;
-        }
         // The channel is bounded, so this loop is too.
         loop {
             match self.source.rx.try_recv() {

@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -31,8 +29,6 @@ pub(super) struct EchoServer {
     /// Open connections, by token. Removed in `on_closed`.
     clients: HashMap<ConnId, Client>,
     verbosity: Verbosity,
-    /// Set by another thread to ask the loop to stop (the demo's client does this).
-    pub(super) stop: Arc<AtomicBool>,
 }
 
 impl EchoServer {
@@ -40,7 +36,6 @@ impl EchoServer {
         EchoServer {
             clients: HashMap::new(),
             verbosity,
-            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -173,13 +168,6 @@ impl Handler for EchoServer {
                     self.clients.len()
                 );
             }
-        }
-    }
-
-    // The demo's client asked us to stop.
-    fn on_wake(&mut self, ctx: &mut Ctx) {
-        if self.stop.load(Ordering::SeqCst) {
-            ctx.stop();
         }
     }
 }
