@@ -33,6 +33,8 @@
 mod handles;
 mod loop_thread;
 mod outbuf;
+#[cfg(test)]
+mod tests;
 mod udp_batch;
 
 pub use handles::{ConnId, Handle, ListenerId, UdpId};
@@ -580,11 +582,7 @@ impl Ctx {
         sock.listen(backlog)?;
         sock.set_nonblocking(true)?;
         let mut l = TcpListener::from_std(sock.into());
-        let token = self.slot();
-        if let Err(e) = self.registry.register(&mut l, token, Interest::READABLE) {
-            self.free_slot(token);
-            return Err(e);
-        }
+        let token = self.register(&mut l, Interest::READABLE)?;
         self.slots[token.0] = Some(Source::Listener(l));
         Ok(ListenerId(self.key(token)))
     }
@@ -616,11 +614,7 @@ impl Ctx {
     }
 
     fn add_udp(&mut self, mut sock: UdpSocket, recv_len: usize) -> io::Result<UdpId> {
-        let token = self.slot();
-        if let Err(e) = self.registry.register(&mut sock, token, Interest::READABLE) {
-            self.free_slot(token);
-            return Err(e);
-        }
+        let token = self.register(&mut sock, Interest::READABLE)?;
         self.slots[token.0] = Some(Source::Udp(Udp {
             sock,
             queue: Default::default(),
@@ -632,16 +626,12 @@ impl Ctx {
     }
 
     fn add_stream(&mut self, mut stream: TcpStream, connecting: bool) -> io::Result<ConnId> {
-        let token = self.slot();
         let interest = if connecting {
             Interest::READABLE | Interest::WRITABLE
         } else {
             Interest::READABLE
         };
-        if let Err(e) = self.registry.register(&mut stream, token, interest) {
-            self.free_slot(token);
-            return Err(e);
-        }
+        let token = self.register(&mut stream, interest)?;
         self.slots[token.0] = Some(Source::Stream(Conn {
             stream,
             out: OutBuf::new(self.limits.outbound_cap),
@@ -653,6 +643,22 @@ impl Ctx {
             read_closed: false,
         }));
         Ok(ConnId(self.key(token)))
+    }
+
+    /// Registers a new source under a free slot, which the caller then fills. On failure
+    /// the slot goes back to the free list: every way in (`listen`, `add_udp`,
+    /// `add_stream`, `adopt_udp_batched`) shares this, so none can leak one.
+    fn register(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        interest: Interest,
+    ) -> io::Result<Token> {
+        let token = self.slot();
+        if let Err(e) = self.registry.register(source, token, interest) {
+            self.free_slot(token);
+            return Err(e);
+        }
+        Ok(token)
     }
 
     /// A free slot for a new source (its token is the slot's index).

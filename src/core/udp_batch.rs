@@ -43,11 +43,7 @@ impl Ctx {
         sock.set_nonblocking(true)?;
         sys::enable_rx_metadata(&sock)?;
         let mut sock = UdpSocket::from_std(sock);
-        let token = self.slot();
-        if let Err(e) = self.registry.register(&mut sock, token, Interest::READABLE) {
-            self.free_slot(token);
-            return Err(e);
-        }
+        let token = self.register(&mut sock, Interest::READABLE)?;
         let n = batch.clamp(1, sys::MAX_BATCH);
         self.slots[token.0] = Some(Source::Udp(Udp {
             sock,

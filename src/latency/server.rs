@@ -67,7 +67,7 @@ struct StreamPeer {
 /// lab 07 is: it sleeps until the last sample of a buffer is due, stamps the buffer, and
 /// hands it to the event loop through a channel and the loop's waker.
 ///
-/// Why a thread and not a core timer: mio waits in `epoll_wait`, whose timeout is in
+/// Why a thread and not a core timer: the core waits in `epoll_wait`, whose timeout is in
 /// whole milliseconds, so a timer fires up to 1 ms late, as much as a whole sample
 /// period at 896 per second. A thread's `sleep` wakes within ~60 us (the kernel's timer
 /// slack), so the stamps measure the buffering, not our alarm clock.
