@@ -15,7 +15,7 @@
 //! 3. **A 0-byte read is the peer's EOF** ([`Handler::on_eof`]); the default reply is to
 //!    flush what we owe and close. Errors such as a reset end the connection with
 //!    [`Closed::Error`].
-//! 4. **Unsent bytes wait in a bounded [`OutBuf`]** per connection; writable interest is
+//! 4. **Unsent bytes wait in a bounded `OutBuf`** per connection; writable interest is
 //!    registered only while it is non-empty (otherwise every turn would wake for nothing).
 //!    A send that does not fit fails with [`SendError::Full`]: the lab decides whether to
 //!    drop the peer or skip data, and memory never grows without bound.
@@ -39,14 +39,15 @@ mod udp_batch;
 
 pub use handles::{ConnId, Handle, ListenerId, UdpId};
 pub use loop_thread::LoopThread;
-pub use outbuf::{Full, OutBuf};
+pub use outbuf::Full;
+use outbuf::OutBuf;
 
 use handles::Key;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,8 +180,6 @@ pub trait Handler {
     /// A connection is gone; after this returns its handle is stale (its slot may be
     /// reused, under a new generation).
     fn on_closed(&mut self, ctx: &mut Ctx, conn: ConnId, why: Closed) {}
-    /// A connection's outbound buffer became empty after having been non-empty.
-    fn on_drained(&mut self, ctx: &mut Ctx, conn: ConnId) {}
     /// A datagram arrived on a UDP socket.
     fn on_datagram(&mut self, ctx: &mut Ctx, sock: UdpId, dgram: Datagram<'_>) {}
     /// Receiving or sending on a UDP socket failed (e.g. `ECONNREFUSED` from an ICMP
@@ -264,8 +263,6 @@ pub struct Ctx {
     rerun: Vec<Token>,
     /// Closures decided inside `Ctx` methods, reported to the handler after it returns.
     closed: Vec<(Token, Closed)>,
-    /// Connections whose buffer just drained, reported likewise.
-    drained: Vec<Token>,
     /// Outgoing connects that just completed, reported likewise.
     connected_pending: Vec<Token>,
 }
@@ -309,7 +306,6 @@ impl EventLoop {
                 stop_request: Arc::default(),
                 rerun: Vec::new(),
                 closed: Vec::new(),
-                drained: Vec::new(),
                 connected_pending: Vec::new(),
             },
             signals: None,
@@ -594,12 +590,6 @@ impl Ctx {
         self.add_stream(stream, true)
     }
 
-    /// Adopts an already-connected stream (for example one a blocking client made).
-    pub fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<ConnId> {
-        stream.set_nonblocking(true)?;
-        self.add_stream(TcpStream::from_std(stream), false)
-    }
-
     /// Binds a UDP socket. Datagrams longer than `recv_len` bytes are truncated (and
     /// reported as such); pass [`MAX_DATAGRAM`] to receive anything.
     pub fn bind_udp(&mut self, addr: SocketAddr, recv_len: usize) -> io::Result<UdpId> {
@@ -704,15 +694,6 @@ impl Ctx {
         }
     }
 
-    /// The peer of a connection.
-    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
-        let token = self.live(conn.0)?;
-        match self.slots.get(token.0)? {
-            Some(Source::Stream(c)) => c.stream.peer_addr().ok(),
-            _ => None,
-        }
-    }
-
     /// Sets `TCP_NODELAY` on a connection (send small writes at once; no Nagle).
     pub fn set_nodelay(&self, conn: ConnId, on: bool) -> io::Result<()> {
         match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
@@ -727,14 +708,6 @@ impl Ctx {
             Some(Some(Source::Stream(c))) => c.out.len(),
             _ => 0,
         }
-    }
-
-    /// Number of open connections (accepted or connected).
-    pub fn connections(&self) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| matches!(s, Some(Source::Stream(_))))
-            .count()
     }
 
     /// Sends bytes on a connection: as many as the kernel takes now, the rest queued.
@@ -802,14 +775,6 @@ impl Ctx {
         };
         if matches!(self.slots.get(token.0), Some(Some(Source::Stream(_)))) {
             self.drop_source(token, Closed::ByUs);
-        }
-    }
-
-    /// Shuts down our sending side (the peer reads EOF) but keeps reading.
-    pub fn shutdown_write(&mut self, conn: ConnId) -> io::Result<()> {
-        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
-            Some(Some(Source::Stream(c))) => c.stream.shutdown(Shutdown::Write),
-            _ => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
@@ -882,13 +847,9 @@ impl Ctx {
                 let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) else {
                     return;
                 };
-                let had = !c.out.is_empty();
                 if let Err(e) = c.out.flush_to(&mut c.stream) {
                     self.drop_source(token, Closed::Error(e));
                     return;
-                }
-                if had && c.out.is_empty() {
-                    self.drained.push(token);
                 }
                 self.resume_if_drained(token);
                 self.update_interest(token);
@@ -1008,7 +969,7 @@ impl Ctx {
         }
     }
 
-    /// Tells the handler about closures and drained buffers decided since last time.
+    /// Tells the handler about connects and closures decided since last time.
     fn report<H: Handler>(&mut self, handler: &mut H) {
         loop {
             if let Some(token) = self.connected_pending.pop() {
@@ -1016,10 +977,6 @@ impl Ctx {
             } else if let Some((token, why)) = self.closed.pop() {
                 handler.on_closed(self, ConnId(self.key(token)), why);
                 self.free_slot(token);
-            } else if let Some(token) = self.drained.pop() {
-                if matches!(self.slots.get(token.0), Some(Some(_))) {
-                    handler.on_drained(self, ConnId(self.key(token)));
-                }
             } else {
                 break;
             }
