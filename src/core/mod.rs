@@ -28,11 +28,22 @@
 //! 8. **Ctrl-C** (SIGINT) and SIGTERM arrive as events when the loop was built with
 //!    [`EventLoop::with_signals`]; the default reply is to stop cleanly.
 //!
-//! Labs never call `read`, `write` or `accept` on a non-blocking socket themselves.
+//! Labs never call `read`, `write` or `accept` on a non-blocking socket themselves, and
+//! never see mio: they hold typed handles ([`ListenerId`], [`ConnId`], [`UdpId`]), each a
+//! slot plus a generation, so a handle kept after its socket closed can never reach the
+//! next socket in that slot (it acts like a closed one); they wake the loop with the
+//! core's [`Waker`]; and a loop on a background thread (a demo's server) runs in a
+//! [`LoopThread`], which owns the stop request and stops, wakes and joins on drop.
+//!
+//! Files: `handles` (the ids), `sockets` (Ctx's socket actions and the slot slab),
+//! `readiness` (accept, read, receive, flush: rules 1-5), `udp_batch` (recvmmsg),
+//! `outbuf` (rule 4's buffer), `loop_thread`; timers and the turn itself are here.
 
 mod handles;
 mod loop_thread;
 mod outbuf;
+mod readiness;
+mod sockets;
 #[cfg(test)]
 mod tests;
 mod udp_batch;
@@ -46,7 +57,7 @@ use handles::Key;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,17 +65,14 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Registry, Token};
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::sys;
 
 /// Token of the waker; sources get small tokens from the slab, so this never collides.
 const WAKER: Token = Token(usize::MAX - 1);
 /// Token of the signal pipe.
 const SIGNALS: Token = Token(usize::MAX - 2);
 
-/// The largest UDP payload over IPv4 (65535 - 20 IP header - 8 UDP header), plus one so
-/// that a buffer of this size can never truncate.
+/// The largest UDP payload over IPv4: 65535 - 20 IP header - 8 UDP header = 65,507. A
+/// buffer of this size holds any IPv4 datagram whole.
 pub const MAX_DATAGRAM: usize = 65_507;
 
 /// Size limits of the core; the defaults suit a teaching server on a small machine.
@@ -433,351 +441,9 @@ impl EventLoop {
         self.fire_timers(handler);
         Ok(())
     }
-
-    fn fire_timers<H: Handler>(&mut self, handler: &mut H) {
-        let now = Instant::now();
-        while let Some(Reverse((at, id))) = self.ctx.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.ctx.timers.pop();
-            match self.ctx.timer_kinds.remove(&id) {
-                Some(TimerKind::User) => handler.on_timer(&mut self.ctx, TimerId(id)),
-                Some(TimerKind::RetryAccept(key)) => {
-                    // Only if that listener is still there (not a new source in its slot).
-                    if let Some(token) = self.ctx.live(key) {
-                        self.on_readable(handler, token);
-                    }
-                }
-                None => {} // cancelled
-            }
-            self.ctx.report(handler);
-        }
-    }
-
-    fn on_readable<H: Handler>(&mut self, handler: &mut H, token: Token) {
-        match self.ctx.slots.get(token.0) {
-            Some(Some(Source::Listener(_))) => self.accept_all(handler, token),
-            Some(Some(Source::Stream(_))) => self.read_stream(handler, token),
-            Some(Some(Source::Udp(_))) => self.recv_all(handler, token),
-            _ => {} // closed meanwhile
-        }
-    }
-
-    fn accept_all<H: Handler>(&mut self, handler: &mut H, token: Token) {
-        let key = self.ctx.key(token);
-        let id = ListenerId(key);
-        loop {
-            let Some(Some(Source::Listener(l))) = self.ctx.slots.get(token.0) else {
-                return;
-            };
-            match l.accept() {
-                Ok((stream, peer)) => match self.ctx.add_stream(stream, false) {
-                    Ok(conn) => handler.on_accept(&mut self.ctx, id, conn, peer),
-                    Err(e) => handler.on_accept_error(&mut self.ctx, id, &e),
-                },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A connection that was reset while it waited in the backlog: skip it.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(e) => {
-                    // EMFILE and friends: the connection stays queued in the kernel. We
-                    // would never hear of it again (edge-triggered), so retry soon.
-                    handler.on_accept_error(&mut self.ctx, id, &e);
-                    self.ctx
-                        .new_timer(Duration::from_millis(100), TimerKind::RetryAccept(key));
-                    return;
-                }
-            }
-        }
-    }
-
-    fn read_stream<H: Handler>(&mut self, handler: &mut H, token: Token) {
-        let id = ConnId(self.ctx.key(token));
-        for _ in 0..self.ctx.limits.reads_per_turn {
-            let Some(Some(Source::Stream(c))) = self.ctx.slots.get_mut(token.0) else {
-                return;
-            };
-            if c.eof || c.paused || c.connecting {
-                return;
-            }
-            let chunk = self.ctx.limits.read_chunk.min(self.scratch.len());
-            match c.stream.read(&mut self.scratch[..chunk]) {
-                Ok(0) => {
-                    c.eof = true;
-                    handler.on_eof(&mut self.ctx, id);
-                    self.ctx.maybe_finish(token);
-                    return;
-                }
-                Ok(n) => {
-                    // A read shorter than asked emptied the socket (TCP hands over
-                    // everything queued, up to the buffer's size). Linux's epoll reports
-                    // every later arrival again, even edge-triggered, so unless the peer
-                    // already closed (its FIN gives no further event) there is no need
-                    // to pay for a read that returns WouldBlock: sockperf and tokio stop
-                    // here too. It saves a system call per message, about 1 us of a
-                    // 13 us loopback round trip (BENCHMARKS.md, Latency).
-                    let drained = n < chunk && !c.read_closed;
-                    handler.on_data(&mut self.ctx, id, &self.scratch[..n]);
-                    self.ctx.apply_backpressure(token);
-                    if drained {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.ctx.drop_source(token, Closed::Error(e));
-                    return;
-                }
-            }
-        }
-        // Budget used up and maybe more to read: come back after the others.
-        self.ctx.rerun.push(token);
-    }
-
-    fn recv_all<H: Handler>(&mut self, handler: &mut H, token: Token) {
-        if matches!(self.ctx.slots.get(token.0), Some(Some(Source::Udp(u))) if u.batch.is_some()) {
-            return self.recv_batched(handler, token);
-        }
-        let id = UdpId(self.ctx.key(token));
-        for _ in 0..self.ctx.limits.reads_per_turn * 4 {
-            let Some(Some(Source::Udp(u))) = self.ctx.slots.get(token.0) else {
-                return;
-            };
-            let len = u.recv_len.min(self.scratch.len());
-            match sys::recv_from_trunc(&u.sock, &mut self.scratch[..len]) {
-                Ok(r) => handler.on_datagram(
-                    &mut self.ctx,
-                    id,
-                    Datagram {
-                        data: &self.scratch[..r.len],
-                        from: r.from,
-                        wire_len: r.wire_len,
-                        arrival_ns: None,
-                    },
-                ),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => handler.on_udp_error(&mut self.ctx, id, &e),
-            }
-        }
-        self.ctx.rerun.push(token);
-    }
 }
 
 impl Ctx {
-    // ----- sockets -------------------------------------------------------------
-
-    /// Listens for TCP connections on `addr` with `SO_REUSEADDR` set, so a restarted
-    /// server can bind the port while old connections sit in TIME_WAIT.
-    pub fn listen(&mut self, addr: SocketAddr, backlog: i32) -> io::Result<ListenerId> {
-        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        sock.set_reuse_address(true)?;
-        sock.bind(&addr.into())?;
-        sock.listen(backlog)?;
-        sock.set_nonblocking(true)?;
-        let mut l = TcpListener::from_std(sock.into());
-        let token = self.register(&mut l, Interest::READABLE)?;
-        self.slots[token.0] = Some(Source::Listener(l));
-        Ok(ListenerId(self.key(token)))
-    }
-
-    /// Starts a non-blocking connect; [`Handler::on_connected`] or
-    /// [`Handler::on_closed`] tells how it went.
-    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
-        let stream = TcpStream::connect(addr)?;
-        self.add_stream(stream, true)
-    }
-
-    /// Binds a UDP socket. Datagrams longer than `recv_len` bytes are truncated (and
-    /// reported as such); pass [`MAX_DATAGRAM`] to receive anything.
-    pub fn bind_udp(&mut self, addr: SocketAddr, recv_len: usize) -> io::Result<UdpId> {
-        let sock = UdpSocket::bind(addr)?;
-        self.add_udp(sock, recv_len)
-    }
-
-    /// Adopts a UDP socket configured elsewhere (buffer sizes, options).
-    pub fn adopt_udp(&mut self, sock: std::net::UdpSocket, recv_len: usize) -> io::Result<UdpId> {
-        sock.set_nonblocking(true)?;
-        self.add_udp(UdpSocket::from_std(sock), recv_len)
-    }
-
-    fn add_udp(&mut self, mut sock: UdpSocket, recv_len: usize) -> io::Result<UdpId> {
-        let token = self.register(&mut sock, Interest::READABLE)?;
-        self.slots[token.0] = Some(Source::Udp(Udp {
-            sock,
-            queue: Default::default(),
-            writable: false,
-            recv_len: recv_len.max(1),
-            batch: None,
-        }));
-        Ok(UdpId(self.key(token)))
-    }
-
-    fn add_stream(&mut self, mut stream: TcpStream, connecting: bool) -> io::Result<ConnId> {
-        let interest = if connecting {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        let token = self.register(&mut stream, interest)?;
-        self.slots[token.0] = Some(Source::Stream(Conn {
-            stream,
-            out: OutBuf::new(self.limits.outbound_cap),
-            writable: connecting,
-            connecting,
-            closing: false,
-            eof: false,
-            paused: false,
-            read_closed: false,
-        }));
-        Ok(ConnId(self.key(token)))
-    }
-
-    /// Registers a new source under a free slot, which the caller then fills. On failure
-    /// the slot goes back to the free list: every way in (`listen`, `add_udp`,
-    /// `add_stream`, `adopt_udp_batched`) shares this, so none can leak one.
-    fn register(
-        &mut self,
-        source: &mut impl mio::event::Source,
-        interest: Interest,
-    ) -> io::Result<Token> {
-        let token = self.slot();
-        if let Err(e) = self.registry.register(source, token, interest) {
-            self.free_slot(token);
-            return Err(e);
-        }
-        Ok(token)
-    }
-
-    /// A free slot for a new source (its token is the slot's index).
-    fn slot(&mut self) -> Token {
-        match self.free.pop() {
-            Some(i) => Token(i),
-            None => {
-                self.slots.push(None);
-                self.gens.push(0);
-                Token(self.slots.len() - 1)
-            }
-        }
-    }
-
-    /// Returns a slot for reuse under a new generation, so old handles go stale.
-    fn free_slot(&mut self, token: Token) {
-        self.gens[token.0] = self.gens[token.0].wrapping_add(1);
-        self.free.push(token.0);
-    }
-
-    /// The handle key of a live slot.
-    fn key(&self, token: Token) -> Key {
-        Key {
-            index: token.0 as u32,
-            gen: self.gens[token.0],
-        }
-    }
-
-    /// The slot a handle names, unless it is stale.
-    fn live(&self, key: Key) -> Option<Token> {
-        let index = key.index as usize;
-        (self.gens.get(index) == Some(&key.gen)).then_some(Token(index))
-    }
-
-    /// The local address of any registered socket; `None` once it is closed.
-    pub fn local_addr(&self, handle: impl Handle) -> Option<SocketAddr> {
-        let token = self.live(handle.key())?;
-        match self.slots.get(token.0)? {
-            Some(Source::Listener(l)) => l.local_addr().ok(),
-            Some(Source::Stream(c)) => c.stream.local_addr().ok(),
-            Some(Source::Udp(u)) => u.sock.local_addr().ok(),
-            None => None,
-        }
-    }
-
-    /// Sets `TCP_NODELAY` on a connection (send small writes at once; no Nagle).
-    pub fn set_nodelay(&self, conn: ConnId, on: bool) -> io::Result<()> {
-        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
-            Some(Some(Source::Stream(c))) => c.stream.set_nodelay(on),
-            _ => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-
-    /// Bytes queued and not yet taken by the kernel for a connection.
-    pub fn queued(&self, conn: ConnId) -> usize {
-        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
-            Some(Some(Source::Stream(c))) => c.out.len(),
-            _ => 0,
-        }
-    }
-
-    /// Sends bytes on a connection: as many as the kernel takes now, the rest queued.
-    /// All or nothing: when the rest would not fit, nothing is sent and `Full` returned.
-    pub fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
-        let token = self.live(conn.0).ok_or(SendError::Gone)?;
-        let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) else {
-            return Err(SendError::Gone);
-        };
-        if c.closing {
-            return Err(SendError::Gone);
-        }
-        c.out.push(data).map_err(SendError::Full)?;
-        if !c.connecting {
-            if let Err(e) = c.out.flush_to(&mut c.stream) {
-                self.drop_source(token, Closed::Error(e));
-                return Ok(()); // reported through on_closed
-            }
-        }
-        self.update_interest(token);
-        Ok(())
-    }
-
-    /// Sends one datagram. If the kernel's buffer is full it is queued (bounded by
-    /// [`Limits::udp_queue`]); returns false when it had to be dropped.
-    pub fn send_to(&mut self, sock: UdpId, data: &[u8], to: SocketAddr) -> io::Result<bool> {
-        let cap = self.limits.udp_queue;
-        let token = self.live(sock.0).ok_or(io::ErrorKind::NotConnected)?;
-        let Some(Some(Source::Udp(u))) = self.slots.get_mut(token.0) else {
-            return Err(io::ErrorKind::NotConnected.into());
-        };
-        if u.queue.is_empty() {
-            loop {
-                match u.sock.send_to(data, to) {
-                    Ok(_) => return Ok(true),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        if u.queue.len() >= cap {
-            return Ok(false);
-        }
-        u.queue.push_back((data.to_vec(), to));
-        self.update_interest(token);
-        Ok(true)
-    }
-
-    /// Closes a connection once everything queued has been sent (no-op if closed).
-    pub fn close(&mut self, conn: ConnId) {
-        let Some(token) = self.live(conn.0) else {
-            return;
-        };
-        if let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) {
-            c.closing = true;
-            self.maybe_finish(token);
-        }
-    }
-
-    /// Closes at once, discarding queued bytes (for a peer we give up on).
-    pub fn abort(&mut self, conn: ConnId) {
-        let Some(token) = self.live(conn.0) else {
-            return;
-        };
-        if matches!(self.slots.get(token.0), Some(Some(Source::Stream(_)))) {
-            self.drop_source(token, Closed::ByUs);
-        }
-    }
-
     // ----- timers, waking, stopping ---------------------------------------------
 
     /// Calls [`Handler::on_timer`] once, `after` from now.
@@ -818,168 +484,5 @@ impl Ctx {
     /// True once [`Ctx::stop`] was called.
     pub fn is_stopped(&self) -> bool {
         self.stopped
-    }
-
-    // ----- internals ------------------------------------------------------------
-
-    fn on_writable<H: Handler>(&mut self, _handler: &mut H, token: Token) {
-        match self.slots.get_mut(token.0) {
-            Some(Some(Source::Stream(c))) => {
-                if c.connecting {
-                    // The outcome of a non-blocking connect: an error, or a peer address.
-                    let outcome = match c.stream.take_error() {
-                        Ok(Some(e)) | Err(e) => Err(e),
-                        Ok(None) => c.stream.peer_addr().map(|_| ()),
-                    };
-                    match outcome {
-                        Ok(()) => {
-                            c.connecting = false;
-                            self.connected_pending.push(token);
-                        }
-                        // Not finished yet (a spurious wake-up): wait for the next event.
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                        Err(e) => {
-                            self.drop_source(token, Closed::Error(e));
-                            return;
-                        }
-                    }
-                }
-                let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) else {
-                    return;
-                };
-                if let Err(e) = c.out.flush_to(&mut c.stream) {
-                    self.drop_source(token, Closed::Error(e));
-                    return;
-                }
-                self.resume_if_drained(token);
-                self.update_interest(token);
-                self.maybe_finish(token);
-            }
-            Some(Some(Source::Udp(u))) => {
-                while let Some((data, to)) = u.queue.front() {
-                    match u.sock.send_to(data, *to) {
-                        Ok(_) => {
-                            u.queue.pop_front();
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        // A datagram the kernel refuses (too big, no route) is dropped.
-                        Err(_) => {
-                            u.queue.pop_front();
-                        }
-                    }
-                }
-                self.update_interest(token);
-            }
-            _ => {}
-        }
-    }
-
-    /// Rule 4: writable interest exactly while there is something to write.
-    fn update_interest(&mut self, token: Token) {
-        let registry = &self.registry;
-        let result = match self.slots.get_mut(token.0) {
-            Some(Some(Source::Stream(c))) => {
-                let want = c.connecting || !c.out.is_empty();
-                if want == c.writable {
-                    return;
-                }
-                c.writable = want;
-                let interest = if want {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                registry.reregister(&mut c.stream, token, interest)
-            }
-            Some(Some(Source::Udp(u))) => {
-                let want = !u.queue.is_empty();
-                if want == u.writable {
-                    return;
-                }
-                u.writable = want;
-                let interest = if want {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                registry.reregister(&mut u.sock, token, interest)
-            }
-            _ => return,
-        };
-        if let Err(e) = result {
-            self.drop_source(token, Closed::Error(e));
-        }
-    }
-
-    /// Rule 5: stop reading from a connection that owes too much.
-    fn apply_backpressure(&mut self, token: Token) {
-        let high = self.limits.high_water;
-        if let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) {
-            if c.out.len() > high {
-                c.paused = true;
-            }
-        }
-    }
-
-    fn resume_if_drained(&mut self, token: Token) {
-        let low = self.limits.high_water / 2;
-        if let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) {
-            if c.paused && c.out.len() <= low {
-                c.paused = false;
-                // Data may have arrived while paused; no new edge will tell us.
-                self.rerun.push(token);
-            }
-        }
-    }
-
-    /// Closes a connection that is closing and fully flushed, or that reached EOF with
-    /// nothing left to say and the lab asked to close.
-    fn maybe_finish(&mut self, token: Token) {
-        if let Some(Some(Source::Stream(c))) = self.slots.get(token.0) {
-            if c.closing && c.out.is_empty() {
-                let why = if c.eof {
-                    Closed::PeerClosed
-                } else {
-                    Closed::ByUs
-                };
-                self.drop_source(token, why);
-            }
-        }
-    }
-
-    fn drop_source(&mut self, token: Token, why: Closed) {
-        if let Some(slot) = self.slots.get_mut(token.0) {
-            if let Some(source) = slot.take() {
-                match source {
-                    Source::Listener(mut l) => {
-                        let _ = self.registry.deregister(&mut l);
-                    }
-                    Source::Stream(mut c) => {
-                        let _ = self.registry.deregister(&mut c.stream);
-                        self.closed.push((token, why));
-                        return; // the slot is freed after on_closed
-                    }
-                    Source::Udp(mut u) => {
-                        let _ = self.registry.deregister(&mut u.sock);
-                    }
-                }
-                self.free_slot(token);
-            }
-        }
-    }
-
-    /// Tells the handler about connects and closures decided since last time.
-    fn report<H: Handler>(&mut self, handler: &mut H) {
-        loop {
-            if let Some(token) = self.connected_pending.pop() {
-                handler.on_connected(self, ConnId(self.key(token)));
-            } else if let Some((token, why)) = self.closed.pop() {
-                handler.on_closed(self, ConnId(self.key(token)), why);
-                self.free_slot(token);
-            } else {
-                break;
-            }
-        }
     }
 }
