@@ -35,16 +35,13 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mio::Token;
 use serde::Serialize;
 
-use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId, MAX_DATAGRAM};
+use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId, UdpId, MAX_DATAGRAM};
 use crate::error::{bind_error, LabError};
 use crate::out::{bold, code, dim};
 use crate::say;
@@ -247,7 +244,7 @@ pub struct Relay {
     /// The last sender seen; replies from `forward` go back to it.
     client: Option<SocketAddr>,
     /// The relay's socket.
-    sock: Token,
+    sock: UdpId,
     /// Datagrams waiting for their delay, in FIFO order of `at`.
     queue: VecDeque<Pending>,
     /// Bytes in `queue`, bounded by [`MAX_QUEUED_BYTES`].
@@ -262,8 +259,6 @@ pub struct Relay {
     timer: Option<(TimerId, Instant)>,
     /// Exact counts.
     pub stats: RelayStats,
-    /// Set by another thread (then wake the loop) to stop after flushing.
-    pub stop: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -292,7 +287,6 @@ impl Relay {
             last_at: None,
             timer: None,
             stats: RelayStats::default(),
-            stop: Arc::default(),
         };
         Ok((relay, local))
     }
@@ -446,7 +440,7 @@ impl Relay {
 
 impl Handler for Relay {
     // From a sender: impair and forward. From the forward address: a reply, pass it back.
-    fn on_datagram(&mut self, ctx: &mut Ctx, _sock: Token, d: Datagram<'_>) {
+    fn on_datagram(&mut self, ctx: &mut Ctx, _sock: UdpId, d: Datagram<'_>) {
         if d.from == self.forward {
             if let Some(client) = self.client {
                 if matches!(ctx.send_to(self.sock, d.data, client), Ok(true)) {
@@ -461,9 +455,9 @@ impl Handler for Relay {
 
     // ECONNREFUSED for an earlier send (nothing listens at the forward address yet):
     // that datagram is gone, like on a real network. Keep relaying.
-    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: Token, _err: &io::Error) {}
+    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: UdpId, _err: &io::Error) {}
 
-    fn on_kernel_drops(&mut self, _ctx: &mut Ctx, _sock: Token, total: u64) {
+    fn on_kernel_drops(&mut self, _ctx: &mut Ctx, _sock: UdpId, total: u64) {
         self.stats.kernel_drops = total;
     }
 
@@ -472,11 +466,9 @@ impl Handler for Relay {
         self.release(ctx, false);
     }
 
-    fn on_wake(&mut self, ctx: &mut Ctx) {
-        if self.stop.load(Ordering::SeqCst) {
-            self.release(ctx, true);
-            ctx.stop();
-        }
+    // LoopThread::stop (lab 03's demo): send what is still queued, so counts are final.
+    fn on_stop(&mut self, ctx: &mut Ctx) {
+        self.release(ctx, true);
     }
 
     // Ctrl-C: send what is still queued, so the counts are final, then stop.
@@ -546,7 +538,8 @@ pub fn random_seed() -> u64 {
     r.next_u64() % 1_000_000 // short enough to retype
 }
 
-/// Runs a relay until Ctrl-C, `duration`, or `stop` (with a wake), and returns its counts.
+/// Runs a relay until Ctrl-C or `duration`, and returns its counts. (On a background
+/// thread, run it with [`crate::core::LoopThread`] instead; it flushes in `on_stop`.)
 pub fn run_relay(
     mut ev: EventLoop,
     relay: &mut Relay,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lab::core::{Closed, Ctx, EventLoop, Handler, Limits, SendError, TimerId};
-use mio::Token;
+use lab::core::{
+    Closed, ConnId, Ctx, EventLoop, Handler, Limits, ListenerId, SendError, TimerId, UdpId,
+};
 
 /// Echoes every byte back and records what happened.
 #[derive(Default)]
@@ -19,16 +20,16 @@ struct Echo {
 }
 
 impl Handler for Echo {
-    fn on_accept(&mut self, _: &mut Ctx, _: Token, _: Token, _: SocketAddr) {
+    fn on_accept(&mut self, _: &mut Ctx, _: ListenerId, _: ConnId, _: SocketAddr) {
         self.accepted += 1;
     }
-    fn on_data(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+    fn on_data(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
         if let Err(SendError::Full(_)) = ctx.send(conn, data) {
             self.full += 1;
             ctx.abort(conn);
         }
     }
-    fn on_closed(&mut self, ctx: &mut Ctx, _: Token, why: Closed) {
+    fn on_closed(&mut self, ctx: &mut Ctx, _: ConnId, why: Closed) {
         self.closed.push(format!("{why:?}"));
         if self.closed.len() == self.accepted && self.accepted > 0 {
             ctx.stop();
@@ -109,11 +110,11 @@ fn a_peer_that_never_reads_is_bounded_by_the_cap() {
 fn connect_to_a_closed_port_reports_refused() {
     struct C(Option<String>);
     impl Handler for C {
-        fn on_connected(&mut self, ctx: &mut Ctx, _: Token) {
+        fn on_connected(&mut self, ctx: &mut Ctx, _: ConnId) {
             self.0 = Some("connected".into());
             ctx.stop();
         }
-        fn on_closed(&mut self, ctx: &mut Ctx, _: Token, why: Closed) {
+        fn on_closed(&mut self, ctx: &mut Ctx, _: ConnId, why: Closed) {
             if let Closed::Error(e) = why {
                 self.0 = Some(format!("{:?}", e.kind()));
             }
@@ -178,7 +179,7 @@ fn another_thread_wakes_the_loop() {
 fn udp_truncation_is_reported_with_the_wire_length() {
     struct U(Option<(usize, usize)>);
     impl Handler for U {
-        fn on_datagram(&mut self, ctx: &mut Ctx, _: Token, d: lab::core::Datagram<'_>) {
+        fn on_datagram(&mut self, ctx: &mut Ctx, _: UdpId, d: lab::core::Datagram<'_>) {
             self.0 = Some((d.data.len(), d.wire_len));
             ctx.stop();
         }
@@ -206,10 +207,10 @@ fn data_and_eof_arriving_together_are_both_seen() {
         want: usize,
     }
     impl Handler for Count {
-        fn on_data(&mut self, _: &mut Ctx, _: Token, data: &[u8]) {
+        fn on_data(&mut self, _: &mut Ctx, _: ConnId, data: &[u8]) {
             self.bytes += data.len();
         }
-        fn on_eof(&mut self, ctx: &mut Ctx, conn: Token) {
+        fn on_eof(&mut self, ctx: &mut Ctx, conn: ConnId) {
             self.eofs += 1;
             ctx.close(conn);
             if self.eofs == self.want {

@@ -49,11 +49,6 @@ impl OutBuf {
         self.len() == 0
     }
 
-    /// The cap given to [`OutBuf::new`].
-    pub fn cap(&self) -> usize {
-        self.cap
-    }
-
     /// Room left before the cap.
     pub fn room(&self) -> usize {
         self.cap - self.len()

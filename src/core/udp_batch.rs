@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use mio::net::UdpSocket;
 use mio::{Interest, Token};
 
-use super::{Ctx, Datagram, EventLoop, Handler, Source, Udp};
+use super::{Ctx, Datagram, EventLoop, Handler, Source, Udp, UdpId};
 use crate::sys;
 
 /// Receive state of a batched socket: its buffers and the last drop count seen.
@@ -39,13 +39,11 @@ impl Ctx {
         sock: std::net::UdpSocket,
         recv_len: usize,
         batch: usize,
-    ) -> io::Result<Token> {
+    ) -> io::Result<UdpId> {
         sock.set_nonblocking(true)?;
         sys::enable_rx_metadata(&sock)?;
         let mut sock = UdpSocket::from_std(sock);
-        let token = self.slot();
-        self.registry
-            .register(&mut sock, token, Interest::READABLE)?;
+        let token = self.register(&mut sock, Interest::READABLE)?;
         let n = batch.clamp(1, sys::MAX_BATCH);
         self.slots[token.0] = Some(Source::Udp(Udp {
             sock,
@@ -58,7 +56,7 @@ impl Ctx {
                 drops: 0,
             })),
         }));
-        Ok(token)
+        Ok(UdpId(self.key(token)))
     }
 
     /// Sends up to [`sys::MAX_BATCH`] datagrams to `to` in one system call, without
@@ -71,10 +69,11 @@ impl Ctx {
     /// cached at `connect` instead of looking it up for every datagram.
     pub fn send_batch(
         &mut self,
-        token: Token,
+        sock: UdpId,
         datagrams: &[&[u8]],
         to: Option<SocketAddr>,
     ) -> io::Result<usize> {
+        let token = self.live(sock.0).ok_or(io::ErrorKind::NotConnected)?;
         let Some(Some(Source::Udp(u))) = self.slots.get(token.0) else {
             return Err(io::ErrorKind::NotConnected.into());
         };
@@ -93,6 +92,7 @@ impl EventLoop {
     /// Rule 1 for a batched socket: `recvmmsg` until `WouldBlock`, within the turn's
     /// budget, then a place on the rerun list.
     pub(super) fn recv_batched<H: Handler>(&mut self, handler: &mut H, token: Token) {
+        let id = UdpId(self.ctx.key(token));
         for _ in 0..self.ctx.limits.reads_per_turn {
             let Some(Some(Source::Udp(u))) = self.ctx.slots.get_mut(token.0) else {
                 return;
@@ -115,11 +115,11 @@ impl EventLoop {
                             wire_len: it.wire_len,
                             arrival_ns: it.stamp_ns,
                         };
-                        handler.on_datagram(&mut self.ctx, token, d);
+                        handler.on_datagram(&mut self.ctx, id, d);
                     }
                     if newest != b.drops {
                         b.drops = newest;
-                        handler.on_kernel_drops(&mut self.ctx, token, u64::from(newest));
+                        handler.on_kernel_drops(&mut self.ctx, id, u64::from(newest));
                     }
                     self.ctx.report(handler);
                 }
@@ -128,7 +128,7 @@ impl EventLoop {
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => handler.on_udp_error(&mut self.ctx, token, &e),
+                Err(e) => handler.on_udp_error(&mut self.ctx, id, &e),
             }
             if !self.put_back(token, b) || drained {
                 return; // the handler closed the socket, or nothing is left to read

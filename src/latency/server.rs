@@ -21,9 +21,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mio::Token;
 
-use crate::core::{Closed, Ctx, Datagram, EventLoop, Handler, SendError};
+use crate::core::{
+    Closed, ConnId, Ctx, Datagram, EventLoop, Handler, ListenerId, LoopThread, SendError, UdpId,
+    Waker,
+};
 use crate::error::bind_error;
 use crate::out::OrStopLater;
 use crate::wire::stamped::{self, Kind, Repr, Request};
@@ -67,17 +69,17 @@ struct StreamPeer {
 /// lab 07 is: it sleeps until the last sample of a buffer is due, stamps the buffer, and
 /// hands it to the event loop through a channel and the loop's waker.
 ///
-/// Why a thread and not a core timer: mio waits in `epoll_wait`, whose timeout is in
+/// Why a thread and not a core timer: the core waits in `epoll_wait`, whose timeout is in
 /// whole milliseconds, so a timer fires up to 1 ms late, as much as a whole sample
 /// period at 896 per second. A thread's `sleep` wakes within ~60 us (the kernel's timer
 /// slack), so the stamps measure the buffering, not our alarm clock.
 fn producer(
-    conn: Token,
+    conn: ConnId,
     id: u64,
     n: usize,
     period_ns: u32,
-    tx: Sender<(Token, u64, Vec<u8>)>,
-    waker: Arc<mio::Waker>,
+    tx: Sender<(ConnId, u64, Vec<u8>)>,
+    waker: Waker,
     stop: Arc<AtomicBool>,
 ) {
     let start = Instant::now();
@@ -117,34 +119,31 @@ fn producer(
 /// The server's handler.
 pub struct Server {
     /// TCP peers by token.
-    peers: HashMap<Token, Peer>,
+    peers: HashMap<ConnId, Peer>,
     /// Buffers from producer threads, with the subscriber they are for.
-    frames: Receiver<(Token, u64, Vec<u8>)>,
+    frames: Receiver<(ConnId, u64, Vec<u8>)>,
     /// Number of the next stream subscriber.
     next_id: u64,
     /// Handed to each new producer thread.
-    frames_tx: Sender<(Token, u64, Vec<u8>)>,
-    /// Set by another thread to stop the loop.
-    stop: Arc<AtomicBool>,
+    frames_tx: Sender<(ConnId, u64, Vec<u8>)>,
     /// Print connections as they come and go (`--role server`).
     verbose: bool,
 }
 
 impl Server {
-    fn new(stop: Arc<AtomicBool>, verbose: bool) -> Server {
+    fn new(verbose: bool) -> Server {
         let (frames_tx, frames) = mpsc::channel();
         Server {
             peers: HashMap::new(),
             frames,
             next_id: 0,
             frames_tx,
-            stop,
             verbose,
         }
     }
 
     /// Handles bytes of a peer whose protocol is known.
-    fn feed(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+    fn feed(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
         match self.peers.get_mut(&conn) {
             Some(Peer::PingPong { size, buf }) => {
                 let mut data = data;
@@ -189,7 +188,7 @@ impl Server {
     }
 
     /// Decides a new peer's protocol from its first bytes.
-    fn classify(&mut self, ctx: &mut Ctx, conn: Token, first: Vec<u8>) {
+    fn classify(&mut self, ctx: &mut Ctx, conn: ConnId, first: Vec<u8>) {
         if first.starts_with(&hello::MAGIC) {
             if first.len() < hello::LEN {
                 self.peers.insert(conn, Peer::New(first));
@@ -261,7 +260,7 @@ impl Server {
 
 impl Handler for Server {
     // A client connected; its first bytes will say what it wants.
-    fn on_accept(&mut self, _ctx: &mut Ctx, _l: Token, conn: Token, peer: SocketAddr) {
+    fn on_accept(&mut self, _ctx: &mut Ctx, _l: ListenerId, conn: ConnId, peer: SocketAddr) {
         if self.verbose {
             crate::say!("  client {peer} connected").or_stop_later();
         }
@@ -269,7 +268,7 @@ impl Handler for Server {
     }
 
     // Bytes: either the opening of a new peer, or messages of a known one.
-    fn on_data(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+    fn on_data(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
         // The hot path (every echoed message) is one map lookup, in `feed`; only a peer
         // whose protocol is not known yet is taken out of the map to be classified.
         if !matches!(self.peers.get(&conn), Some(Peer::New(_))) {
@@ -283,7 +282,7 @@ impl Handler for Server {
     }
 
     // A client left: forget it and stop its producer.
-    fn on_closed(&mut self, _ctx: &mut Ctx, conn: Token, _why: Closed) {
+    fn on_closed(&mut self, _ctx: &mut Ctx, conn: ConnId, _why: Closed) {
         if let Some(Peer::Stream(s)) = self.peers.remove(&conn) {
             s.stop.store(true, Ordering::Relaxed);
         }
@@ -293,7 +292,7 @@ impl Handler for Server {
     }
 
     // UDP ping-pong: echo the datagram to whoever sent it.
-    fn on_datagram(&mut self, ctx: &mut Ctx, sock: Token, d: Datagram<'_>) {
+    fn on_datagram(&mut self, ctx: &mut Ctx, sock: UdpId, d: Datagram<'_>) {
         let _ = ctx.send_to(sock, d.data, d.from);
     }
 
@@ -309,9 +308,6 @@ impl Handler for Server {
                 // A subscriber that stopped reading: 4 MiB of samples queued. Drop it.
                 ctx.abort(conn);
             }
-        }
-        if self.stop.load(Ordering::SeqCst) {
-            ctx.stop();
         }
     }
 }
@@ -339,42 +335,19 @@ fn bind(addr: SocketAddr) -> Result<(EventLoop, SocketAddr)> {
 pub struct Local {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Tells the loop to stop.
-    stop: Arc<AtomicBool>,
-    /// Wakes the loop so it sees `stop`.
-    waker: Arc<mio::Waker>,
-    /// The loop's thread.
-    thread: Option<thread::JoinHandle<()>>,
+    /// The loop's thread; dropping it stops and joins the loop.
+    _thread: LoopThread<Server>,
 }
 
 impl Local {
     /// Starts a server on `addr` (usually 127.0.0.1:0).
     pub fn start(addr: SocketAddr) -> Result<Local> {
-        let (mut ev, addr) = bind(addr)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let waker = ev.ctx().waker();
-        let mut server = Server::new(Arc::clone(&stop), false);
-        let thread = thread::Builder::new()
-            .name("latency-server".into())
-            .spawn(move || {
-                let _ = ev.run(&mut server);
-            })?;
+        let (ev, addr) = bind(addr)?;
+        let thread = LoopThread::spawn("latency-server", ev, Server::new(false))?;
         Ok(Local {
             addr,
-            stop,
-            waker,
-            thread: Some(thread),
+            _thread: thread,
         })
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -387,7 +360,7 @@ pub fn serve(addr: SocketAddr, duration: Option<Duration>) -> Result<()> {
         "  on the other machine: lab latency --connect HOST:{}",
         local.port()
     )?;
-    let mut server = Server::new(Arc::new(AtomicBool::new(false)), true);
+    let mut server = Server::new(true);
     // Also ends when stdout closes (`| head`), with that error: see `out`.
     crate::out::run_while_stdout_open(&mut ev, &mut server, duration)?;
     Ok(())

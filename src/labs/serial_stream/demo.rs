@@ -1,19 +1,16 @@
 //! The demo: source, server and client on loopback in one process; the client plots
 //! live and measures each buffer's latency from the server's stamps.
 
-use std::io;
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::sync_channel;
-use std::sync::Arc;
-use std::thread;
 
 use anyhow::Result;
 
 use super::client::{ms, receive, totals_line, ReceiveOpts, Show};
-use super::server::{start_server, Streamer};
+use super::server::start_server;
 use super::source::SourceSpec;
 use super::{duration_limit, source_spec, Args, ARDUINO_RATE, PROBE_STAMPS};
+use crate::core::LoopThread;
 use crate::error::connect_error;
 use crate::out::{bold, code};
 use crate::say;
@@ -25,12 +22,10 @@ pub(super) fn demo(args: &Args) -> Result<()> {
         bold("07-serial-stream: Arduino -> serial -> TCP server -> client, on loopback")
     )?;
     say!("  source: {}", spec.describe())?;
-    let (mut ev, mut server, addr) = start_server(args, "127.0.0.1:0".parse()?)?;
+    let (ev, mut server, addr) = start_server(args, "127.0.0.1:0".parse()?)?;
     server.verbose = false;
     let (tx, rx) = sync_channel(PROBE_STAMPS);
     server.probe = Some(tx);
-    let stop = Arc::clone(&server.stop);
-    let waker = ev.ctx().waker();
     say!(
         "  server: {addr}, buffers of {} samples{}",
         args.buffer,
@@ -40,10 +35,7 @@ pub(super) fn demo(args: &Args) -> Result<()> {
             " (Nagle on; try --nodelay)"
         }
     )?;
-    let handle = thread::spawn(move || -> io::Result<Streamer> {
-        ev.run(&mut server)?;
-        Ok(server)
-    });
+    let handle = LoopThread::spawn("serial-server", ev, server)?;
     let rate = match spec {
         SourceSpec::Sim { rate, .. } => Some(rate),
         SourceSpec::Port { .. } => Some(ARDUINO_RATE),
@@ -64,11 +56,8 @@ pub(super) fn demo(args: &Args) -> Result<()> {
                 },
             )
         });
-    stop.store(true, Ordering::SeqCst);
-    waker.wake()?;
-    let server = handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+    handle.stop()?;
+    let server = handle.join()?;
     let got = result?;
     say!()?;
     say!("{}", bold("What you saw"))?;

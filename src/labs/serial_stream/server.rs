@@ -8,17 +8,15 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TryRecvError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mio::Token;
 
 use super::source::{self, SourceEvent, SourceHandle};
 use super::{duration_limit, source_spec, Args, Framing, BACKLOG, MAX_CLIENT_INBOUND, MAX_QUEUED};
-use crate::core::{Closed, Ctx, EventLoop, Handler, SendError};
+use crate::core::{Closed, ConnId, Ctx, EventLoop, Handler, ListenerId, SendError};
 use crate::error::bind_error;
 use crate::out::OrStopLater;
 use crate::out::{bold, code, dim, warn};
@@ -100,15 +98,13 @@ pub(super) struct Streamer {
     /// Set TCP_NODELAY on new clients.
     nodelay: bool,
     /// Open clients by token; removed in `on_closed`.
-    clients: HashMap<Token, Client>,
+    clients: HashMap<ConnId, Client>,
     /// Counters for the closing summary.
     pub(super) totals: Totals,
     /// Log every client (false with --quiet).
     pub(super) verbose: bool,
     /// The demo's latency probe: stamps for the first client.
     pub(super) probe: Option<SyncSender<Stamp>>,
-    /// Set by another thread (the demo) to stop the loop.
-    pub(super) stop: Arc<AtomicBool>,
     /// Scratch for encoding one buffer, reused.
     frame: Vec<u8>,
 }
@@ -127,7 +123,6 @@ impl Streamer {
             totals: Totals::default(),
             verbose: !args.quiet,
             probe: None,
-            stop: Arc::new(AtomicBool::new(false)),
             frame: Vec::with_capacity(buffer),
         }
     }
@@ -230,7 +225,7 @@ impl Streamer {
 impl Streamer {
     /// Bytes from a stamped client: whole frames are acted on, a partial one is kept
     /// (bounded), anything that can never be a frame closes the client.
-    fn stamped_request(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+    fn stamped_request(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
         let Some(c) = self.clients.get_mut(&conn) else {
             return;
         };
@@ -320,7 +315,7 @@ impl Streamer {
 /// on. Returns true if skipped.
 fn send_or_skip(
     ctx: &mut Ctx,
-    token: Token,
+    token: ConnId,
     c: &mut Client,
     frame: &[u8],
     max_queued: usize,
@@ -373,7 +368,7 @@ fn send_or_skip(
 
 impl Handler for Streamer {
     // A client connected: it gets samples read from now on, in buffers of N.
-    fn on_accept(&mut self, ctx: &mut Ctx, _l: Token, conn: Token, peer: SocketAddr) {
+    fn on_accept(&mut self, ctx: &mut Ctx, _l: ListenerId, conn: ConnId, peer: SocketAddr) {
         if self.nodelay {
             let _ = ctx.set_nodelay(conn, true);
         }
@@ -402,25 +397,25 @@ impl Handler for Streamer {
     }
 
     // accept() failed (EMFILE...): the core retries shortly.
-    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: Token, err: &io::Error) {
+    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error) {
         say!("  {} accept() failed: {err} (retrying)", warn("note")).or_stop_later();
     }
 
     // The client shut down its sending side (`nc` does when its stdin ends). It may
     // still be reading: keep streaming. When it closes for good, the next send fails
     // and on_closed tells us.
-    fn on_eof(&mut self, _ctx: &mut Ctx, _conn: Token) {}
+    fn on_eof(&mut self, _ctx: &mut Ctx, _conn: ConnId) {}
 
     // Raw clients have nothing to say: whatever they send is ignored (the core reads it
     // and we drop it, so it cannot pile up). Stamped clients subscribe and sync clocks.
-    fn on_data(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+    fn on_data(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
         if self.framing == Framing::Stamped {
             self.stamped_request(ctx, conn, data);
         }
     }
 
     // The client left: forget it.
-    fn on_closed(&mut self, _ctx: &mut Ctx, conn: Token, why: Closed) {
+    fn on_closed(&mut self, _ctx: &mut Ctx, conn: ConnId, why: Closed) {
         if let Some(c) = self.clients.remove(&conn) {
             if self.verbose {
                 let how = match why {
@@ -439,12 +434,8 @@ impl Handler for Streamer {
         }
     }
 
-    // The source thread has news (or the demo asks us to stop).
+    // The source thread has news (the demo's stop request comes through the core).
     fn on_wake(&mut self, ctx: &mut Ctx) {
-        if self.stop.load(Ordering::SeqCst) {
-            ctx.stop();
-            return;
-        }
         // The channel is bounded, so this loop is too.
         loop {
             match self.source.rx.try_recv() {

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::core::Waker;
 use clap::ValueEnum;
-use mio::Waker;
 use serialport::{ClearBuffer, SerialPort, TTYPort};
 
 use crate::error::LabError;
@@ -194,7 +194,7 @@ impl Drop for SourceHandle {
 
 /// Opens the source and starts its thread. A port that cannot be opened at start is a
 /// usage error naming the fix; once running, a lost device is retried instead.
-pub fn start(spec: &SourceSpec, waker: Arc<Waker>) -> Result<SourceHandle, LabError> {
+pub fn start(spec: &SourceSpec, waker: Waker) -> Result<SourceHandle, LabError> {
     let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
     let stop = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicU64::new(0));
@@ -233,7 +233,7 @@ struct Outbox {
     /// Bounded channel to the loop.
     tx: SyncSender<SourceEvent>,
     /// Wakes the loop's `poll` ([`crate::core::Handler::on_wake`]).
-    waker: Arc<Waker>,
+    waker: Waker,
     /// Count of data chunks dropped on a full channel.
     dropped: Arc<AtomicU64>,
 }

@@ -3,8 +3,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -13,6 +11,7 @@ use socket2::{Domain, Socket, Type};
 
 use super::server::{listen, EchoServer};
 use super::{Verbosity, BACKLOG};
+use crate::core::LoopThread;
 use crate::error::{connect_error, LabError};
 use crate::out::{aside, narrate, step};
 use crate::out::{bold, code, escape_bytes, warn};
@@ -31,7 +30,7 @@ pub(super) fn demo() -> Result<()> {
         "setsockopt(SO_REUSEADDR, 1)",
         "-> restarts may rebind the port (step 8)",
     )?;
-    let (mut ev, addr) = listen("127.0.0.1:0".parse()?)?;
+    let (ev, addr) = listen("127.0.0.1:0".parse()?)?;
     narrate(
         "server",
         "bind(127.0.0.1:0)",
@@ -42,22 +41,14 @@ pub(super) fn demo() -> Result<()> {
         &format!("listen(backlog={BACKLOG})"),
         "-> waiting for connections",
     )?;
-    let mut server = EchoServer::new(Verbosity::Calls);
-    let stop = Arc::clone(&server.stop);
-    let waker = ev.ctx().waker();
-    let handle = thread::spawn(move || -> io::Result<EchoServer> {
-        ev.run(&mut server)?;
-        Ok(server)
-        // `ev` is dropped here: every socket the server still holds is closed.
-    });
+    let server = EchoServer::new(Verbosity::Calls);
+    // When the loop ends, its sockets close with it (the story below relies on that).
+    let server = LoopThread::spawn("echo-server", ev, server)?;
 
     let result = client_story(addr);
-    stop.store(true, Ordering::SeqCst);
-    waker.wake()?;
+    server.stop()?;
     let mut b = result?;
-    handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+    server.join()?;
     reuseaddr_story(addr, &mut b)?;
 
     say!()?;

@@ -4,15 +4,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use mio::Token;
 
 use super::{bytes, Args, Verbosity, BACKLOG, MAX_LINE};
-use crate::core::{Closed, Ctx, EventLoop, Handler, SendError};
+use crate::core::{Closed, ConnId, Ctx, EventLoop, Handler, ListenerId, SendError};
 use crate::error::bind_error;
 use crate::out::narrate;
 use crate::out::OrStopLater;
@@ -31,10 +28,8 @@ pub(super) struct Client {
 /// The echo server's state: the handler the event loop calls.
 pub(super) struct EchoServer {
     /// Open connections, by token. Removed in `on_closed`.
-    clients: HashMap<Token, Client>,
+    clients: HashMap<ConnId, Client>,
     verbosity: Verbosity,
-    /// Set by another thread to ask the loop to stop (the demo's client does this).
-    pub(super) stop: Arc<AtomicBool>,
 }
 
 impl EchoServer {
@@ -42,7 +37,6 @@ impl EchoServer {
         EchoServer {
             clients: HashMap::new(),
             verbosity,
-            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -51,7 +45,7 @@ impl EchoServer {
 /// client had to be dropped, so the rest of its lines are not answered.
 fn answer(
     ctx: &mut Ctx,
-    conn: Token,
+    conn: ConnId,
     line: Line<'_>,
     verbosity: Verbosity,
     peer: SocketAddr,
@@ -91,7 +85,7 @@ fn answer(
 
 impl Handler for EchoServer {
     // A client connected: accept() gave us a new socket just for it.
-    fn on_accept(&mut self, _ctx: &mut Ctx, _l: Token, conn: Token, peer: SocketAddr) {
+    fn on_accept(&mut self, _ctx: &mut Ctx, _l: ListenerId, conn: ConnId, peer: SocketAddr) {
         if self.verbosity >= Verbosity::Connections {
             narrate(
                 "server",
@@ -110,14 +104,14 @@ impl Handler for EchoServer {
     }
 
     // accept() failed, typically EMFILE (out of file descriptors); the core retries.
-    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: Token, err: &io::Error) {
+    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error) {
         if self.verbosity >= Verbosity::Connections {
             say!("  {} accept() failed: {err} (retrying)", warn("note")).or_stop_later();
         }
     }
 
     // Some bytes of the stream: any piece of a line, or several lines.
-    fn on_data(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+    fn on_data(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
         if self.verbosity >= Verbosity::Calls {
             narrate(
                 "server",
@@ -143,7 +137,7 @@ impl Handler for EchoServer {
 
     // recv() returned 0: the client will send nothing more. A last line without a
     // newline is still answered (friendlier to `printf hi | nc`), then we close.
-    fn on_eof(&mut self, ctx: &mut Ctx, conn: Token) {
+    fn on_eof(&mut self, ctx: &mut Ctx, conn: ConnId) {
         if self.verbosity >= Verbosity::Calls {
             narrate(
                 "server",
@@ -165,7 +159,7 @@ impl Handler for EchoServer {
     }
 
     // The connection is gone: forget the client.
-    fn on_closed(&mut self, _ctx: &mut Ctx, conn: Token, why: Closed) {
+    fn on_closed(&mut self, _ctx: &mut Ctx, conn: ConnId, why: Closed) {
         if let Some(c) = self.clients.remove(&conn) {
             if self.verbosity == Verbosity::Connections {
                 let how = match why {
@@ -181,13 +175,6 @@ impl Handler for EchoServer {
                 )
                 .or_stop_later();
             }
-        }
-    }
-
-    // The demo's client asked us to stop.
-    fn on_wake(&mut self, ctx: &mut Ctx) {
-        if self.stop.load(Ordering::SeqCst) {
-            ctx.stop();
         }
     }
 }

@@ -12,17 +12,14 @@
 pub mod checks;
 use std::io::{self, BufRead};
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use mio::Token;
 
 use crate::catalog::Lab;
-use crate::core::{Ctx, Datagram, EventLoop, Handler, MAX_DATAGRAM};
+use crate::core::LoopThread;
+use crate::core::{Ctx, Datagram, EventLoop, Handler, UdpId, MAX_DATAGRAM};
 use crate::error::{bind_error, LabError};
 use crate::out::OrStopLater;
 use crate::out::{aside, narrate, step};
@@ -88,13 +85,11 @@ struct EchoServer {
     verbose: bool,
     /// Datagrams echoed so far.
     echoed: u64,
-    /// Set by the demo to stop the loop.
-    stop: Arc<AtomicBool>,
 }
 
 impl Handler for EchoServer {
     // One recvfrom(): one whole datagram and who sent it. Send it back to that address.
-    fn on_datagram(&mut self, ctx: &mut Ctx, sock: Token, d: Datagram<'_>) {
+    fn on_datagram(&mut self, ctx: &mut Ctx, sock: UdpId, d: Datagram<'_>) {
         if self.verbose {
             narrate(
                 "server",
@@ -121,15 +116,9 @@ impl Handler for EchoServer {
     }
 
     // E.g. ECONNREFUSED reported late for an earlier sendto(): nothing to do for a server.
-    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: Token, err: &io::Error) {
+    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: UdpId, err: &io::Error) {
         if self.verbose {
             say!("  {} {err}", dim("note")).or_stop_later();
-        }
-    }
-
-    fn on_wake(&mut self, ctx: &mut Ctx) {
-        if self.stop.load(Ordering::SeqCst) {
-            ctx.stop();
         }
     }
 }
@@ -162,7 +151,6 @@ fn serve(args: &Args) -> Result<()> {
     let mut server = EchoServer {
         verbose: !args.quiet,
         echoed: 0,
-        stop: Arc::default(),
     };
     // Also ends when stdout closes (`| head`), with that error: see `out`.
     let limit = args.duration.map(Duration::from_secs_f64);
@@ -234,28 +222,22 @@ fn demo() -> Result<()> {
     say!("{}", bold("02-udp-echo: datagrams, narrated"))?;
 
     step(1, "The server binds; there is no listen() and no accept()")?;
-    let (mut ev, addr) = bind("127.0.0.1:0".parse()?)?;
+    let (ev, addr) = bind("127.0.0.1:0".parse()?)?;
     narrate("server", "socket(AF_INET, SOCK_DGRAM)", "-> a UDP socket")?;
     narrate(
         "server",
         "bind(127.0.0.1:0)",
         &format!("-> {addr}; now recvfrom() in a loop"),
     )?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut server = EchoServer {
+    let server = EchoServer {
         verbose: true,
         echoed: 0,
-        stop: Arc::clone(&stop),
     };
-    let waker = ev.ctx().waker();
-    let handle = thread::spawn(move || ev.run(&mut server).map(|_| server.echoed));
+    let server = LoopThread::spawn("udp-echo-server", ev, server)?;
 
     let story = client_story(addr);
-    stop.store(true, Ordering::SeqCst);
-    waker.wake()?;
-    let echoed = handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+    server.stop()?;
+    let echoed = server.join()?.echoed;
     story?;
 
     say!()?;

@@ -2,7 +2,6 @@
 //! set beside what the relay really did (or, with `--kernel-drops`, the kernel).
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use super::roles::{print_receiver, settings};
 use super::sender::{send, SenderReport};
 use super::{Args, Rate};
 use crate::core::EventLoop;
+use crate::core::LoopThread;
 use crate::error::LabError;
 use crate::impair::{self, Relay, RelayStats};
 use crate::out::{bad, bold, code, dim, good};
@@ -114,26 +114,18 @@ pub(super) fn demo(args: &Args) -> Result<()> {
     }
 
     let rx_thread = thread::spawn(move || receive(rx_ev, &mut rx));
-    let relay_thread = relay_parts.map(|(mut ev, mut relay)| {
-        let stop = relay.stop.clone();
-        let waker = ev.ctx().waker();
-        let handle = thread::spawn(move || impair::run_relay(ev, &mut relay, None));
-        (stop, waker, handle)
-    });
+    let relay_thread = relay_parts
+        .map(|(ev, relay)| LoopThread::spawn("relay", ev, relay))
+        .transpose()?;
 
     let sent = send(target, args, pps, count, text);
     let received = rx_thread
         .join()
         .map_err(|_| anyhow::anyhow!("receiver thread panicked"))?;
     let relay = match relay_thread {
-        Some((stop, waker, handle)) => {
-            stop.store(true, Ordering::SeqCst);
-            waker.wake()?;
-            Some(
-                handle
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("relay thread panicked"))??,
-            )
+        Some(relay) => {
+            relay.stop()?;
+            Some(relay.join()?.stats)
         }
         None => None,
     };

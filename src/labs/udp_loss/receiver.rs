@@ -6,11 +6,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use mio::Token;
 use serde::Serialize;
 
 use super::{Args, DEFAULT_RCVBUF, READ_SLOT};
-use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId};
+use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId, UdpId};
 use crate::error::bind_error;
 use crate::out::dim;
 use crate::out::OrStopLater;
@@ -305,7 +304,7 @@ impl Receiver {
 }
 
 impl Handler for Receiver {
-    fn on_datagram(&mut self, ctx: &mut Ctx, _sock: Token, d: Datagram<'_>) {
+    fn on_datagram(&mut self, ctx: &mut Ctx, _sock: UdpId, d: Datagram<'_>) {
         let now = Instant::now();
         self.heard = now;
         let arrival = d.arrival_ns.unwrap_or_else(epoch_ns);
@@ -354,11 +353,11 @@ impl Handler for Receiver {
         }
     }
 
-    fn on_kernel_drops(&mut self, _ctx: &mut Ctx, _sock: Token, total: u64) {
+    fn on_kernel_drops(&mut self, _ctx: &mut Ctx, _sock: UdpId, total: u64) {
         self.kernel_drops = total;
     }
 
-    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: Token, _err: &io::Error) {}
+    fn on_udp_error(&mut self, _ctx: &mut Ctx, _sock: UdpId, _err: &io::Error) {}
 
     fn on_timer(&mut self, ctx: &mut Ctx, _t: TimerId) {
         let now = Instant::now();
@@ -402,10 +401,10 @@ pub(super) fn receive(mut ev: EventLoop, rx: &mut Receiver) -> Result<ReceiverRe
     ev.ctx().timer_after(Duration::from_millis(100));
     struct Ticking<'a>(&'a mut Receiver);
     impl Handler for Ticking<'_> {
-        fn on_datagram(&mut self, ctx: &mut Ctx, s: Token, d: Datagram<'_>) {
+        fn on_datagram(&mut self, ctx: &mut Ctx, s: UdpId, d: Datagram<'_>) {
             self.0.on_datagram(ctx, s, d)
         }
-        fn on_kernel_drops(&mut self, ctx: &mut Ctx, s: Token, total: u64) {
+        fn on_kernel_drops(&mut self, ctx: &mut Ctx, s: UdpId, total: u64) {
             self.0.on_kernel_drops(ctx, s, total)
         }
         fn on_timer(&mut self, ctx: &mut Ctx, t: TimerId) {

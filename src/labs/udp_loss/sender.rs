@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use indicatif::ProgressBar;
-use mio::Token;
 use serde::Serialize;
 
 use super::{Args, END_PAUSE, END_SPACING, MAX_BURST};
-use crate::core::{Ctx, EventLoop, Handler, Limits, TimerId};
+use crate::core::{Ctx, EventLoop, Handler, Limits, TimerId, UdpId};
 use crate::error::LabError;
 use crate::impair::{self};
 use crate::out::progress;
@@ -48,7 +47,7 @@ enum Phase {
 /// The sender's state: a [`Handler`] driven by its own timers.
 pub(super) struct Sender {
     /// Its UDP socket, connected to the destination.
-    sock: Token,
+    sock: UdpId,
     /// This run's random id.
     session: u64,
     /// First sequence number.

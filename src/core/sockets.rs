@@ -1,0 +1,230 @@
+//! [`Ctx`]'s socket actions: opening listeners, connections and UDP sockets, sending,
+//! closing, and the slab of slots (with generations, see `handles`) they live in.
+
+use std::io;
+use std::net::SocketAddr;
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Interest, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{
+    Closed, Conn, ConnId, Ctx, Handle, Key, ListenerId, OutBuf, SendError, Source, Udp, UdpId,
+};
+
+impl Ctx {
+    // ----- sockets -------------------------------------------------------------
+
+    /// Listens for TCP connections on `addr` with `SO_REUSEADDR` set, so a restarted
+    /// server can bind the port while old connections sit in TIME_WAIT.
+    pub fn listen(&mut self, addr: SocketAddr, backlog: i32) -> io::Result<ListenerId> {
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_reuse_address(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(backlog)?;
+        sock.set_nonblocking(true)?;
+        let mut l = TcpListener::from_std(sock.into());
+        let token = self.register(&mut l, Interest::READABLE)?;
+        self.slots[token.0] = Some(Source::Listener(l));
+        Ok(ListenerId(self.key(token)))
+    }
+
+    /// Starts a non-blocking connect; [`Handler::on_connected`] or
+    /// [`Handler::on_closed`] tells how it went.
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        let stream = TcpStream::connect(addr)?;
+        self.add_stream(stream, true)
+    }
+
+    /// Binds a UDP socket. Datagrams longer than `recv_len` bytes are truncated (and
+    /// reported as such); pass [`MAX_DATAGRAM`] to receive anything.
+    pub fn bind_udp(&mut self, addr: SocketAddr, recv_len: usize) -> io::Result<UdpId> {
+        let sock = UdpSocket::bind(addr)?;
+        self.add_udp(sock, recv_len)
+    }
+
+    /// Adopts a UDP socket configured elsewhere (buffer sizes, options).
+    pub fn adopt_udp(&mut self, sock: std::net::UdpSocket, recv_len: usize) -> io::Result<UdpId> {
+        sock.set_nonblocking(true)?;
+        self.add_udp(UdpSocket::from_std(sock), recv_len)
+    }
+
+    pub(super) fn add_udp(&mut self, mut sock: UdpSocket, recv_len: usize) -> io::Result<UdpId> {
+        let token = self.register(&mut sock, Interest::READABLE)?;
+        self.slots[token.0] = Some(Source::Udp(Udp {
+            sock,
+            queue: Default::default(),
+            writable: false,
+            recv_len: recv_len.max(1),
+            batch: None,
+        }));
+        Ok(UdpId(self.key(token)))
+    }
+
+    pub(super) fn add_stream(
+        &mut self,
+        mut stream: TcpStream,
+        connecting: bool,
+    ) -> io::Result<ConnId> {
+        let interest = if connecting {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let token = self.register(&mut stream, interest)?;
+        self.slots[token.0] = Some(Source::Stream(Conn {
+            stream,
+            out: OutBuf::new(self.limits.outbound_cap),
+            writable: connecting,
+            connecting,
+            closing: false,
+            eof: false,
+            paused: false,
+            read_closed: false,
+        }));
+        Ok(ConnId(self.key(token)))
+    }
+
+    /// Registers a new source under a free slot, which the caller then fills. On failure
+    /// the slot goes back to the free list: every way in (`listen`, `add_udp`,
+    /// `add_stream`, `adopt_udp_batched`) shares this, so none can leak one.
+    pub(super) fn register(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        interest: Interest,
+    ) -> io::Result<Token> {
+        let token = self.slot();
+        if let Err(e) = self.registry.register(source, token, interest) {
+            self.free_slot(token);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    /// A free slot for a new source (its token is the slot's index).
+    pub(super) fn slot(&mut self) -> Token {
+        match self.free.pop() {
+            Some(i) => Token(i),
+            None => {
+                self.slots.push(None);
+                self.gens.push(0);
+                Token(self.slots.len() - 1)
+            }
+        }
+    }
+
+    /// Returns a slot for reuse under a new generation, so old handles go stale.
+    pub(super) fn free_slot(&mut self, token: Token) {
+        self.gens[token.0] = self.gens[token.0].wrapping_add(1);
+        self.free.push(token.0);
+    }
+
+    /// The handle key of a live slot.
+    pub(super) fn key(&self, token: Token) -> Key {
+        Key {
+            index: token.0 as u32,
+            gen: self.gens[token.0],
+        }
+    }
+
+    /// The slot a handle names, unless it is stale.
+    pub(super) fn live(&self, key: Key) -> Option<Token> {
+        let index = key.index as usize;
+        (self.gens.get(index) == Some(&key.gen)).then_some(Token(index))
+    }
+
+    /// The local address of any registered socket; `None` once it is closed.
+    pub fn local_addr(&self, handle: impl Handle) -> Option<SocketAddr> {
+        let token = self.live(handle.key())?;
+        match self.slots.get(token.0)? {
+            Some(Source::Listener(l)) => l.local_addr().ok(),
+            Some(Source::Stream(c)) => c.stream.local_addr().ok(),
+            Some(Source::Udp(u)) => u.sock.local_addr().ok(),
+            None => None,
+        }
+    }
+
+    /// Sets `TCP_NODELAY` on a connection (send small writes at once; no Nagle).
+    pub fn set_nodelay(&self, conn: ConnId, on: bool) -> io::Result<()> {
+        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
+            Some(Some(Source::Stream(c))) => c.stream.set_nodelay(on),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Bytes queued and not yet taken by the kernel for a connection.
+    pub fn queued(&self, conn: ConnId) -> usize {
+        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
+            Some(Some(Source::Stream(c))) => c.out.len(),
+            _ => 0,
+        }
+    }
+
+    /// Sends bytes on a connection: as many as the kernel takes now, the rest queued.
+    /// All or nothing: when the rest would not fit, nothing is sent and `Full` returned.
+    pub fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
+        let token = self.live(conn.0).ok_or(SendError::Gone)?;
+        let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) else {
+            return Err(SendError::Gone);
+        };
+        if c.closing {
+            return Err(SendError::Gone);
+        }
+        c.out.push(data).map_err(SendError::Full)?;
+        if !c.connecting {
+            if let Err(e) = c.out.flush_to(&mut c.stream) {
+                self.drop_source(token, Closed::Error(e));
+                return Ok(()); // reported through on_closed
+            }
+        }
+        self.update_interest(token);
+        Ok(())
+    }
+
+    /// Sends one datagram. If the kernel's buffer is full it is queued (bounded by
+    /// [`Limits::udp_queue`]); returns false when it had to be dropped.
+    pub fn send_to(&mut self, sock: UdpId, data: &[u8], to: SocketAddr) -> io::Result<bool> {
+        let cap = self.limits.udp_queue;
+        let token = self.live(sock.0).ok_or(io::ErrorKind::NotConnected)?;
+        let Some(Some(Source::Udp(u))) = self.slots.get_mut(token.0) else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        if u.queue.is_empty() {
+            loop {
+                match u.sock.send_to(data, to) {
+                    Ok(_) => return Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if u.queue.len() >= cap {
+            return Ok(false);
+        }
+        u.queue.push_back((data.to_vec(), to));
+        self.update_interest(token);
+        Ok(true)
+    }
+
+    /// Closes a connection once everything queued has been sent (no-op if closed).
+    pub fn close(&mut self, conn: ConnId) {
+        let Some(token) = self.live(conn.0) else {
+            return;
+        };
+        if let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) {
+            c.closing = true;
+            self.maybe_finish(token);
+        }
+    }
+
+    /// Closes at once, discarding queued bytes (for a peer we give up on).
+    pub fn abort(&mut self, conn: ConnId) {
+        let Some(token) = self.live(conn.0) else {
+            return;
+        };
+        if matches!(self.slots.get(token.0), Some(Some(Source::Stream(_)))) {
+            self.drop_source(token, Closed::ByUs);
+        }
+    }
+}
