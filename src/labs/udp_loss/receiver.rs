@@ -1,4 +1,4 @@
-//! The receiver: every datagram goes through the tally ([`crate::wire::probe::Tally`]);
+//! The receiver: every datagram goes through the tally ([`super::tally::Tally`]);
 //! the per-interval lines and the final report come from it.
 
 use std::io;
@@ -9,6 +9,7 @@ use anyhow::Result;
 use mio::Token;
 use serde::Serialize;
 
+use super::tally::Tally;
 use super::{Args, DEFAULT_RCVBUF, READ_SLOT};
 use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId};
 use crate::error::bind_error;
@@ -16,7 +17,7 @@ use crate::out::dim;
 use crate::out::OrStopLater;
 use crate::say;
 use crate::sys::MAX_BATCH;
-use crate::wire::probe::{Kind, Repr, Tally};
+use crate::wire::probe::{Kind, Repr};
 use crate::wire::{epoch_ns, MAX_DATAGRAM};
 
 /// One report line's worth.
