@@ -718,7 +718,8 @@ mod tests {
 
     #[test]
     fn tally_agrees_with_the_relay_rules_for_a_thousand_seeds() {
-        use crate::wire::probe::{Kind, Repr, Tally};
+        use crate::labs::udp_loss::tally::Tally;
+        use crate::wire::probe::{Kind, Repr};
         for seed in 0..1000u64 {
             let settings = Settings {
                 loss: (seed % 7) as f64 / 20.0,

@@ -738,13 +738,18 @@ fn bad_flags_name_the_fix() {
 /// True once something is bound to UDP 127.0.0.1:`port` (read from /proc/net/udp: a
 /// readiness probe that needs no cooperation from the program).
 fn udp_port_bound(port: u16) -> bool {
+    udp_drops(port).is_some()
+}
+
+/// The kernel's drop counter of the UDP socket bound to 127.0.0.1:`port` (the last
+/// column of /proc/net/udp: datagrams that found its receive buffer full), if bound.
+fn udp_drops(port: u16) -> Option<u64> {
     let want = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/udp")
-        .map(|t| {
-            t.lines()
-                .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
-        })
-        .unwrap_or(false)
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(want.as_str()))?;
+    line.split_whitespace().last()?.parse().ok()
 }
 
 #[test]
@@ -796,13 +801,31 @@ fn a_receiver_written_from_the_lesson_counts_what_the_relay_did() {
         "--json",
     ]);
     let to = relay.ready("relaying").to_string();
+    // A Python receiver on a loaded machine can fall behind and its socket overflow:
+    // watch its drop counter while it runs (the socket goes when it exits).
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = std::sync::Arc::clone(&watching);
+        thread::spawn(move || {
+            let mut drops = 0;
+            while watching.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(d) = udp_drops(port) {
+                    drops = d;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            drops
+        })
+    };
     let tx = sender(
         &to,
-        &["--count", "5000", "--rate", "20000"],
+        &["--count", "5000", "--rate", "5000"],
         Duration::from_secs(20),
     );
     assert_eq!(tx.code, 0, "{}", tx.stderr);
     let out = student.wait_with_output().unwrap();
+    watching.store(false, std::sync::atomic::Ordering::SeqCst);
+    let student_drops: u64 = watcher.join().unwrap();
     let line = String::from_utf8_lossy(&out.stdout);
     let got: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     let rel = relay.finish(Duration::from_secs(10)).json();
@@ -812,6 +835,17 @@ fn a_receiver_written_from_the_lesson_counts_what_the_relay_did() {
         "the relay itself lost datagrams"
     );
     assert_eq!(u(&got, "/received") + u(&got, "/lost"), 5000, "seed {seed}");
+    if student_drops > 0 {
+        // The receiver's own socket overflowed: what the relay dropped is lost, and at
+        // most that many more (the counter also counts duplicates and end markers).
+        eprintln!("the Python receiver's socket dropped {student_drops} datagrams (a loaded machine): checking bounds");
+        let (lost, dropped) = (u(&got, "/lost"), u(&rel, "/relay/dropped"));
+        assert!(
+            dropped <= lost && lost <= dropped + student_drops,
+            "seed {seed}: lost {lost}, relay dropped {dropped}, receiver socket dropped {student_drops}"
+        );
+        return;
+    }
     assert_eq!(u(&got, "/lost"), u(&rel, "/relay/dropped"), "seed {seed}");
     assert_eq!(
         u(&got, "/duplicates"),

@@ -13,12 +13,13 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use super::tally::Tally;
 use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{Harness, Outcome, Rng, Transport, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
 use crate::grade::sandbox::describe_status;
 use crate::out::escape_bytes;
 use crate::wire::epoch_ns;
-use crate::wire::probe::{Kind, Packet, Repr, Tally, HEADER_LEN};
+use crate::wire::probe::{Kind, Packet, Repr, HEADER_LEN};
 
 /// The checks, in order.
 pub const SUITE: Suite = Suite {

@@ -19,6 +19,7 @@ mod demo;
 mod receiver;
 mod roles;
 mod sender;
+pub mod tally;
 
 use std::net::SocketAddr;
 use std::time::Duration;

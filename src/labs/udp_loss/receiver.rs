@@ -1,4 +1,4 @@
-//! The receiver: every datagram goes through the tally ([`crate::wire::probe::Tally`]);
+//! The receiver: every datagram goes through the tally ([`super::tally::Tally`]);
 //! the per-interval lines and the final report come from it.
 
 use std::io;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde::Serialize;
 
+use super::tally::Tally;
 use super::{Args, DEFAULT_RCVBUF, READ_SLOT};
 use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId, UdpId};
 use crate::error::bind_error;
@@ -15,7 +16,7 @@ use crate::out::dim;
 use crate::out::OrStopLater;
 use crate::say;
 use crate::sys::MAX_BATCH;
-use crate::wire::probe::{Kind, Repr, Tally};
+use crate::wire::probe::{Kind, Repr};
 use crate::wire::{epoch_ns, MAX_DATAGRAM};
 
 /// One report line's worth.
