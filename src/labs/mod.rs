@@ -6,6 +6,7 @@
 //! and see CONTRIBUTING.md for the rest of the checklist.
 
 pub mod latency;
+pub mod raw_icmp;
 pub mod serial_stream;
 pub mod tcp_echo;
 pub mod udp_echo;
@@ -21,6 +22,7 @@ const DEMOS: &[(&str, Demo)] = &[
     ("01-tcp-echo", tcp_echo::run),
     ("02-udp-echo", udp_echo::run),
     ("03-udp-loss", udp_loss::run),
+    ("04-raw-icmp", raw_icmp::run),
     ("07-serial-stream", serial_stream::run),
     ("08-latency", latency::run),
 ];

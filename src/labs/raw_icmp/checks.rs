@@ -1,0 +1,1 @@
+//! Checks for 04-raw-icmp (to come).
