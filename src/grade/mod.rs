@@ -171,6 +171,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             check_seed(job.seed, check.name),
             suite.transport,
         );
+        ctx.isolated = namespaces;
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&mut ctx)))
                 .unwrap_or_else(|_| {

@@ -38,7 +38,13 @@ pub struct Suite {
 }
 
 /// Every lab with checks.
-pub const SUITES: &[Suite] = &[tcp_echo::SUITE, udp_echo::SUITE, udp_loss::SUITE];
+pub const SUITES: &[Suite] = &[
+    tcp_echo::SUITE,
+    udp_echo::SUITE,
+    udp_loss::SUITE,
+    // 04's checks live with its lab (src/labs/raw_icmp/checks.rs).
+    crate::labs::raw_icmp::checks::SUITE,
+];
 
 /// The checks of a lab, if it has an exercise the grader knows.
 pub fn suite(lab: &str) -> Option<&'static Suite> {
