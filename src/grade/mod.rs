@@ -186,7 +186,9 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             res.status = if u.error { Status::Error } else { Status::Fail };
             res.score = 0.0;
             let mut msg = u.message;
-            if !died.is_empty() && !msg.contains("the program") {
+            // A program that runs to completion (04) exiting is no news.
+            let exits = suite.transport == harness::Transport::Exits;
+            if !died.is_empty() && !msg.contains("the program") && !exits {
                 msg.push_str(&format!("; {died}"));
             }
             if !u.error {
