@@ -687,6 +687,8 @@ fn classroom_init_writes_a_workflow_that_runs_the_grader() {
 #[test]
 fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
     // Also covers the fallback sandbox (no namespaces, free ports) on correct programs.
+    // 04's checks need the grader's namespaces (a sysctl and CAP_NET_RAW of its own), so
+    // without them 04 fails closed: an error that says why, and exit status 1.
     let seed = seed("grade-all");
     let cmd = format!("python3 {}/solutions/python/{{lab}}.py", repo().display());
     let o = lab()
@@ -696,7 +698,7 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
         .env("LAB_NO_NAMESPACES", "1")
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let v = json(&String::from_utf8_lossy(&o.stdout));
     let labs: Vec<&str> = v
         .as_array()
@@ -704,9 +706,18 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
         .iter()
         .map(|l| l["lab"].as_str().unwrap())
         .collect();
-    assert_eq!(labs, ["01-tcp-echo", "02-udp-echo", "03-udp-loss"]);
+    assert_eq!(
+        labs,
+        ["01-tcp-echo", "02-udp-echo", "03-udp-loss", "04-raw-icmp"]
+    );
     for l in v.as_array().unwrap() {
-        assert_eq!(l["score"], l["max_score"], "{l}");
         assert_eq!(l["seed"].to_string(), seed);
+        if l["lab"] == "04-raw-icmp" {
+            assert_eq!(l["status"], "error", "{l}");
+            let m = l["tests"][0]["message"].as_str().unwrap();
+            assert!(m.contains("namespaces are off here"), "{m}");
+        } else {
+            assert_eq!(l["score"], l["max_score"], "{l}");
+        }
     }
 }

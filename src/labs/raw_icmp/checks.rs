@@ -515,7 +515,7 @@ fn starts(ctx: &mut Ctx) -> Outcome {
                 "the program {}{}; its output:\n{}",
                 f.status,
                 if perm {
-                    " (a permission error: run it through `lab check`, which grants CAP_NET_RAW inside its namespace)"
+                    " (a permission error: here it holds CAP_NET_RAW in the grader's namespace, so a raw ICMP socket should open; by hand, use sudo or `unshare -Urn`)"
                 } else {
                     ""
                 },
