@@ -16,13 +16,14 @@
 //!
 //! The files, in the order a packet meets them: [`privilege`] (which socket we may
 //! open), [`ping`] (build, send, receive, match, summarise), [`dump`] (the annotated
-//! bytes), [`checks`] (the grader's checks of your own mini ping). The byte formats
+//! bytes), [`checks`] and [`tap`] (the grader's checks of your own mini ping). The byte formats
 //! are in `crate::wire::{checksum, ipv4, icmp}`.
 
 pub mod checks;
 pub mod dump;
 pub mod ping;
 pub mod privilege;
+pub mod tap;
 
 use std::net::{Ipv4Addr, ToSocketAddrs};
 use std::time::{Duration, Instant};
