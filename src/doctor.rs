@@ -5,7 +5,6 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::out::{bad, bold, dim, good, warn};
 use crate::{say, sys};
@@ -86,28 +85,7 @@ pub fn checks() -> Vec<Check> {
         ),
     });
 
-    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4));
-    let ping = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4));
-    v.push(match (&raw, &ping) {
-        (Ok(_), _) => check(
-            "raw sockets",
-            Level::Ok,
-            "raw ICMP socket opened (04-raw-icmp works)",
-            None,
-        ),
-        (Err(_), Ok(_)) => check(
-            "raw sockets",
-            Level::Warn,
-            "no raw sockets, but the unprivileged ICMP ping socket works (04 falls back to it)",
-            Some(raw_fix()),
-        ),
-        (Err(e), Err(_)) => check(
-            "raw sockets",
-            Level::Warn,
-            format!("no raw socket ({e}) and no ping socket: 04-raw-icmp cannot send"),
-            Some(raw_fix()),
-        ),
-    });
+    v.push(raw_icmp_check());
 
     v.push(serial_check());
 
@@ -172,10 +150,53 @@ fn debian_package(tool: &str) -> &'static str {
     }
 }
 
-fn raw_fix() -> String {
-    "raw sockets need CAP_NET_RAW: run with sudo, or `sudo setcap cap_net_raw+ep $(which lab)`; \
-     or allow ping sockets: `sudo sysctl net.ipv4.ping_group_range=\"0 2147483647\"`"
-        .into()
+/// Which of lab 04's paths applies here, in the order `lab run 04` tries them (see
+/// `labs::raw_icmp::privilege`): a raw socket, a namespace of its own, a ping socket.
+fn raw_icmp_check() -> Check {
+    use crate::labs::raw_icmp::privilege;
+    let fix = || Some(privilege::FIX.to_string());
+    let raw_err = match privilege::raw_socket() {
+        Ok(_) => {
+            return check(
+                "raw sockets",
+                Level::Ok,
+                "raw ICMP socket opened: 04-raw-icmp pings any --target",
+                None,
+            )
+        }
+        Err(e) => e,
+    };
+    // The same kind of namespace lab enters, probed in a child so doctor stays put.
+    let ns = privilege::namespaces_allowed()
+        && std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--net", "true"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if ns {
+        return check(
+            "raw sockets",
+            Level::Ok,
+            format!("no raw socket here ({raw_err}), but user namespaces work: 04-raw-icmp runs in a namespace of its own, against 127.0.0.1 only"),
+            fix(),
+        );
+    }
+    match privilege::ping_socket() {
+        Ok(_) => check(
+            "raw sockets",
+            Level::Warn,
+            format!("no raw socket ({raw_err}) and no user namespaces; 04-raw-icmp falls back to a ping socket (the kernel then writes identifier and checksum)"),
+            fix(),
+        ),
+        Err(e) => check(
+            "raw sockets",
+            Level::Warn,
+            format!("no raw socket ({raw_err}), no user namespaces, no ping socket ({e}, ping_group_range {}): 04-raw-icmp cannot send", privilege::ping_group_range()),
+            fix(),
+        ),
+    }
 }
 
 fn serial_check() -> Check {

@@ -320,6 +320,32 @@ pub fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
+/// Moves this process into a new user namespace and a new network namespace of its own
+/// (`unshare -Urn` done in-process), maps our uid and gid to themselves, and brings the
+/// new loopback up. In the new user namespace the process holds every capability,
+/// CAP_NET_RAW included, but only over namespaces that user namespace owns: the new
+/// network namespace (just `lo`), never the machine's. Lab 04 uses it to open a raw
+/// socket without root.
+///
+/// The kernel refuses CLONE_NEWUSER in a multi-threaded process (EINVAL): call this
+/// before any thread starts. Fails with EPERM (or ENOSPC) where user namespaces are
+/// disabled (`kernel.unprivileged_userns_clone=0`, `user.max_user_namespaces=0`,
+/// AppArmor's `kernel.apparmor_restrict_unprivileged_userns=1`, seccomp in containers).
+pub fn enter_private_netns() -> io::Result<()> {
+    // SAFETY: geteuid/getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    // SAFETY: unshare only changes this process's namespaces; no memory is involved.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Without a map our uid reads as 65534 ("nobody") inside. setgroups must be denied
+    // before an unprivileged process may write gid_map (user_namespaces(7)).
+    std::fs::write("/proc/self/setgroups", "deny")?;
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+    std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+    loopback_up()
+}
+
 /// Clock ticks per second, the unit of CPU times in `/proc/PID/stat`.
 pub fn clock_ticks_per_sec() -> u64 {
     // SAFETY: sysconf has no preconditions.

@@ -90,9 +90,9 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
     let mutants = std::fs::read_dir(repo().join("tests/mutants"))
         .unwrap()
         .count();
-    // 3 labs x (solution + starter) x (Rust + Python), plus every mutant.
+    // 4 labs x (solution + starter) x (Rust + Python), plus every mutant.
     assert!(
-        t.contains(&format!("all {} items behave as required", 12 + mutants)),
+        t.contains(&format!("all {} items behave as required", 16 + mutants)),
         "{t}"
     );
     for kind in [
@@ -101,7 +101,7 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
         "starter (Rust)",
         "starter (Python)",
     ] {
-        assert_eq!(t.matches(kind).count(), 3, "{kind} for each lab:\n{t}");
+        assert_eq!(t.matches(kind).count(), 4, "{kind} for each lab:\n{t}");
     }
     assert!(!t.contains("BAD"), "{t}");
 }
@@ -170,6 +170,18 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "near_u64_max",
                 "end_marker_repeated",
                 "tail_loss",
+            ][..],
+        ),
+        (
+            "04-raw-icmp",
+            &[
+                "replies",
+                "wire_format",
+                "own_requests",
+                "other_identifier",
+                "ip_options",
+                "silent_target",
+                "odd_size",
             ][..],
         ),
     ] {
@@ -685,6 +697,8 @@ fn classroom_init_writes_a_workflow_that_runs_the_grader() {
 #[test]
 fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
     // Also covers the fallback sandbox (no namespaces, free ports) on correct programs.
+    // 04's checks need the grader's namespaces (a sysctl and CAP_NET_RAW of its own), so
+    // without them 04 fails closed: an error that says why, and exit status 1.
     let seed = seed("grade-all");
     let cmd = format!("python3 {}/solutions/python/{{lab}}.py", repo().display());
     let o = lab()
@@ -694,7 +708,7 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
         .env("LAB_NO_NAMESPACES", "1")
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let v = json(&String::from_utf8_lossy(&o.stdout));
     let labs: Vec<&str> = v
         .as_array()
@@ -702,9 +716,18 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
         .iter()
         .map(|l| l["lab"].as_str().unwrap())
         .collect();
-    assert_eq!(labs, ["01-tcp-echo", "02-udp-echo", "03-udp-loss"]);
+    assert_eq!(
+        labs,
+        ["01-tcp-echo", "02-udp-echo", "03-udp-loss", "04-raw-icmp"]
+    );
     for l in v.as_array().unwrap() {
-        assert_eq!(l["score"], l["max_score"], "{l}");
         assert_eq!(l["seed"].to_string(), seed);
+        if l["lab"] == "04-raw-icmp" {
+            assert_eq!(l["status"], "error", "{l}");
+            let m = l["tests"][0]["message"].as_str().unwrap();
+            assert!(m.contains("namespaces are off here"), "{m}");
+        } else {
+            assert_eq!(l["score"], l["max_score"], "{l}");
+        }
     }
 }

@@ -68,6 +68,9 @@ pub enum Transport {
     Tcp,
     /// Binds a UDP port.
     Udp,
+    /// Serves no port: the program runs to completion (04's ping). Checks start it
+    /// themselves with [`Harness::launch`] and judge its output and exit status.
+    Exits,
 }
 
 /// The seeded generator the checks draw from.
@@ -135,6 +138,9 @@ pub struct Harness {
     programs: Vec<Program>,
     /// True when a pids cgroup confined the programs.
     pub cgroup_used: bool,
+    /// True when the check runs in the grader's own user + network namespaces, where it
+    /// may change network sysctls and holds CAP_NET_RAW (04's checks need both).
+    pub isolated: bool,
 }
 
 impl Harness {
@@ -148,7 +154,31 @@ impl Harness {
             transcript: Vec::new(),
             programs: Vec::new(),
             cgroup_used: false,
+            isolated: false,
         }
+    }
+
+    /// Starts the program with `args` instead of the contract's, without waiting for
+    /// any port: for programs that run to completion ([`Transport::Exits`]).
+    pub fn launch(&mut self, args: &[String]) -> Outcome<usize> {
+        let mut argv = self.target.argv.clone();
+        argv.extend(args.iter().cloned());
+        let shown = Target {
+            argv: self.target.argv.clone(),
+            args: args.to_vec(),
+            dir: None,
+            env: vec![],
+        }
+        .shown(self.port);
+        let mut spawn = Spawn::new(argv.clone());
+        spawn.dir = self.target.dir.clone();
+        spawn.env = self.target.env.clone();
+        self.step(format!("start `{}`", shown.join(" ")));
+        let p = Program::start(&spawn)
+            .map_err(|e| Unmet::error(format!("cannot start `{}`: {e}", argv[0])))?;
+        self.cgroup_used |= p.in_cgroup();
+        self.programs.push(p);
+        Ok(self.programs.len() - 1)
     }
 
     /// The address the program should serve.

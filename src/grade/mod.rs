@@ -177,6 +177,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             check_seed(job.seed, check.name),
             suite.transport,
         );
+        ctx.isolated = namespaces;
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&mut ctx)))
                 .unwrap_or_else(|_| {
@@ -191,7 +192,9 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             res.status = if u.error { Status::Error } else { Status::Fail };
             res.score = 0.0;
             let mut msg = u.message;
-            if !died.is_empty() && !msg.contains("the program") {
+            // A program that runs to completion (04) exiting is no news.
+            let exits = suite.transport == harness::Transport::Exits;
+            if !died.is_empty() && !msg.contains("the program") && !exits {
                 msg.push_str(&format!("; {died}"));
             }
             if !u.error {

@@ -12,6 +12,7 @@
 //! [`LABS`]; CONTRIBUTING.md has the whole checklist.
 
 pub mod latency;
+pub mod raw_icmp;
 pub mod serial_stream;
 pub mod tcp_echo;
 pub mod udp_echo;
@@ -80,7 +81,7 @@ pub const LABS: &[LabDef] = &[
     lab!("01-tcp-echo", demo: tcp_echo::run, checks: tcp_echo::checks::SUITE, bin: "tcp-echo"),
     lab!("02-udp-echo", demo: udp_echo::run, checks: udp_echo::checks::SUITE, bin: "udp-echo"),
     lab!("03-udp-loss", demo: udp_loss::run, checks: udp_loss::checks::SUITE, bin: "udp-loss"),
-    lab!("04-raw-icmp"),
+    lab!("04-raw-icmp", demo: raw_icmp::run, checks: raw_icmp::checks::SUITE, bin: "raw-icmp"),
     lab!("05-chat"),
     lab!("06-json-to-file"),
     lab!("07-serial-stream", demo: serial_stream::run),

@@ -8,21 +8,24 @@
 //!
 //! The formats:
 //! - [`lines`]: newline-terminated lines over TCP, bounded (labs 01 and 02);
-//! - [`probe`]: the 32-byte UDP probe header of lab 03-udp-loss, and the receiver's
-//!   exact loss accounting;
+//! - [`probe`]: the 32-byte UDP probe header of lab 03-udp-loss;
 //! - [`hello`]: the 8 bytes a `lab latency` ping-pong client opens with;
 //! - [`stamped`]: timestamped sample frames of `lab latency --mode stream` and of lab
 //!   07's `--framing stamped`, with the server side of their handshake;
 //! - [`sockperf`]: sockperf's message header, to measure a `sockperf server`;
-//! - [`clock`]: the wall clock (ns since the Unix epoch) that probes and frames carry.
+//! - [`clock`]: the wall clock (ns since the Unix epoch) that probes and frames carry;
+//! - [`checksum`]: the Internet checksum (RFC 1071); [`ipv4`]: the IPv4 header
+//!   (RFC 791); [`icmp`]: ICMP echo, destination unreachable and time exceeded
+//!   (RFC 792), for lab 04-raw-icmp.
 //!
-//! Room is kept for what the next labs bring: `checksum.rs` (the Internet checksum,
-//! RFC 1071), `ipv4.rs` and `icmp.rs` (echo request and reply, RFC 792) for lab
-//! 04-raw-icmp, and a bounded JSON-lines framing for lab 06-json-to-file (it will sit
+//! Room is kept for a bounded JSON-lines framing for lab 06-json-to-file (it will sit
 //! on [`lines`]).
 
+pub mod checksum;
 pub mod clock;
 pub mod hello;
+pub mod icmp;
+pub mod ipv4;
 pub mod lines;
 pub mod probe;
 pub mod sockperf;

@@ -1,0 +1,635 @@
+//! The ping itself, in the order things happen: build a request, send it, wait for
+//! what comes back, decide whether it is ours, print a line, and at the end the summary.
+//!
+//! A raw ICMP socket receives every ICMP packet that reaches this network namespace,
+//! not just answers to us. On loopback that includes our own requests (they go out and
+//! come back in through `lo`), and anywhere it includes other programs' pings. So each
+//! packet is classified ([`classify`]): our reply (type 0, our identifier, a sequence
+//! number we sent), our own request (type 8: skipped), someone else's reply (another
+//! identifier: skipped), an error quoting one of our requests (reported, like ping's
+//! "Destination Host Unreachable"), or anything else (skipped).
+//!
+//! Round-trip times are taken like iputils ping takes them: the wall clock just before
+//! `sendto`, and the kernel's receive timestamp (SO_TIMESTAMPNS) of the reply, so the
+//! time our process took to wake up is not counted.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use socket2::{SockAddr, Socket};
+
+use super::dump;
+use super::privilege::Access;
+use crate::say;
+use crate::wire::icmp::{self, Message};
+use crate::wire::ipv4;
+
+/// The largest echo data: an IPv4 packet is at most 65535 bytes, minus the 20-byte
+/// IPv4 header and the 8-byte ICMP header.
+pub const MAX_SIZE: usize = 65_535 - 20 - 8;
+
+/// Bytes of the send time at the start of the data (nanoseconds, big-endian), so the
+/// reply carries its own timestamp back, as ping's does.
+const STAMP_LEN: usize = 8;
+
+/// What one run does.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the requests go.
+    pub target: Ipv4Addr,
+    /// How many requests.
+    pub count: u32,
+    /// Time between requests.
+    pub interval: Duration,
+    /// Echo data bytes per request (ping's -s; 56 makes 64-byte ICMP messages).
+    pub size: usize,
+    /// IP time to live of our requests (ping's -t).
+    pub ttl: u8,
+    /// How long to wait for each reply.
+    pub timeout: Duration,
+    /// Print the annotated hex dump of every packet.
+    pub dump: bool,
+    /// Our identifier (ping uses its process id; a ping socket's kernel overrides it).
+    pub ident: u16,
+}
+
+/// Counters and round-trip statistics, as ping's summary reports them.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Requests sent.
+    pub transmitted: u32,
+    /// Distinct requests answered (duplicates not counted).
+    pub received: u32,
+    /// Replies to a request already answered (ping's "(DUP!)").
+    pub duplicates: u32,
+    /// Errors about our requests (unreachable, time exceeded).
+    pub errors: u32,
+    /// Packets seen and skipped as not ours.
+    pub skipped: u32,
+    /// Round-trip times in milliseconds, one per distinct reply (bounded by `count`).
+    pub rtts_ms: Vec<f64>,
+}
+
+impl Stats {
+    /// Loss in percent of the transmitted requests.
+    pub fn loss_percent(&self) -> f64 {
+        if self.transmitted == 0 {
+            0.0
+        } else {
+            100.0 * f64::from(self.transmitted - self.received.min(self.transmitted))
+                / f64::from(self.transmitted)
+        }
+    }
+
+    /// min, avg, max and mdev in ms. mdev is ping's: sqrt(mean(x^2) - mean(x)^2), the
+    /// population standard deviation.
+    pub fn rtt_summary(&self) -> Option<(f64, f64, f64, f64)> {
+        if self.rtts_ms.is_empty() {
+            return None;
+        }
+        let n = self.rtts_ms.len() as f64;
+        let min = self.rtts_ms.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.rtts_ms.iter().copied().fold(0.0, f64::max);
+        let avg = self.rtts_ms.iter().sum::<f64>() / n;
+        let sq = self.rtts_ms.iter().map(|x| x * x).sum::<f64>() / n;
+        Some((min, avg, max, (sq - avg * avg).max(0.0).sqrt()))
+    }
+}
+
+/// What a received packet is, from our point of view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// An echo reply to us.
+    Reply {
+        seq: u16,
+        /// From the IPv4 header (unknown on a ping socket).
+        ttl: Option<u8>,
+        from: Ipv4Addr,
+        /// ICMP bytes (header + data).
+        icmp_len: usize,
+        /// The send time the reply carried back, if the data held one.
+        stamp_ns: Option<u64>,
+    },
+    /// Our own request, seen because a raw socket on loopback sees it go by.
+    OwnRequest { seq: u16 },
+    /// An echo reply or request with another identifier: another program's ping.
+    Foreign { ident: u16, message: Message },
+    /// An ICMP error quoting one of our requests.
+    Error {
+        seq: u16,
+        message: Message,
+        code: u8,
+        from: Ipv4Addr,
+    },
+    /// Any other ICMP message, or an error about someone else's packet.
+    Other { message: Message },
+    /// Bytes that do not parse: the reason.
+    Invalid { reason: String },
+}
+
+/// Classifies one received packet. `ip_header`: the bytes start with the IPv4 header
+/// (raw sockets); `ident`: our identifier, or `None` when the kernel already filtered
+/// by it (ping sockets); `from`: the sender's address from recvfrom.
+pub fn classify(bytes: &[u8], ip_header: bool, ident: Option<u16>, from: Ipv4Addr) -> Incoming {
+    let (icmp_bytes, ttl, src) = if ip_header {
+        let ip = match ipv4::Packet::new_checked(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                return Incoming::Invalid {
+                    reason: e.to_string(),
+                }
+            }
+        };
+        if let Err(e) = ipv4::Repr::parse(&ip) {
+            return Incoming::Invalid {
+                reason: e.to_string(),
+            };
+        }
+        if ip.protocol() != ipv4::Protocol::Icmp {
+            return Incoming::Invalid {
+                reason: format!("{} inside, not ICMP", ip.protocol()),
+            };
+        }
+        // The lesson of IHL: the ICMP message starts after IHL x 4 bytes, not 20.
+        let start = ip.header_len();
+        let end = usize::from(ip.total_len());
+        (&bytes[start..end], Some(ip.ttl()), ip.src_addr())
+    } else {
+        (bytes, None, from)
+    };
+    let p = match icmp::Packet::new_checked(icmp_bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            return Incoming::Invalid {
+                reason: e.to_string(),
+            }
+        }
+    };
+    let repr = match icmp::Repr::parse(&p) {
+        Ok(r) => r,
+        Err(icmp::Error::Unrecognized(message)) => return Incoming::Other { message },
+        Err(e) => {
+            return Incoming::Invalid {
+                reason: e.to_string(),
+            }
+        }
+    };
+    let ours = |id: u16| ident.is_none_or(|mine| mine == id);
+    match repr {
+        icmp::Repr::EchoReply {
+            ident: id,
+            seq_no,
+            data,
+        } if ours(id) => Incoming::Reply {
+            seq: seq_no,
+            ttl,
+            from: src,
+            icmp_len: icmp_bytes.len(),
+            stamp_ns: data
+                .get(..STAMP_LEN)
+                .map(|s| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]))),
+        },
+        icmp::Repr::EchoRequest {
+            ident: id, seq_no, ..
+        } if ours(id) => Incoming::OwnRequest { seq: seq_no },
+        icmp::Repr::EchoReply { ident: id, .. } => Incoming::Foreign {
+            ident: id,
+            message: Message::EchoReply,
+        },
+        icmp::Repr::EchoRequest { ident: id, .. } => Incoming::Foreign {
+            ident: id,
+            message: Message::EchoRequest,
+        },
+        ref
+        r @ (icmp::Repr::DstUnreachable { code, .. } | icmp::Repr::TimeExceeded { code, .. }) => {
+            let message = p.msg_type();
+            match r.quoted_echo() {
+                Some((id, seq)) if ours(id) => Incoming::Error {
+                    seq,
+                    message,
+                    code,
+                    from: src,
+                },
+                _ => Incoming::Other { message },
+            }
+        }
+    }
+}
+
+/// The echo data: the send time, then a counting pattern (ping's is 0x08, 0x09, ...;
+/// ours starts at 0x10) so a corrupted reply is visible in the dump.
+fn fill_data(data: &mut [u8], sent_ns: u64) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = 0x10u8.wrapping_add(i as u8);
+    }
+    if data.len() >= STAMP_LEN {
+        data[..STAMP_LEN].copy_from_slice(&sent_ns.to_be_bytes());
+    }
+}
+
+/// Nanoseconds since the UNIX epoch: the clock SO_TIMESTAMPNS stamps replies with.
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// One request we sent.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// Wall-clock send time (ns since the epoch), compared with the kernel's receive stamp.
+    at_ns: u64,
+    /// Monotonic send time, for the timeout.
+    at: Instant,
+    /// Replies seen for it (more than one: duplicates).
+    replies: u32,
+    /// True once "no reply" was printed for it.
+    timed_out: bool,
+}
+
+/// Sends `cfg.count` requests on `sock` and prints what comes back; returns the stats.
+pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
+    sock.set_ttl_v4(u32::from(cfg.ttl))?;
+    // The kernel's receive time of each packet; without it we fall back to our own clock.
+    let stamped = crate::sys::enable_rx_metadata(sock).is_ok();
+    let dest = SockAddr::from(SocketAddrV4::new(cfg.target, 0));
+    let ident = access.sees_ip_header().then_some(cfg.ident);
+    let mut stats = Stats::default();
+    let mut sent: HashMap<u16, Sent> = HashMap::new();
+    let mut request = vec![0u8; icmp::HEADER_LEN + cfg.size];
+    // Room for the largest IPv4 packet: nothing received is ever cut.
+    let mut bufs = vec![vec![0u8; 65_536]];
+    let mut items = Vec::new();
+    let began = Instant::now();
+    let mut next_send = began;
+    let mut last_send = began;
+    loop {
+        let now = Instant::now();
+        if stats.transmitted < cfg.count && now >= next_send {
+            let seq = (stats.transmitted + 1) as u16;
+            let at_ns = now_ns();
+            let data = request.len() - icmp::HEADER_LEN;
+            let mut scratch = vec![0u8; data];
+            fill_data(&mut scratch, at_ns);
+            let repr = icmp::Repr::EchoRequest {
+                ident: cfg.ident,
+                seq_no: seq,
+                data: &scratch,
+            };
+            repr.emit(&mut icmp::Packet::new_unchecked(&mut request[..]));
+            if cfg.dump {
+                dump::request(&request, cfg.target, access)?;
+            }
+            match sock.send_to(&request, &dest) {
+                Ok(_) => {}
+                // ping reports a send error and carries on (the next one may work).
+                Err(e) => say!("sendto {}: {e}", cfg.target)?,
+            }
+            stats.transmitted += 1;
+            sent.insert(
+                seq,
+                Sent {
+                    at_ns,
+                    at: now,
+                    replies: 0,
+                    timed_out: false,
+                },
+            );
+            last_send = now;
+            next_send += cfg.interval;
+            continue;
+        }
+        // Report requests whose time is up, once each.
+        let mut late: Vec<u16> = sent
+            .iter()
+            .filter(|(_, s)| s.replies == 0 && !s.timed_out && now >= s.at + cfg.timeout)
+            .map(|(q, _)| *q)
+            .collect();
+        late.sort_unstable();
+        for q in late {
+            if let Some(s) = sent.get_mut(&q) {
+                s.timed_out = true;
+            }
+            say!(
+                "no reply for seq={q} within {} s",
+                cfg.timeout.as_secs_f64()
+            )?;
+        }
+        let all_sent = stats.transmitted >= cfg.count;
+        let all_answered = sent.values().all(|s| s.replies > 0);
+        let end = last_send + cfg.timeout;
+        if all_sent && (all_answered || now >= end) {
+            break;
+        }
+        // Sleep in recv until the next thing we must do: a send, a timeout, the end.
+        let mut wake = end;
+        if !all_sent {
+            wake = wake.min(next_send);
+        }
+        if let Some(t) = sent
+            .values()
+            .filter(|s| s.replies == 0 && !s.timed_out)
+            .map(|s| s.at + cfg.timeout)
+            .min()
+        {
+            wake = wake.min(t);
+        }
+        let wait = wake
+            .saturating_duration_since(now)
+            .max(Duration::from_micros(100));
+        sock.set_read_timeout(Some(wait))?;
+        // Block until a packet waits (peek takes nothing), then read it with its
+        // kernel timestamp.
+        let mut one = [MaybeUninit::<u8>::uninit(); 1];
+        match sock.peek(&mut one) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+        let n = match crate::sys::recv_batch(sock, &mut bufs, &mut items) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let got_ns = now_ns();
+        for it in items.iter().take(n) {
+            let bytes = &bufs[0][..it.len];
+            let from = match it.from {
+                std::net::SocketAddr::V4(a) => *a.ip(),
+                std::net::SocketAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+            };
+            let at_ns = if stamped {
+                it.stamp_ns.unwrap_or(got_ns)
+            } else {
+                got_ns
+            };
+            handle(
+                bytes, access, ident, from, at_ns, cfg, &mut sent, &mut stats,
+            )?;
+        }
+    }
+    Ok(stats)
+}
+
+/// Acts on one received packet: a line for ours, silence for the rest.
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    bytes: &[u8],
+    access: Access,
+    ident: Option<u16>,
+    from: Ipv4Addr,
+    at_ns: u64,
+    cfg: &Config,
+    sent: &mut HashMap<u16, Sent>,
+    stats: &mut Stats,
+) -> std::io::Result<()> {
+    let what = classify(bytes, access.sees_ip_header(), ident, from);
+    match what {
+        Incoming::Reply {
+            seq,
+            ttl,
+            from,
+            icmp_len,
+            ..
+        } => {
+            let Some(s) = sent.get_mut(&seq) else {
+                // Our identifier but a sequence we never sent: a previous run's straggler.
+                stats.skipped += 1;
+                return Ok(());
+            };
+            if cfg.dump {
+                dump::reply(bytes, access)?;
+            }
+            s.replies += 1;
+            let ms = at_ns.saturating_sub(s.at_ns) as f64 / 1e6;
+            let dup = s.replies > 1;
+            if dup {
+                stats.duplicates += 1;
+            } else {
+                stats.received += 1;
+                stats.rtts_ms.push(ms);
+            }
+            let ttl = ttl.map_or("?".to_string(), |t| t.to_string());
+            say!(
+                "{icmp_len} bytes from {from}: seq={seq} ttl={ttl} time={} ms{}{}",
+                format_ms(ms),
+                if dup { " (DUP!)" } else { "" },
+                if s.timed_out { " (late)" } else { "" },
+            )?;
+        }
+        Incoming::Error {
+            seq,
+            message,
+            code,
+            from,
+        } if sent.contains_key(&seq) => {
+            if cfg.dump {
+                dump::reply(bytes, access)?;
+            }
+            stats.errors += 1;
+            let reason = if message == Message::TimeExceeded {
+                icmp::time_exceeded_reason(code)
+            } else {
+                icmp::unreachable_reason(code)
+            };
+            say!("From {from} seq={seq} {reason}")?;
+        }
+        // Our own requests, other programs' pings, other ICMP, garbage: not ours.
+        _ => stats.skipped += 1,
+    }
+    Ok(())
+}
+
+/// ping's precision: 3 decimals under 10 ms, fewer above.
+pub fn format_ms(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.3}")
+    } else if ms < 100.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.1}")
+    }
+}
+
+/// Prints ping's summary.
+pub fn summary(cfg: &Config, stats: &Stats, elapsed: Duration) -> std::io::Result<()> {
+    say!()?;
+    say!("--- {} ping statistics ---", cfg.target)?;
+    let mut line = format!(
+        "{} transmitted, {} received",
+        stats.transmitted, stats.received
+    );
+    if stats.duplicates > 0 {
+        line.push_str(&format!(", +{} duplicates", stats.duplicates));
+    }
+    if stats.errors > 0 {
+        line.push_str(&format!(", +{} errors", stats.errors));
+    }
+    line.push_str(&format!(
+        ", {}% packet loss, time {}ms",
+        (stats.loss_percent() * 100.0).round() / 100.0,
+        elapsed.as_millis()
+    ));
+    say!("{line}")?;
+    if let Some((min, avg, max, mdev)) = stats.rtt_summary() {
+        say!("rtt min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: u16 = 0x4242;
+
+    fn echo(message: Message, ident: u16, seq: u16, options: &[u8]) -> Vec<u8> {
+        let data = [0x10u8; 11];
+        let r = match message {
+            Message::EchoReply => icmp::Repr::EchoReply {
+                ident,
+                seq_no: seq,
+                data: &data,
+            },
+            _ => icmp::Repr::EchoRequest {
+                ident,
+                seq_no: seq,
+                data: &data,
+            },
+        };
+        wrap(&r, options)
+    }
+
+    fn wrap(r: &icmp::Repr, options: &[u8]) -> Vec<u8> {
+        let ip = ipv4::Repr {
+            src_addr: Ipv4Addr::new(127, 0, 0, 2),
+            dst_addr: Ipv4Addr::LOCALHOST,
+            protocol: ipv4::Protocol::Icmp,
+            ttl: 61,
+            ident: 1,
+            dont_frag: false,
+            options: options.to_vec(),
+            payload_len: r.buffer_len(),
+        };
+        let mut buf = vec![0u8; ip.total_len()];
+        let mut p = ipv4::Packet::new_unchecked(&mut buf[..]);
+        ip.emit(&mut p);
+        r.emit(&mut icmp::Packet::new_unchecked(p.payload_mut()));
+        buf
+    }
+
+    fn classify_raw(b: &[u8]) -> Incoming {
+        classify(b, true, Some(ME), Ipv4Addr::UNSPECIFIED)
+    }
+
+    #[test]
+    fn our_reply_is_recognised_past_ip_options() {
+        for options in [&[][..], &[1, 1, 1, 0], &[1; 40]] {
+            match classify_raw(&echo(Message::EchoReply, ME, 7, options)) {
+                Incoming::Reply {
+                    seq,
+                    ttl,
+                    from,
+                    icmp_len,
+                    ..
+                } => {
+                    assert_eq!((seq, ttl, icmp_len), (7, Some(61), 19));
+                    assert_eq!(from, Ipv4Addr::new(127, 0, 0, 2));
+                }
+                other => panic!("options {options:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn own_requests_and_other_identifiers_are_not_replies() {
+        assert_eq!(
+            classify_raw(&echo(Message::EchoRequest, ME, 3, &[])),
+            Incoming::OwnRequest { seq: 3 }
+        );
+        assert_eq!(
+            classify_raw(&echo(Message::EchoReply, ME + 1, 3, &[])),
+            Incoming::Foreign {
+                ident: ME + 1,
+                message: Message::EchoReply
+            }
+        );
+    }
+
+    #[test]
+    fn errors_quoting_our_request_are_reported() {
+        let request = echo(Message::EchoRequest, ME, 9, &[]);
+        let quoted_ip =
+            ipv4::Repr::parse(&ipv4::Packet::new_checked(&request[..]).unwrap()).unwrap();
+        let r = icmp::Repr::DstUnreachable {
+            code: 1,
+            header: quoted_ip,
+            data: &request[20..28],
+        };
+        match classify_raw(&wrap(&r, &[])) {
+            Incoming::Error {
+                seq, message, code, ..
+            } => {
+                assert_eq!((seq, message, code), (9, Message::DstUnreachable, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_checksums_and_garbage_are_invalid_with_a_reason() {
+        let mut b = echo(Message::EchoReply, ME, 1, &[]);
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        match classify_raw(&b) {
+            Incoming::Invalid { reason } => assert!(reason.contains("ICMP checksum"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        for n in 0..b.len() {
+            assert!(
+                matches!(classify_raw(&b[..n]), Incoming::Invalid { .. }),
+                "length {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn ping_sockets_hand_us_icmp_only() {
+        let b = echo(Message::EchoReply, 999, 2, &[]);
+        match classify(&b[20..], false, None, Ipv4Addr::LOCALHOST) {
+            Incoming::Reply { seq, ttl, from, .. } => {
+                assert_eq!((seq, ttl, from), (2, None, Ipv4Addr::LOCALHOST))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn summary_figures_match_pings_definitions() {
+        let s = Stats {
+            transmitted: 4,
+            received: 3,
+            rtts_ms: vec![1.0, 2.0, 3.0],
+            ..Stats::default()
+        };
+        assert_eq!(s.loss_percent(), 25.0);
+        let (min, avg, max, mdev) = s.rtt_summary().unwrap();
+        assert_eq!((min, avg, max), (1.0, 2.0, 3.0));
+        // sqrt((1 + 4 + 9) / 3 - 4) = sqrt(2/3)
+        assert!((mdev - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(format_ms(0.04512), "0.045");
+    }
+}

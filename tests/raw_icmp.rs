@@ -1,0 +1,251 @@
+//! Lab 04 through the real binary, always inside a user + network namespace of the
+//! test's own (`unshare -Urn`, loopback brought up), so no root is needed and nothing
+//! leaves the machine: replies and round-trip times agree with iputils `ping` in the
+//! same namespace, tshark decodes our requests with correct checksums, and each
+//! privilege path (raw socket, lab's own namespace, ping socket, none) does what it
+//! says. Needs unshare and setpriv (util-linux), ip (iproute2), ping (iputils-ping)
+//! and tshark; a missing tool skips loudly outside CI and fails in CI.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::have;
+
+/// Whether the tools are here and `unshare -Urn` works; explains a skip.
+fn ready(tools: &[&str]) -> bool {
+    for t in tools.iter().chain(&["unshare", "ip", "setpriv"]) {
+        if !have(t) {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{t} is missing in CI (see .ci/apt-packages)"
+            );
+            eprintln!("SKIP: {t} is not installed");
+            return false;
+        }
+    }
+    let ok = Command::new("unshare")
+        .args(["-Urn", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "user namespaces are off in CI"
+        );
+        eprintln!("SKIP: user namespaces are disabled here (unshare -Urn fails)");
+    }
+    ok
+}
+
+/// Runs a shell script in a fresh user + network namespace with `lo` up; `$LAB` is the
+/// binary under test. `timeout` bounds the whole script.
+fn in_namespace(script: &str) -> Output {
+    Command::new("timeout")
+        .args(["60", "unshare", "-Urn", "sh", "-c"])
+        .arg(format!("ip link set lo up || exit 99\n{script}"))
+        .env("LAB", env!("CARGO_BIN_EXE_lab"))
+        .env("NO_COLOR", "1")
+        .env("LAB_PROGRESS", common::scratch_progress())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `time=X ms` values of the lines that also say `seq=`.
+fn times(s: &str) -> Vec<f64> {
+    s.lines()
+        .filter(|l| l.contains("seq="))
+        .filter_map(|l| {
+            let t = l.split("time=").nth(1)?;
+            t.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn replies_and_rtt_agree_with_iputils_ping_in_the_same_namespace() {
+    if !ready(&["ping"]) {
+        return;
+    }
+    let o = in_namespace(
+        "$LAB run 04 --count 5 --interval 0.05 --quiet; echo \"lab rc=$?\"\n\
+         echo '=== ping'\n\
+         ping -n -c 5 -i 0.05 127.0.0.1; echo \"ping rc=$?\"",
+    );
+    let (out, err) = text(&o);
+    let (ours, theirs) = out
+        .split_once("=== ping")
+        .unwrap_or_else(|| panic!("{out}{err}"));
+    assert!(ours.contains("lab rc=0"), "{out}{err}");
+    assert!(theirs.contains("ping rc=0"), "{out}{err}");
+    assert!(
+        ours.contains("5 transmitted, 5 received, 0% packet loss"),
+        "{ours}"
+    );
+    assert!(
+        theirs.contains("5 packets transmitted, 5 received"),
+        "{theirs}"
+    );
+    // Both said seq=1..5 (ping says icmp_seq=, which contains seq=).
+    let (a, b) = (times(ours), times(theirs));
+    assert_eq!((a.len(), b.len()), (5, 5), "{out}");
+    // Same order of magnitude (a units check, ms vs us, not a speed test: the figures
+    // are in BENCHMARKS.md). Loopback round trips are tens of microseconds to a few ms
+    // on a loaded machine; a factor of 30 either way still catches a unit error.
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let ratio = avg(&a) / avg(&b);
+    assert!(
+        (1.0 / 30.0..30.0).contains(&ratio),
+        "lab {a:?} vs ping {b:?}"
+    );
+    // And the TTL the kernel set, read from the IPv4 header.
+    assert!(ours.contains("ttl=64"), "{ours}");
+}
+
+#[test]
+fn tshark_decodes_our_requests_with_correct_checksums() {
+    if !ready(&["tshark"]) {
+        return;
+    }
+    // An odd size on purpose: the padded last byte is where hand-made checksums go
+    // wrong. tshark validates the ICMP checksum ("[Checksum Status: Good]") and, with
+    // ip.check_checksum, the kernel's IPv4 header checksum too. (tcpdump cannot be used
+    // here: it insists on switching user, which a user namespace does not allow.)
+    // tshark says "Capture started" slightly before it really captures, so lab pings
+    // again (at most 5 times) until tshark has its 4 packets.
+    let o = in_namespace(
+        "t=$(mktemp -d)\n\
+         tshark -i lo -f icmp -c 4 -V -l -o ip.check_checksum:TRUE > $t/out 2> $t/err &\n\
+         shark=$!\n\
+         for i in $(seq 200); do grep -q 'Capture started' $t/err && break; sleep 0.05; done\n\
+         for i in 1 2 3 4 5; do\n\
+           $LAB run 04 --count 2 --interval 0.1 --size 33 --quiet > $t/lab; echo \"lab rc=$?\"\n\
+           for j in $(seq 40); do kill -0 $shark 2>/dev/null || break; sleep 0.05; done\n\
+           kill -0 $shark 2>/dev/null || break\n\
+         done\n\
+         kill $shark 2>/dev/null; wait $shark\n\
+         cat $t/out; rm -rf $t",
+    );
+    let (out, err) = text(&o);
+    assert!(out.contains("lab rc=0"), "{out}{err}");
+    let requests = out.matches("Type: 8 (Echo (ping) request)").count();
+    assert!(requests >= 2, "tshark saw {requests} requests:\n{out}{err}");
+    assert!(out.contains("Data (33 bytes)"), "{out}");
+    // Every ICMP checksum tshark looked at is good, and so is every IPv4 header's.
+    let good = out.matches("[Checksum Status: Good]").count();
+    assert!(good >= 4, "{out}");
+    assert!(!out.contains("Bad]"), "tshark found a bad checksum:\n{out}");
+    assert!(!out.contains("[incorrect"), "{out}");
+}
+
+#[test]
+fn without_cap_net_raw_lab_enters_a_namespace_of_its_own() {
+    if !ready(&[]) {
+        return;
+    }
+    // Root of the test's namespace drops CAP_NET_RAW for lab: its raw socket fails, so
+    // it must go one namespace deeper to get one.
+    let o = in_namespace(
+        "setpriv --inh-caps=-net_raw --bounding-set=-net_raw $LAB run 04 --count 2 --interval 0.1 --quiet",
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(
+        out.contains("entered a user + network namespace of its own"),
+        "{out}"
+    );
+    assert!(
+        out.contains("via raw socket in a private user + network namespace"),
+        "{out}"
+    );
+    assert!(out.contains("2 transmitted, 2 received"), "{out}");
+}
+
+#[test]
+fn a_ping_socket_is_used_where_ping_group_range_allows_it() {
+    if !ready(&[]) {
+        return;
+    }
+    let o = in_namespace(
+        "echo '0 0' > /proc/sys/net/ipv4/ping_group_range\n\
+         LAB_NO_NAMESPACES=1 setpriv --inh-caps=-net_raw --bounding-set=-net_raw $LAB run 04 --count 2 --interval 0.1",
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("using a ping socket instead"), "{out}");
+    assert!(out.contains("identifier and the checksum for us"), "{out}");
+    assert!(out.contains("2 transmitted, 2 received"), "{out}");
+    // What the kernel hands a ping socket has no IPv4 header.
+    assert!(
+        out.contains("a ping socket strips the IPv4 header"),
+        "{out}"
+    );
+}
+
+#[test]
+fn with_no_way_to_send_icmp_it_exits_2_naming_the_fixes() {
+    if !ready(&[]) {
+        return;
+    }
+    let o = in_namespace(
+        "echo '1 0' > /proc/sys/net/ipv4/ping_group_range\n\
+         LAB_NO_NAMESPACES=1 setpriv --inh-caps=-net_raw --bounding-set=-net_raw $LAB run 04 --count 1",
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("cannot open a socket that sends ICMP"),
+        "{err}"
+    );
+    for fix in ["sudo", "setcap cap_net_raw+ep", "ping_group_range"] {
+        assert!(err.contains(fix), "{fix} missing: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_silent_target_gives_0_received_and_exit_1() {
+    if !ready(&[]) {
+        return;
+    }
+    let o = in_namespace(
+        "echo 1 > /proc/sys/net/ipv4/icmp_echo_ignore_all\n\
+         $LAB run 04 --count 2 --interval 0.1 --timeout 0.5 --quiet",
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("no reply for seq=1 within 0.5 s"), "{out}");
+    assert!(
+        out.contains("2 transmitted, 0 received, 100% packet loss"),
+        "{out}"
+    );
+    assert!(err.contains("no reply from 127.0.0.1"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_usage_errors_with_a_fix() {
+    for args in [
+        &["--interval", "0"][..],
+        &["--size", "70000"],
+        &["--count", "0"],
+        &["--ttl", "0"],
+    ] {
+        let o = common::lab()
+            .args(["run", "04"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("fix:"), "{args:?}: {err}");
+    }
+}
