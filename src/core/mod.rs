@@ -33,6 +33,8 @@
 mod outbuf;
 mod udp_batch;
 
+/// The handle of a registered socket, re-exported so labs need not name mio.
+pub use mio::Token;
 pub use outbuf::{Full, OutBuf};
 
 use std::cmp::Reverse;
@@ -43,7 +45,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::sys;
@@ -639,6 +641,36 @@ impl Ctx {
     pub fn set_nodelay(&self, token: Token, on: bool) -> io::Result<()> {
         match self.slots.get(token.0) {
             Some(Some(Source::Stream(c))) => c.stream.set_nodelay(on),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Turns on TCP keepalive for a connection: after `idle` without traffic the kernel
+    /// probes the peer (every `idle / 3`, 3 times) and resets the connection if it is
+    /// gone, so a peer whose machine died or lost its network is noticed at all.
+    pub fn set_keepalive(&self, token: Token, idle: Duration) -> io::Result<()> {
+        match self.slots.get(token.0) {
+            Some(Some(Source::Stream(c))) => {
+                let every = (idle / 3).max(Duration::from_secs(1));
+                let ka = socket2::TcpKeepalive::new()
+                    .with_time(idle)
+                    .with_interval(every)
+                    .with_retries(3);
+                socket2::SockRef::from(&c.stream).set_tcp_keepalive(&ka)
+            }
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Sets a connection's kernel send buffer (`SO_SNDBUF`; Linux doubles the figure
+    /// for its bookkeeping). Fixing it turns off the kernel's autotuning, which would
+    /// otherwise let one peer that does not read hold up to `tcp_wmem`'s maximum
+    /// (4 MiB by default) of kernel memory before our own queue even starts.
+    pub fn set_send_buffer(&self, token: Token, bytes: usize) -> io::Result<()> {
+        match self.slots.get(token.0) {
+            Some(Some(Source::Stream(c))) => {
+                socket2::SockRef::from(&c.stream).set_send_buffer_size(bytes)
+            }
             _ => Err(io::ErrorKind::NotConnected.into()),
         }
     }
