@@ -202,7 +202,7 @@ fn nc_ncat_python_and_a_socket_chat_together_in_order_per_sender() {
     let port = srv.addr.port().to_string();
     let mut watch = Peer::named(srv.addr, "watch", &mut []);
 
-    let mut peers = vec![
+    let mut peers = [
         ProcPeer::spawn("nc", "nc", &["127.0.0.1", &port]),
         ProcPeer::spawn("ncat", "ncat", &["127.0.0.1", &port]),
         ProcPeer::spawn("py", "python3", &["-c", PY_CLIENT, &port]),
