@@ -396,12 +396,12 @@ fn ten_clients(ctx: &mut Ctx) -> Outcome {
             sent[i].push(said(&cs[i].nick, &t));
         }
     }
-    for i in 0..N {
+    for (i, c) in cs.iter_mut().enumerate() {
         let want: Vec<String> = (0..N)
             .filter(|&j| j != i)
             .flat_map(|j| sent[j].clone())
             .collect();
-        cs[i].expect_set(ctx, &want, None, REPLY_TIMEOUT * 2)?;
+        c.expect_set(ctx, &want, None, REPLY_TIMEOUT * 2)?;
     }
     Ok(())
 }
