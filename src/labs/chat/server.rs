@@ -107,6 +107,11 @@ pub struct ChatServer {
     /// Clients whose queue overflowed during the current delivery; dropped right after
     /// it (not during: we are iterating over the clients).
     doomed: Vec<Token>,
+    /// Plain lines said by `said_from` in the current read, not yet broadcast: a read
+    /// of 20 lines goes to each receiver in one send, not 20 (see `flush_said`).
+    said: Vec<u8>,
+    /// Who said the lines in `said`, and how many there are.
+    said_from: Option<(Token, u64)>,
     /// True while accept() fails (EMFILE): logged once, not every retry.
     accept_failing: bool,
     /// The periodic idle sweep, when an idle timeout is set.
@@ -126,6 +131,8 @@ impl ChatServer {
             next_guest: 1,
             opts,
             doomed: Vec::new(),
+            said: Vec::new(),
+            said_from: None,
             accept_failing: false,
             sweep: None,
             stop: Arc::new(AtomicBool::new(false)),
@@ -155,11 +162,12 @@ impl ChatServer {
 
     // ----- delivering lines ------------------------------------------------------
 
-    /// Queues one line (a newline is added) for `to`. A full queue dooms the client.
-    fn deliver(&mut self, ctx: &mut Ctx, to: Token, line: &[u8]) {
-        match ctx.send(to, line) {
+    /// Queues `lines` (complete lines, `count` of them) for `to`. A full queue dooms
+    /// the client.
+    fn deliver(&mut self, ctx: &mut Ctx, to: Token, lines: &[u8], count: u64) {
+        match ctx.send(to, lines) {
             Ok(()) => {
-                self.stats.delivered += 1;
+                self.stats.delivered += count;
                 if self.events() {
                     let queued = ctx.queued(to);
                     if let Some(c) = self.clients.get_mut(&to) {
@@ -190,20 +198,27 @@ impl ChatServer {
         }
     }
 
-    /// Sends `line` to one client.
+    /// Sends `line` to one client (after the lines said before it).
     fn reply(&mut self, ctx: &mut Ctx, to: Token, line: &str) {
+        self.flush_said(ctx);
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        self.deliver(ctx, to, &bytes);
+        self.deliver(ctx, to, &bytes, 1);
     }
 
-    /// Sends `line` to every client but `except`. The bytes are built once; each
-    /// receiver's copy goes to its socket now or to its queue.
+    /// Sends `line` to every client but `except` (after the lines said before it).
     fn broadcast(&mut self, ctx: &mut Ctx, except: Option<Token>, line: &str) {
+        self.flush_said(ctx);
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
+        self.broadcast_bytes(ctx, except, &bytes, 1);
+    }
+
+    /// The bytes are built once; each receiver's copy goes to its socket now (one
+    /// write) or to its queue.
+    fn broadcast_bytes(&mut self, ctx: &mut Ctx, except: Option<Token>, bytes: &[u8], n: u64) {
         let receivers: Vec<Token> = self
             .clients
             .keys()
@@ -211,8 +226,39 @@ impl ChatServer {
             .filter(|&t| Some(t) != except)
             .collect();
         for to in receivers {
-            self.deliver(ctx, to, &bytes);
+            self.deliver(ctx, to, bytes, n);
         }
+    }
+
+    /// A plain line from `from`, to everyone else: gathered with the other lines of
+    /// the same read, so a read of many lines costs each receiver one system call.
+    /// Anything else the server sends flushes it first, so the order is kept.
+    fn say(&mut self, ctx: &mut Ctx, from: Token, line: &str) {
+        match self.said_from {
+            Some((t, _)) if t != from => self.flush_said(ctx),
+            _ => {}
+        }
+        let n = self.said_from.map_or(0, |(_, n)| n);
+        self.said_from = Some((from, n + 1));
+        self.said.extend_from_slice(line.as_bytes());
+        self.said.push(b'\n');
+    }
+
+    /// Broadcasts the gathered lines.
+    fn flush_said(&mut self, ctx: &mut Ctx) {
+        if let Some((from, n)) = self.said_from.take() {
+            let bytes = std::mem::take(&mut self.said);
+            self.broadcast_bytes(ctx, Some(from), &bytes, n);
+            self.said = bytes;
+            self.said.clear();
+        }
+    }
+
+    /// The end of every event: the gathered lines go out, and clients whose queue
+    /// overflowed meanwhile are dropped.
+    fn settle(&mut self, ctx: &mut Ctx) {
+        self.flush_said(ctx);
+        self.drop_doomed(ctx);
     }
 
     /// Drops every client whose queue overflowed. Their departures are news that may
@@ -258,6 +304,8 @@ impl ChatServer {
     /// A client leaves: its nick is free at once, the others are told, and its
     /// connection is closed (after flushing, or at once for a client we give up on).
     fn depart(&mut self, ctx: &mut Ctx, t: Token, reason: Option<&str>, ending: Ending) {
+        // Lines said before the departure go out first (the leaver's included).
+        self.flush_said(ctx);
         let Some(c) = self.clients.remove(&t) else {
             return;
         };
@@ -303,7 +351,7 @@ impl ChatServer {
         let text = chat::text(bytes);
         match chat::parse(&text) {
             Command::Empty => {}
-            Command::Say(t) => self.broadcast(ctx, Some(from), &chat::said(&nick, t)),
+            Command::Say(t) => self.say(ctx, from, &chat::said(&nick, t)),
             Command::Me(t) => self.broadcast(ctx, Some(from), &chat::action(&nick, t)),
             Command::Nick(new) => self.rename(ctx, from, &nick, new),
             Command::Who => {
@@ -422,7 +470,7 @@ impl Handler for ChatServer {
         );
         self.reply(ctx, conn, &chat::welcome(&nick));
         self.broadcast(ctx, Some(conn), &chat::joined(&nick));
-        self.drop_doomed(ctx);
+        self.settle(ctx);
     }
 
     // accept() failed: out of descriptors (EMFILE/ENFILE) is the usual reason. The
@@ -466,7 +514,7 @@ impl Handler for ChatServer {
         if let Some(c) = self.clients.get_mut(&conn) {
             c.lines = lines;
         }
-        self.drop_doomed(ctx);
+        self.settle(ctx);
     }
 
     // The client closed its side (read returned 0). A last line without a newline is
@@ -489,7 +537,7 @@ impl Handler for ChatServer {
         }
         self.depart(ctx, conn, None, Ending::Close);
         ctx.close(conn);
-        self.drop_doomed(ctx);
+        self.settle(ctx);
     }
 
     // The connection is gone. If the client had not departed yet, something broke it:
@@ -511,7 +559,7 @@ impl Handler for ChatServer {
             };
             let reason = (!reason.is_empty()).then_some(reason);
             self.depart(ctx, conn, reason.as_deref(), Ending::Gone);
-            self.drop_doomed(ctx);
+            self.settle(ctx);
         }
     }
 
@@ -537,7 +585,7 @@ impl Handler for ChatServer {
         }
         if let Some(t) = self.opts.idle_timeout {
             self.sweep_idle(ctx, t);
-            self.drop_doomed(ctx);
+            self.settle(ctx);
             self.sweep = Some(ctx.timer_after(sweep_every(t)));
         }
     }
