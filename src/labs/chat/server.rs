@@ -406,7 +406,7 @@ impl ChatServer {
             .map(|(&t, _)| t)
             .collect();
         for t in idle {
-            let line = format!("! idle for {} s: disconnected", timeout.as_secs());
+            let line = format!("! idle for {} s: disconnected", timeout.as_secs_f64());
             self.reply(ctx, t, &line);
             self.depart(ctx, t, Some("timeout"), Ending::Close);
         }
