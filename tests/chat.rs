@@ -637,8 +637,14 @@ fn out_of_descriptors_accept_backs_off_logs_once_and_recovers() {
         r.read_line(&mut l).unwrap();
         assert!(l.starts_with("* welcome, you are guest"), "{l:?}");
     }
-    thread::sleep(Duration::from_millis(200));
+    // The server's log, until it says it accepts again (bounded).
     let mut rest: Vec<String> = log;
+    let until = Instant::now() + WAIT;
+    while !rest.iter().any(|l| l.contains("accepting again")) && Instant::now() < until {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            rest.push(l);
+        }
+    }
     rest.extend(rx.try_iter());
     assert_eq!(
         rest.iter()
@@ -691,8 +697,10 @@ fn the_lab_client_works_from_a_pipe() {
     stdin.write_all(b"hello from a script\n").unwrap();
     a.expect("<bot> hello from a script");
     a.send("hi bot");
-    // Give the line time to reach the client before its input ends.
-    thread::sleep(Duration::from_millis(300));
+    // The reply to /who proves the server has queued "hi bot" for the client before
+    // the client's input ends (the server flushes it before closing).
+    a.send("/who");
+    a.expect("* online: a, bot");
     drop(stdin);
     a.expect("* bot left");
     let o = Reaper(c);
