@@ -93,7 +93,7 @@ fn an_unknown_id_exits_2_and_lists_the_valid_ones() {
 
 #[test]
 fn running_a_planned_lab_says_so_with_exit_2() {
-    let o = run(&["run", "05"]);
+    let o = run(&["run", "06"]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains("not built yet"), "{e}");

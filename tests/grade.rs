@@ -90,9 +90,14 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
     let mutants = std::fs::read_dir(repo().join("tests/mutants"))
         .unwrap()
         .count();
-    // 4 labs x (solution + starter) x (Rust + Python), plus every mutant.
+    // Every lab with an exercise x (solution + starter) x (Rust + Python), plus every
+    // mutant.
+    let labs = lab::labs::exercises().count();
     assert!(
-        t.contains(&format!("all {} items behave as required", 16 + mutants)),
+        t.contains(&format!(
+            "all {} items behave as required",
+            4 * labs + mutants
+        )),
         "{t}"
     );
     for kind in [
@@ -101,7 +106,7 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
         "starter (Rust)",
         "starter (Python)",
     ] {
-        assert_eq!(t.matches(kind).count(), 4, "{kind} for each lab:\n{t}");
+        assert_eq!(t.matches(kind).count(), labs, "{kind} for each lab:\n{t}");
     }
     assert!(!t.contains("BAD"), "{t}");
 }
@@ -182,6 +187,21 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "ip_options",
                 "silent_target",
                 "odd_size",
+            ][..],
+        ),
+        (
+            "05-chat",
+            &[
+                "two_clients",
+                "no_echo",
+                "join_leave",
+                "ten_clients",
+                "byte_at_a_time",
+                "lines_in_one_write",
+                "reset_mid_line",
+                "slow_reader",
+                "fd_cycles",
+                "vanished_receiver",
             ][..],
         ),
     ] {
@@ -718,7 +738,13 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
         .collect();
     assert_eq!(
         labs,
-        ["01-tcp-echo", "02-udp-echo", "03-udp-loss", "04-raw-icmp"]
+        [
+            "01-tcp-echo",
+            "02-udp-echo",
+            "03-udp-loss",
+            "04-raw-icmp",
+            "05-chat"
+        ]
     );
     for l in v.as_array().unwrap() {
         assert_eq!(l["seed"].to_string(), seed);

@@ -187,6 +187,9 @@ pub trait Handler {
     /// A connection is gone; after this returns its handle is stale (its slot may be
     /// reused, under a new generation).
     fn on_closed(&mut self, ctx: &mut Ctx, conn: ConnId, why: Closed) {}
+    /// A connection's outbound buffer became empty after having been non-empty (a
+    /// server that paces a client by what it has taken, such as a chat's backlog).
+    fn on_drained(&mut self, ctx: &mut Ctx, conn: ConnId) {}
     /// A datagram arrived on a UDP socket.
     fn on_datagram(&mut self, ctx: &mut Ctx, sock: UdpId, dgram: Datagram<'_>) {}
     /// Receiving or sending on a UDP socket failed (e.g. `ECONNREFUSED` from an ICMP
@@ -272,6 +275,8 @@ pub struct Ctx {
     closed: Vec<(Token, Closed)>,
     /// Outgoing connects that just completed, reported likewise.
     connected_pending: Vec<Token>,
+    /// Connections whose outbound buffer just became empty, reported likewise.
+    drained: Vec<Token>,
 }
 
 /// The event loop: a mio `Poll` plus a [`Ctx`].
@@ -314,6 +319,7 @@ impl EventLoop {
                 rerun: Vec::new(),
                 closed: Vec::new(),
                 connected_pending: Vec::new(),
+                drained: Vec::new(),
             },
             signals: None,
             scratch: vec![0; limits.read_chunk.max(MAX_DATAGRAM + 1)],

@@ -175,9 +175,13 @@ impl Ctx {
                 let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) else {
                     return;
                 };
+                let had = !c.out.is_empty();
                 if let Err(e) = c.out.flush_to(&mut c.stream) {
                     self.drop_source(token, Closed::Error(e));
                     return;
+                }
+                if had && c.out.is_empty() {
+                    self.drained.push(token);
                 }
                 self.resume_if_drained(token);
                 self.update_interest(token);
@@ -297,7 +301,8 @@ impl Ctx {
         }
     }
 
-    /// Tells the handler about connects and closures decided since last time.
+    /// Tells the handler about connects, closures and drained buffers decided since
+    /// last time.
     pub(super) fn report<H: Handler>(&mut self, handler: &mut H) {
         loop {
             if let Some(token) = self.connected_pending.pop() {
@@ -305,6 +310,11 @@ impl Ctx {
             } else if let Some((token, why)) = self.closed.pop() {
                 handler.on_closed(self, ConnId(self.key(token)), why);
                 self.free_slot(token);
+            } else if let Some(token) = self.drained.pop() {
+                // Only if the connection is still there (it may have closed since).
+                if matches!(self.slots.get(token.0), Some(Some(Source::Stream(_)))) {
+                    handler.on_drained(self, ConnId(self.key(token)));
+                }
             } else {
                 break;
             }

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Interest, Token};
@@ -34,6 +35,21 @@ impl Ctx {
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
         let stream = TcpStream::connect(addr)?;
         self.add_stream(stream, true)
+    }
+
+    /// Adopts an already-connected stream (for example one a blocking client made, or
+    /// stdin's partner in a chat client).
+    pub fn adopt(&mut self, stream: std::net::TcpStream) -> io::Result<ConnId> {
+        stream.set_nonblocking(true)?;
+        self.add_stream(TcpStream::from_std(stream), false)
+    }
+
+    /// Shuts down our sending side (the peer reads EOF) but keeps reading.
+    pub fn shutdown_write(&mut self, conn: ConnId) -> io::Result<()> {
+        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
+            Some(Some(Source::Stream(c))) => c.stream.shutdown(std::net::Shutdown::Write),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 
     /// Binds a UDP socket. Datagrams longer than `recv_len` bytes are truncated (and
@@ -148,6 +164,36 @@ impl Ctx {
     pub fn set_nodelay(&self, conn: ConnId, on: bool) -> io::Result<()> {
         match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
             Some(Some(Source::Stream(c))) => c.stream.set_nodelay(on),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Turns on TCP keepalive for a connection: after `idle` without traffic the kernel
+    /// probes the peer (every `idle / 3`, 3 times) and resets the connection if it is
+    /// gone, so a peer whose machine died or lost its network is noticed at all.
+    pub fn set_keepalive(&self, conn: ConnId, idle: Duration) -> io::Result<()> {
+        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
+            Some(Some(Source::Stream(c))) => {
+                let every = (idle / 3).max(Duration::from_secs(1));
+                let ka = socket2::TcpKeepalive::new()
+                    .with_time(idle)
+                    .with_interval(every)
+                    .with_retries(3);
+                socket2::SockRef::from(&c.stream).set_tcp_keepalive(&ka)
+            }
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Sets a connection's kernel send buffer (`SO_SNDBUF`; Linux doubles the figure
+    /// for its bookkeeping). Fixing it turns off the kernel's autotuning, which would
+    /// otherwise let one peer that does not read hold up to `tcp_wmem`'s maximum
+    /// (4 MiB by default) of kernel memory before our own queue even starts.
+    pub fn set_send_buffer(&self, conn: ConnId, bytes: usize) -> io::Result<()> {
+        match self.live(conn.0).and_then(|t| self.slots.get(t.0)) {
+            Some(Some(Source::Stream(c))) => {
+                socket2::SockRef::from(&c.stream).set_send_buffer_size(bytes)
+            }
             _ => Err(io::ErrorKind::NotConnected.into()),
         }
     }

@@ -11,6 +11,7 @@
 //! folder here, `labs/<id>/{lab.toml,lesson.md}`, its exercise files, and one line in
 //! [`LABS`]; CONTRIBUTING.md has the whole checklist.
 
+pub mod chat;
 pub mod latency;
 pub mod raw_icmp;
 pub mod serial_stream;
@@ -82,7 +83,7 @@ pub const LABS: &[LabDef] = &[
     lab!("02-udp-echo", demo: udp_echo::run, checks: udp_echo::checks::SUITE, bin: "udp-echo"),
     lab!("03-udp-loss", demo: udp_loss::run, checks: udp_loss::checks::SUITE, bin: "udp-loss"),
     lab!("04-raw-icmp", demo: raw_icmp::run, checks: raw_icmp::checks::SUITE, bin: "raw-icmp"),
-    lab!("05-chat"),
+    lab!("05-chat", demo: chat::run, checks: chat::checks::SUITE, bin: "chat"),
     lab!("06-json-to-file"),
     lab!("07-serial-stream", demo: serial_stream::run),
     lab!("08-latency", demo: latency::run),

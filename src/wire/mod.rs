@@ -21,6 +21,7 @@
 //! Room is kept for a bounded JSON-lines framing for lab 06-json-to-file (it will sit
 //! on [`lines`]).
 
+pub mod chat;
 pub mod checksum;
 pub mod clock;
 pub mod hello;
