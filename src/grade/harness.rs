@@ -135,6 +135,9 @@ pub struct Ctx {
     programs: Vec<Program>,
     /// True when a pids cgroup confined the programs.
     pub cgroup_used: bool,
+    /// A folder of this check's own for files the program writes (`{out}`), made on
+    /// first use and removed when the check ends.
+    scratch: Option<std::path::PathBuf>,
 }
 
 impl Ctx {
@@ -148,7 +151,29 @@ impl Ctx {
             transcript: Vec::new(),
             programs: Vec::new(),
             cgroup_used: false,
+            scratch: None,
         }
+    }
+
+    /// The file the contract's `{out}` argument names: `received.jsonl` in a folder of
+    /// this check's own, the same across restarts within the check.
+    pub fn out_path(&mut self) -> std::path::PathBuf {
+        let dir = self.scratch.get_or_insert_with(|| {
+            let d = std::env::temp_dir().join(format!(
+                "lab-check-{}-{}-{:x}",
+                std::process::id(),
+                self.port,
+                self.rng.clone().next_u64()
+            ));
+            let _ = std::fs::create_dir_all(&d);
+            d
+        });
+        dir.join("received.jsonl")
+    }
+
+    /// Kills program `idx` with SIGKILL at once (a crash: no clean-up runs) and reaps it.
+    pub fn kill(&mut self, idx: usize) -> String {
+        describe_status(self.programs[idx].kill().status)
     }
 
     /// The address the program should serve.
@@ -170,7 +195,13 @@ impl Ctx {
     /// waits until it listens (TCP) or has bound the port (UDP), while checking it is
     /// still alive: never a fixed sleep.
     pub fn start_with(&mut self, tweak: impl FnOnce(&mut Limits)) -> Outcome<usize> {
-        let argv = self.target.command(self.port);
+        let mut argv = self.target.command(self.port);
+        if argv.iter().any(|a| a.contains("{out}")) {
+            let out = self.out_path().display().to_string();
+            for a in &mut argv {
+                *a = a.replace("{out}", &out);
+            }
+        }
         let mut spawn = Spawn::new(argv.clone());
         spawn.dir = self.target.dir.clone();
         spawn.env = self.target.env.clone();
@@ -490,6 +521,9 @@ impl Ctx {
 impl Drop for Ctx {
     fn drop(&mut self) {
         self.finish();
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! `pub fn run(lab: &Lab, args: &[String]) -> anyhow::Result<()>`, add it to [`DEMOS`],
 //! and see CONTRIBUTING.md for the rest of the checklist.
 
+pub mod json_to_file;
 pub mod latency;
 pub mod serial_stream;
 pub mod tcp_echo;
@@ -21,6 +22,7 @@ const DEMOS: &[(&str, Demo)] = &[
     ("01-tcp-echo", tcp_echo::run),
     ("02-udp-echo", udp_echo::run),
     ("03-udp-loss", udp_loss::run),
+    ("06-json-to-file", json_to_file::run),
     ("07-serial-stream", serial_stream::run),
     ("08-latency", latency::run),
 ];

@@ -38,7 +38,12 @@ pub struct Suite {
 }
 
 /// Every lab with checks.
-pub const SUITES: &[Suite] = &[tcp_echo::SUITE, udp_echo::SUITE, udp_loss::SUITE];
+pub const SUITES: &[Suite] = &[
+    tcp_echo::SUITE,
+    udp_echo::SUITE,
+    udp_loss::SUITE,
+    crate::labs::json_to_file::checks::SUITE,
+];
 
 /// The checks of a lab, if it has an exercise the grader knows.
 pub fn suite(lab: &str) -> Option<&'static Suite> {

@@ -1,0 +1,376 @@
+//! The receiver B: JSON Lines in, appended to a file, acknowledged once durable.
+//!
+//! In the order events happen:
+//!
+//! 1. **Start.** [`Store::open`] reads the file back, cuts a torn last line, and learns
+//!    each sender's highest `seq`: that is how a resend is recognised across restarts.
+//! 2. **Bytes arrive** ([`Handler::on_data`]). The line decoder frames them; each line
+//!    is parsed ([`jsonl::parse`]). A bad line gets `error ...` and nothing else
+//!    happens. A record whose seq is not above its sender's highest is a resend: it gets
+//!    `ok SEQ` again and is not written. Any other record is added to the store's batch.
+//!    Replies are *not* sent yet: they wait, in order, for the commit.
+//! 3. **The loop turn ends** (a zero-delay timer fires after every event of this turn):
+//!    [`Store::commit`] writes the whole batch and calls fdatasync once, then every
+//!    waiting reply goes out. One fsync covers every record that arrived during the
+//!    turn, from every connection: group commit. The busier the receiver, the more
+//!    records share each fsync.
+//! 4. **A write fails** (disk full, file-size limit): the store cuts the file back, the
+//!    batch's records get `error SEQ not saved: ...` instead of `ok`, and their seqs are
+//!    forgotten, so the sender's resend is saved later.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::Token;
+
+use super::store::{Recovery, Store};
+use crate::core::{Closed, Ctx, Handler, SendError, TimerId};
+use crate::out::{dim, escape_bytes, narrate, warn};
+use crate::say;
+use crate::wire::jsonl::{self, Ack, Reject, MAX_RECORD};
+use crate::wire::lines::{Line, LineDecoder};
+
+/// Distinct senders remembered. Each costs its id and a number; 100,000 of them is a few
+/// MiB, and a hostile peer inventing sender ids cannot make the table grow past it.
+pub const MAX_SENDERS: usize = 100_000;
+
+/// What the receiver prints.
+#[derive(Debug, Clone, Copy)]
+pub struct Talk {
+    /// Print connections and commit failures (off: only the first line and totals).
+    pub connections: bool,
+    /// Narrate the calls (write, fdatasync, send) of this many commits, then go quiet.
+    pub narrate_commits: u64,
+}
+
+/// Running totals, printed at the end.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    /// Records written and made durable.
+    pub saved: u64,
+    /// Resends acknowledged again and not written.
+    pub duplicates: u64,
+    /// Lines answered with `error`.
+    pub rejected: u64,
+    /// Commits (write + fdatasync) that succeeded.
+    pub commits: u64,
+    /// Commits that failed (disk full ...).
+    pub failed_commits: u64,
+}
+
+/// One connection.
+struct Client {
+    /// Who, for narration and for `anon-<peer>`.
+    peer: SocketAddr,
+    /// Framing; bounded by [`MAX_RECORD`].
+    lines: LineDecoder,
+    /// The sender id given to records that have none: `anon-<peer addr>`.
+    anon: String,
+    /// The peer sent EOF: close once its replies are out.
+    eof: bool,
+}
+
+/// A reply waiting for the commit.
+#[derive(Debug)]
+enum Reply {
+    /// A record added to this batch: `ok` if the commit succeeds, `error` if not.
+    Saved(u64),
+    /// Saved earlier (a resend): `ok` once everything before it is durable.
+    Again(u64),
+    /// A line that is not a record.
+    Error(Option<u64>, String),
+}
+
+/// The receiver's handler.
+pub struct Receiver {
+    /// The file.
+    store: Store,
+    /// Highest seq saved (or in the batch) per sender.
+    highest: HashMap<String, u64>,
+    /// How to undo this batch's changes to `highest` if the commit fails:
+    /// (sender, its highest before the batch).
+    undo: Vec<(String, Option<u64>)>,
+    /// Open connections. Removed in `on_closed`.
+    clients: HashMap<Token, Client>,
+    /// Replies in arrival order, sent after the next commit.
+    waiting: Vec<(Token, Reply)>,
+    /// The end-of-turn timer, while one is set.
+    commit_timer: Option<TimerId>,
+    /// True while writes fail, so the failure is reported once, not per batch.
+    failing: bool,
+    talk: Talk,
+    /// Totals so far.
+    pub totals: Totals,
+}
+
+impl Receiver {
+    /// A receiver on an opened store and what was recovered from it.
+    pub fn new(store: Store, recovered: Recovery, talk: Talk) -> Receiver {
+        Receiver {
+            store,
+            highest: recovered.highest,
+            undo: Vec::new(),
+            clients: HashMap::new(),
+            waiting: Vec::new(),
+            commit_timer: None,
+            failing: false,
+            talk,
+            totals: Totals::default(),
+        }
+    }
+
+    /// Decides what one line is and what it gets (the record, if new, joins the batch).
+    fn take_line(&mut self, anon: &str, line: Line<'_>) -> Reply {
+        let bytes = match line {
+            Line::Complete(b) => b,
+            Line::TooLong => return Reply::Error(None, Reject::TooLong.to_string()),
+        };
+        let mut rec = match jsonl::parse(bytes) {
+            Ok(r) => r,
+            Err((seq, why)) => return Reply::Error(seq, why.to_string()),
+        };
+        let sender = rec.sender.clone().unwrap_or_else(|| anon.to_string());
+        let prev = self.highest.get(&sender).copied();
+        // A record without seq gets the next one of its sender (receiver-side numbering).
+        let seq = rec.seq.unwrap_or(prev.map_or(1, |h| h + 1));
+        if prev.is_some_and(|h| seq <= h) {
+            // Saved before: this is a resend whose ack was lost. Acknowledge, do not save.
+            return Reply::Again(seq);
+        }
+        if prev.is_none() && self.highest.len() >= MAX_SENDERS {
+            return Reply::Error(
+                Some(seq),
+                format!("too many senders (this receiver remembers {MAX_SENDERS})"),
+            );
+        }
+        if rec.sender.is_none() || rec.seq.is_none() {
+            rec.stamp(&sender, seq);
+        }
+        self.store.append(&rec.to_line());
+        self.undo.push((sender.clone(), prev));
+        self.highest.insert(sender, seq);
+        Reply::Saved(seq)
+    }
+
+    /// Feeds one connection's bytes through its framing and queues the replies.
+    fn take_bytes(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8], eof: bool) {
+        let Some(mut client) = self.clients.remove(&conn) else {
+            return;
+        };
+        // The client is out of the map for the moment, so its decoder and `self` can
+        // both be borrowed: each line is handled straight from the received bytes.
+        let anon = &client.anon;
+        client.lines.push(data, |line| {
+            let reply = self.take_line(anon, line);
+            self.waiting.push((conn, reply));
+        });
+        if eof {
+            // A last line without its newline (`printf '{...}' | nc`) still counts.
+            if let Some(last) = client.lines.take_partial() {
+                let reply = self.take_line(&client.anon, Line::Complete(&last));
+                self.waiting.push((conn, reply));
+            }
+            client.eof = true;
+        }
+        self.clients.insert(conn, client);
+        if !self.waiting.is_empty() && self.commit_timer.is_none() {
+            // Zero delay: it fires at the end of this loop turn, after every connection
+            // that had data this turn has been read. That is the whole group-commit
+            // window: no added latency when idle, bigger batches when busy.
+            self.commit_timer = Some(ctx.timer_after(Duration::ZERO));
+        }
+    }
+
+    /// Writes and syncs the batch, then sends every waiting reply (step 3).
+    pub fn commit(&mut self, ctx: &mut Ctx) {
+        self.commit_timer = None;
+        let began = Instant::now();
+        let narrate_now = self.totals.commits + self.totals.failed_commits
+            < self.talk.narrate_commits
+            && self.store.pending() > 0;
+        let result = self.store.commit();
+        let failure = match result {
+            Ok(done) => {
+                if done.records > 0 {
+                    self.totals.commits += 1;
+                    self.totals.saved += done.records as u64;
+                    if narrate_now {
+                        narrate(
+                            "receiver",
+                            &format!(
+                                "write(fd, {} record{}, {} bytes)",
+                                done.records,
+                                if done.records == 1 { "" } else { "s" },
+                                done.bytes
+                            ),
+                            "-> in the kernel's page cache (a crash of the machine could still lose it)",
+                        );
+                        narrate(
+                            "receiver",
+                            "fdatasync(fd)",
+                            &format!(
+                                "-> on the disk after {:.2} ms: now it may be acknowledged",
+                                began.elapsed().as_secs_f64() * 1e3
+                            ),
+                        );
+                    }
+                }
+                if self.failing && self.talk.connections {
+                    say!("  {} writing works again", dim("note"));
+                }
+                self.failing = false;
+                self.undo.clear();
+                None
+            }
+            Err(e) => {
+                self.totals.failed_commits += 1;
+                // Forget the batch's seqs, newest first, so the resends are saved later.
+                for (sender, prev) in self.undo.drain(..).rev() {
+                    match prev {
+                        Some(h) => self.highest.insert(sender, h),
+                        None => self.highest.remove(&sender),
+                    };
+                }
+                if !self.failing {
+                    eprintln!(
+                        "{} cannot write {}: {e}. No record of this batch was acknowledged and the file was cut back to its last good length ({} bytes); senders will resend.\n{} free space on that disk, or raise the file size limit (`ulimit -f`); the receiver keeps running and saves resends once writing works",
+                        warn("lab: error:"),
+                        self.store.path().display(),
+                        self.store.len(),
+                        warn("fix:"),
+                    );
+                }
+                self.failing = true;
+                Some(e)
+            }
+        };
+        self.send_replies(ctx, failure.as_ref(), narrate_now);
+    }
+
+    /// Sends the waiting replies, one `send` per connection.
+    fn send_replies(&mut self, ctx: &mut Ctx, failure: Option<&io::Error>, narrate_now: bool) {
+        let mut out: Vec<(Token, Vec<u8>)> = Vec::new();
+        for (conn, reply) in self.waiting.drain(..) {
+            let ack = match reply {
+                Reply::Saved(seq) => match failure {
+                    None => Ack::Ok(seq),
+                    Some(e) => Ack::Error(Some(seq), format!("not saved: {e}")),
+                },
+                Reply::Again(seq) => {
+                    self.totals.duplicates += 1;
+                    Ack::Ok(seq)
+                }
+                Reply::Error(seq, why) => {
+                    self.totals.rejected += 1;
+                    Ack::Error(seq, why)
+                }
+            };
+            let line = ack.to_line();
+            match out.iter_mut().find(|(c, _)| *c == conn) {
+                Some((_, buf)) => buf.extend_from_slice(line.as_bytes()),
+                None => out.push((conn, line.into_bytes())),
+            }
+        }
+        for (conn, bytes) in out {
+            if narrate_now {
+                narrate(
+                    "receiver",
+                    &format!("send(\"{}\")", escape_bytes(&bytes, 40)),
+                    "-> the acknowledgements, only now",
+                );
+            }
+            match ctx.send(conn, &bytes) {
+                Ok(()) | Err(SendError::Gone) => {}
+                // 4 MiB of acks unread: the peer is not reading; drop it.
+                Err(SendError::Full(_)) => {
+                    if self.talk.connections {
+                        if let Some(c) = self.clients.get(&conn) {
+                            say!(
+                                "  {} {} does not read its acknowledgements: disconnected",
+                                warn("drop"),
+                                c.peer
+                            );
+                        }
+                    }
+                    ctx.abort(conn);
+                }
+            }
+        }
+        // Peers that finished sending get their last replies, then we close.
+        let done: Vec<Token> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.eof)
+            .map(|(t, _)| *t)
+            .collect();
+        for conn in done {
+            ctx.close(conn);
+        }
+    }
+}
+
+impl Handler for Receiver {
+    // A sender connected.
+    fn on_accept(&mut self, ctx: &mut Ctx, _l: Token, conn: Token, peer: SocketAddr) {
+        if self.talk.connections {
+            say!("  {} {peer}", dim("connected"));
+        }
+        // Acks are small and each one lets the sender forget records: send them at once.
+        let _ = ctx.set_nodelay(conn, true);
+        self.clients.insert(
+            conn,
+            Client {
+                peer,
+                lines: LineDecoder::new(MAX_RECORD),
+                anon: format!("anon-{peer}"),
+                eof: false,
+            },
+        );
+    }
+
+    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: Token, err: &io::Error) {
+        if self.talk.connections {
+            say!("  {} accept() failed: {err} (retrying)", warn("note"));
+        }
+    }
+
+    // Any piece of the stream: part of a line, or many lines.
+    fn on_data(&mut self, ctx: &mut Ctx, conn: Token, data: &[u8]) {
+        self.take_bytes(ctx, conn, data, false);
+    }
+
+    // The sender is done: answer what it sent, then close (after the commit).
+    fn on_eof(&mut self, ctx: &mut Ctx, conn: Token) {
+        self.take_bytes(ctx, conn, &[], true);
+        if self.waiting.is_empty() {
+            ctx.close(conn);
+        }
+    }
+
+    fn on_closed(&mut self, _ctx: &mut Ctx, conn: Token, why: Closed) {
+        if let Some(c) = self.clients.remove(&conn) {
+            if self.talk.connections {
+                let how = match why {
+                    Closed::Error(e) => format!("error: {e}"),
+                    Closed::PeerClosed | Closed::ByUs => "closed".into(),
+                };
+                say!("  {} {} {how}", dim("bye"), c.peer);
+            }
+        }
+    }
+
+    // The end of the loop turn: commit.
+    fn on_timer(&mut self, ctx: &mut Ctx, timer: TimerId) {
+        if self.commit_timer == Some(timer) {
+            self.commit(ctx);
+        }
+    }
+
+    // Ctrl-C or SIGTERM: save and acknowledge what arrived, then stop.
+    fn on_signal(&mut self, ctx: &mut Ctx, _signal: i32) {
+        self.commit(ctx);
+        ctx.stop();
+    }
+}
