@@ -36,6 +36,9 @@ pub enum Reject {
     BadSeq,
     /// `sender` present but not a string.
     BadSender,
+    /// `sender` given without `seq`: a record that names its sender must be numbered,
+    /// or its resend could not be told from a new record (receiver's rule).
+    MissingSeq,
 }
 
 impl std::fmt::Display for Reject {
@@ -47,6 +50,7 @@ impl std::fmt::Display for Reject {
             Reject::NotObject => write!(f, "not a JSON object"),
             Reject::BadSeq => write!(f, "seq must be a non-negative integer"),
             Reject::BadSender => write!(f, "sender must be a string"),
+            Reject::MissingSeq => write!(f, "a record with a sender needs an integer seq"),
         }
     }
 }

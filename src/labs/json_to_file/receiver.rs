@@ -131,9 +131,13 @@ impl Receiver {
             Ok(r) => r,
             Err((seq, why)) => return Reply::Error(seq, why.to_string()),
         };
+        if rec.sender.is_some() && rec.seq.is_none() {
+            return Reply::Error(None, Reject::MissingSeq.to_string());
+        }
         let sender = rec.sender.clone().unwrap_or_else(|| anon.to_string());
         let prev = self.highest.get(&sender).copied();
-        // A record without seq gets the next one of its sender (receiver-side numbering).
+        // A plain record (no sender, no seq: a line typed into nc) gets the next seq of
+        // its `anon-<peer>` sender: receiver-side numbering.
         let seq = rec.seq.unwrap_or(prev.map_or(1, |h| h + 1));
         if prev.is_some_and(|h| seq <= h) {
             // Saved before: this is a resend whose ack was lost. Acknowledge, do not save.
