@@ -20,9 +20,11 @@ pub const STARTERS: &[File] = files!("exercises":
     "rust/01-tcp-echo.rs",
     "rust/02-udp-echo.rs",
     "rust/03-udp-loss.rs",
+    "rust/06-json-to-file.rs",
     "python/01-tcp-echo.py",
     "python/02-udp-echo.py",
     "python/03-udp-loss.py",
+    "python/06-json-to-file.py",
 );
 
 /// The reference solutions, laid out like the starters.
@@ -31,9 +33,11 @@ pub const SOLUTIONS: &[File] = files!("solutions":
     "rust/01-tcp-echo.rs",
     "rust/02-udp-echo.rs",
     "rust/03-udp-loss.rs",
+    "rust/06-json-to-file.rs",
     "python/01-tcp-echo.py",
     "python/02-udp-echo.py",
     "python/03-udp-loss.py",
+    "python/06-json-to-file.py",
 );
 
 /// One lab's exercise files.
@@ -68,6 +72,12 @@ pub const EXERCISES: &[Exercise] = &[
         bin: "udp-loss",
         rust: "rust/03-udp-loss.rs",
         python: "python/03-udp-loss.py",
+    },
+    Exercise {
+        lab: "06-json-to-file",
+        bin: "json-to-file",
+        rust: "rust/06-json-to-file.rs",
+        python: "python/06-json-to-file.py",
     },
 ];
 
