@@ -90,9 +90,9 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
     let mutants = std::fs::read_dir(repo().join("tests/mutants"))
         .unwrap()
         .count();
-    // 3 labs x (solution + starter) x (Rust + Python), plus every mutant.
+    // 4 labs x (solution + starter) x (Rust + Python), plus every mutant.
     assert!(
-        t.contains(&format!("all {} items behave as required", 12 + mutants)),
+        t.contains(&format!("all {} items behave as required", 16 + mutants)),
         "{t}"
     );
     for kind in [
@@ -101,7 +101,7 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
         "starter (Rust)",
         "starter (Python)",
     ] {
-        assert_eq!(t.matches(kind).count(), 3, "{kind} for each lab:\n{t}");
+        assert_eq!(t.matches(kind).count(), 4, "{kind} for each lab:\n{t}");
     }
     assert!(!t.contains("BAD"), "{t}");
 }
@@ -170,6 +170,20 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "near_u64_max",
                 "end_marker_repeated",
                 "tail_loss",
+            ][..],
+        ),
+        (
+            "06-json-to-file",
+            &[
+                "one_record",
+                "many_in_one_write",
+                "byte_at_a_time",
+                "split_and_merged",
+                "invalid_lines",
+                "resend",
+                "kill_restart",
+                "two_senders",
+                "unicode_nested",
             ][..],
         ),
     ] {

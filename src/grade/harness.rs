@@ -206,10 +206,11 @@ impl Ctx {
         spawn.dir = self.target.dir.clone();
         spawn.env = self.target.env.clone();
         tweak(&mut spawn.limits);
-        self.step(format!(
-            "start `{}`",
-            self.target.shown(self.port).join(" ")
-        ));
+        let mut shown = self.target.shown(self.port).join(" ");
+        if let Some(dir) = &self.scratch {
+            shown = shown.replace("{out}", &dir.join("received.jsonl").display().to_string());
+        }
+        self.step(format!("start `{shown}`"));
         let mut p = Program::start(&spawn)
             .map_err(|e| Unmet::error(format!("cannot start `{}`: {e}", argv[0])))?;
         self.cgroup_used |= p.in_cgroup();
