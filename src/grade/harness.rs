@@ -158,15 +158,25 @@ impl Ctx {
     /// The file the contract's `{out}` argument names: `received.jsonl` in a folder of
     /// this check's own, the same across restarts within the check.
     pub fn out_path(&mut self) -> std::path::PathBuf {
+        let port = self.port;
         let dir = self.scratch.get_or_insert_with(|| {
-            let d = std::env::temp_dir().join(format!(
-                "lab-check-{}-{}-{:x}",
-                std::process::id(),
-                self.port,
-                self.rng.clone().next_u64()
-            ));
-            let _ = std::fs::create_dir_all(&d);
-            d
+            // Unique on this machine even across parallel gradings, where each namespace
+            // has the same pid (1), port and seed: `create_dir` fails on a name taken,
+            // and the clock moves on.
+            let base = std::env::temp_dir();
+            for attempt in 0u32.. {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
+                let d = base.join(format!("lab-check-{port}-{nanos:x}-{attempt}"));
+                match std::fs::create_dir(&d) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 1000 => {}
+                    // Any other failure shows up when the program cannot create its file.
+                    _ => return d,
+                }
+            }
+            unreachable!("the loop returns")
         });
         dir.join("received.jsonl")
     }
