@@ -14,6 +14,7 @@
 //! strict (UTF-8, then JSON, then an object, then the types of `seq` and `sender`), and a
 //! record is written back compact, so one record is always exactly one line.
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Longest record line, in bytes, without its newline. 64 KiB holds any sensor reading
@@ -93,6 +94,67 @@ pub fn parse(line: &[u8]) -> Result<Record, (Option<u64>, Reject)> {
         sender,
         seq,
     })
+}
+
+/// The two fields a receiver needs, borrowed from a line that is already a record in
+/// its final form: the fast path. Every other field is checked for syntax and skipped,
+/// with no allocation.
+#[derive(Debug, Deserialize)]
+struct Head<'a> {
+    /// Borrowed: a sender id with escapes fails here and takes the slow path. (A
+    /// `Cow` inside an `Option` would always be copied: serde borrows only bare `Cow`s.)
+    #[serde(borrow, default)]
+    sender: Option<&'a str>,
+    #[serde(default)]
+    seq: Option<u64>,
+}
+
+/// A line that can be saved exactly as it came: a compact JSON object with a string
+/// `sender` and an integer `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready<'a> {
+    /// The `sender` field, borrowed from the line.
+    pub sender: &'a str,
+    /// The `seq` field.
+    pub seq: u64,
+}
+
+/// The fast path: `Some` when `line` is a compact JSON object with `sender` and `seq`,
+/// so it can go to the file byte for byte. `None` says nothing about validity: use
+/// [`parse`] for the verdict (and the compact form). Measured on the benchmark's
+/// records, this is several times faster than building a `Value` and writing it back.
+pub fn ready(line: &[u8]) -> Option<Ready<'_>> {
+    // An array would deserialize into the struct too (serde's sequence form): objects only.
+    if line.first() != Some(&b'{') || line.len() > MAX_RECORD || !is_compact(line) {
+        return None;
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    let head: Head<'_> = serde_json::from_str(text).ok()?;
+    Some(Ready {
+        sender: head.sender?,
+        seq: head.seq?,
+    })
+}
+
+/// True when no whitespace stands outside strings: the line is already compact JSON.
+fn is_compact(line: &[u8]) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in line {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            return false;
+        }
+    }
+    !in_string
 }
 
 /// serde_json's message without its "at line 1 column N" tail when that is all it says.
@@ -237,6 +299,32 @@ mod tests {
         }
         let long = vec![b' '; MAX_RECORD + 1];
         assert_eq!(parse(&long).unwrap_err(), (None, Reject::TooLong));
+    }
+
+    #[test]
+    fn the_fast_path_takes_only_compact_objects_with_sender_and_seq() {
+        let r = ready(br#"{"sender":"a","seq":3,"t":[1,{"x":"y z"}]}"#).unwrap();
+        assert_eq!((r.sender, r.seq), ("a", 3));
+        for slow in [
+            &br#"{"sender":"a\"b","seq":1}"#[..], // an escaped sender id: slow path
+            br#"{"sender": "a", "seq": 3}"#,      // spaces: written back compact
+            br#"{"seq":3}"#,                      // no sender: stamped
+            br#"{"sender":"a"}"#,                 // no seq
+            br#"["a",3]"#,                        // an array, not an object
+            br#"{"sender":"a","seq":-3}"#,
+            br#"{"sender":"a","seq":3,"x":tru}"#,
+            b"{\"sender\":\"a\",\"seq\":3,\"x\":\"\xff\"}",
+            br#"{"sender":"a","seq":3}{}"#,
+        ] {
+            assert_eq!(ready(slow), None, "{}", String::from_utf8_lossy(slow));
+        }
+        // Whatever the fast path takes, the full parser accepts with the same fields.
+        let line = br#"{"sender":"s","seq":9,"v":"caf\u00e9 \\ \"q\""}"#;
+        let (fast, full) = (ready(line).unwrap(), parse(line).unwrap());
+        assert_eq!(
+            (Some(fast.sender.to_string()), Some(fast.seq)),
+            (full.sender, full.seq)
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!    forgotten, so the sender's resend is saved later.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -89,9 +89,9 @@ pub struct Receiver {
     store: Store,
     /// Highest seq saved (or in the batch) per sender.
     highest: HashMap<String, u64>,
-    /// How to undo this batch's changes to `highest` if the commit fails:
-    /// (sender, its highest before the batch).
-    undo: Vec<(String, Option<u64>)>,
+    /// How to undo this batch's changes to `highest` if the commit fails: each sender
+    /// touched by the batch, and its highest before the batch.
+    undo: HashMap<String, Option<u64>>,
     /// Open connections. Removed in `on_closed`.
     clients: HashMap<Token, Client>,
     /// Replies in arrival order, sent after the next commit.
@@ -111,7 +111,7 @@ impl Receiver {
         Receiver {
             store,
             highest: recovered.highest,
-            undo: Vec::new(),
+            undo: HashMap::new(),
             clients: HashMap::new(),
             waiting: Vec::new(),
             commit_timer: None,
@@ -127,6 +127,20 @@ impl Receiver {
             Line::Complete(b) => b,
             Line::TooLong => return Reply::Error(None, Reject::TooLong.to_string()),
         };
+        if let Some(r) = jsonl::ready(bytes) {
+            // The fast path: already a compact record with sender and seq; it goes to
+            // the file byte for byte, and nothing is allocated unless the sender is new.
+            let prev = self.highest.get(r.sender).copied();
+            if prev.is_some_and(|h| r.seq <= h) {
+                return Reply::Again(r.seq);
+            }
+            if prev.is_none() && self.highest.len() >= MAX_SENDERS {
+                return too_many(r.seq);
+            }
+            self.store.append_line(bytes);
+            self.note(r.sender, prev, r.seq);
+            return Reply::Saved(r.seq);
+        }
         let mut rec = match jsonl::parse(bytes) {
             Ok(r) => r,
             Err((seq, why)) => return Reply::Error(seq, why.to_string()),
@@ -144,18 +158,28 @@ impl Receiver {
             return Reply::Again(seq);
         }
         if prev.is_none() && self.highest.len() >= MAX_SENDERS {
-            return Reply::Error(
-                Some(seq),
-                format!("too many senders (this receiver remembers {MAX_SENDERS})"),
-            );
+            return too_many(seq);
         }
         if rec.sender.is_none() || rec.seq.is_none() {
             rec.stamp(&sender, seq);
         }
         self.store.append(&rec.to_line());
-        self.undo.push((sender.clone(), prev));
-        self.highest.insert(sender, seq);
+        self.note(&sender, prev, seq);
         Reply::Saved(seq)
+    }
+
+    /// Records `seq` as `sender`'s highest, remembering (once per batch) what to restore
+    /// if the batch's commit fails.
+    fn note(&mut self, sender: &str, prev: Option<u64>, seq: u64) {
+        if !self.undo.contains_key(sender) {
+            self.undo.insert(sender.to_string(), prev);
+        }
+        match self.highest.get_mut(sender) {
+            Some(h) => *h = seq,
+            None => {
+                self.highest.insert(sender.to_string(), seq);
+            }
+        }
     }
 
     /// Feeds one connection's bytes through its framing and queues the replies.
@@ -230,8 +254,8 @@ impl Receiver {
             }
             Err(e) => {
                 self.totals.failed_commits += 1;
-                // Forget the batch's seqs, newest first, so the resends are saved later.
-                for (sender, prev) in self.undo.drain(..).rev() {
+                // Forget the batch's seqs, so the resends are saved later.
+                for (sender, prev) in self.undo.drain() {
                     match prev {
                         Some(h) => self.highest.insert(sender, h),
                         None => self.highest.remove(&sender),
@@ -257,25 +281,33 @@ impl Receiver {
     fn send_replies(&mut self, ctx: &mut Ctx, failure: Option<&io::Error>, narrate_now: bool) {
         let mut out: Vec<(Token, Vec<u8>)> = Vec::new();
         for (conn, reply) in self.waiting.drain(..) {
-            let ack = match reply {
+            let at = match out.iter().position(|(c, _)| *c == conn) {
+                Some(i) => i,
+                None => {
+                    out.push((conn, Vec::new()));
+                    out.len() - 1
+                }
+            };
+            let buf = &mut out[at].1;
+            // Written straight into the connection's buffer: no string per ack.
+            let _ = match reply {
                 Reply::Saved(seq) => match failure {
-                    None => Ack::Ok(seq),
-                    Some(e) => Ack::Error(Some(seq), format!("not saved: {e}")),
+                    None => writeln!(buf, "ok {seq}"),
+                    Some(e) => buf.write_all(
+                        Ack::Error(Some(seq), format!("not saved: {e}"))
+                            .to_line()
+                            .as_bytes(),
+                    ),
                 },
                 Reply::Again(seq) => {
                     self.totals.duplicates += 1;
-                    Ack::Ok(seq)
+                    writeln!(buf, "ok {seq}")
                 }
                 Reply::Error(seq, why) => {
                     self.totals.rejected += 1;
-                    Ack::Error(seq, why)
+                    buf.write_all(Ack::Error(seq, why).to_line().as_bytes())
                 }
             };
-            let line = ack.to_line();
-            match out.iter_mut().find(|(c, _)| *c == conn) {
-                Some((_, buf)) => buf.extend_from_slice(line.as_bytes()),
-                None => out.push((conn, line.into_bytes())),
-            }
         }
         for (conn, bytes) in out {
             if narrate_now {
@@ -313,6 +345,14 @@ impl Receiver {
             ctx.close(conn);
         }
     }
+}
+
+/// The reply when the sender table is full.
+fn too_many(seq: u64) -> Reply {
+    Reply::Error(
+        Some(seq),
+        format!("too many senders (this receiver remembers {MAX_SENDERS})"),
+    )
 }
 
 impl Handler for Receiver {
