@@ -166,13 +166,17 @@ fn receive(args: &Args) -> Result<()> {
         connections: !args.quiet,
         narrate_commits: args.narrate,
     };
-    let mut rx = receiver::Receiver::new(store, recovered, talk);
+    let waker = ev.ctx().waker();
+    let mut rx = receiver::Receiver::new(store, recovered, talk, waker)?;
     match args.duration {
         Some(s) => ev.run_for(&mut rx, Duration::from_secs_f64(s.max(0.0)))?,
         None => ev.run(&mut rx)?,
     }
     // A stop by --duration: what is batched still gets saved and acknowledged.
-    rx.commit(ev.ctx());
+    rx.finish(ev.ctx());
+    if rx.failed_fatally() {
+        return Err(LabError::failed("fdatasync failed: the receiver stopped (see above)").into());
+    }
     let t = rx.totals;
     say!(
         "receiver stopped: {} saved, {} duplicates acknowledged again, {} lines rejected, {} fsyncs ({:.1} records per fsync){}",

@@ -18,14 +18,15 @@
 //!    batch's records get `error SEQ not saved: ...` instead of `ok`, and their seqs are
 //!    forgotten, so the sender's resend is saved later.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::Token;
 
-use super::store::{Recovery, Store};
+use super::store::{Recovery, Store, Syncer};
 use crate::core::{Closed, Ctx, Handler, SendError, TimerId};
 use crate::out::{dim, escape_bytes, narrate, warn};
 use crate::say;
@@ -83,6 +84,18 @@ enum Reply {
     Error(Option<u64>, String),
 }
 
+/// One loop turn's work: written (or failed), waiting for the sync that covers `end`.
+struct Batch {
+    /// File length after this batch: its replies go once a sync reached it.
+    end: u64,
+    /// Replies in arrival order.
+    replies: Vec<(Token, Reply)>,
+    /// Why the write failed: every `Saved` becomes `error SEQ not saved: ...`.
+    failure: Option<String>,
+    /// Narrate its sync and acks.
+    narrate: bool,
+}
+
 /// The receiver's handler.
 pub struct Receiver {
     /// The file.
@@ -100,15 +113,37 @@ pub struct Receiver {
     commit_timer: Option<TimerId>,
     /// True while writes fail, so the failure is reported once, not per batch.
     failing: bool,
+    /// Batches written (or failed), oldest first, whose replies wait for a sync.
+    queue: VecDeque<Batch>,
+    /// The fdatasync thread.
+    syncer: Syncer,
+    /// A sync is in flight.
+    syncing: bool,
+    /// When the sync in flight began, for narration.
+    sync_began: Instant,
+    /// Bytes of the file known durable.
+    synced: u64,
+    /// Batches narrated so far.
+    narrated: u64,
+    /// A sync failed: stopped, nothing more is acknowledged.
+    fatal: bool,
     talk: Talk,
     /// Totals so far.
     pub totals: Totals,
 }
 
 impl Receiver {
-    /// A receiver on an opened store and what was recovered from it.
-    pub fn new(store: Store, recovered: Recovery, talk: Talk) -> Receiver {
-        Receiver {
+    /// A receiver on an opened store and what was recovered from it; `waker` is the
+    /// loop's, for the sync thread to report back.
+    pub fn new(
+        store: Store,
+        recovered: Recovery,
+        talk: Talk,
+        waker: Arc<mio::Waker>,
+    ) -> io::Result<Receiver> {
+        let syncer = store.syncer(waker)?;
+        let synced = store.len();
+        Ok(Receiver {
             store,
             highest: recovered.highest,
             undo: HashMap::new(),
@@ -116,9 +151,16 @@ impl Receiver {
             waiting: Vec::new(),
             commit_timer: None,
             failing: false,
+            queue: VecDeque::new(),
+            syncer,
+            syncing: false,
+            sync_began: Instant::now(),
+            synced,
+            narrated: 0,
+            fatal: false,
             talk,
             totals: Totals::default(),
-        }
+        })
     }
 
     /// Decides what one line is and what it gets (the record, if new, joins the batch).
@@ -211,39 +253,25 @@ impl Receiver {
         }
     }
 
-    /// Writes and syncs the batch, then sends every waiting reply (step 3).
-    pub fn commit(&mut self, ctx: &mut Ctx) {
+    /// The end of a loop turn (step 3): write this turn's batch, queue its replies
+    /// behind the sync that will cover it, and move the pipeline along.
+    fn end_turn(&mut self, ctx: &mut Ctx) {
         self.commit_timer = None;
-        let began = Instant::now();
-        let narrate_now = self.totals.commits + self.totals.failed_commits
-            < self.talk.narrate_commits
-            && self.store.pending() > 0;
-        let result = self.store.commit();
-        let failure = match result {
+        let narrate_now = self.narrated < self.talk.narrate_commits && self.store.pending() > 0;
+        let failure = match self.store.write() {
             Ok(done) => {
-                if done.records > 0 {
-                    self.totals.commits += 1;
-                    self.totals.saved += done.records as u64;
-                    if narrate_now {
-                        narrate(
-                            "receiver",
-                            &format!(
-                                "write(fd, {} record{}, {} bytes)",
-                                done.records,
-                                if done.records == 1 { "" } else { "s" },
-                                done.bytes
-                            ),
-                            "-> in the kernel's page cache (a crash of the machine could still lose it)",
-                        );
-                        narrate(
-                            "receiver",
-                            "fdatasync(fd)",
-                            &format!(
-                                "-> on the disk after {:.2} ms: now it may be acknowledged",
-                                began.elapsed().as_secs_f64() * 1e3
-                            ),
-                        );
-                    }
+                if narrate_now {
+                    self.narrated += 1;
+                    narrate(
+                        "receiver",
+                        &format!(
+                            "write(fd, {} record{}, {} bytes)",
+                            done.records,
+                            if done.records == 1 { "" } else { "s" },
+                            done.bytes
+                        ),
+                        "-> in the kernel's page cache (a crash of the machine could still lose it)",
+                    );
                 }
                 if self.failing && self.talk.connections {
                     say!("  {} writing works again", dim("note"));
@@ -271,16 +299,118 @@ impl Receiver {
                     );
                 }
                 self.failing = true;
-                Some(e)
+                Some(format!("not saved: {e}"))
             }
         };
-        self.send_replies(ctx, failure.as_ref(), narrate_now);
+        self.queue.push_back(Batch {
+            end: self.store.len(),
+            replies: std::mem::take(&mut self.waiting),
+            failure,
+            narrate: narrate_now,
+        });
+        self.advance(ctx);
     }
 
-    /// Sends the waiting replies, one `send` per connection.
-    fn send_replies(&mut self, ctx: &mut Ctx, failure: Option<&io::Error>, narrate_now: bool) {
+    /// Collects a finished sync, sends the replies it made durable, and starts the next
+    /// sync if anything was written since. Called after each write and on each wake-up.
+    fn advance(&mut self, ctx: &mut Ctx) {
+        if self.syncing {
+            if let Some((end, result)) = self.syncer.finished() {
+                self.synced(ctx, end, result);
+            }
+        }
+        self.release(ctx);
+        if !self.syncing && self.store.len() > self.synced {
+            self.syncing = true;
+            self.sync_began = Instant::now();
+            self.syncer.request(self.store.len());
+        }
+    }
+
+    /// A sync returned.
+    fn synced(&mut self, ctx: &mut Ctx, end: u64, result: io::Result<()>) {
+        self.syncing = false;
+        match result {
+            Ok(()) => {
+                self.synced = self.synced.max(end);
+                self.totals.commits += 1;
+                if self.queue.iter().any(|b| b.narrate && b.end <= end) {
+                    narrate(
+                        "receiver",
+                        "fdatasync(fd)",
+                        &format!(
+                            "-> on the disk after {:.2} ms (in a helper thread: the loop kept reading); now it may be acknowledged",
+                            self.sync_began.elapsed().as_secs_f64() * 1e3
+                        ),
+                    );
+                }
+            }
+            Err(e) => {
+                // After a failed fsync the kernel may have dropped the dirty pages and
+                // marked them clean: a retry can "succeed" without the data (PostgreSQL
+                // learned this in 2018). The only safe answer is to stop, unacknowledged.
+                eprintln!(
+                    "{} fdatasync of {} failed: {e}. What was written since the last sync may not be on disk; nothing of it was acknowledged and the receiver stops (retrying a failed fsync is not safe).\n{} check the disk (dmesg), then restart: the file is read back and senders resend",
+                    warn("lab: error:"),
+                    self.store.path().display(),
+                    warn("fix:")
+                );
+                self.fatal = true;
+                self.queue.clear();
+                ctx.stop();
+            }
+        }
+    }
+
+    /// Sends the replies of every batch at the front that is now durable, in order.
+    fn release(&mut self, ctx: &mut Ctx) {
+        while self.queue.front().is_some_and(|b| b.end <= self.synced) {
+            let Some(batch) = self.queue.pop_front() else {
+                break;
+            };
+            self.send_replies(ctx, batch);
+        }
+        // Peers that finished sending get their last replies, then we close.
+        if self.queue.is_empty() && self.waiting.is_empty() {
+            let done: Vec<Token> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.eof)
+                .map(|(t, _)| *t)
+                .collect();
+            for conn in done {
+                ctx.close(conn);
+            }
+        }
+    }
+
+    /// Writes, syncs and answers everything still pending, in this thread (at the end).
+    pub fn finish(&mut self, ctx: &mut Ctx) {
+        if !self.waiting.is_empty() || self.store.pending() > 0 {
+            self.end_turn(ctx);
+        }
+        if self.syncing {
+            if let Some((end, result)) = self.syncer.wait() {
+                self.synced(ctx, end, result);
+            }
+        }
+        if !self.fatal && self.store.len() > self.synced {
+            let end = self.store.len();
+            let r = self.store.sync();
+            self.synced(ctx, end, r);
+        }
+        self.release(ctx);
+    }
+
+    /// True when a sync failed and the receiver stopped.
+    pub fn failed_fatally(&self) -> bool {
+        self.fatal
+    }
+
+    /// Sends one batch's replies, one `send` per connection.
+    fn send_replies(&mut self, ctx: &mut Ctx, batch: Batch) {
         let mut out: Vec<(Token, Vec<u8>)> = Vec::new();
-        for (conn, reply) in self.waiting.drain(..) {
+        for (conn, reply) in batch.replies {
             let at = match out.iter().position(|(c, _)| *c == conn) {
                 Some(i) => i,
                 None => {
@@ -291,13 +421,14 @@ impl Receiver {
             let buf = &mut out[at].1;
             // Written straight into the connection's buffer: no string per ack.
             let _ = match reply {
-                Reply::Saved(seq) => match failure {
-                    None => writeln!(buf, "ok {seq}"),
-                    Some(e) => buf.write_all(
-                        Ack::Error(Some(seq), format!("not saved: {e}"))
-                            .to_line()
-                            .as_bytes(),
-                    ),
+                Reply::Saved(seq) => match &batch.failure {
+                    None => {
+                        self.totals.saved += 1;
+                        writeln!(buf, "ok {seq}")
+                    }
+                    Some(why) => {
+                        buf.write_all(Ack::Error(Some(seq), why.clone()).to_line().as_bytes())
+                    }
                 },
                 Reply::Again(seq) => {
                     self.totals.duplicates += 1;
@@ -310,7 +441,7 @@ impl Receiver {
             };
         }
         for (conn, bytes) in out {
-            if narrate_now {
+            if batch.narrate {
                 narrate(
                     "receiver",
                     &format!("send(\"{}\")", escape_bytes(&bytes, 40)),
@@ -333,16 +464,6 @@ impl Receiver {
                     ctx.abort(conn);
                 }
             }
-        }
-        // Peers that finished sending get their last replies, then we close.
-        let done: Vec<Token> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.eof)
-            .map(|(t, _)| *t)
-            .collect();
-        for conn in done {
-            ctx.close(conn);
         }
     }
 }
@@ -388,7 +509,7 @@ impl Handler for Receiver {
     // The sender is done: answer what it sent, then close (after the commit).
     fn on_eof(&mut self, ctx: &mut Ctx, conn: Token) {
         self.take_bytes(ctx, conn, &[], true);
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() && self.queue.is_empty() {
             ctx.close(conn);
         }
     }
@@ -405,16 +526,21 @@ impl Handler for Receiver {
         }
     }
 
-    // The end of the loop turn: commit.
+    // The end of the loop turn: write the batch.
     fn on_timer(&mut self, ctx: &mut Ctx, timer: TimerId) {
         if self.commit_timer == Some(timer) {
-            self.commit(ctx);
+            self.end_turn(ctx);
         }
+    }
+
+    // The sync thread finished: acknowledge what it made durable.
+    fn on_wake(&mut self, ctx: &mut Ctx) {
+        self.advance(ctx);
     }
 
     // Ctrl-C or SIGTERM: save and acknowledge what arrived, then stop.
     fn on_signal(&mut self, ctx: &mut Ctx, _signal: i32) {
-        self.commit(ctx);
+        self.finish(ctx);
         ctx.stop();
     }
 }

@@ -14,12 +14,18 @@
 //! - A write can stop part-way: the disk fills up, the file-size limit is reached, or
 //!   the process dies in the middle. What is left is a *torn* record, a line without its
 //!   newline. On failure the store cuts the file back to its last good length
-//!   ([`Store::commit`]); after a crash, [`Store::open`] cuts the torn line.
+//!   ([`Store::write`]); after a crash, [`Store::open`] cuts the torn line.
+//!
+//! The fsync runs in a helper thread ([`Syncer`]): while the disk works on one batch,
+//! the event loop keeps reading and writing the next, and the next fsync covers all of
+//! it. Without that, the loop would stop reading for every fsync and a sender could only
+//! get one socket buffer's worth of records (~128 KiB) into each.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
 
 use serde_json::Value;
 
@@ -51,9 +57,9 @@ pub struct Store {
     file: File,
     /// Where it is, for messages.
     path: PathBuf,
-    /// Length of the file up to the last durable record: where a failed batch is cut
-    /// back to.
-    durable: u64,
+    /// Length of the file up to the last whole batch written: where a failed write is
+    /// cut back to. Durable only once a sync up to it has returned.
+    written: u64,
     /// Lines appended since the last commit, not yet written.
     batch: Vec<u8>,
     /// Records in `batch`.
@@ -117,7 +123,7 @@ impl Store {
             Store {
                 file,
                 path: path.to_path_buf(),
-                durable: rec.bytes,
+                written: rec.bytes,
                 batch: Vec::new(),
                 batch_records: 0,
             },
@@ -130,14 +136,14 @@ impl Store {
         &self.path
     }
 
-    /// Bytes durable in the file.
+    /// Bytes written to the file (whole records; durable once synced).
     pub fn len(&self) -> u64 {
-        self.durable
+        self.written
     }
 
-    /// True when the file holds nothing durable.
+    /// True when nothing is written.
     pub fn is_empty(&self) -> bool {
-        self.durable == 0
+        self.written == 0
     }
 
     /// Records appended and not yet committed.
@@ -160,11 +166,11 @@ impl Store {
         self.batch_records += 1;
     }
 
-    /// Writes the batch and makes it durable: one `write` (the kernel's page cache), one
-    /// `fdatasync` (the disk). On any error the file is cut back to its last durable
-    /// length, so no torn record stays behind, and the batch is dropped: none of its
-    /// records may be acknowledged.
-    pub fn commit(&mut self) -> io::Result<Commit> {
+    /// Writes the batch into the kernel's page cache with one `write`. On failure (disk
+    /// full, file-size limit) the file is cut back to the last whole batch, so no torn
+    /// record stays behind, and the batch is dropped: none of its records may be
+    /// acknowledged. Durable only after a sync ([`Store::commit`], or a [`Syncer`]).
+    pub fn write(&mut self) -> io::Result<Commit> {
         let done = Commit {
             records: self.batch_records,
             bytes: self.batch.len(),
@@ -172,24 +178,85 @@ impl Store {
         if self.batch.is_empty() {
             return Ok(done);
         }
-        let result = (&self.file)
-            .write_all(&self.batch)
-            .and_then(|()| self.file.sync_data());
+        let result = (&self.file).write_all(&self.batch);
         self.batch.clear();
         self.batch_records = 0;
         match result {
             Ok(()) => {
-                self.durable += done.bytes as u64;
+                self.written += done.bytes as u64;
                 Ok(done)
             }
             Err(e) => {
                 // Part of the batch may be in the file: cut it off. If even that fails
                 // the torn tail is cut at the next start (see `open`).
-                let _ = self.file.set_len(self.durable);
+                let _ = self.file.set_len(self.written);
                 let _ = (&self.file).seek(SeekFrom::End(0));
                 Err(e)
             }
         }
+    }
+
+    /// Writes the batch and makes it durable, in this thread: `write` then `fdatasync`.
+    pub fn commit(&mut self) -> io::Result<Commit> {
+        let done = self.write()?;
+        self.file.sync_data()?;
+        Ok(done)
+    }
+
+    /// fdatasync in this thread (at shutdown).
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// A [`Syncer`] on this file: fdatasync in a thread of its own.
+    pub fn syncer(&self, waker: Arc<mio::Waker>) -> io::Result<Syncer> {
+        Syncer::start(self.file.try_clone()?, waker)
+    }
+}
+
+/// fdatasync in a helper thread, so the event loop keeps reading and writing while the
+/// disk works: the next batch gathers during this one's sync (pipelined group commit).
+/// One sync at a time; each covers everything written before it started.
+#[derive(Debug)]
+pub struct Syncer {
+    /// Requests: sync the file, which is at least this long.
+    ask: mpsc::Sender<u64>,
+    /// Results: the length now durable, or the error.
+    done: mpsc::Receiver<(u64, io::Result<()>)>,
+}
+
+impl Syncer {
+    fn start(file: File, waker: Arc<mio::Waker>) -> io::Result<Syncer> {
+        let (ask, asked) = mpsc::channel::<u64>();
+        let (tell, done) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("fdatasync".into())
+            .spawn(move || {
+                // Ends when the receiver drops its Syncer (the channel closes).
+                while let Ok(end) = asked.recv() {
+                    let r = file.sync_data();
+                    if tell.send((end, r)).is_err() {
+                        return;
+                    }
+                    let _ = waker.wake();
+                }
+            })?;
+        Ok(Syncer { ask, done })
+    }
+
+    /// Starts a sync covering the first `end` bytes.
+    pub fn request(&self, end: u64) {
+        let _ = self.ask.send(end);
+    }
+
+    /// The result of the sync in flight, if it has finished (never blocks).
+    pub fn finished(&self) -> Option<(u64, io::Result<()>)> {
+        self.done.try_recv().ok()
+    }
+
+    /// Waits for the sync in flight (at shutdown).
+    pub fn wait(&self) -> Option<(u64, io::Result<()>)> {
+        self.done.recv().ok()
     }
 }
 
