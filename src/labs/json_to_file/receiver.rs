@@ -10,10 +10,12 @@
 //!    `ok SEQ` again and is not written. Any other record is added to the store's batch.
 //!    Replies are *not* sent yet: they wait, in order, for the commit.
 //! 3. **The loop turn ends** (a zero-delay timer fires after every event of this turn):
-//!    [`Store::commit`] writes the whole batch and calls fdatasync once, then every
-//!    waiting reply goes out. One fsync covers every record that arrived during the
-//!    turn, from every connection: group commit. The busier the receiver, the more
-//!    records share each fsync.
+//!    [`Store::write`] puts the whole batch in the file with one `write`, and its replies
+//!    queue behind the next fdatasync, which runs in a helper thread ([`Syncer`]) while
+//!    the loop goes on reading. When it returns, every batch it covers gets its replies.
+//!    One fsync covers every record written meanwhile, from every connection: group
+//!    commit. The busier the receiver, the more records share each fsync. Replies stay
+//!    in arrival order, so `ok 7` means 1 to 7 are on disk.
 //! 4. **A write fails** (disk full, file-size limit): the store cuts the file back, the
 //!    batch's records get `error SEQ not saved: ...` instead of `ok`, and their seqs are
 //!    forgotten, so the sender's resend is saved later.
