@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RECORDS=${RECORDS:-200000}
+RECORDS=${RECORDS:-400000}
 ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-17406}
 DIR=${DIR:-target/bench-json}

@@ -104,9 +104,9 @@ pub struct Receiver {
     store: Store,
     /// Highest seq saved (or in the batch) per sender.
     highest: HashMap<String, u64>,
-    /// How to undo this batch's changes to `highest` if the commit fails: each sender
-    /// touched by the batch, and its highest before the batch.
-    undo: HashMap<String, Option<u64>>,
+    /// How to undo this batch's changes to `highest` if the commit fails: senders
+    /// touched by the batch, each with its highest before the batch, oldest first.
+    undo: Vec<(String, Option<u64>)>,
     /// Open connections. Removed in `on_closed`.
     clients: HashMap<Token, Client>,
     /// Replies in arrival order, sent after the next commit.
@@ -148,7 +148,7 @@ impl Receiver {
         Ok(Receiver {
             store,
             highest: recovered.highest,
-            undo: HashMap::new(),
+            undo: Vec::new(),
             clients: HashMap::new(),
             waiting: Vec::new(),
             commit_timer: None,
@@ -173,16 +173,20 @@ impl Receiver {
         };
         if let Some(r) = jsonl::ready(bytes) {
             // The fast path: already a compact record with sender and seq; it goes to
-            // the file byte for byte, and nothing is allocated unless the sender is new.
-            let prev = self.highest.get(r.sender).copied();
-            if prev.is_some_and(|h| r.seq <= h) {
-                return Reply::Again(r.seq);
-            }
-            if prev.is_none() && self.highest.len() >= MAX_SENDERS {
-                return too_many(r.seq);
-            }
+            // the file byte for byte, with one hash lookup and no allocation unless
+            // the sender is new.
+            let senders = self.highest.len();
+            let prev = match self.highest.get_mut(r.sender) {
+                Some(h) if r.seq <= *h => return Reply::Again(r.seq),
+                Some(h) => Some(std::mem::replace(h, r.seq)),
+                None if senders >= MAX_SENDERS => return too_many(r.seq),
+                None => {
+                    self.highest.insert(r.sender.to_string(), r.seq);
+                    None
+                }
+            };
             self.store.append_line(bytes);
-            self.note(r.sender, prev, r.seq);
+            self.remember_undo(r.sender, prev);
             return Reply::Saved(r.seq);
         }
         let mut rec = match jsonl::parse(bytes) {
@@ -212,17 +216,25 @@ impl Receiver {
         Reply::Saved(seq)
     }
 
-    /// Records `seq` as `sender`'s highest, remembering (once per batch) what to restore
-    /// if the batch's commit fails.
+    /// Records `seq` as `sender`'s highest, remembering what to restore if the batch's
+    /// commit fails.
     fn note(&mut self, sender: &str, prev: Option<u64>, seq: u64) {
-        if !self.undo.contains_key(sender) {
-            self.undo.insert(sender.to_string(), prev);
-        }
         match self.highest.get_mut(sender) {
             Some(h) => *h = seq,
             None => {
                 self.highest.insert(sender.to_string(), seq);
             }
+        }
+        self.remember_undo(sender, prev);
+    }
+
+    /// Notes `sender`'s highest before this batch. A batch usually holds few senders, so
+    /// a look at the last entries skips almost every repeat; a repeat that slips through
+    /// is harmless, since the undo log is replayed newest first and the oldest entry of
+    /// each sender is applied last.
+    fn remember_undo(&mut self, sender: &str, prev: Option<u64>) {
+        if !self.undo.iter().rev().take(8).any(|(s, _)| s == sender) {
+            self.undo.push((sender.to_string(), prev));
         }
     }
 
@@ -284,8 +296,8 @@ impl Receiver {
             }
             Err(e) => {
                 self.totals.failed_commits += 1;
-                // Forget the batch's seqs, so the resends are saved later.
-                for (sender, prev) in self.undo.drain() {
+                // Forget the batch's seqs, newest first, so the resends are saved later.
+                for (sender, prev) in self.undo.drain(..).rev() {
                     match prev {
                         Some(h) => self.highest.insert(sender, h),
                         None => self.highest.remove(&sender),
