@@ -706,7 +706,15 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
         .iter()
         .map(|l| l["lab"].as_str().unwrap())
         .collect();
-    assert_eq!(labs, ["01-tcp-echo", "02-udp-echo", "03-udp-loss"]);
+    assert_eq!(
+        labs,
+        [
+            "01-tcp-echo",
+            "02-udp-echo",
+            "03-udp-loss",
+            "06-json-to-file"
+        ]
+    );
     for l in v.as_array().unwrap() {
         assert_eq!(l["score"], l["max_score"], "{l}");
         assert_eq!(l["seed"].to_string(), seed);

@@ -73,6 +73,9 @@ struct Client {
     anon: String,
     /// The peer sent EOF: close once its replies are out.
     eof: bool,
+    /// Replies owed to this peer that wait for a commit: it is closed after EOF only
+    /// when this is 0, however busy other connections keep the receiver.
+    owed: usize,
 }
 
 /// A reply waiting for the commit.
@@ -245,6 +248,7 @@ impl Receiver {
         };
         // The client is out of the map for the moment, so its decoder and `self` can
         // both be borrowed: each line is handled straight from the received bytes.
+        let before = self.waiting.len();
         let anon = &client.anon;
         client.lines.push(data, |line| {
             let reply = self.take_line(anon, line);
@@ -258,6 +262,7 @@ impl Receiver {
             }
             client.eof = true;
         }
+        client.owed += self.waiting.len() - before;
         self.clients.insert(conn, client);
         if !self.waiting.is_empty() && self.commit_timer.is_none() {
             // Zero delay: it fires at the end of this loop turn, after every connection
@@ -384,18 +389,6 @@ impl Receiver {
             };
             self.send_replies(ctx, batch);
         }
-        // Peers that finished sending get their last replies, then we close.
-        if self.queue.is_empty() && self.waiting.is_empty() {
-            let done: Vec<Token> = self
-                .clients
-                .iter()
-                .filter(|(_, c)| c.eof)
-                .map(|(t, _)| *t)
-                .collect();
-            for conn in done {
-                ctx.close(conn);
-            }
-        }
     }
 
     /// Writes, syncs and answers everything still pending, in this thread (at the end).
@@ -423,15 +416,17 @@ impl Receiver {
 
     /// Sends one batch's replies, one `send` per connection.
     fn send_replies(&mut self, ctx: &mut Ctx, batch: Batch) {
-        let mut out: Vec<(Token, Vec<u8>)> = Vec::new();
+        // Per connection: the reply bytes and how many replies they hold.
+        let mut out: Vec<(Token, Vec<u8>, usize)> = Vec::new();
         for (conn, reply) in batch.replies {
-            let at = match out.iter().position(|(c, _)| *c == conn) {
+            let at = match out.iter().position(|(c, _, _)| *c == conn) {
                 Some(i) => i,
                 None => {
-                    out.push((conn, Vec::new()));
+                    out.push((conn, Vec::new(), 0));
                     out.len() - 1
                 }
             };
+            out[at].2 += 1;
             let buf = &mut out[at].1;
             // Written straight into the connection's buffer: no string per ack.
             let _ = match reply {
@@ -454,7 +449,7 @@ impl Receiver {
                 }
             };
         }
-        for (conn, bytes) in out {
+        for (conn, bytes, n) in out {
             if batch.narrate {
                 narrate(
                     "receiver",
@@ -476,6 +471,13 @@ impl Receiver {
                         }
                     }
                     ctx.abort(conn);
+                }
+            }
+            // A peer that finished sending gets its last replies, then we close.
+            if let Some(c) = self.clients.get_mut(&conn) {
+                c.owed = c.owed.saturating_sub(n);
+                if c.eof && c.owed == 0 {
+                    ctx.close(conn);
                 }
             }
         }
@@ -505,6 +507,7 @@ impl Handler for Receiver {
                 lines: LineDecoder::new(MAX_RECORD),
                 anon: format!("anon-{peer}"),
                 eof: false,
+                owed: 0,
             },
         );
     }
@@ -523,7 +526,7 @@ impl Handler for Receiver {
     // The sender is done: answer what it sent, then close (after the commit).
     fn on_eof(&mut self, ctx: &mut Ctx, conn: Token) {
         self.take_bytes(ctx, conn, &[], true);
-        if self.waiting.is_empty() && self.queue.is_empty() {
+        if self.clients.get(&conn).is_some_and(|c| c.owed == 0) {
             ctx.close(conn);
         }
     }
