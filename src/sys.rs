@@ -180,6 +180,17 @@ pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Ignores SIGXFSZ, so writing past the file-size limit (RLIMIT_FSIZE, `ulimit -f`)
+/// makes `write` fail with `EFBIG` instead of killing the process: lab 06's receiver
+/// then rolls its file back and reports a full disk like any other write error.
+pub fn ignore_sigxfsz() -> io::Result<()> {
+    // SAFETY: installs SIG_IGN, a constant disposition; no handler code runs.
+    if unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // Sandboxing the programs the grader runs (src/grade/sandbox.rs). Everything that runs
 // between fork and exec (`pre_exec`) must be async-signal-safe: plain system calls on

@@ -204,6 +204,20 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "vanished_receiver",
             ][..],
         ),
+        (
+            "06-json-to-file",
+            &[
+                "one_record",
+                "many_in_one_write",
+                "byte_at_a_time",
+                "split_and_merged",
+                "invalid_lines",
+                "resend",
+                "kill_restart",
+                "two_senders",
+                "unicode_nested",
+            ][..],
+        ),
     ] {
         for c in checks {
             let has = targets.iter().any(|(l, t)| l == lab && t == c);
@@ -743,7 +757,8 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
             "02-udp-echo",
             "03-udp-loss",
             "04-raw-icmp",
-            "05-chat"
+            "05-chat",
+            "06-json-to-file"
         ]
     );
     for l in v.as_array().unwrap() {

@@ -141,6 +141,9 @@ pub struct Harness {
     /// True when the check runs in the grader's own user + network namespaces, where it
     /// may change network sysctls and holds CAP_NET_RAW (04's checks need both).
     pub isolated: bool,
+    /// A folder of this check's own for files the program writes (`{out}`), made on
+    /// first use and removed when the check ends.
+    scratch: Option<std::path::PathBuf>,
 }
 
 impl Harness {
@@ -155,6 +158,7 @@ impl Harness {
             programs: Vec::new(),
             cgroup_used: false,
             isolated: false,
+            scratch: None,
         }
     }
 
@@ -181,6 +185,37 @@ impl Harness {
         Ok(self.programs.len() - 1)
     }
 
+    /// The file the contract's `{out}` argument names: `received.jsonl` in a folder of
+    /// this check's own, the same across restarts within the check.
+    pub fn out_path(&mut self) -> std::path::PathBuf {
+        let port = self.port;
+        let dir = self.scratch.get_or_insert_with(|| {
+            // Unique on this machine even across parallel gradings, where each namespace
+            // has the same pid (1), port and seed: `create_dir` fails on a name taken,
+            // and the clock moves on.
+            let base = std::env::temp_dir();
+            for attempt in 0u32.. {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
+                let d = base.join(format!("lab-check-{port}-{nanos:x}-{attempt}"));
+                match std::fs::create_dir(&d) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 1000 => {}
+                    // Any other failure shows up when the program cannot create its file.
+                    _ => return d,
+                }
+            }
+            unreachable!("the loop returns")
+        });
+        dir.join("received.jsonl")
+    }
+
+    /// Kills program `idx` with SIGKILL at once (a crash: no clean-up runs) and reaps it.
+    pub fn kill(&mut self, idx: usize) -> String {
+        describe_status(self.programs[idx].kill().status)
+    }
+
     /// The address the program should serve.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
@@ -200,15 +235,22 @@ impl Harness {
     /// waits until it listens (TCP) or has bound the port (UDP), while checking it is
     /// still alive: never a fixed sleep.
     pub fn start_with(&mut self, tweak: impl FnOnce(&mut ProcessLimits)) -> Outcome<usize> {
-        let argv = self.target.command(self.port);
+        let mut argv = self.target.command(self.port);
+        if argv.iter().any(|a| a.contains("{out}")) {
+            let out = self.out_path().display().to_string();
+            for a in &mut argv {
+                *a = a.replace("{out}", &out);
+            }
+        }
         let mut spawn = Spawn::new(argv.clone());
         spawn.dir = self.target.dir.clone();
         spawn.env = self.target.env.clone();
         tweak(&mut spawn.limits);
-        self.step(format!(
-            "start `{}`",
-            self.target.shown(self.port).join(" ")
-        ));
+        let mut shown = self.target.shown(self.port).join(" ");
+        if let Some(dir) = &self.scratch {
+            shown = shown.replace("{out}", &dir.join("received.jsonl").display().to_string());
+        }
+        self.step(format!("start `{shown}`"));
         let mut p = Program::start(&spawn)
             .map_err(|e| Unmet::error(format!("cannot start `{}`: {e}", argv[0])))?;
         self.cgroup_used |= p.in_cgroup();
@@ -520,6 +562,9 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         self.finish();
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

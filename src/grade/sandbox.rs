@@ -401,6 +401,28 @@ impl Program {
         ended.unwrap_or_else(|| unreachable!("set above"))
     }
 
+    /// Kills the whole group with SIGKILL at once (no SIGTERM first: a crash, as lab
+    /// 06's checks need) and reaps the leader. Idempotent.
+    pub fn kill(&mut self) -> Ended {
+        let _ = sys::kill_group(self.pid, libc::SIGKILL);
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
+        if self.ended.is_none() {
+            let status = self
+                .child
+                .wait()
+                .unwrap_or_else(|_| ExitStatus::from_raw(libc::SIGKILL));
+            self.ended = Some(Ended {
+                status,
+                ignored_sigterm: false,
+            });
+        }
+        self.ended
+            .clone()
+            .unwrap_or_else(|| unreachable!("set above"))
+    }
+
     /// The captured output (stderr first, then stdout), as lossy text, with a note
     /// when it was cut.
     pub fn output_tail(&self) -> String {

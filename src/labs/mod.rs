@@ -12,6 +12,7 @@
 //! [`LABS`]; CONTRIBUTING.md has the whole checklist.
 
 pub mod chat;
+pub mod json_to_file;
 pub mod latency;
 pub mod raw_icmp;
 pub mod serial_stream;
@@ -84,7 +85,7 @@ pub const LABS: &[LabDef] = &[
     lab!("03-udp-loss", demo: udp_loss::run, checks: udp_loss::checks::SUITE, bin: "udp-loss"),
     lab!("04-raw-icmp", demo: raw_icmp::run, checks: raw_icmp::checks::SUITE, bin: "raw-icmp"),
     lab!("05-chat", demo: chat::run, checks: chat::checks::SUITE, bin: "chat"),
-    lab!("06-json-to-file"),
+    lab!("06-json-to-file", demo: json_to_file::run, checks: json_to_file::checks::SUITE, bin: "json-to-file"),
     lab!("07-serial-stream", demo: serial_stream::run),
     lab!("08-latency", demo: latency::run),
 ];

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod hello;
 pub mod icmp;
 pub mod ipv4;
+pub mod jsonl;
 pub mod lines;
 pub mod probe;
 pub mod sockperf;
