@@ -283,7 +283,9 @@ fn show(lab: &Lab, raw: bool) -> Result<()> {
 
 /// `lab run ID ...`.
 fn run(lab: &Lab, args: &[String]) -> Result<()> {
-    let Some(demo) = labs::find(&lab.id) else {
+    // Planned in its lab.toml (a course may hide a lab with --labs), or not built.
+    let demo = labs::find(&lab.id).filter(|_| lab.status == Status::Ready);
+    let Some(demo) = demo else {
         return Err(LabError::usage(format!("{} is not built yet: its demo is planned", lab.id))
             .fix(format!("read what it will teach with `lab show {}`; `lab list` shows the labs you can run", lab.id))
             .into());

@@ -93,7 +93,22 @@ fn an_unknown_id_exits_2_and_lists_the_valid_ones() {
 
 #[test]
 fn running_a_planned_lab_says_so_with_exit_2() {
-    let o = run(&["run", "06"]);
+    // Every lab is built; a course can still mark one planned in its own lab.toml.
+    let dir = tempfile::tempdir().unwrap();
+    let toml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/labs/06-json-to-file/lab.toml"
+    ))
+    .unwrap()
+    .replace("status = \"ready\"", "status = \"planned\"");
+    std::fs::create_dir_all(dir.path().join("06-json-to-file")).unwrap();
+    std::fs::write(dir.path().join("06-json-to-file/lab.toml"), toml).unwrap();
+    let o = lab()
+        .arg("--labs")
+        .arg(dir.path())
+        .args(["run", "06"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains("not built yet"), "{e}");

@@ -9,15 +9,16 @@
 //! - [`ns`]: re-runs a grading job inside fresh PID + network namespaces when the
 //!   machine allows, so two gradings can use the same port and nothing outlives them;
 //! - [`harness`]: what a check sees (start, probe readiness, clients, transcript);
-//! - [`checks`]: the checks, one file per lab;
+//! - [`checks`]: `Check` and `Suite`, which each lab's `checks.rs` fills in;
 //! - [`embedded`]: exercises and solutions compiled into the binary;
 //! - commands, one file per audience: [`build`] finds and builds the program (shared);
 //!   [`student`] `lab init/check/reset/solution`; [`watch`] `lab watch`; [`instructor`]
 //!   `lab grade`, `lab classroom init`; [`dev_check`] `lab dev check` (authors).
 //!
 //! Adding a lab's exercise: its `[exercise]` in `labs/<id>/lab.toml`, starters and
-//! solutions under `exercises/` and `solutions/` (one line each in `embedded.rs`), and a
-//! checks module (one line in `checks::SUITES`).
+//! solutions under `exercises/` and `solutions/` named after the id, its
+//! `src/labs/<name>/checks.rs`, and the lab's registry line naming them
+//! ([`crate::labs::LABS`]).
 
 pub mod build;
 pub mod checks;
