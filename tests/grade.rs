@@ -75,6 +75,47 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{s}"))
 }
 
+/// Checks a JUnit document as CI dashboards read it: Jenkins' xUnit plugin validates
+/// against its junit-10.xsd (tests/schemas/) and drops a file that fails; `junitparser`
+/// (PyPI) must read it. Returns one line per test case, `suite name result`, from
+/// junitparser, or None when a tool is missing outside CI.
+fn read_junit(xml: &[u8], dir: &Path) -> Option<Vec<String>> {
+    let file = dir.join("junit.xml");
+    std::fs::write(&file, xml).unwrap();
+    if !common::have("xmllint") {
+        common::skip("xmllint missing (apt-get install libxml2-utils)");
+        return None;
+    }
+    let o = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(repo().join("tests/schemas/junit-10.xsd"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "junit-10.xsd rejects lab's JUnit:\n{}\n{}",
+        text(&o),
+        String::from_utf8_lossy(xml)
+    );
+    let py = Command::new("python3")
+        .args(["-c", "import sys\nfrom junitparser import JUnitXml\nx = JUnitXml.fromfile(sys.argv[1])\nfor s in x:\n    for c in s:\n        print(s.name, c.name, ','.join(type(r).__name__ for r in c.result) or 'pass')"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    if String::from_utf8_lossy(&py.stderr).contains("No module named 'junitparser'") {
+        common::skip("junitparser missing (pip install junitparser)");
+        return None;
+    }
+    assert!(py.status.success(), "junitparser: {}", text(&py));
+    Some(
+        String::from_utf8_lossy(&py.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 #[test]
 fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-exercises");
@@ -393,6 +434,13 @@ fn every_output_format_is_valid() {
         "{}",
         text(&py)
     );
+    if let Some(cases) = read_junit(&o.stdout, tmp.path()) {
+        assert_eq!(cases.len(), 8, "{cases:?}");
+        assert!(
+            cases.contains(&"02-udp-echo size_1472 Failure".to_string()),
+            "{cases:?}"
+        );
+    }
 
     // gh-classroom: ::notice lines, result= base64 of the documented JSON, also written
     // to $GITHUB_OUTPUT.
@@ -440,6 +488,33 @@ fn every_output_format_is_valid() {
     }
     let sum: f64 = tests.iter().map(|t| t["score"].as_f64().unwrap()).sum();
     assert_eq!(sum, 5.0, "scores sum to the points reported");
+    // Under the workflow (GitHub Actions, a step-output file), the reporter prints the
+    // notices: lab prints them only outside it, and still hands over `result`.
+    let gh_out = tmp.path().join("github_output_actions");
+    let mut c = lab();
+    c.args([
+        "grade",
+        "02",
+        "--format",
+        "gh-classroom",
+        "--seed",
+        &seed,
+        "--cmd",
+    ])
+    .arg(format!(
+        "python3 {}",
+        repo().join("tests/mutants/udp_buffer_1024.py").display()
+    ))
+    .env("GITHUB_ACTIONS", "true")
+    .env("GITHUB_OUTPUT", &gh_out);
+    let o = c.output().unwrap();
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(!t.contains("::notice"), "the reporter prints these: {t}");
+    assert!(t.contains("::error title=02-udp-echo size_1472::"), "{t}");
+    let file = std::fs::read_to_string(&gh_out).unwrap();
+    let printed = t.lines().find(|l| l.starts_with("result=")).unwrap_or("");
+    assert!(printed.len() > 100, "{t}");
+    assert_eq!(file.trim(), printed, "the reporter gets the result");
 
     // gradescope: exits 0 whatever the grade; documented fields.
     let o = grade_02("gradescope", &seed, None);
@@ -536,10 +611,113 @@ fn exercism_reports_a_build_failure_as_an_error() {
     assert!(
         v["message"]
             .as_str()
-            .unwrap()
-            .contains("cargo build --bin udp-echo failed"),
+            .is_some_and(|m| m.contains("cargo build --bin udp-echo failed")),
         "{v}"
     );
+    // JUnit: a failed build is an error case, not a green suite of zero tests.
+    let o = lab()
+        .args([
+            "grade", "02", "--lang", "rust", "--format", "junit", "--dir",
+        ])
+        .arg(tmp.path())
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-broken"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    if let Some(cases) = read_junit(&o.stdout, tmp.path()) {
+        assert_eq!(cases, ["02-udp-echo build Error"]);
+    }
+}
+
+/// Writes a Python program to `dir` and returns the `--cmd` that runs it.
+fn python_program(dir: &Path, name: &str, code: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, code).unwrap();
+    format!("python3 {}", path.display())
+}
+
+fn grade_cmd(format: &str, cmd: &str) -> Output {
+    lab()
+        .args([
+            "grade", "02", "--format", format, "--seed", "4242", "--cmd", cmd,
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_program_that_crashes_at_start_is_an_error_in_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cmd = python_program(
+        tmp.path(),
+        "crash.py",
+        "import sys\nprint('starting up', file=sys.stderr, flush=True)\n1 / 0\n",
+    );
+    // Exercism: nothing could be judged, so a top-level error saying why, traceback
+    // included (the spec's own example is a syntax error), never `fail` + null.
+    let o = grade_cmd("exercism", &cmd);
+    assert!(o.status.success(), "exercism runners exit 0: {}", text(&o));
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(v["status"], "error", "{v}");
+    let message = v["message"].as_str().unwrap_or_default();
+    assert!(message.contains("ZeroDivisionError"), "{v}");
+    // Gradescope: `starts` fails, the rest are "not run": no empty headings for them.
+    let o = grade_cmd("gradescope", &cmd);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    let tests = v["tests"].as_array().unwrap();
+    assert!(tests.len() > 2, "{v}");
+    assert!(tests[0]["output"]
+        .as_str()
+        .unwrap()
+        .contains("ZeroDivisionError"));
+    for t in &tests[1..] {
+        let out = t["output"].as_str().unwrap();
+        assert!(out.starts_with("not run:"), "{t}");
+        assert!(
+            !out.contains("what the grader did") && !out.contains("hint:"),
+            "a check that never ran has nothing to show: {t}"
+        );
+    }
+    // JUnit: errors, valid for Jenkins and junitparser.
+    let o = grade_cmd("junit", &cmd);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    if let Some(cases) = read_junit(&o.stdout, tmp.path()) {
+        assert_eq!(cases.len(), tests.len());
+        assert!(cases.iter().all(|c| c.ends_with(" Error")), "{cases:?}");
+    }
+}
+
+#[test]
+fn exercism_attaches_each_tests_output_cut_at_500_characters() {
+    // A correct echo server that prints a long debug banner: every check passes, and
+    // each test carries what the program printed, cut to 500 characters and saying so.
+    let tmp = tempfile::tempdir().unwrap();
+    let solution = repo().join("solutions/python/02-udp-echo.py");
+    let cmd = python_program(
+        tmp.path(),
+        "chatty.py",
+        &format!(
+            "import runpy, sys\nprint('debug ' * 200, file=sys.stderr, flush=True)\nrunpy.run_path({:?}, run_name='__main__')\n",
+            solution.display().to_string()
+        ),
+    );
+    let o = grade_cmd("exercism", &cmd);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(v["status"], "pass", "{v}");
+    for t in v["tests"].as_array().unwrap() {
+        assert_eq!(t["status"], "pass", "{t}");
+        let out = t["output"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no output: {t}"));
+        assert_eq!(out.chars().count(), 500, "{t}");
+        assert!(out.contains("debug debug"), "{t}");
+        assert!(out.ends_with("[output truncated at 500 characters]"), "{t}");
+    }
 }
 
 #[test]
@@ -719,13 +897,88 @@ fn classroom_init_writes_a_workflow_that_runs_the_grader() {
     assert!(wf.contains("lab grade --all --format gh-classroom"));
     assert!(wf.contains("LAB_RESULTS: \"${{ steps.lab.outputs.result }}\""));
     assert!(wf.contains("https://example.invalid/lab"));
+    assert!(!wf.contains("OWNER"), "{wf}");
+    assert!(
+        text(&o).contains("cargo install --locked --git https://example.invalid/lab lab"),
+        "says what was written: {}",
+        text(&o)
+    );
     // A second run refuses to overwrite.
     let o = lab()
         .args(["classroom", "init"])
         .arg(tmp.path())
+        .args(["--git", "https://example.invalid/lab"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn classroom_init_without_git_uses_the_lab_checkouts_remote_or_refuses() {
+    if !common::have("git") {
+        common::skip("git missing");
+        return;
+    }
+    let git = |dir: &Path, args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", text(&o));
+    };
+    let init = |cwd: &Path, out: &Path| {
+        lab()
+            .args(["classroom", "init"])
+            .arg(out)
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("assignment");
+    // Not a git checkout: refused, naming --git, nothing written.
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let o = init(&plain, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--git"), "{}", text(&o));
+    assert!(!out.join(".github").exists());
+    // A checkout of lab with an ssh GitHub remote: its https URL.
+    let checkout = tmp.path().join("lab");
+    std::fs::create_dir(&checkout).unwrap();
+    std::fs::write(
+        checkout.join("Cargo.toml"),
+        "[package]\nname = \"lab\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    git(&checkout, &["init", "-q"]);
+    git(
+        &checkout,
+        &["remote", "add", "origin", "git@github.com:ada/lab.git"],
+    );
+    let o = init(&checkout, &out);
+    assert!(o.status.success(), "{}", text(&o));
+    let wf = std::fs::read_to_string(out.join(".github/workflows/classroom.yml")).unwrap();
+    assert!(
+        wf.contains("cargo install --locked --git https://github.com/ada/lab lab"),
+        "{wf}"
+    );
+    assert!(
+        text(&o).contains("https://github.com/ada/lab") && text(&o).contains("origin"),
+        "{}",
+        text(&o)
+    );
+    // Some other project's checkout (the assignment itself): refused.
+    std::fs::write(
+        checkout.join("Cargo.toml"),
+        "[package]\nname = \"assignment\"\n",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(out.join(".github")).unwrap();
+    let o = init(&checkout, &out);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not a checkout of lab"), "{}", text(&o));
 }
 
 #[test]

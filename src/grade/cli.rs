@@ -87,9 +87,11 @@ pub enum ClassroomCommand {
         /// The assignment repository's root.
         #[arg(default_value = ".")]
         dir: PathBuf,
-        /// Where CI installs `lab` from (`cargo install --git URL lab`).
-        #[arg(long, default_value = "https://github.com/OWNER/lab")]
-        git: String,
+        /// Where CI installs `lab` from (`cargo install --git URL lab`). Default: the
+        /// GitHub repository of the current folder's `origin` remote, when the current
+        /// folder is a checkout of lab.
+        #[arg(long, value_name = "URL")]
+        git: Option<String>,
     },
 }
 
@@ -132,7 +134,7 @@ pub fn run(catalog: &Catalog, cmd: Commands) -> Result<()> {
         Commands::Grade(args) => instructor::grade(catalog, &args),
         Commands::Classroom {
             command: ClassroomCommand::Init { dir, git },
-        } => instructor::classroom_init(&dir, &git),
+        } => instructor::classroom_init(&dir, git.as_deref()),
         Commands::Dev {
             command: DevCommand::Check { root, target_dir },
         } => dev_check::dev_check(catalog, &root, target_dir.as_deref()),

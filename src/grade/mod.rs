@@ -189,6 +189,8 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
         let (died, output) = ctx.finish();
         cgroup |= ctx.cgroup_used;
         res.transcript = std::mem::take(&mut ctx.transcript);
+        // Kept on a pass too: Exercism shows each test's output (debug prints).
+        res.program_output = output;
         if let Err(u) = outcome {
             res.status = if u.error { Status::Error } else { Status::Fail };
             res.score = 0.0;
@@ -203,7 +205,6 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             }
             res.message = msg;
             res.hint = check.hint.to_string();
-            res.program_output = output;
             if check.name == "starts" {
                 blocked = Some("the program did not start (see `starts`)".to_string());
             } else if job.fail_fast {

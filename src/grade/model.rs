@@ -51,7 +51,8 @@ pub struct CheckResult {
     pub hint: String,
     /// Numbered actions the grader took and what it expected (CS144-style).
     pub transcript: Vec<String>,
-    /// The tail of the program's stderr and stdout (capped), for the student.
+    /// What the program wrote to stderr and stdout during the check (capped), for the
+    /// student; kept on a pass too.
     pub program_output: String,
     /// Wall time of the check in milliseconds.
     pub duration_ms: u64,

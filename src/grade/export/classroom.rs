@@ -1,7 +1,8 @@
 //! `--format gh-classroom`: what GitHub Classroom's autograding reporter reads. The
 //! `result` step output is base64 of `{"version": 1, "status", "max_score", "tests":
 //! [...]}`; the caller writes `result=...` to `$GITHUB_OUTPUT`. The text printed here is
-//! the two `::notice` lines the reporter prints, and the `result=` line itself.
+//! an `::error` line per failed check, the two `::notice` lines the reporter prints
+//! (only when no reporter will: see [`under_reporter`]), and the `result=` line itself.
 
 use serde_json::json;
 
@@ -44,8 +45,21 @@ pub fn result_value(reports: &[LabReport]) -> String {
     base64(result_json(reports).to_string().as_bytes())
 }
 
-/// The printed text.
+/// The printed text, notices included (run by hand or outside GitHub Actions).
 pub fn render(reports: &[LabReport]) -> String {
+    render_with(reports, true)
+}
+
+/// True when this run feeds the autograding reporter: inside GitHub Actions
+/// (`GITHUB_ACTIONS=true`, set on every runner) with a step-output file to write
+/// `result` to. The reporter, a later step, reads `result` and prints both notices
+/// itself; printing them here too shows every grade twice in the job log.
+pub fn under_reporter(github_actions: Option<&str>, github_output: bool) -> bool {
+    github_actions == Some("true") && github_output
+}
+
+/// The printed text; `notices` adds the two `::notice` lines the reporter would print.
+pub fn render_with(reports: &[LabReport], notices: bool) -> String {
     let score: f64 = reports.iter().map(|r| r.score).fold(0.0, |a, b| a + b);
     let max: f64 = reports.iter().map(|r| r.max_score).fold(0.0, |a, b| a + b);
     let mut s = String::new();
@@ -57,12 +71,14 @@ pub fn render(reports: &[LabReport]) -> String {
             }
         }
     }
-    s.push_str(&format!(
-        "::notice title=Autograding complete::Points {score}/{max}\n"
-    ));
-    s.push_str(&format!(
-        "::notice title=Autograding report::{{\"totalPoints\":{score},\"maxPoints\":{max}}}\n"
-    ));
+    if notices {
+        s.push_str(&format!(
+            "::notice title=Autograding complete::Points {score}/{max}\n"
+        ));
+        s.push_str(&format!(
+            "::notice title=Autograding report::{{\"totalPoints\":{score},\"maxPoints\":{max}}}\n"
+        ));
+    }
     s.push_str(&format!("result={}\n", result_value(reports)));
     s
 }

@@ -1,4 +1,6 @@
-//! `--format gradescope`: `/autograder/results/results.json`.
+//! `--format gradescope`: `/autograder/results/results.json` (spec: docs/specs.md in
+//! gradescope/autograder_samples). Each failed test's `output` holds the unmet
+//! expectation, then only the sections that have something in them.
 
 use serde_json::json;
 
@@ -11,12 +13,18 @@ pub fn render(reports: &[LabReport]) -> String {
     for r in reports {
         for t in &r.tests {
             let mut output = t.message.clone();
+            // A check that never ran has no transcript, hint or output: an empty
+            // heading would only make the student look for something missing.
             if t.status != Status::Pass {
-                output.push_str(&format!(
-                    "\n\nwhat the grader did:\n{}\n\nhint: {}",
-                    t.transcript.join("\n"),
-                    t.hint
-                ));
+                if !t.transcript.is_empty() {
+                    output.push_str(&format!(
+                        "\n\nwhat the grader did:\n{}",
+                        t.transcript.join("\n")
+                    ));
+                }
+                if !t.hint.is_empty() {
+                    output.push_str(&format!("\n\nhint: {}", t.hint));
+                }
                 if !t.program_output.is_empty() {
                     output.push_str(&format!("\n\nyour program's output:\n{}", t.program_output));
                 }
