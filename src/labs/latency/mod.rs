@@ -10,6 +10,7 @@
 //! as `lab latency` (see `src/latency/`), each step explained before it runs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
@@ -18,6 +19,7 @@ use crate::catalog::Lab;
 use crate::latency::{self, Mode, Opts, Role};
 use crate::out::{bold, code, dim};
 use crate::say;
+use crate::units;
 
 /// Flags of `lab run 08-latency`.
 #[derive(Debug, Parser)]
@@ -29,11 +31,12 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Round trips per size (the real tool defaults to 10000; the tour is shorter).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     count: u64,
-    /// Seconds per stream buffer size.
-    #[arg(long, default_value_t = 1.0)]
-    stream_seconds: f64,
+    /// Time per stream buffer size: seconds (`1`) or with a unit (`500ms`).
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = units::seconds)]
+    stream_seconds: Duration,
 }
 
 /// Entry point of the lab.
