@@ -191,6 +191,9 @@ pub struct Opts {
     /// Write the report here: .hgrm, interval log, CSV, JSON, SVG plots, report.md.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace the run already in --out (without it, an existing run is never touched).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Seed of the payload bytes (default: from the clock; printed either way).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -214,6 +217,17 @@ fn usage(what: String, fix: &str) -> anyhow::Error {
 
 /// Refuses arguments that cannot work, before anything else happens.
 pub fn validate(o: &Opts) -> Result<()> {
+    // A finished run is evidence (compare reads it): never overwrite one silently. We
+    // refuse rather than pick a new dated folder, so the folder is always the one the
+    // user named, for scripts and `lab latency compare A B` alike.
+    if let Some(dir) = &o.out {
+        if !o.force && dir.join("summary.json").exists() {
+            return Err(usage(
+                format!("{} already holds a run (summary.json)", dir.display()),
+                "choose a new folder with --out, or add --force to replace that run",
+            ));
+        }
+    }
     let pingpong = o.mode.iter().any(|m| *m != Mode::Stream);
     if pingpong {
         if o.sizes.is_empty() {

@@ -30,6 +30,9 @@ struct Args {
     /// Also write each step's full report (plots, .hgrm, CSV, JSON) under this folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Replace the reports already under --out.
+    #[arg(long, requires = "out")]
+    force: bool,
     /// Round trips per size (the real tool defaults to 10000; the tour is shorter).
     #[arg(long, default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
@@ -159,6 +162,7 @@ fn opts(args: &Args, dir: &str) -> Opts {
         connect: None,
         peer: latency::Peer::Lab,
         out: args.out.as_ref().map(|o| o.join(dir)),
+        force: args.force,
         seed: None,
         serve_for: None,
     }
