@@ -214,7 +214,10 @@ pub fn percent(s: &str) -> Result<f64, String> {
     let v = number(t.trim())
         .ok_or_else(|| format!("`{}` is not a percentage: write 5% or 0.5%", shown(s)))?;
     if v > 100.0 {
-        return Err(format!("`{}` is over 100%: give 0% to 100%", shown(s)));
+        return Err(format!(
+            "`{}` is outside 0%..100%: give a share such as 5% or 0.5%",
+            shown(s)
+        ));
     }
     Ok(v / 100.0)
 }
