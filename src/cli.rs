@@ -140,7 +140,8 @@ pub fn main() -> Result<()> {
                     .find_subcommand_mut("run")
                     .expect("the run subcommand")
                     .render_long_help();
-                say!("{}", help.ansi().to_string().trim_end())?;
+                // Display is the plain text (colours would leak into pipes).
+                say!("{}", help.to_string().trim_end())?;
                 Ok(())
             }
         },

@@ -269,6 +269,10 @@ fn lab_run_id_help_shows_the_labs_own_flags() {
     let o = common::run(&["run", "--help"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("LAB FLAGS"), "{}", stdout(&o));
+    assert!(
+        !stdout(&o).contains('\x1b'),
+        "no colour codes off a terminal"
+    );
     // Flags after the id that are not `--help` still reach the lab.
     let o = common::run(&["run", "01", "--role", "teapot"]);
     assert_eq!(o.status.code(), Some(2));
