@@ -245,13 +245,6 @@ impl Rate {
     pub fn period(self) -> Duration {
         Duration::from_secs_f64(1.0 / self.0)
     }
-
-    /// When event `n` (counted from 0) is due, after the start.
-    pub fn at(self, n: u64) -> Duration {
-        // n / rate is finite for any u64 n; saturate rather than overflow a Duration.
-        let secs = n as f64 / self.0;
-        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
-    }
 }
 
 impl fmt::Display for Rate {
@@ -364,8 +357,7 @@ mod tests {
         assert!(rate("1000001").is_err());
         assert!(rate("0").is_err());
         assert!(rate("0.001").is_err());
-        assert_eq!(rate("0.5").unwrap().at(3), Duration::from_secs(6));
-        assert_eq!(rate("0.01").unwrap().at(u64::MAX), Duration::MAX);
+        assert_eq!(rate("0.01").unwrap().period(), Duration::from_secs(100));
     }
 
     #[test]
