@@ -62,9 +62,16 @@ pub enum Command {
     },
     /// Run a lab's demo (on loopback unless told otherwise). Flags after the id belong to
     /// the lab: `lab run 01 --help` lists them.
+    // clap's own --help would answer `lab run 01 --help` with this generic help, before
+    // the lab sees its flags; ours hands it to the lab when an id is given.
+    #[command(disable_help_flag = true)]
     Run {
         /// Lab id: 03-udp-loss, 03, 3 or udp-loss.
-        id: String,
+        #[arg(required_unless_present = "help")]
+        id: Option<String>,
+        /// Print help: with a lab id, the lab's own flags (`lab run 01 --help`).
+        #[arg(short, long)]
+        help: bool,
         /// The lab's own flags, e.g. `--role server --bind 0.0.0.0:7001`.
         #[arg(
             trailing_var_arg = true,
@@ -117,7 +124,27 @@ pub fn main() -> Result<()> {
         None => status(&catalog),
         Some(Command::List { json }) => list(&catalog, json),
         Some(Command::Show { id, raw }) => show(catalog.find(&id)?, raw),
-        Some(Command::Run { id, args }) => run(catalog.find(&id)?, &args),
+        Some(Command::Run { id, help, args }) => match id {
+            // `lab run ID --help`: the lab prints its own help.
+            Some(id) => {
+                let mut args = args;
+                if help {
+                    args.insert(0, "--help".into());
+                }
+                run(catalog.find(&id)?, &args)
+            }
+            None => {
+                let mut cmd = Cli::command();
+                cmd.build();
+                let help = cmd
+                    .find_subcommand_mut("run")
+                    .expect("the run subcommand")
+                    .render_long_help();
+                // Display is the plain text (colours would leak into pipes).
+                say!("{}", help.to_string().trim_end())?;
+                Ok(())
+            }
+        },
         Some(Command::Hint { id, all }) => hint(catalog.find(&id)?, all),
         Some(Command::Doctor { json }) => doctor::run(json),
         Some(Command::Serial { command }) => labs::serial_stream::serial_command(command),

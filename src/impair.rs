@@ -45,6 +45,7 @@ use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId, UdpId, MAX_DATAGRA
 use crate::error::{bind_error, LabError};
 use crate::out::{bold, code, dim};
 use crate::say;
+use crate::units;
 use crate::wire::probe::{Kind, Repr};
 
 /// How long a datagram held for reordering waits for one to overtake it. 50 ms is far
@@ -154,40 +155,6 @@ impl Impairer {
             delay: Duration::from_nanos(delay_ns as u64),
         }
     }
-}
-
-/// Parses `5%`, `5` (also percent) or `0.5%` into a probability.
-pub fn parse_percent(s: &str) -> Result<f64, String> {
-    let t = s.trim().trim_end_matches('%');
-    let v: f64 = t
-        .parse()
-        .map_err(|_| format!("`{s}` is not a percentage (try 5% or 0.5%)"))?;
-    if !(0.0..=100.0).contains(&v) {
-        return Err(format!("`{s}` is outside 0%..100%"));
-    }
-    Ok(v / 100.0)
-}
-
-/// Parses `10ms`, `250us`, `1.5s`, `0` into a duration.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let bad = || format!("`{s}` is not a duration (try 10ms, 250us or 1s)");
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = t.strip_suffix("us") {
-        (n, 1e-6)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if t == "0" {
-        ("0", 1.0)
-    } else {
-        return Err(bad());
-    };
-    let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !(0.0..=3600.0).contains(&(v * scale)) {
-        return Err(format!("`{s}` must be between 0 and 1 hour"));
-    }
-    Ok(Duration::from_secs_f64(v * scale))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -492,26 +459,27 @@ pub struct ImpairArgs {
     #[arg(long, default_value = "127.0.0.1:7003")]
     pub forward: SocketAddr,
     /// Share of datagrams dropped, e.g. 5%.
-    #[arg(long, default_value = "0%", value_parser = parse_percent)]
+    #[arg(long, default_value = "0%", value_parser = units::percent)]
     pub loss: f64,
     /// Share of datagrams sent twice.
-    #[arg(long, default_value = "0%", value_parser = parse_percent)]
+    #[arg(long, default_value = "0%", value_parser = units::percent)]
     pub dup: f64,
     /// Share of datagrams held back so the next one overtakes them.
-    #[arg(long, default_value = "0%", value_parser = parse_percent)]
+    #[arg(long, default_value = "0%", value_parser = units::percent)]
     pub reorder: f64,
     /// Delay added to every datagram, e.g. 10ms.
-    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "0ms", value_parser = units::delay)]
     pub delay: Duration,
     /// Random variation of the delay, plus or minus, e.g. 5ms.
-    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "0ms", value_parser = units::delay)]
     pub jitter: Duration,
     /// Seed of the decisions (default: random, and printed so the run can be repeated).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long)]
-    pub duration: Option<f64>,
+    /// Stop after this long: seconds (`30`) or with a unit (`500ms`, `2m`); default: run
+    /// until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", value_parser = units::seconds)]
+    pub duration: Option<Duration>,
     /// Print the final counts as JSON.
     #[arg(long)]
     pub json: bool,
@@ -543,10 +511,10 @@ pub fn random_seed() -> u64 {
 pub fn run_relay(
     mut ev: EventLoop,
     relay: &mut Relay,
-    duration: Option<f64>,
+    duration: Option<Duration>,
 ) -> Result<RelayStats> {
     match duration {
-        Some(s) => ev.run_for(relay, Duration::from_secs_f64(s.max(0.0)))?,
+        Some(d) => ev.run_for(relay, d)?,
         None => ev.run(relay)?,
     }
     relay.release(ev.ctx(), true);
@@ -754,21 +722,5 @@ mod tests {
                 "seed {seed}: sent == unique + lost"
             );
         }
-    }
-
-    #[test]
-    fn parses_percentages_and_durations() {
-        assert_eq!(parse_percent("5%"), Ok(0.05));
-        assert_eq!(parse_percent("5"), Ok(0.05));
-        assert_eq!(parse_percent("100%"), Ok(1.0));
-        assert!(parse_percent("101%").is_err());
-        assert!(parse_percent("-1%").is_err());
-        assert!(parse_percent("lots").is_err());
-        assert_eq!(parse_duration("10ms"), Ok(Duration::from_millis(10)));
-        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("10").is_err(), "a bare number has no unit");
-        assert!(parse_duration("-5ms").is_err());
     }
 }

@@ -19,4 +19,5 @@ pub mod out;
 pub mod progress;
 pub mod rng;
 pub mod sys;
+pub mod units;
 pub mod wire;

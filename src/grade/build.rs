@@ -32,7 +32,7 @@ pub enum Lang {
 pub struct Source {
     /// Grade this command instead of the workspace's exercise; it gets the lab's
     /// arguments (e.g. `--port N`) appended. `{lab}` is replaced by the lab id.
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = command_line)]
     pub cmd: Option<String>,
     /// The exercises workspace (default: the one containing the current folder).
     #[arg(long, value_name = "PATH")]
@@ -46,6 +46,18 @@ pub struct Source {
     /// Show what the grader did in every check, passing ones too (human format).
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// `--cmd`: a command to run, not an empty or blank string (which `sh -c 'exec '` would
+/// turn into a program that exits at once, graded as a failing exercise).
+fn command_line(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "an empty command grades nothing: give the program and its arguments, e.g. --cmd 'python3 my_server.py'"
+                .into(),
+        );
+    }
+    Ok(s.to_string())
 }
 
 /// The workspace: `--dir`, else the nearest folder up from here with lab-progress.txt

@@ -27,6 +27,12 @@ fn progress_in(ws: &Path) -> Progress {
     }
 }
 
+/// A folder `lab init` wrote: it holds the workspace's progress file (older ones only
+/// their Rust starters, which is how [`workspace`] finds them too).
+fn is_workspace(ws: &Path) -> bool {
+    ws.join(WORKSPACE_FILE).is_file() || ws.join("rust/01-tcp-echo.rs").is_file()
+}
+
 /// `lab init [DIR]`.
 pub fn init(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -100,6 +106,19 @@ pub fn check(lab: &Lab, src: &Source) -> Result<()> {
 pub fn reset(lab: &Lab, dir: Option<&Path>) -> Result<()> {
     let ws = workspace(dir);
     let ex = exercise_of(lab)?;
+    // Only into a workspace `lab init` wrote: anywhere else reset would create folders
+    // (a typo in --dir) and say "restored" about files that never existed.
+    if !is_workspace(&ws) {
+        return Err(LabError::usage(format!(
+            "{} is not an exercises workspace (no {WORKSPACE_FILE} there)",
+            ws.display()
+        ))
+        .fix(format!(
+            "create one with `lab init {}` first, or pass --dir the folder `lab init` wrote",
+            ws.display()
+        ))
+        .into());
+    }
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())

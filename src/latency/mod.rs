@@ -32,6 +32,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::error::LabError;
 use crate::out::{bold, dim, progress};
 use crate::say;
+use crate::units::{self, Rate};
 use crate::wire::epoch_ns;
 
 use export::OutDir;
@@ -49,8 +50,13 @@ pub const DEFAULT_COUNT: u64 = 10_000;
 /// Seconds per buffer size in stream mode by default: enough for ten buffers of 256
 /// samples at 896 per second.
 pub const DEFAULT_STREAM_SECONDS: f64 = 3.0;
-/// Highest rate accepted: a million per second is beyond any single socket's round trips.
-const MAX_RATE: f64 = 1e6;
+/// Most latencies `--count` records per size: at ~10 us a round trip, a billion is
+/// about three hours; longer runs are `--duration`'s job.
+const MAX_COUNT: u64 = 1_000_000_000;
+/// Most `--warmup` round trips: a million is seconds on loopback and minutes across a
+/// slow network, far beyond what warms any cache or socket; without a bound a typo
+/// (`--warmup 18446744073709551615`) runs until killed, recording nothing.
+const MAX_WARMUP: u64 = 1_000_000;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,18 +151,22 @@ pub struct Opts {
     #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,256")]
     pub buffer_sizes: Vec<usize>,
     /// Latencies to record per size (default 10000 for ping-pong).
-    #[arg(long, conflicts_with = "duration")]
+    #[arg(long, conflicts_with = "duration",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_COUNT))]
     pub count: Option<u64>,
-    /// Seconds per size (default 3 for stream mode).
-    #[arg(long)]
-    pub duration: Option<f64>,
-    /// Latencies discarded per size before recording.
-    #[arg(long, default_value_t = 200)]
+    /// Time per size: seconds (`3`) or with a unit (`500ms`, `2m`); default 3 s for
+    /// stream mode.
+    #[arg(long, value_name = "SECONDS", value_parser = units::seconds)]
+    pub duration: Option<Duration>,
+    /// Latencies discarded per size before recording (at most 1000000).
+    #[arg(long, default_value_t = 200,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_WARMUP))]
     pub warmup: u64,
     /// Ping-pong: open loop at this many requests per second, measured from the intended
     /// send time. Stream: samples per second (default 896, the Arduino's rate).
-    #[arg(long)]
-    pub rate: Option<f64>,
+    /// From 0.01 to 1000000 per second.
+    #[arg(long, value_parser = units::rate)]
+    pub rate: Option<Rate>,
     /// The client spins on a non-blocking socket instead of sleeping in recv (one core
     /// at 100%; pin the server to another core).
     #[arg(long)]
@@ -181,12 +191,16 @@ pub struct Opts {
     /// Write the report here: .hgrm, interval log, CSV, JSON, SVG plots, report.md.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace the run already in --out (without it, an existing run is never touched).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Seed of the payload bytes (default: from the clock; printed either way).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Server only: stop after this many seconds (default: until Ctrl-C).
-    #[arg(long)]
-    pub serve_for: Option<f64>,
+    /// Server only: stop after this long: seconds (`60`) or with a unit (`10m`); default:
+    /// until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", value_parser = units::seconds)]
+    pub serve_for: Option<Duration>,
 }
 
 /// Entry point of `lab latency`.
@@ -203,6 +217,17 @@ fn usage(what: String, fix: &str) -> anyhow::Error {
 
 /// Refuses arguments that cannot work, before anything else happens.
 pub fn validate(o: &Opts) -> Result<()> {
+    // A finished run is evidence (compare reads it): never overwrite one silently. We
+    // refuse rather than pick a new dated folder, so the folder is always the one the
+    // user named, for scripts and `lab latency compare A B` alike.
+    if let Some(dir) = &o.out {
+        if !o.force && dir.join("summary.json").exists() {
+            return Err(usage(
+                format!("{} already holds a run (summary.json)", dir.display()),
+                "choose a new folder with --out, or add --force to replace that run",
+            ));
+        }
+    }
     let pingpong = o.mode.iter().any(|m| *m != Mode::Stream);
     if pingpong {
         if o.sizes.is_empty() {
@@ -253,27 +278,11 @@ pub fn validate(o: &Opts) -> Result<()> {
             ));
         }
     }
-    if let Some(r) = o.rate {
-        if !(r > 0.0 && r <= MAX_RATE) {
-            return Err(usage(
-                format!("rate {r} per second is out of range"),
-                "use --rate between 0 and 1000000 (e.g. 896)",
-            ));
-        }
-    }
     if o.count == Some(0) {
         return Err(usage(
             "--count 0 measures nothing".into(),
             "use --count 1000 or more for stable percentiles",
         ));
-    }
-    if let Some(d) = o.duration {
-        if !(d > 0.0 && d <= 86_400.0) {
-            return Err(usage(
-                format!("duration {d} s is out of range"),
-                "use --duration between 0 and 86400 seconds",
-            ));
-        }
     }
     Ok(())
 }
@@ -365,7 +374,7 @@ fn open_probe(job: Job, addr: SocketAddr, o: &Opts, seed: u64) -> Result<Opened>
             let setup = pingpong::Setup {
                 size: job.size,
                 busy: o.busy_poll,
-                rate: o.rate,
+                rate: o.rate.map(Rate::per_second),
                 seed,
                 peer: o.peer,
             };
@@ -381,7 +390,7 @@ fn open_probe(job: Job, addr: SocketAddr, o: &Opts, seed: u64) -> Result<Opened>
             }
         }
         Mode::Stream => {
-            let rate = o.rate.unwrap_or(ARDUINO_RATE);
+            let rate = o.rate.map_or(ARDUINO_RATE, Rate::per_second);
             let (p, note) = stream::StreamProbe::connect(addr, job.size, rate, o.busy_poll)?;
             let b = p.buffers();
             let clock = note.map(|n| {
@@ -400,8 +409,7 @@ fn open_probe(job: Job, addr: SocketAddr, o: &Opts, seed: u64) -> Result<Opened>
 pub fn run(o: &Opts) -> Result<Run> {
     validate(o)?;
     if o.role == Role::Server {
-        return server::serve(o.bind, o.serve_for.map(Duration::from_secs_f64))
-            .map(|_| empty_run(o, o.bind, 0));
+        return server::serve(o.bind, o.serve_for).map(|_| empty_run(o, o.bind, 0));
     }
     let out = o.out.as_deref().map(OutDir::prepare).transpose()?;
     // A clock before 1970 reads 0, which would be a poor seed.
@@ -448,7 +456,7 @@ pub fn run(o: &Opts) -> Result<Run> {
         }
         let (count, duration) = match (o.count, o.duration, job.mode) {
             (Some(c), _, _) => (Some(c), None),
-            (None, Some(d), _) => (None, Some(Duration::from_secs_f64(d))),
+            (None, Some(d), _) => (None, Some(d)),
             (None, None, Mode::Stream) => {
                 (None, Some(Duration::from_secs_f64(DEFAULT_STREAM_SECONDS)))
             }
@@ -465,7 +473,8 @@ pub fn run(o: &Opts) -> Result<Run> {
             mode: job.mode.name().into(),
             size: job.size,
             unit: if stream { "samples" } else { "B" }.into(),
-            floor: stream.then(|| Floor::new(job.size, o.rate.unwrap_or(ARDUINO_RATE))),
+            floor: stream
+                .then(|| Floor::new(job.size, o.rate.map_or(ARDUINO_RATE, Rate::per_second))),
         };
         let len = count.unwrap_or_else(|| duration.map_or(0, |d| d.as_millis() as u64));
         let bar = progress(len, &format!("{} {}", label.mode, job.size));
@@ -514,9 +523,9 @@ fn empty_run(o: &Opts, addr: SocketAddr, seed: u64) -> Run {
             sizes: o.sizes.clone(),
             buffer_sizes: o.buffer_sizes.clone(),
             count: o.count,
-            duration_s: o.duration,
+            duration_s: o.duration.map(|d| d.as_secs_f64()),
             warmup: o.warmup,
-            rate: o.rate,
+            rate: o.rate.map(Rate::per_second),
             busy_poll: o.busy_poll,
             split_writes: o.split_writes,
             target: addr.to_string(),

@@ -33,6 +33,7 @@ use crate::core::EventLoop;
 use crate::error::bind_error;
 use crate::out::{bold, code};
 use crate::say;
+use crate::units;
 
 use server::{ChatServer, Options, Verbosity};
 
@@ -73,18 +74,18 @@ struct Args {
     nick: Option<String>,
     /// Server: disconnect a client silent for this many seconds (0: never). The
     /// demo never times out.
-    #[arg(long, default_value_t = 300.0)]
-    idle_timeout: f64,
+    #[arg(long, default_value = "300", value_name = "SECONDS", value_parser = units::seconds_or_zero)]
+    idle_timeout: Duration,
     /// Server: TCP keepalive after this many idle seconds (0: off), so a client whose
     /// machine vanished is noticed.
-    #[arg(long, default_value_t = 60.0)]
-    keepalive: f64,
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = units::seconds_or_zero)]
+    keepalive: Duration,
     /// Server: print only the address, not every join and departure.
     #[arg(long, short)]
     quiet: bool,
     /// Server: stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long)]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECONDS", value_parser = units::seconds)]
+    duration: Option<Duration>,
 }
 
 /// Entry point of the lab.
@@ -97,9 +98,9 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
     }
 }
 
-/// A seconds flag as a duration; 0 (or less) means off.
-fn seconds(s: f64) -> Option<Duration> {
-    (s > 0.0 && s.is_finite()).then(|| Duration::from_secs_f64(s))
+/// A duration flag where 0 means off.
+fn seconds(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// Binds the listening socket on a new event loop with the chat's limits.
@@ -153,11 +154,7 @@ fn serve(args: &Args) -> Result<()> {
     });
     server.start(ev.ctx());
     // Also ends when stdout closes (`| head`), with that error: see `out`.
-    crate::out::run_while_stdout_open(
-        &mut ev,
-        &mut server,
-        args.duration.map(Duration::from_secs_f64),
-    )?;
+    crate::out::run_while_stdout_open(&mut ev, &mut server, args.duration)?;
     say!(
         "server stopped: {} lines delivered, {} clients dropped as too slow, {} still connected",
         server.stats.delivered,

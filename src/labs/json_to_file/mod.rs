@@ -43,6 +43,7 @@ use crate::core::EventLoop;
 use crate::error::{bind_error, LabError};
 use crate::out::{bold, code, dim, warn, OrStopLater};
 use crate::say;
+use crate::units::{self, Rate};
 
 /// The receiver's documented default address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7006";
@@ -87,9 +88,9 @@ struct Args {
     /// Sender: generate this many sensor-like readings instead of reading records.
     #[arg(long)]
     generate: Option<u64>,
-    /// Sender: records per second (0: as fast as acknowledgements allow).
-    #[arg(long, default_value_t = 0.0)]
-    rate: f64,
+    /// Sender: records per second (default: as fast as acknowledgements allow).
+    #[arg(long, value_parser = units::rate)]
+    rate: Option<Rate>,
     /// Sender: the sender id given to records without one (default: random per run).
     #[arg(long)]
     sender: Option<String>,
@@ -98,8 +99,8 @@ struct Args {
     #[arg(long, default_value_t = sender::DEFAULT_WINDOW)]
     window: usize,
     /// Sender: give up after this many seconds without any acknowledgement.
-    #[arg(long, default_value_t = 30.0)]
-    give_up: f64,
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = units::seconds)]
+    give_up: Duration,
     /// Seed for the sender's id, readings and backoff jitter (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
@@ -110,8 +111,8 @@ struct Args {
     #[arg(long, short)]
     quiet: bool,
     /// Receiver: stop after this many seconds (default: until Ctrl-C).
-    #[arg(long)]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECONDS", value_parser = units::seconds)]
+    duration: Option<Duration>,
     /// Demo: records to send.
     #[arg(long, default_value_t = 2000)]
     count: u64,
@@ -169,7 +170,7 @@ fn receive(args: &Args) -> Result<()> {
     let waker = ev.ctx().waker();
     let mut rx = receiver::Receiver::new(store, recovered, talk, waker)?;
     // Also ends when stdout closes (`| head`), with that error: see `out`.
-    let limit = args.duration.map(|s| Duration::from_secs_f64(s.max(0.0)));
+    let limit = args.duration;
     crate::out::run_while_stdout_open(&mut ev, &mut rx, limit)?;
     // A stop by --duration: what is batched still gets saved and acknowledged.
     rx.finish(ev.ctx());
@@ -245,10 +246,10 @@ fn send(args: &Args) -> Result<()> {
     let opts = sender::Options {
         connect: args.connect,
         source,
-        rate: args.rate,
+        rate: args.rate.map_or(0.0, Rate::per_second),
         sender: args.sender.clone(),
         window: args.window.max(1),
-        give_up: Duration::from_secs_f64(args.give_up.max(0.1)),
+        give_up: args.give_up,
         seed,
         verbose: !args.quiet,
     };

@@ -10,6 +10,7 @@
 //! as `lab latency` (see `src/latency/`), each step explained before it runs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
@@ -18,6 +19,7 @@ use crate::catalog::Lab;
 use crate::latency::{self, Mode, Opts, Role};
 use crate::out::{bold, code, dim};
 use crate::say;
+use crate::units;
 
 /// Flags of `lab run 08-latency`.
 #[derive(Debug, Parser)]
@@ -28,12 +30,16 @@ struct Args {
     /// Also write each step's full report (plots, .hgrm, CSV, JSON) under this folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Replace the reports already under --out.
+    #[arg(long, requires = "out")]
+    force: bool,
     /// Round trips per size (the real tool defaults to 10000; the tour is shorter).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     count: u64,
-    /// Seconds per stream buffer size.
-    #[arg(long, default_value_t = 1.0)]
-    stream_seconds: f64,
+    /// Time per stream buffer size: seconds (`1`) or with a unit (`500ms`).
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = units::seconds)]
+    stream_seconds: Duration,
 }
 
 /// Entry point of the lab.
@@ -156,6 +162,7 @@ fn opts(args: &Args, dir: &str) -> Opts {
         connect: None,
         peer: latency::Peer::Lab,
         out: args.out.as_ref().map(|o| o.join(dir)),
+        force: args.force,
         seed: None,
         serve_for: None,
     }

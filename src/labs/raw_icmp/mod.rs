@@ -35,6 +35,7 @@ use crate::catalog::Lab;
 use crate::error::LabError;
 use crate::out::{bold, dim, warn, OrStopLater};
 use crate::say;
+use crate::units;
 
 /// Flags of `lab run 04-raw-icmp`.
 #[derive(Debug, Parser)]
@@ -47,8 +48,8 @@ struct Args {
     #[arg(long, short, default_value_t = 3)]
     count: u32,
     /// Seconds between requests (at least 0.002, iputils ping's limit for root).
-    #[arg(long, short, default_value_t = 1.0)]
-    interval: f64,
+    #[arg(long, short, default_value = "1", value_name = "SECONDS", value_parser = units::seconds)]
+    interval: Duration,
     /// Echo data bytes per request: 56 makes 64-byte ICMP messages, as ping does.
     #[arg(long, short, default_value_t = 56)]
     size: usize,
@@ -56,8 +57,8 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     ttl: u8,
     /// Seconds to wait for each reply.
-    #[arg(long, short = 'W', default_value_t = 2.0)]
-    timeout: f64,
+    #[arg(long, short = 'W', default_value = "2", value_name = "SECONDS", value_parser = units::seconds)]
+    timeout: Duration,
     /// Only ping's lines, no annotated hex dump.
     #[arg(long, short)]
     quiet: bool,
@@ -115,9 +116,9 @@ fn config(a: &Args) -> Result<ping::Config, LabError> {
             "use 1 to 100000",
         ));
     }
-    if !(a.interval >= 0.002 && a.interval <= 60.0) {
+    if !(Duration::from_millis(2)..=Duration::from_secs(60)).contains(&a.interval) {
         return Err(bad(
-            format!("--interval {} is out of range", a.interval),
+            format!("--interval {:?} is out of range", a.interval),
             "use 0.002 to 60 seconds (faster is a flood, which iputils ping also refuses)",
         ));
     }
@@ -133,19 +134,19 @@ fn config(a: &Args) -> Result<ping::Config, LabError> {
             "use 1 to 255",
         ));
     }
-    if !(a.timeout > 0.0 && a.timeout <= 60.0) {
+    if a.timeout > Duration::from_secs(60) {
         return Err(bad(
-            format!("--timeout {} is out of range", a.timeout),
+            format!("--timeout {:?} is out of range", a.timeout),
             "use a number of seconds above 0, at most 60",
         ));
     }
     Ok(ping::Config {
         target: resolve(&a.target)?,
         count: a.count,
-        interval: Duration::from_secs_f64(a.interval),
+        interval: a.interval,
         size: a.size,
         ttl: a.ttl,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
         dump: !a.quiet,
         // ping's choice: the process id, cut to 16 bits.
         ident: std::process::id() as u16,

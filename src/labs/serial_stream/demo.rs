@@ -3,6 +3,7 @@
 
 use std::net::TcpStream;
 use std::sync::mpsc::sync_channel;
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -40,7 +41,7 @@ pub(super) fn demo(args: &Args) -> Result<()> {
         SourceSpec::Sim { rate, .. } => Some(rate),
         SourceSpec::Port { .. } => Some(ARDUINO_RATE),
     };
-    let duration = duration_limit(Some(args.duration.unwrap_or(10.0)));
+    let duration = duration_limit(Some(args.duration.unwrap_or(Duration::from_secs(10))));
     let result = TcpStream::connect(addr)
         .map_err(|e| anyhow::Error::from(connect_error(addr, e)))
         .and_then(|s| {

@@ -42,6 +42,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::catalog::Lab;
 use crate::error::LabError;
+use crate::units::{self, Rate};
 use crate::wire::stamped::{self, BufferTime};
 use crate::wire::WallClock;
 use source::{SourceSpec, Waveform};
@@ -143,8 +144,8 @@ struct Args {
     waveform: Waveform,
     /// Samples per second: the simulated Arduino's rate; with --serial, the rate used
     /// to date samples that arrive together (and to stamp frames).
-    #[arg(long, default_value_t = ARDUINO_RATE)]
-    rate: f64,
+    #[arg(long, default_value_t = Rate::new(ARDUINO_RATE), value_parser = units::rate)]
+    rate: Rate,
     /// Simulated Arduino: seed of the noise waveform (default: from the clock, printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -164,9 +165,10 @@ struct Args {
     /// Client: stop after this many samples.
     #[arg(long)]
     count: Option<u64>,
-    /// Stop after this many seconds (the demo's default is 10; 0 runs until Ctrl-C).
-    #[arg(long)]
-    duration: Option<f64>,
+    /// Stop after this long: seconds (`10`) or with a unit (`500ms`, `2m`); the demo's
+    /// default is 10 s; 0 runs until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", value_parser = units::seconds_or_zero)]
+    duration: Option<Duration>,
     /// Server: print only the banner and the totals, not every client.
     #[arg(long, short)]
     quiet: bool,
@@ -175,22 +177,6 @@ struct Args {
 /// Entry point of the lab.
 pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
     let args: Args = super::parse_args(lab, args)?;
-    if !(args.rate > 0.0 && args.rate <= 10_000_000.0) {
-        return Err(
-            LabError::usage(format!("--rate {} is out of range", args.rate))
-                .fix(
-                    "give a rate between 1 and 10000000 samples per second (the Arduino makes 896)",
-                )
-                .into(),
-        );
-    }
-    if args.duration.is_some_and(|d| !(d >= 0.0 && d.is_finite())) {
-        return Err(
-            LabError::usage("--duration must be a number of seconds, 0 or more")
-                .fix("for example --duration 5 (0 runs until Ctrl-C)")
-                .into(),
-        );
-    }
     if args.framing == Framing::Stamped {
         if args.role != Role::Server {
             return Err(LabError::usage(
@@ -224,7 +210,7 @@ fn source_spec(args: &Args) -> SourceSpec {
         },
         None => SourceSpec::Sim {
             waveform: args.waveform,
-            rate: args.rate,
+            rate: args.rate.per_second(),
             // A clock before 1970 reads 0, which would be a poor seed.
             seed: args.seed.unwrap_or_else(|| crate::wire::epoch_ns().max(1)),
         },
@@ -232,8 +218,8 @@ fn source_spec(args: &Args) -> SourceSpec {
 }
 
 /// `Some(limit)` for a positive `--duration`, `None` to run until stopped.
-fn duration_limit(d: Option<f64>) -> Option<Duration> {
-    d.filter(|s| *s > 0.0).map(Duration::from_secs_f64)
+fn duration_limit(d: Option<Duration>) -> Option<Duration> {
+    d.filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ impl Streamer {
             source,
             buffer,
             // Nanoseconds fit u32 down to 0.24 samples/s; slower rates are clamped.
-            period_ns: (1e9 / args.rate).round().min(u32::MAX as f64) as u32,
+            period_ns: (1e9 / args.rate.per_second()).round().min(u32::MAX as f64) as u32,
             framing: args.framing,
             nodelay: args.nodelay,
             clients: HashMap::new(),
@@ -492,7 +492,7 @@ pub(super) fn serve(args: &Args) -> Result<()> {
             "  stamped frames (each client picks its buffer size); measure: {}",
             code(format!(
                 "lab latency --mode stream --connect {local} --rate {}",
-                args.rate
+                args.rate.per_second()
             ))
         )?,
     }

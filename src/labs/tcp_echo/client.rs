@@ -17,7 +17,8 @@ use crate::out::dim;
 pub(super) fn client(args: &Args) -> Result<()> {
     let stream = TcpStream::connect_timeout(&args.connect, Duration::from_secs(5))
         .map_err(|e| connect_error(args.connect, e))?;
-    let idle = Duration::from_secs_f64(args.timeout.max(0.01));
+    // At least 1 ms (see `units::seconds`): a zero timeout would be refused.
+    let idle = args.timeout;
     stream.set_read_timeout(Some(idle))?;
     eprintln!(
         "{}",

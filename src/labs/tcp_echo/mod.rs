@@ -21,11 +21,13 @@ mod demo;
 mod server;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
 
 use crate::catalog::Lab;
+use crate::units;
 
 /// Longest line the server accepts, in bytes, without its newline. 64 KiB is far more
 /// than any line a person types, and bounds what one client can make us hold.
@@ -65,15 +67,17 @@ struct Args {
     /// Client: send this line instead of reading stdin (repeat for several lines).
     #[arg(long, short)]
     message: Vec<String>,
-    /// Client: give up waiting for replies after this many seconds of silence.
-    #[arg(long, default_value_t = 5.0)]
-    timeout: f64,
+    /// Client: give up waiting for replies after this long a silence: seconds (`5`) or
+    /// with a unit (`500ms`).
+    #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = units::seconds)]
+    timeout: Duration,
     /// Server: print only the address it listens on, not every connection.
     #[arg(long, short)]
     quiet: bool,
-    /// Server: stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long)]
-    duration: Option<f64>,
+    /// Server: stop after this long: seconds (`30`) or with a unit (`2m`); default: run
+    /// until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", value_parser = units::seconds)]
+    duration: Option<Duration>,
 }
 
 /// Entry point of the lab.

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -214,7 +213,7 @@ pub(super) fn serve(args: &Args) -> Result<()> {
     };
     let mut server = EchoServer::new(verbosity);
     // Also ends when stdout closes (`| head`), with that error: see `out`.
-    let limit = args.duration.map(Duration::from_secs_f64);
+    let limit = args.duration;
     crate::out::run_while_stdout_open(&mut ev, &mut server, limit)?;
     say!(
         "server stopped ({} clients were still connected)",

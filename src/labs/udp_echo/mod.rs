@@ -24,7 +24,7 @@ use crate::error::{bind_error, LabError};
 use crate::out::OrStopLater;
 use crate::out::{aside, narrate, step};
 use crate::out::{bold, code, dim, escape_bytes, warn};
-use crate::{say, sys};
+use crate::{say, sys, units};
 
 /// The documented default address of `--role server`.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7002";
@@ -55,15 +55,16 @@ struct Args {
     /// Client: send this datagram instead of reading stdin lines (repeatable).
     #[arg(long, short)]
     message: Vec<String>,
-    /// Client: seconds to wait for each reply.
-    #[arg(long, default_value_t = 2.0)]
-    timeout: f64,
+    /// Client: how long to wait for each reply: seconds (`2`) or with a unit (`500ms`).
+    #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = units::seconds)]
+    timeout: Duration,
     /// Server: print only the address, not every datagram.
     #[arg(long, short)]
     quiet: bool,
-    /// Server: stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long)]
-    duration: Option<f64>,
+    /// Server: stop after this long: seconds (`30`) or with a unit (`2m`); default: run
+    /// until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", value_parser = units::seconds)]
+    duration: Option<Duration>,
 }
 
 /// Entry point of the lab.
@@ -153,7 +154,7 @@ fn serve(args: &Args) -> Result<()> {
         echoed: 0,
     };
     // Also ends when stdout closes (`| head`), with that error: see `out`.
-    let limit = args.duration.map(Duration::from_secs_f64);
+    let limit = args.duration;
     crate::out::run_while_stdout_open(&mut ev, &mut server, limit)?;
     say!("server stopped after echoing {} datagrams", server.echoed)?;
     Ok(())
@@ -168,7 +169,8 @@ fn client(args: &Args) -> Result<()> {
     }
     .parse()?;
     let sock = UdpSocket::bind(local)?;
-    sock.set_read_timeout(Some(Duration::from_secs_f64(args.timeout.max(0.01))))?;
+    // At least 1 ms (see `units::seconds`): a zero timeout would be refused.
+    sock.set_read_timeout(Some(args.timeout))?;
     let lines: Box<dyn Iterator<Item = io::Result<String>>> = if args.message.is_empty() {
         Box::new(io::stdin().lock().lines())
     } else {
@@ -193,7 +195,7 @@ fn client(args: &Args) -> Result<()> {
                     "{}",
                     dim(format!(
                         "no reply within {} s (UDP gives no error: lost, or nobody listens)",
-                        args.timeout
+                        args.timeout.as_secs_f64()
                     ))
                 );
             }

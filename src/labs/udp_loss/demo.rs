@@ -86,7 +86,7 @@ pub(super) fn demo(args: &Args) -> Result<()> {
             bold("03-udp-loss: numbered datagrams through a bad network, counted exactly")
         )?;
         let what = count.map_or_else(
-            || format!("for {} s", args.duration.unwrap_or(0.0)),
+            || format!("for {} s", args.duration.unwrap_or_default().as_secs_f64()),
             |c| c.to_string(),
         );
         let speed = pps.map_or("at full speed".to_string(), |p| format!("at {p:.0}/s"));

@@ -29,8 +29,8 @@ use clap::{Parser, ValueEnum};
 
 use crate::catalog::Lab;
 use crate::error::LabError;
-use crate::impair::{parse_duration, parse_percent};
 use crate::sys::MAX_BATCH;
+use crate::units;
 use crate::wire::probe::HEADER_LEN;
 use crate::wire::MAX_DATAGRAM;
 
@@ -93,31 +93,60 @@ impl Rate {
     }
 }
 
+/// Most `--end-markers`: they leave [`END_SPACING`] apart, so a hundred take a second,
+/// and a burst of loss that takes a hundred in a row is no longer a network.
+const MAX_END_MARKERS: i64 = 100;
+/// Most datagrams `--count` sends: ten billion is hours at full speed on one core; longer
+/// runs are `--duration`'s job.
+const MAX_COUNT: u64 = 10_000_000_000;
+
+/// Fastest `--rate` in datagrams per second: 100 million is far past what `max` reaches
+/// on one core (about a million), so any higher number is a typo.
+const MAX_PPS: f64 = 1e8;
+/// Fastest `--rate` in bits per second: 1 Tbit/s, for the same reason.
+const MAX_BPS: f64 = 1e12;
+
 /// `max`, `20000` or `20000pps` (datagrams/s), `10Mbps`, `500kbps`, `1Gbps` (bits/s).
+/// The number itself follows [`units`]' grammar (plain digits, one point).
 fn parse_rate(s: &str) -> Result<Rate, String> {
     let t = s.trim().to_ascii_lowercase();
     if t == "max" {
         return Ok(Rate::Max);
     }
-    let bad = || format!("`{s}` is not a rate (try max, 20000pps or 10Mbps)");
-    let (num, rate): (&str, fn(f64) -> Rate) = if let Some(n) = t.strip_suffix("gbps") {
-        (n, |v| Rate::Bps(v * 1e9))
-    } else if let Some(n) = t.strip_suffix("mbps") {
-        (n, |v| Rate::Bps(v * 1e6))
-    } else if let Some(n) = t.strip_suffix("kbps") {
-        (n, |v| Rate::Bps(v * 1e3))
-    } else if let Some(n) = t.strip_suffix("bps") {
-        (n, Rate::Bps)
-    } else if let Some(n) = t.strip_suffix("pps") {
-        (n, Rate::Pps)
-    } else {
-        (t.as_str(), Rate::Pps)
+    let bad = || {
+        format!(
+            "`{}` is not a rate: write max, 20000pps or 10Mbps",
+            s.chars().take(24).collect::<String>()
+        )
     };
-    let v: f64 = num.trim().parse().map_err(|_| bad())?;
-    if !(v > 0.0 && v.is_finite()) {
-        return Err(format!("`{s}`: a rate must be above 0 (or `max`)"));
+    let (num, scale, bits) = if let Some(n) = t.strip_suffix("gbps") {
+        (n, 1e9, true)
+    } else if let Some(n) = t.strip_suffix("mbps") {
+        (n, 1e6, true)
+    } else if let Some(n) = t.strip_suffix("kbps") {
+        (n, 1e3, true)
+    } else if let Some(n) = t.strip_suffix("bps") {
+        (n, 1.0, true)
+    } else if let Some(n) = t.strip_suffix("pps") {
+        (n, 1.0, false)
+    } else {
+        (t.as_str(), 1.0, false)
+    };
+    let v = units::plain_number(num).ok_or_else(bad)? * scale;
+    // At least one datagram every 100 s (or 1 bit/s); at most far beyond `max`.
+    if bits && !(1.0..=MAX_BPS).contains(&v) {
+        return Err(format!(
+            "`{}` is out of range: give 1bps to 1000Gbps (or max)",
+            s.chars().take(24).collect::<String>()
+        ));
     }
-    Ok(rate(v))
+    if !bits && !(units::MIN_RATE..=MAX_PPS).contains(&v) {
+        return Err(format!(
+            "`{}` is out of range: give 0.01 to 100000000 datagrams/s (or max)",
+            s.chars().take(24).collect::<String>()
+        ));
+    }
+    Ok(if bits { Rate::Bps(v) } else { Rate::Pps(v) })
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -155,11 +184,11 @@ struct Args {
     #[arg(long, default_value = DEFAULT_RECEIVER)]
     forward: SocketAddr,
     /// Data datagrams to send (default 20000, or 100000 with --kernel-drops).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_COUNT))]
     count: Option<u64>,
-    /// Send for this many seconds instead of a count.
-    #[arg(long, conflicts_with = "count")]
-    duration: Option<f64>,
+    /// Send for this long instead of a count: seconds (`5`) or with a unit (`500ms`).
+    #[arg(long, conflicts_with = "count", value_name = "SECONDS", value_parser = units::seconds)]
+    duration: Option<Duration>,
     /// Sending rate: `max`, datagrams/s (`20000` or `20000pps`) or bits/s (`10Mbps`).
     /// Default: 10000pps in the demo, max with --kernel-drops and for --role sender.
     #[arg(long, value_parser = parse_rate)]
@@ -168,19 +197,19 @@ struct Args {
     #[arg(long, default_value = "64", value_parser = parse_size)]
     size: usize,
     /// Relay: share of datagrams dropped.
-    #[arg(long, default_value = "3%", value_parser = parse_percent)]
+    #[arg(long, default_value = "3%", value_parser = units::percent)]
     loss: f64,
     /// Relay: share of datagrams duplicated.
-    #[arg(long, default_value = "1%", value_parser = parse_percent)]
+    #[arg(long, default_value = "1%", value_parser = units::percent)]
     dup: f64,
     /// Relay: share of datagrams held back so the next one overtakes them.
-    #[arg(long, default_value = "2%", value_parser = parse_percent)]
+    #[arg(long, default_value = "2%", value_parser = units::percent)]
     reorder: f64,
     /// Relay: delay added to every datagram.
-    #[arg(long, default_value = "2ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "2ms", value_parser = units::delay)]
     delay: Duration,
     /// Relay: random variation of the delay, plus or minus.
-    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "1ms", value_parser = units::delay)]
     jitter: Duration,
     /// Relay: seed of its decisions (default: random, printed).
     #[arg(long)]
@@ -192,9 +221,9 @@ struct Args {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
-    /// Seconds per report line.
-    #[arg(long, default_value_t = 1.0)]
-    interval: f64,
+    /// Time per report line: seconds (`1`) or with a unit (`500ms`).
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = units::seconds)]
+    interval: Duration,
     /// Receiver: SO_RCVBUF to ask for, in bytes (default 4 MiB; 4096 with
     /// --kernel-drops). Linux caps it at net.core.rmem_max, then doubles it.
     #[arg(long)]
@@ -204,17 +233,17 @@ struct Args {
     #[arg(long, default_value_t = MAX_DATAGRAM)]
     buffer: usize,
     /// Receiver: after the end marker, wait this long for stragglers if some are missing.
-    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "200ms", value_parser = units::delay)]
     linger: Duration,
     /// Receiver: give up when nothing arrived for this long once traffic started.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = units::delay)]
     idle: Duration,
     /// Receiver: give up when nothing at all arrived for this long (default 60s; 2s in
     /// the demo).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = units::delay)]
     wait: Option<Duration>,
     /// Sender: how many end markers to send (0 shows what happens when all are lost).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=MAX_END_MARKERS))]
     end_markers: u32,
     /// Sender: the first sequence number (default 0; large values test 64-bit counting).
     #[arg(long, default_value_t = 0, hide = true)]
@@ -224,13 +253,6 @@ struct Args {
 /// Entry point of the lab.
 pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
     let args: Args = super::parse_args(lab, args)?;
-    if args.interval <= 0.0 || args.duration.is_some_and(|d| d.is_nan() || d <= 0.0) {
-        return Err(
-            LabError::usage("--interval and --duration must be above 0 seconds")
-                .fix("for example --interval 1 --duration 5")
-                .into(),
-        );
-    }
     if !(HEADER_LEN..=MAX_DATAGRAM).contains(&args.buffer) {
         return Err(LabError::usage(format!(
             "--buffer {}: the receiver must read at least the {HEADER_LEN}-byte header",

@@ -170,7 +170,7 @@ impl Receiver {
             linger: args.linger,
             idle: args.idle,
             wait,
-            interval: Duration::from_secs_f64(args.interval),
+            interval: args.interval,
             mark: Mark::default(),
             intervals: Vec::new(),
             print,

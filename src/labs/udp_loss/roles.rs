@@ -36,7 +36,7 @@ pub(super) fn sender_role(args: &Args) -> Result<()> {
             "{} {} datagrams of {} bytes to {} at {}",
             bold("sending"),
             count.map_or_else(
-                || format!("{} s of", args.duration.unwrap_or(0.0)),
+                || format!("{} s of", args.duration.unwrap_or_default().as_secs_f64()),
                 |c| c.to_string()
             ),
             args.size,

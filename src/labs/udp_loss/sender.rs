@@ -262,7 +262,7 @@ pub(super) fn send(
         first_seq: args.first_seq,
         size: args.size,
         count,
-        until: args.duration.map(|d| start + Duration::from_secs_f64(d)),
+        until: args.duration.map(|d| start + d),
         pps,
         start,
         last: start,
