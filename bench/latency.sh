@@ -87,6 +87,8 @@ run_lab() {
     wait_tcp "$p"
   fi
   local spid=$!
+  # A fresh folder each time: a failed run must not leave the last one's figures.
+  rm -rf "$TMP/lab"
   # shellcheck disable=SC2086
   taskset -c "$c" timeout $((DUR + 30)) "$LAB" latency --connect "127.0.0.1:$p" --mode "$proto" --sizes "$size" \
     --duration "$DUR" --warmup 1000 --seed 8 $extra --out "$TMP/lab" >/dev/null
