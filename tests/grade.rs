@@ -90,9 +90,9 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
     let mutants = std::fs::read_dir(repo().join("tests/mutants"))
         .unwrap()
         .count();
-    // 3 labs x (solution + starter) x (Rust + Python), plus every mutant.
+    // 4 labs x (solution + starter) x (Rust + Python), plus every mutant.
     assert!(
-        t.contains(&format!("all {} items behave as required", 12 + mutants)),
+        t.contains(&format!("all {} items behave as required", 16 + mutants)),
         "{t}"
     );
     for kind in [
@@ -101,7 +101,7 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
         "starter (Rust)",
         "starter (Python)",
     ] {
-        assert_eq!(t.matches(kind).count(), 3, "{kind} for each lab:\n{t}");
+        assert_eq!(t.matches(kind).count(), 4, "{kind} for each lab:\n{t}");
     }
     assert!(!t.contains("BAD"), "{t}");
 }
@@ -170,6 +170,19 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "near_u64_max",
                 "end_marker_repeated",
                 "tail_loss",
+            ][..],
+        ),
+        (
+            "07-serial-stream",
+            &[
+                "every_byte_in_order",
+                "two_clients",
+                "client_leaves",
+                "late_client_fresh",
+                "slow_client",
+                "buffers_of_k",
+                "sample_age",
+                "quiet_serial_idle",
             ][..],
         ),
     ] {
@@ -702,7 +715,15 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
         .iter()
         .map(|l| l["lab"].as_str().unwrap())
         .collect();
-    assert_eq!(labs, ["01-tcp-echo", "02-udp-echo", "03-udp-loss"]);
+    assert_eq!(
+        labs,
+        [
+            "01-tcp-echo",
+            "02-udp-echo",
+            "03-udp-loss",
+            "07-serial-stream"
+        ]
+    );
     for l in v.as_array().unwrap() {
         assert_eq!(l["score"], l["max_score"], "{l}");
         assert_eq!(l["seed"].to_string(), seed);

@@ -78,7 +78,9 @@ pub use crate::rng::Rng;
 pub struct Target {
     /// Command words without the contract's arguments.
     pub argv: Vec<String>,
-    /// The contract's arguments, with `{port}` still to fill in.
+    /// The contract's arguments, with placeholders still to fill in: `{port}` and
+    /// `{connect}` from the port, any other `{name}` from the check ([`Harness::set_arg`],
+    /// e.g. 07's `{serial}` and `{buffer}`).
     pub args: Vec<String>,
     /// Working directory.
     pub dir: Option<std::path::PathBuf>,
@@ -90,7 +92,12 @@ impl Target {
     /// The command line as the user wrote it: `--cmd CMD` is run as
     /// `sh -c 'exec CMD "$@"' sh ARGS`, shown as `CMD ARGS`.
     pub fn shown(&self, port: u16) -> Vec<String> {
-        let full = self.command(port);
+        self.shown_with(port, &[])
+    }
+
+    /// [`Target::shown`] with the check's own placeholders filled in.
+    pub fn shown_with(&self, port: u16, vars: &[(String, String)]) -> Vec<String> {
+        let full = self.command_with(port, vars);
         match full.as_slice() {
             [sh, c, script, zero, args @ ..] if sh == "sh" && c == "-c" && zero == "sh" => {
                 match script
@@ -109,10 +116,21 @@ impl Target {
 
     /// The full command line for `port`.
     pub fn command(&self, port: u16) -> Vec<String> {
+        self.command_with(port, &[])
+    }
+
+    /// The full command line for `port`, with `vars` (`("serial", "/dev/pts/3")`)
+    /// filling in `{serial}` and the like.
+    pub fn command_with(&self, port: u16, vars: &[(String, String)]) -> Vec<String> {
         let mut v = self.argv.clone();
         v.extend(self.args.iter().map(|a| {
-            a.replace("{port}", &port.to_string())
-                .replace("{connect}", &format!("127.0.0.1:{port}"))
+            let mut a = a
+                .replace("{port}", &port.to_string())
+                .replace("{connect}", &format!("127.0.0.1:{port}"));
+            for (name, value) in vars {
+                a = a.replace(&format!("{{{name}}}"), value);
+            }
+            a
         }));
         v
     }
@@ -133,6 +151,8 @@ pub struct Harness {
     pub transcript: Vec<String>,
     /// Programs started by this check; stopped when the check ends.
     programs: Vec<Program>,
+    /// The check's own placeholder values (`serial`, `buffer`), set before `start`.
+    vars: Vec<(String, String)>,
     /// True when a pids cgroup confined the programs.
     pub cgroup_used: bool,
 }
@@ -147,7 +167,17 @@ impl Harness {
             target,
             transcript: Vec::new(),
             programs: Vec::new(),
+            vars: Vec::new(),
             cgroup_used: false,
+        }
+    }
+
+    /// Sets the value of the contract's placeholder `{name}` for the next `start`.
+    pub fn set_arg(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.vars.iter_mut().find(|(n, _)| n == name) {
+            Some(v) => v.1 = value,
+            None => self.vars.push((name.to_string(), value)),
         }
     }
 
@@ -170,14 +200,21 @@ impl Harness {
     /// waits until it listens (TCP) or has bound the port (UDP), while checking it is
     /// still alive: never a fixed sleep.
     pub fn start_with(&mut self, tweak: impl FnOnce(&mut ProcessLimits)) -> Outcome<usize> {
-        let argv = self.target.command(self.port);
+        let argv = self.target.command_with(self.port, &self.vars);
+        let contract = &argv[self.target.argv.len()..];
+        if let Some(a) = contract.iter().find(|a| a.contains('{') && a.contains('}')) {
+            // A contract placeholder this check did not fill: a bug in the check.
+            return Err(Unmet::error(format!(
+                "the grader left `{a}` unfilled in the command line (a bug in lab: please report it)"
+            )));
+        }
         let mut spawn = Spawn::new(argv.clone());
         spawn.dir = self.target.dir.clone();
         spawn.env = self.target.env.clone();
         tweak(&mut spawn.limits);
         self.step(format!(
             "start `{}`",
-            self.target.shown(self.port).join(" ")
+            self.target.shown_with(self.port, &self.vars).join(" ")
         ));
         let mut p = Program::start(&spawn)
             .map_err(|e| Unmet::error(format!("cannot start `{}`: {e}", argv[0])))?;

@@ -83,7 +83,7 @@ pub const LABS: &[LabDef] = &[
     lab!("04-raw-icmp"),
     lab!("05-chat"),
     lab!("06-json-to-file"),
-    lab!("07-serial-stream", demo: serial_stream::run),
+    lab!("07-serial-stream", demo: serial_stream::run, checks: serial_stream::checks::SUITE, bin: "serial-stream"),
     lab!("08-latency", demo: latency::run),
 ];
 
