@@ -49,7 +49,9 @@ fn have_python() -> bool {
 }
 
 /// Grades lab 07 with extra arguments; returns the process output and the JSON report.
-fn grade(seed: u64, extra: &[&str]) -> (Output, serde_json::Value) {
+/// Rust builds go to a target folder of `target`'s own: the starters and the solutions
+/// build binaries of the same name, and tests run side by side.
+fn grade(seed: u64, target: &str, extra: &[&str]) -> (Output, serde_json::Value) {
     eprintln!("grading 07 with seed {seed}: {extra:?}");
     let o = lab()
         .args(["grade", "07", "--format", "json", "--seed"])
@@ -57,7 +59,9 @@ fn grade(seed: u64, extra: &[&str]) -> (Output, serde_json::Value) {
         .args(extra)
         .env(
             "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("serial-exercises"),
+            Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join("serial-exercises")
+                .join(target),
         )
         .output()
         .unwrap();
@@ -86,7 +90,7 @@ fn the_python_and_rust_solutions_get_full_marks() {
         vec!["--cmd", py.as_str()],
         vec!["--dir", sol.to_str().unwrap(), "--lang", "rust"],
     ] {
-        let (o, r) = grade(707, &extra);
+        let (o, r) = grade(707, "solutions", &extra);
         assert!(o.status.success(), "{extra:?}: {r:#}");
         assert_eq!(r["score"], r["max_score"], "{r:#}");
         assert_eq!(tests(&r).len(), 9, "{r:#}");
@@ -100,7 +104,11 @@ fn the_starters_fail() {
     }
     let ex = repo().join("exercises");
     for lang in ["python", "rust"] {
-        let (o, r) = grade(708, &["--dir", ex.to_str().unwrap(), "--lang", lang]);
+        let (o, r) = grade(
+            708,
+            "starters",
+            &["--dir", ex.to_str().unwrap(), "--lang", lang],
+        );
         assert_eq!(o.status.code(), Some(1), "{lang}: {r:#}");
         let first = tests(&r).iter().find(|t| t["status"] != "pass").unwrap();
         // The starters serve one client with text: the very first stream check says so.
@@ -142,7 +150,7 @@ fn every_mutant_fails_the_check_it_targets() {
                 let cmd = format!("python3 {}", path.display());
                 let check = check.clone();
                 std::thread::spawn(move || {
-                    let (o, r) = grade(709, &["--cmd", &cmd]);
+                    let (o, r) = grade(709, "mutants", &["--cmd", &cmd]);
                     (cmd, check, o, r)
                 })
             })
