@@ -649,6 +649,45 @@ mod tests {
     }
 
     #[test]
+    fn a_checks_own_placeholders_are_filled_and_a_missing_one_is_refused() {
+        let t = Target {
+            argv: vec!["fwd".into(), "{literal}".into()],
+            args: [
+                "--serial", "{serial}", "--port", "{port}", "--buffer", "{buffer}",
+            ]
+            .map(String::from)
+            .to_vec(),
+            dir: None,
+            env: vec![],
+        };
+        let vars = [("serial", "/dev/pts/7"), ("buffer", "24")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            t.command_with(1234, &vars),
+            [
+                "fwd",
+                "{literal}",
+                "--serial",
+                "/dev/pts/7",
+                "--port",
+                "1234",
+                "--buffer",
+                "24"
+            ]
+        );
+        // A check that forgets `{buffer}` is refused before anything starts; braces in
+        // the user's own command words are theirs.
+        let mut ctx = Harness::new(t, 1, 1, Transport::Tcp);
+        ctx.set_arg("serial", "/dev/pts/7");
+        let err = ctx.start().unwrap_err();
+        assert!(
+            err.error && err.message.contains("`{buffer}` unfilled"),
+            "{err:?}"
+        );
+        assert!(ctx.program().is_none());
+    }
+
+    #[test]
     fn reads_a_report_line_from_a_udp_receivers_stdout() {
         // The shape 03-udp-loss's receiver will have: bind UDP, print one JSON line.
         let script = "import socket, sys, time\n\

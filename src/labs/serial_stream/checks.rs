@@ -11,18 +11,15 @@
 //! waited in the program. Deadlines are generous (a loaded 2-core machine passes a
 //! correct program); they only catch a program that does not deliver at all.
 
+mod client;
 mod device;
 
-use std::io::Read;
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::grade::checks::{Check, Suite};
 use crate::grade::harness::{Harness, Outcome, Transport, Unmet};
 use crate::out::escape_bytes;
+use client::Client;
 use device::Device;
 
 /// The checks, in order.
@@ -110,9 +107,6 @@ const FRESH_SLACK_SECS: f64 = 0.1;
 /// this much for scheduling on a busy machine (a loopback send takes microseconds).
 const AGE_MARGIN: Duration = Duration::from_millis(400);
 
-/// Bytes a client keeps: over 8 MiB, a bound on memory whatever a program sends.
-const CLIENT_CAP: usize = 8 << 20;
-
 /// The slow-client burst: the most a send buffer may grow to (the kernel's tcp_wmem
 /// maximum, 4 MiB by default; a blocking sender to a client that reads nothing was
 /// measured absorbing 2.8 MiB before it stalled) plus 1 MiB for the client's receive
@@ -128,136 +122,6 @@ fn burst_len() -> u64 {
 /// How long the device's writer may make no progress before the program counts as
 /// stalled (it stopped reading the device).
 const STALL: Duration = Duration::from_secs(3);
-
-/// What one client's reader thread saw.
-#[derive(Debug, Default)]
-struct Rx {
-    /// Every byte received, in order (up to [`CLIENT_CAP`]).
-    data: Vec<u8>,
-    /// The latest 16 bytes received, past the cap too.
-    last: Vec<u8>,
-    /// After each recv: (bytes received so far, when the recv returned).
-    recvs: Vec<(usize, Instant)>,
-    /// How the stream ended, if it did (EOF, reset).
-    ended: Option<String>,
-}
-
-/// A client that reads in a thread of its own, timing each recv.
-struct Client {
-    /// Its name in the transcript (A, B, ...).
-    name: String,
-    /// Its socket (kept to reset it on purpose).
-    sock: Option<TcpStream>,
-    /// What it received.
-    rx: Arc<Mutex<Rx>>,
-    /// Set to stop the reader.
-    stop: Arc<AtomicBool>,
-    /// The reader, joined on drop.
-    thread: Option<JoinHandle<()>>,
-    /// Samples written when it connected.
-    joined_at: u64,
-}
-
-impl Client {
-    /// Connects and starts reading.
-    fn connect(ctx: &mut Harness, dev: &Device, name: &str) -> Outcome<Client> {
-        let s = ctx.connect(name)?;
-        let joined_at = dev.written();
-        Client::reading(name, s, joined_at)
-    }
-
-    fn reading(name: &str, s: TcpStream, joined_at: u64) -> Outcome<Client> {
-        let mut r = s
-            .try_clone()
-            .map_err(|e| Unmet::error(format!("cannot clone a socket: {e}")))?;
-        // Short timeouts only so the reader notices `stop`.
-        let _ = r.set_read_timeout(Some(Duration::from_millis(50)));
-        let rx = Arc::new(Mutex::new(Rx::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (rx2, stop2) = (Arc::clone(&rx), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            while !stop2.load(Ordering::SeqCst) {
-                let got = r.read(&mut buf);
-                let mut st = rx2.lock().unwrap_or_else(|p| p.into_inner());
-                match got {
-                    Ok(0) => {
-                        st.ended = Some("the program closed the connection".into());
-                        return;
-                    }
-                    Ok(n) => {
-                        let room = CLIENT_CAP.saturating_sub(st.data.len()).min(n);
-                        st.data.extend_from_slice(&buf[..room]);
-                        st.last.extend_from_slice(&buf[n.saturating_sub(16)..n]);
-                        let cut = st.last.len().saturating_sub(16);
-                        st.last.drain(..cut);
-                        let total = st.data.len();
-                        st.recvs.push((total, Instant::now()));
-                    }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::Interrupted
-                        ) => {}
-                    Err(e) => {
-                        st.ended = Some(format!("the connection failed: {e}"));
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Client {
-            name: name.to_string(),
-            sock: Some(s),
-            rx,
-            stop,
-            thread: Some(thread),
-            joined_at,
-        })
-    }
-
-    /// A copy of what it received so far.
-    fn received(&self) -> (Vec<u8>, Vec<(usize, Instant)>, Option<String>) {
-        let st = self.rx.lock().unwrap_or_else(|p| p.into_inner());
-        (st.data.clone(), st.recvs.clone(), st.ended.clone())
-    }
-
-    /// The latest (up to) 16 bytes received.
-    fn last(&self) -> Vec<u8> {
-        self.rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last
-            .clone()
-    }
-
-    /// Bytes received so far (up to the cap).
-    fn count(&self) -> usize {
-        self.rx.lock().unwrap_or_else(|p| p.into_inner()).data.len()
-    }
-
-    /// Leaves abruptly: SO_LINGER 0 then close sends a reset, like a killed client.
-    fn reset(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        if let Some(s) = self.sock.take() {
-            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
-        }
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Opens the grader's device, picks K, starts the program and waits until it listens.
 fn begin(ctx: &mut Harness) -> Outcome<(Device, usize)> {
