@@ -12,9 +12,10 @@ import threading
 import time
 import tty
 
-# Buffers queued for one client before it skips some: 64 buffers of 16 samples is over
-# a second of samples; a client further behind than that gets fresh ones instead.
-MAX_QUEUED = 64
+# Samples queued for one client before it skips buffers: 64 KiB is over a minute of
+# samples at 896/s, so only a client that stopped reading skips any, and it costs at most
+# this much memory.
+MAX_QUEUED_BYTES = 64 * 1024
 
 
 class Client:
@@ -22,10 +23,10 @@ class Client:
     only ever gets samples read after it arrived) and a bounded queue of full buffers
     that its own thread sends."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, k):
         self.conn = conn
         self.buf = bytearray()
-        self.out = queue.Queue(MAX_QUEUED)
+        self.out = queue.Queue(max(2, MAX_QUEUED_BYTES // k))
         self.gone = False
 
 
@@ -98,7 +99,7 @@ def send_loop(c):
 
 
 def main():
-    path, port, k = arg("--serial"), int(arg("--port")), int(arg("--buffer"))
+    path, port, k = arg("--serial"), int(arg("--port")), max(1, int(arg("--buffer")))
     threading.Thread(target=read_device, args=(path, k), daemon=True).start()
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,7 +112,7 @@ def main():
             continue
         # Small buffers must leave at once, not wait for the previous one's ACK (Nagle).
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        c = Client(conn)
+        c = Client(conn, k)
         with clients_lock:
             clients.append(c)
         threading.Thread(target=send_loop, args=(c,), daemon=True).start()

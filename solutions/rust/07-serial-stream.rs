@@ -12,9 +12,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Buffers queued for one client before it skips some: 64 buffers of 16 samples is over
-/// a second of samples; a client further behind than that gets fresh ones instead.
-const MAX_QUEUED: usize = 64;
+/// Samples queued for one client before it skips buffers: 64 KiB is over a minute of
+/// samples at 896/s, so only a client that stopped reading skips any, and it costs at
+/// most this much memory.
+const MAX_QUEUED_BYTES: usize = 64 * 1024;
 
 /// One connected client, as the device reader sees it.
 struct Client {
@@ -108,7 +109,7 @@ fn main() -> std::io::Result<()> {
         let Ok(conn) = conn else { continue };
         // Small buffers must leave at once, not wait for the previous one's ACK (Nagle).
         let _ = conn.set_nodelay(true);
-        let (tx, rx) = sync_channel(MAX_QUEUED);
+        let (tx, rx) = sync_channel((MAX_QUEUED_BYTES / k).max(2));
         clients
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -100,9 +100,13 @@ impl Device {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts (or resumes) writing at the paced rate, from now.
+    /// Starts (or resumes) writing at the paced rate, from now; a burst under way
+    /// finishes first (it turns paced by itself).
     pub fn play(&self) {
         let mut s = self.lock();
+        if matches!(s.mode, Mode::Burst { .. }) {
+            return;
+        }
         s.mode = Mode::Paced {
             since: Instant::now(),
             base: s.written,
