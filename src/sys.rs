@@ -162,6 +162,39 @@ pub fn open_pty() -> io::Result<(std::fs::File, String)> {
     Ok((master, path.to_string_lossy().into_owned()))
 }
 
+/// Puts a terminal in raw mode (`cfmakeraw`: no line editing, no echo, no CR/LF
+/// translation, no XON/XOFF, no signal characters, 8 data bits), so every byte written
+/// to a pty's master reaches the slave's reader unchanged, like a serial line. On a pty
+/// master this sets the slave's modes (the kernel applies terminal ioctls to the slave).
+pub fn set_raw(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: termios is plain data; tcgetattr fills it, cfmakeraw edits it in place,
+    // tcsetattr reads it; all on a descriptor the caller owns.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd.as_raw_fd(), &mut t) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::cfmakeraw(&mut t);
+        if libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Makes reads and writes on a descriptor return WouldBlock instead of waiting
+/// (O_NONBLOCK), for files std offers no `set_nonblocking` on (a pty master).
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor the caller owns; no memory is involved.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Marks a descriptor close-on-exec, so programs we spawn do not inherit it.
 pub fn set_cloexec(fd: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: F_SETFD on a descriptor the caller owns; no memory is involved.

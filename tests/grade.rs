@@ -259,6 +259,19 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "unicode_nested",
             ][..],
         ),
+        (
+            "07-serial-stream",
+            &[
+                "every_byte_in_order",
+                "two_clients",
+                "client_leaves",
+                "late_client_fresh",
+                "slow_client",
+                "buffers_of_k",
+                "sample_age",
+                "quiet_serial_idle",
+            ][..],
+        ),
     ] {
         for c in checks {
             let has = targets.iter().any(|(l, t)| l == lab && t == c);
@@ -1011,7 +1024,8 @@ fn grade_all_lists_every_lab_and_fills_in_the_lab_id() {
             "03-udp-loss",
             "04-raw-icmp",
             "05-chat",
-            "06-json-to-file"
+            "06-json-to-file",
+            "07-serial-stream"
         ]
     );
     for l in v.as_array().unwrap() {

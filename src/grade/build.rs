@@ -76,11 +76,29 @@ pub(super) fn workspace(dir: Option<&Path>) -> PathBuf {
 pub(super) fn exercise_of(lab: &Lab) -> Result<&'static ExerciseFiles, LabError> {
     embedded::exercise(&lab.id)
         .filter(|_| checks::suite(&lab.id).is_some())
-        .ok_or_else(|| {
-            let have: Vec<&str> = embedded::exercises().map(|e| e.lab).collect();
-            LabError::usage(format!("{} has no gradable exercise yet", lab.id))
-                .fix(format!("labs with exercises: {}", have.join(", ")))
-        })
+        .ok_or_else(|| no_exercise(lab))
+}
+
+/// The error for a lab without a graded exercise: it says so plainly and what the lab
+/// does offer instead (its demo and lesson), so no one goes looking for a build error.
+pub(super) fn no_exercise(lab: &Lab) -> LabError {
+    let have: Vec<&str> = embedded::exercises().map(|e| e.lab).collect();
+    let offer = if crate::labs::find(&lab.id).is_some() {
+        format!(
+            "`lab run {id}` runs its demo and `lab show {id}` reads its lesson",
+            id = lab.id
+        )
+    } else {
+        format!("`lab show {}` reads its lesson", lab.id)
+    };
+    LabError::usage(format!(
+        "{} has no graded exercise yet: there is nothing to check",
+        lab.id
+    ))
+    .fix(format!(
+        "{offer}; labs with a graded exercise: {}",
+        have.join(", ")
+    ))
 }
 
 /// The Python interpreter: `python3` resolved once to the real executable, so version
@@ -214,6 +232,8 @@ pub fn prepare(
     seed: u64,
     target_dir: Option<&Path>,
 ) -> Result<Result<Job, LabReport>> {
+    // Before building anything, and with --cmd too: a lab without checks cannot grade.
+    exercise_of(lab)?;
     let args = lab
         .exercise
         .as_ref()

@@ -81,7 +81,9 @@ pub use crate::rng::Rng;
 pub struct Target {
     /// Command words without the contract's arguments.
     pub argv: Vec<String>,
-    /// The contract's arguments, with `{port}` still to fill in.
+    /// The contract's arguments, with placeholders still to fill in: `{port}` and
+    /// `{connect}` from the port, any other `{name}` from the check ([`Harness::set_arg`],
+    /// e.g. 07's `{serial}` and `{buffer}`).
     pub args: Vec<String>,
     /// Working directory.
     pub dir: Option<std::path::PathBuf>,
@@ -93,7 +95,12 @@ impl Target {
     /// The command line as the user wrote it: `--cmd CMD` is run as
     /// `sh -c 'exec CMD "$@"' sh ARGS`, shown as `CMD ARGS`.
     pub fn shown(&self, port: u16) -> Vec<String> {
-        let full = self.command(port);
+        self.shown_with(port, &[])
+    }
+
+    /// [`Target::shown`] with the check's own placeholders filled in.
+    pub fn shown_with(&self, port: u16, vars: &[(String, String)]) -> Vec<String> {
+        let full = self.command_with(port, vars);
         match full.as_slice() {
             [sh, c, script, zero, args @ ..] if sh == "sh" && c == "-c" && zero == "sh" => {
                 match script
@@ -112,10 +119,21 @@ impl Target {
 
     /// The full command line for `port`.
     pub fn command(&self, port: u16) -> Vec<String> {
+        self.command_with(port, &[])
+    }
+
+    /// The full command line for `port`, with `vars` (`("serial", "/dev/pts/3")`)
+    /// filling in `{serial}` and the like.
+    pub fn command_with(&self, port: u16, vars: &[(String, String)]) -> Vec<String> {
         let mut v = self.argv.clone();
         v.extend(self.args.iter().map(|a| {
-            a.replace("{port}", &port.to_string())
-                .replace("{connect}", &format!("127.0.0.1:{port}"))
+            let mut a = a
+                .replace("{port}", &port.to_string())
+                .replace("{connect}", &format!("127.0.0.1:{port}"));
+            for (name, value) in vars {
+                a = a.replace(&format!("{{{name}}}"), value);
+            }
+            a
         }));
         v
     }
@@ -136,6 +154,8 @@ pub struct Harness {
     pub transcript: Vec<String>,
     /// Programs started by this check; stopped when the check ends.
     programs: Vec<Program>,
+    /// The check's own placeholder values (`serial`, `buffer`), set before `start`.
+    vars: Vec<(String, String)>,
     /// True when a pids cgroup confined the programs.
     pub cgroup_used: bool,
     /// True when the check runs in the grader's own user + network namespaces, where it
@@ -156,6 +176,7 @@ impl Harness {
             target,
             transcript: Vec::new(),
             programs: Vec::new(),
+            vars: Vec::new(),
             cgroup_used: false,
             isolated: false,
             scratch: None,
@@ -216,6 +237,15 @@ impl Harness {
         describe_status(self.programs[idx].kill().status)
     }
 
+    /// Sets the value of the contract's placeholder `{name}` for the next `start`.
+    pub fn set_arg(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.vars.iter_mut().find(|(n, _)| n == name) {
+            Some(v) => v.1 = value,
+            None => self.vars.push((name.to_string(), value)),
+        }
+    }
+
     /// The address the program should serve.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
@@ -235,22 +265,29 @@ impl Harness {
     /// waits until it listens (TCP) or has bound the port (UDP), while checking it is
     /// still alive: never a fixed sleep.
     pub fn start_with(&mut self, tweak: impl FnOnce(&mut ProcessLimits)) -> Outcome<usize> {
-        let mut argv = self.target.command(self.port);
-        if argv.iter().any(|a| a.contains("{out}")) {
+        // `{out}`: a file in this check's own folder, unless the check chose one.
+        if self.target.args.iter().any(|a| a.contains("{out}"))
+            && !self.vars.iter().any(|(n, _)| n == "out")
+        {
             let out = self.out_path().display().to_string();
-            for a in &mut argv {
-                *a = a.replace("{out}", &out);
-            }
+            self.set_arg("out", out);
+        }
+        let argv = self.target.command_with(self.port, &self.vars);
+        let contract = &argv[self.target.argv.len()..];
+        if let Some(a) = contract.iter().find(|a| a.contains('{') && a.contains('}')) {
+            // A contract placeholder this check did not fill: a bug in the check.
+            return Err(Unmet::error(format!(
+                "the grader left `{a}` unfilled in the command line (a bug in lab: please report it)"
+            )));
         }
         let mut spawn = Spawn::new(argv.clone());
         spawn.dir = self.target.dir.clone();
         spawn.env = self.target.env.clone();
         tweak(&mut spawn.limits);
-        let mut shown = self.target.shown(self.port).join(" ");
-        if let Some(dir) = &self.scratch {
-            shown = shown.replace("{out}", &dir.join("received.jsonl").display().to_string());
-        }
-        self.step(format!("start `{shown}`"));
+        self.step(format!(
+            "start `{}`",
+            self.target.shown_with(self.port, &self.vars).join(" ")
+        ));
         let mut p = Program::start(&spawn)
             .map_err(|e| Unmet::error(format!("cannot start `{}`: {e}", argv[0])))?;
         self.cgroup_used |= p.in_cgroup();
@@ -684,6 +721,45 @@ mod tests {
             env: vec![],
         };
         assert_eq!(wrapped.shown(9), ["python3 s.py", "--port", "9"]);
+    }
+
+    #[test]
+    fn a_checks_own_placeholders_are_filled_and_a_missing_one_is_refused() {
+        let t = Target {
+            argv: vec!["fwd".into(), "{literal}".into()],
+            args: [
+                "--serial", "{serial}", "--port", "{port}", "--buffer", "{buffer}",
+            ]
+            .map(String::from)
+            .to_vec(),
+            dir: None,
+            env: vec![],
+        };
+        let vars = [("serial", "/dev/pts/7"), ("buffer", "24")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            t.command_with(1234, &vars),
+            [
+                "fwd",
+                "{literal}",
+                "--serial",
+                "/dev/pts/7",
+                "--port",
+                "1234",
+                "--buffer",
+                "24"
+            ]
+        );
+        // A check that forgets `{buffer}` is refused before anything starts; braces in
+        // the user's own command words are theirs.
+        let mut ctx = Harness::new(t, 1, 1, Transport::Tcp);
+        ctx.set_arg("serial", "/dev/pts/7");
+        let err = ctx.start().unwrap_err();
+        assert!(
+            err.error && err.message.contains("`{buffer}` unfilled"),
+            "{err:?}"
+        );
+        assert!(ctx.program().is_none());
     }
 
     #[test]

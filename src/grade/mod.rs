@@ -117,7 +117,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             Environment::default(),
             Vec::new(),
         );
-        r.message = format!("{} has no exercise checks yet", job.lab);
+        r.message = format!("{} has no graded exercise yet", job.lab);
         r.total();
         return r;
     };

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 
-use super::build::{workspace, Lang, Source};
+use super::build::{exercise_of, workspace, Lang, Source};
 use super::embedded::{self, ExerciseFiles};
 use super::student::check;
 use crate::catalog::{Catalog, Lab};
@@ -22,6 +22,10 @@ pub fn watch(
     interval: Duration,
     max_runs: Option<usize>,
 ) -> Result<()> {
+    if let Some(lab) = only {
+        // Otherwise it would watch nothing, silently, until Ctrl-C.
+        exercise_of(lab)?;
+    }
     let ws = workspace(src.dir.as_deref());
     let exercises: Vec<&ExerciseFiles> = embedded::exercises()
         .filter(|e| only.is_none_or(|l| l.id == e.lab))

@@ -86,7 +86,7 @@ pub const LABS: &[LabDef] = &[
     lab!("04-raw-icmp", demo: raw_icmp::run, checks: raw_icmp::checks::SUITE, bin: "raw-icmp"),
     lab!("05-chat", demo: chat::run, checks: chat::checks::SUITE, bin: "chat"),
     lab!("06-json-to-file", demo: json_to_file::run, checks: json_to_file::checks::SUITE, bin: "json-to-file"),
-    lab!("07-serial-stream", demo: serial_stream::run),
+    lab!("07-serial-stream", demo: serial_stream::run, checks: serial_stream::checks::SUITE, bin: "serial-stream"),
     lab!("08-latency", demo: latency::run),
 ];
 

@@ -26,6 +26,7 @@
 //! ([`crate::wire::stamped`]) instead, so `lab latency --mode stream --connect` measures
 //! the age of every sample this server forwards, from another machine too.
 
+pub mod checks;
 mod client;
 mod demo;
 pub mod plot;

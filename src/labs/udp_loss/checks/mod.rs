@@ -12,16 +12,15 @@
 
 mod play;
 
-use std::net::UdpSocket;
-use std::time::{Duration, Instant};
-
 use crate::grade::checks::{starts, Check, Suite};
-use crate::grade::harness::{Harness, Outcome, Rng, Transport, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
+use crate::grade::harness::{Harness, Outcome, Transport, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
 use crate::grade::sandbox::describe_status;
 use crate::out::escape_bytes;
-use crate::wire::epoch_ns;
-use crate::wire::probe::{Kind, Packet, Repr, HEADER_LEN};
-use play::{Dgram, END_GAP, END_MARKERS, SIZE, Who, data, drained, end, expect_report, expected, finish, from_stranger, list, pick, play, probe, run, session, setup};
+use crate::wire::probe::HEADER_LEN;
+use play::{
+    data, end, expect_report, expected, finish, from_stranger, list, pick, play, run, session,
+    setup, Dgram, Who, END_GAP, END_MARKERS, SIZE,
+};
 
 /// The checks, in order.
 pub const SUITE: Suite = Suite {

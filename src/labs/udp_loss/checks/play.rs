@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::super::tally::Tally;
 use crate::grade::harness::{Harness, Outcome, Rng, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
-use crate::grade::sandbox::describe_status;
 use crate::out::escape_bytes;
 use crate::wire::epoch_ns;
-use crate::wire::probe::{Kind, Packet, Repr, HEADER_LEN};
+use crate::wire::probe::{Kind, Packet, Repr};
 
 /// Bytes per probe datagram: the lab's default `--size`, the header plus 32 zero bytes.
 pub(super) const SIZE: usize = 64;
@@ -302,7 +301,13 @@ pub(super) fn run(ctx: &mut Harness, net: &mut Net, plan: &[Dgram]) -> Outcome {
 
 /// The usual ending: S announces and sends its end marker (count `n`), then the report
 /// must match.
-pub(super) fn finish(ctx: &mut Harness, net: &mut Net, mut plan: Vec<Dgram>, sess: u64, n: u64) -> Outcome {
+pub(super) fn finish(
+    ctx: &mut Harness,
+    net: &mut Net,
+    mut plan: Vec<Dgram>,
+    sess: u64,
+    n: u64,
+) -> Outcome {
     ctx.step(format!("S sends the end marker: count {n}"));
     plan.push(end(sess, n));
     run(ctx, net, &plan)

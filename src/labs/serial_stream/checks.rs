@@ -1,0 +1,516 @@
+//! Checks for 07-serial-stream: the Pi's forwarder. The program is started as
+//! `PROGRAM --serial PATH --port N --buffer K`; it reads one-byte samples from the
+//! serial device at PATH and forwards them to every connected TCP client, K at a time.
+//!
+//! The grader plays the Arduino and the clients. PATH is a pseudo-terminal the grader
+//! opened (in raw mode, so bytes pass unchanged) and writes seeded noise into at the
+//! Arduino's 896 samples/s ([`device`]); every write is timed. Each client reads in a
+//! thread of its own and times what it receives, so a check can say which samples a
+//! client got (a contiguous run of the waveform, located exactly), whether any went
+//! missing, how old the first one was when the client connected, and how long each
+//! waited in the program. Deadlines are generous (a loaded 2-core machine passes a
+//! correct program); they only catch a program that does not deliver at all.
+
+mod client;
+mod device;
+
+use std::time::{Duration, Instant};
+
+use crate::grade::checks::{Check, Suite};
+use crate::grade::harness::{Harness, Outcome, Transport, Unmet};
+use crate::out::escape_bytes;
+use client::Client;
+use device::Device;
+
+/// The checks, in order.
+pub const SUITE: Suite = Suite {
+    lab: "07-serial-stream",
+    transport: Transport::Tcp,
+    checks: &[
+        Check {
+            name: "starts",
+            description: "starts with --serial PATH --port N --buffer K and listens on 127.0.0.1:N",
+            mistake: "the forwarder must take its serial device, port and buffer size from the arguments",
+            hint: "Parse --serial, --port and --buffer; open the device, then listen on 127.0.0.1 (or 0.0.0.0) on the port.",
+            run: starts,
+        },
+        Check {
+            name: "every_byte_in_order",
+            description: "one client gets every sample, unchanged and in order, also when the device delivers a burst",
+            mistake: "samples lost, changed or reordered: bytes beyond K dropped when one read returns more, or samples sent as text",
+            hint: "Append everything a read returns to the buffer; while it holds K or more, send the first K and keep the rest. Send the raw bytes (`sock.sendall(bytes(buf))`), never str() of them.",
+            run: every_byte_in_order,
+        },
+        Check {
+            name: "two_clients",
+            description: "two clients connected at once both get the stream",
+            mistake: "one client at a time: the program serves the first client and never accepts (or never sends to) the second",
+            hint: "Keep a list of connected clients and send each buffer to every one; accept new clients while forwarding (a thread for accept, or select over the listener and the device).",
+            run: two_clients,
+        },
+        Check {
+            name: "client_leaves",
+            description: "a client that disconnects abruptly does not stop the stream to the others",
+            mistake: "an error sending to a client that left (BrokenPipe, ConnectionReset) ended the program or its forwarding loop",
+            hint: "Wrap each client's send in try/except OSError (match on the error in Rust): on error close that client and remove it from the list; keep going.",
+            run: client_leaves,
+        },
+        Check {
+            name: "late_client_fresh",
+            description: "a client connecting after the stream started gets fresh samples, not a backlog",
+            mistake: "a stale backlog: old samples (kept for new clients, or left unread in the device while no client was connected) sent to a client that just connected",
+            hint: "Read the device all the time, clients or not, and start each client's buffer empty when it connects: a client gets samples read after it arrived.",
+            run: late_client_fresh,
+        },
+        Check {
+            name: "slow_client",
+            description: "a client that stops reading does not stall the others",
+            mistake: "a blocking send to a client that does not read: once its socket buffer is full, sendall() waits and every other client and the device reading wait with it",
+            hint: "Use non-blocking sends (select/selectors, or a thread and a bounded queue per client); when a client's queue is full, skip its buffers or disconnect it.",
+            run: slow_client,
+        },
+        Check {
+            name: "buffers_of_k",
+            description: "samples leave K at a time (--buffer K), not one by one",
+            mistake: "--buffer ignored: each sample sent as soon as it was read (or a fixed buffer size instead of K)",
+            hint: "Collect samples into a buffer and send only when it holds exactly K; use the number after --buffer, not a constant.",
+            run: buffers_of_k,
+        },
+        Check {
+            name: "sample_age",
+            description: "no sample waits in the program much longer than K samples take to arrive",
+            mistake: "extra latency: samples held longer than the buffer asks (a read that waits for a big block, like a buffered file's read(1024), or a sleep in the loop)",
+            hint: "Read whatever the device has (os.read(fd, 4096) or an unbuffered file returns as soon as there is a byte) and send the moment the buffer is full; never sleep to wait for data.",
+            run: sample_age,
+        },
+        Check {
+            name: "quiet_serial_idle",
+            description: "while the serial line is quiet the program sleeps in a read or select, not in a busy loop",
+            mistake: "busy-waiting: polling a non-blocking device (or select with a zero timeout) in a loop burns a whole CPU while no byte arrives",
+            hint: "Let the program block: a blocking read on the device in its own thread, or select()/poll() with no timeout over the device and the sockets.",
+            run: quiet_serial_idle,
+        },
+    ],
+};
+
+/// Samples per second the grader writes: the Arduino sketch's rate.
+const RATE: f64 = super::ARDUINO_RATE;
+
+/// Buffer sizes a check may ask for: none is the default 16, so a hard-coded 16 shows.
+const BUFFERS: [usize; 4] = [8, 24, 32, 48];
+
+/// Slack for "fresh": besides the K samples a buffer may hold from before a client
+/// arrived, 0.4 s of samples read around the moment it connected (a reader thread
+/// delayed on a loaded machine reads what queued up meanwhile; a backlog is a second
+/// or more, the mutants' 896 samples).
+const FRESH_SLACK_SECS: f64 = 0.4;
+
+/// Slack for "no extra latency": a sample may wait K samples' time in the buffer, plus
+/// this much for scheduling on a busy machine (a loopback send takes microseconds).
+const AGE_MARGIN: Duration = Duration::from_millis(400);
+
+/// The slow-client burst: the most a send buffer may grow to (the kernel's tcp_wmem
+/// maximum, 4 MiB by default; a blocking sender to a client that reads nothing was
+/// measured absorbing 2.8 MiB before it stalled) plus 1 MiB for the client's receive
+/// buffer, the pty and the program's own, at most 64 MiB.
+fn burst_len() -> u64 {
+    let wmem_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .unwrap_or(4 << 20);
+    (wmem_max + (1 << 20)).min(64 << 20)
+}
+
+/// How long the device's writer may make no progress before the program counts as
+/// stalled (it stopped reading the device).
+const STALL: Duration = Duration::from_secs(3);
+
+/// Opens the grader's device, picks K, starts the program and waits until it listens.
+fn begin(ctx: &mut Harness) -> Outcome<(Device, usize)> {
+    let k = BUFFERS[ctx.rng.range(0, BUFFERS.len())];
+    let seed = ctx.rng.next_u64();
+    let dev = Device::open(seed, RATE)
+        .map_err(|e| Unmet::error(format!("the grader cannot open a pseudo-terminal: {e}")))?;
+    ctx.step(format!(
+        "the grader's Arduino is the pseudo-terminal {}: it will write seeded noise (every byte value 0-255), one byte per sample, {RATE} samples/s",
+        dev.path
+    ));
+    ctx.set_arg("serial", dev.path.clone());
+    ctx.set_arg("buffer", k.to_string());
+    ctx.start()?;
+    Ok((dev, k))
+}
+
+/// Lets the stream run for `secs` (the clients read meanwhile).
+fn stream(ctx: &mut Harness, dev: &Device, secs: f64) {
+    dev.play();
+    ctx.step(format!(
+        "the Arduino streams for {secs} s (samples {} onwards)",
+        dev.written()
+    ));
+    std::thread::sleep(Duration::from_secs_f64(secs));
+}
+
+/// Checks that what `c` received is one contiguous run of the waveform; returns its
+/// first sample's index and the index after its last.
+fn contiguous(dev: &Device, c: &Client) -> Outcome<(u64, u64)> {
+    let (got, _, ended) = c.received();
+    let name = &c.name;
+    let ended = ended.map(|e| format!(" ({e})")).unwrap_or_default();
+    if got.is_empty() {
+        return Err(Unmet::fail(format!(
+            "client {name} received nothing while the grader wrote {} samples{ended}",
+            dev.written().saturating_sub(c.joined_at)
+        )));
+    }
+    let Some(first) = dev.locate(&got) else {
+        return Err(Unmet::fail(format!(
+            "the first bytes client {name} received, \"{}\", are not samples the grader wrote: forward the bytes read from the device unchanged (raw bytes, no text, no framing)",
+            escape_bytes(&got, 24)
+        )));
+    };
+    for (j, &b) in got.iter().enumerate() {
+        let want = dev.sample(first + j as u64);
+        if b == want {
+            continue;
+        }
+        let at = first + j as u64;
+        let msg = match dev.locate(&got[j..]) {
+            Some(o) if o > at => format!(
+                "client {name} received samples {first}..{at} in order, then sample {o}: the {} samples in between never arrived",
+                o - at
+            ),
+            Some(o) => format!(
+                "client {name} received samples {first}..{at} in order, then sample {o} again: {} samples were sent twice",
+                at - o
+            ),
+            None => format!(
+                "client {name} received samples {first}..{at} in order, then byte {b} where sample {at} is {want}: a byte the grader never wrote there"
+            ),
+        };
+        return Err(Unmet::fail(msg));
+    }
+    Ok((first, first + got.len() as u64))
+}
+
+/// Checks that `c` got samples at least up to `written - k - slack`: nothing stuck.
+fn up_to_date(c: &Client, end: u64, k: usize, written: u64) -> Outcome {
+    // What may still be on its way: the buffer being filled, and 0.5 s of samples.
+    let slack = k as u64 + (RATE * 0.5) as u64;
+    if end + slack < written {
+        let (_, _, ended) = c.received();
+        return Err(Unmet::fail(format!(
+            "client {} received samples up to {end}, but the grader had written {written}: the last {} never arrived{}",
+            c.name,
+            written - end,
+            ended.map(|e| format!(" ({e})")).unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until client `c` has received at least `n` bytes.
+fn wait_count(c: &Client, n: usize, limit: Duration) {
+    let until = Instant::now() + limit;
+    while c.count() < n && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn starts(ctx: &mut Harness) -> Outcome {
+    begin(ctx).map(|_| ())
+}
+
+fn every_byte_in_order(ctx: &mut Harness) -> Outcome {
+    let (dev, k) = begin(ctx)?;
+    let a = Client::connect(ctx, &dev, "A")?;
+    stream(ctx, &dev, 1.0);
+    // A serial driver hands over what queued up while the reader was busy: reads then
+    // return many bytes at once, which a forwarder must not lose.
+    ctx.step("the Arduino writes 4096 samples (what a pty holds) as fast as the pty takes them, so reads return many bytes at once, then streams on");
+    dev.burst(4096);
+    stream(ctx, &dev, 1.0);
+    let written = dev.written();
+    let due = (written - a.joined_at).saturating_sub(k as u64 + (RATE * FRESH_SLACK_SECS) as u64);
+    wait_count(&a, due as usize, Duration::from_secs(1));
+    let (first, end) = contiguous(&dev, &a)?;
+    ctx.step(format!(
+        "client A received samples {first}..{end}, unchanged and in order"
+    ));
+    up_to_date(&a, end, k, written)
+}
+
+fn two_clients(ctx: &mut Harness) -> Outcome {
+    let (dev, k) = begin(ctx)?;
+    let a = Client::connect(ctx, &dev, "A")?;
+    let b = Client::connect(ctx, &dev, "B")?;
+    stream(ctx, &dev, 1.5);
+    let written = dev.written();
+    for c in [&b, &a] {
+        let (first, end) = contiguous(&dev, c)?;
+        ctx.step(format!("client {} received samples {first}..{end}", c.name));
+        up_to_date(c, end, k, written)?;
+    }
+    Ok(())
+}
+
+fn client_leaves(ctx: &mut Harness) -> Outcome {
+    let (dev, k) = begin(ctx)?;
+    let mut a = Client::connect(ctx, &dev, "A")?;
+    let b = Client::connect(ctx, &dev, "B")?;
+    stream(ctx, &dev, 0.5);
+    ctx.step("client A leaves abruptly (SO_LINGER 0 then close: a reset)");
+    a.reset();
+    drop(a);
+    let left_at = dev.written();
+    stream(ctx, &dev, 1.0);
+    let written = dev.written();
+    let (first, end) = contiguous(&dev, &b)
+        .map_err(|u| Unmet::fail(format!("after client A left: {}", u.message)))?;
+    ctx.step(format!("client B received samples {first}..{end}"));
+    up_to_date(&b, end, k, written)
+        .map_err(|u| Unmet::fail(format!("{} (client A left at sample {left_at})", u.message)))?;
+    let c = Client::connect(ctx, &dev, "C")?;
+    stream(ctx, &dev, 0.5);
+    let (first, end) = contiguous(&dev, &c)?;
+    ctx.step(format!("client C received samples {first}..{end}"));
+    Ok(())
+}
+
+/// Checks that client `c`'s first sample was read around or after it connected.
+fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize) -> Outcome {
+    let (first, end) = contiguous(dev, c)?;
+    ctx.step(format!(
+        "client {} connected when sample {} was being written; it received samples {first}..{end}",
+        c.name, c.joined_at
+    ));
+    let slack = k as u64 + (RATE * FRESH_SLACK_SECS) as u64;
+    if first + slack < c.joined_at {
+        let old = c.joined_at - first;
+        return Err(Unmet::fail(format!(
+            "client {} connected at sample {}, but its first sample was sample {first}: {old} samples ({:.2} s) older than the client",
+            c.name,
+            c.joined_at,
+            old as f64 / RATE
+        )));
+    }
+    Ok(())
+}
+
+fn late_client_fresh(ctx: &mut Harness) -> Outcome {
+    let (dev, k) = begin(ctx)?;
+    ctx.step("no client is connected yet");
+    stream(ctx, &dev, 1.0);
+    let a = Client::connect(ctx, &dev, "A")?;
+    stream(ctx, &dev, 0.7);
+    fresh(ctx, &dev, &a, k)?;
+    let b = Client::connect(ctx, &dev, "B")?;
+    stream(ctx, &dev, 0.7);
+    fresh(ctx, &dev, &b, k)
+}
+
+fn slow_client(ctx: &mut Harness) -> Outcome {
+    let (dev, k) = begin(ctx)?;
+    let slow = ctx.connect_small_window("S (reads nothing, ever)", 4096)?;
+    let b = Client::connect(ctx, &dev, "B")?;
+    stream(ctx, &dev, 0.3);
+    let burst = burst_len();
+    ctx.step(format!(
+        "the Arduino writes {burst} samples as fast as the pty takes them: more than client S's socket buffers hold"
+    ));
+    let goal = dev.written() + burst;
+    dev.burst(burst);
+    // The pty only takes bytes as fast as the program reads them: a program stuck in a
+    // send to S stops reading, and the writer stops making progress. 3 s without any
+    // progress is a stall whatever the machine's load.
+    let mut last = (dev.written(), Instant::now());
+    while dev.written() < goal && last.1.elapsed() < STALL {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = dev.written();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    let written = dev.written();
+    if written < goal {
+        drop(slow);
+        return Err(Unmet::fail(format!(
+            "the program stopped reading the device after {written} samples ({} s without reading a byte) while client S read nothing; client B got {} bytes and then nothing more",
+            STALL.as_secs(),
+            b.count()
+        )));
+    }
+    ctx.step("the program read the whole burst");
+    // B may skip buffers during the burst (faster than any client is served), but once
+    // the stream is back to the Arduino's pace it must be up to date again.
+    stream(ctx, &dev, 1.0);
+    let written = dev.written();
+    drop(slow);
+    let (_, _, ended) = b.received();
+    let tail = &b.last();
+    let end = dev.locate(tail).map(|o| o + tail.len() as u64);
+    let slack = k as u64 + (RATE * 0.5) as u64;
+    match end {
+        Some(end) if end + slack >= written => {
+            ctx.step(format!(
+                "client B's latest sample is {}, of {written} written",
+                end - 1
+            ));
+            Ok(())
+        }
+        _ => Err(Unmet::fail(format!(
+            "client B fell behind while client S read nothing: {}, while the grader had written {written} samples{}",
+            match end {
+                Some(end) => format!("its latest sample is {}", end - 1),
+                None => format!("its last bytes, \"{}\", are not recent samples", escape_bytes(tail, 24)),
+            },
+            ended.map(|e| format!(" ({e})")).unwrap_or_default()
+        ))),
+    }
+}
+
+fn buffers_of_k(ctx: &mut Harness) -> Outcome {
+    let (dev, k) = begin(ctx)?;
+    let a = Client::connect(ctx, &dev, "A")?;
+    stream(ctx, &dev, 1.5);
+    let (_, recvs, _) = a.received();
+    if recvs.is_empty() {
+        return contiguous(&dev, &a).map(|_| ());
+    }
+    let sizes: Vec<usize> = recvs
+        .iter()
+        .scan(0, |prev, &(total, _)| {
+            let n = total - *prev;
+            *prev = total;
+            Some(n)
+        })
+        .collect();
+    ctx.step(format!(
+        "client A's reads returned {} bytes, {} reads in all",
+        sizes
+            .iter()
+            .take(8)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        sizes.len()
+    ));
+    if let Some(i) = recvs.iter().position(|&(total, _)| total % k != 0) {
+        return Err(Unmet::fail(format!(
+            "with --buffer {k} every send carries {k} samples, so client A's reads add up to multiples of {k}; after read {} it had {} bytes (read sizes: {})",
+            i + 1,
+            recvs[i].0,
+            sizes
+                .iter()
+                .take(i + 1)
+                .rev()
+                .take(8)
+                .rev()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn sample_age(ctx: &mut Harness) -> Outcome {
+    let (dev, k) = begin(ctx)?;
+    let a = Client::connect(ctx, &dev, "A")?;
+    stream(ctx, &dev, 2.0);
+    dev.pause();
+    let written = dev.written();
+    let limit = Duration::from_secs_f64(k as f64 / RATE) + AGE_MARGIN;
+    ctx.step(format!(
+        "the Arduino stops at sample {written}; every sample but the last buffer's must reach client A within {} ms of being written ({k} samples' time, {} ms, plus {} ms)",
+        limit.as_millis(),
+        (k as f64 / RATE * 1000.0).round(),
+        AGE_MARGIN.as_millis()
+    ));
+    std::thread::sleep(limit);
+    let (first, end) = contiguous(&dev, &a)?;
+    let (_, recvs, _) = a.received();
+    let mut worst = (Duration::ZERO, first);
+    let mut at = 0usize;
+    for &(total, t) in &recvs {
+        // Samples first+at..first+total arrived at t.
+        let i = first + at as u64;
+        if let Some(w) = dev.written_at(i) {
+            let age = t.saturating_duration_since(w);
+            if age > worst.0 {
+                worst = (age, i);
+            }
+        }
+        at = total;
+    }
+    ctx.step(format!(
+        "client A received samples {first}..{end}; the longest wait was {} ms (sample {})",
+        worst.0.as_millis(),
+        worst.1
+    ));
+    if worst.0 > limit {
+        return Err(Unmet::fail(format!(
+            "sample {} waited {} ms between the grader writing it and client A receiving it; with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin",
+            worst.1,
+            worst.0.as_millis(),
+            (k as f64 / RATE * 1000.0).round(),
+            AGE_MARGIN.as_millis()
+        )));
+    }
+    // The samples of the last, unfinished buffer may stay; older ones must have come.
+    let due = written.saturating_sub(k as u64);
+    if end < due && dev.written_at(end).is_some() {
+        return Err(Unmet::fail(format!(
+            "client A received samples up to {end}, but sample {end} was written {} ms ago and is still not there (the grader stopped writing at {written}, so only the last {k} may wait for a full buffer)",
+            dev.written_at(end)
+                .map(|w| w.elapsed().as_millis())
+                .unwrap_or(0)
+        )));
+    }
+    Ok(())
+}
+
+fn quiet_serial_idle(ctx: &mut Harness) -> Outcome {
+    let (dev, _k) = begin(ctx)?;
+    let a = Client::connect(ctx, &dev, "A")?;
+    stream(ctx, &dev, 0.3);
+    dev.pause();
+    ctx.step("the serial line goes quiet: the Arduino writes nothing");
+    std::thread::sleep(Duration::from_millis(100));
+    // Time runnable (running or waiting for a CPU), which a busy loop fills whatever the
+    // machine's load and a blocked program leaves near 0 (lab 01's eof check does the
+    // same); CPU time where schedstat is missing.
+    const WINDOW: Duration = Duration::from_millis(500);
+    ctx.step(format!(
+        "the grader measures how busy the program is over {} ms of silence",
+        WINDOW.as_millis()
+    ));
+    let Some(p) = ctx.program() else {
+        return Err(Unmet::error("the grader lost track of the program"));
+    };
+    let pid = p.pid;
+    let probe =
+        |p: &crate::grade::sandbox::Program| p.runnable_seconds().or_else(|| p.cpu_seconds());
+    let Some(before) = probe(p) else {
+        return Err(Unmet::error(format!(
+            "cannot read the CPU use of pid {pid} from /proc"
+        )));
+    };
+    let t = Instant::now();
+    std::thread::sleep(WINDOW);
+    let used = probe(p).unwrap_or(before) - before;
+    let share = used / t.elapsed().as_secs_f64();
+    ctx.step(format!(
+        "the program was busy {:.0}% of the time",
+        share * 100.0
+    ));
+    // A spinning thread is runnable ~100% of the time; a blocked one ~0%.
+    if share > 0.5 {
+        return Err(Unmet::fail(format!(
+            "the program kept a CPU busy {:.0}% of the time while no byte arrived on the serial line",
+            share * 100.0
+        )));
+    }
+    drop(a);
+    Ok(())
+}
