@@ -209,6 +209,34 @@ fn loopback_ping_pong_writes_a_full_report() {
         .collect();
     assert_eq!(rows.len(), 4 * 6, "{stdout}");
     assert!(rows.iter().all(|r| r.ends_with("1.00")), "{stdout}");
+
+    // compare: runs with no series in common compared nothing, and say so with exit 1
+    // (a listing of "only in A" / "only in B" and exit 0 reads like a comparison).
+    let only = |mode: &str| {
+        let mut j = json.clone();
+        j["series"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|s| s["mode"] == mode);
+        let f = dir.path().join(format!("{mode}.json"));
+        std::fs::write(&f, serde_json::to_string(&j).unwrap()).unwrap();
+        f
+    };
+    let (tcp, udp) = (only("tcp"), only("udp"));
+    let o = lab(&[
+        "latency",
+        "compare",
+        tcp.to_str().unwrap(),
+        udp.to_str().unwrap(),
+    ]);
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{err}");
+    assert!(
+        stdout.contains("only in A") && stdout.contains("only in B"),
+        "{stdout}"
+    );
+    assert!(err.contains("no series in common"), "{err}");
+    assert!(err.contains("fix:"), "{err}");
 }
 
 #[test]

@@ -30,7 +30,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::error::LabError;
-use crate::out::{bold, dim, progress};
+use crate::out::{bold, dim, duration_us, progress};
 use crate::say;
 use crate::wire::epoch_ns;
 
@@ -386,9 +386,9 @@ fn open_probe(job: Job, addr: SocketAddr, o: &Opts, seed: u64) -> Result<Opened>
             let b = p.buffers();
             let clock = note.map(|n| {
                 format!(
-                    "separate clocks: offset {:.1} us estimated from round trips, +-{:.1} us",
-                    n.offset_ns as f64 / 1e3,
-                    n.uncertainty_ns as f64 / 1e3
+                    "separate clocks: offset {} estimated from round trips, +-{}",
+                    duration_us(n.offset_ns as f64 / 1e3),
+                    duration_us(n.uncertainty_ns as f64 / 1e3)
                 )
             });
             (Box::new(p), b, clock)
@@ -473,11 +473,11 @@ pub fn run(o: &Opts) -> Result<Run> {
         bar.finish_and_clear();
         let s = &m.series;
         say!(
-            "  {:<20} p50 {:>8.1} us   p99 {:>8.1} us   max {:>8.1} us{}",
+            "  {:<20} p50 {:>10}   p99 {:>10}   max {:>10}{}",
             s.label(),
-            s.stats.p50_us,
-            s.stats.p99_us,
-            s.stats.max_us,
+            duration_us(s.stats.p50_us),
+            duration_us(s.stats.p99_us),
+            duration_us(s.stats.max_us),
             if s.lost > 0 {
                 format!("   lost {}", s.lost)
             } else {

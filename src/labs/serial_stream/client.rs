@@ -15,7 +15,7 @@ use super::plot::Scope;
 use super::server::Stamp;
 use super::{duration_limit, Args, PROBE_STAMPS};
 use crate::error::{connect_error, LabError};
-use crate::out::{bold, dim, interactive};
+use crate::out::{bold, dim, duration_us, interactive};
 use crate::say;
 
 /// What the client shows.
@@ -293,7 +293,7 @@ impl Window {
         }
         let mut v = self.latency.clone();
         v.sort_unstable();
-        let pick = |q: f64| ms(v[((v.len() - 1) as f64 * q).round() as usize]);
+        let pick = |q: f64| duration_us(v[((v.len() - 1) as f64 * q).round() as usize] as f64);
         format!(
             "latency p50 {}  p99 {}  max {}",
             pick(0.5),
@@ -320,20 +320,11 @@ impl Window {
     }
 }
 
-/// Microseconds as milliseconds, with the precision that matters at that size.
-pub(super) fn ms(us: u64) -> String {
-    if us < 1000 {
-        format!("{:.3} ms", us as f64 / 1000.0)
-    } else {
-        format!("{:.1} ms", us as f64 / 1000.0)
-    }
-}
-
 fn summary_header(opts: &ReceiveOpts) -> String {
     match (opts.buffer, opts.rate) {
         (Some(b), Some(r)) => format!(
-            "(not a terminal: a summary each second instead of the plot; buffers of {b} samples at {r} samples/s wait up to {:.1} ms for their first sample)",
-            (b.saturating_sub(1)) as f64 / r * 1000.0
+            "(not a terminal: a summary each second instead of the plot; buffers of {b} samples at {r} samples/s wait up to {} for their first sample)",
+            duration_us((b.saturating_sub(1)) as f64 / r * 1e6)
         ),
         _ => "(not a terminal: a summary each second instead of the plot)".into(),
     }

@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::{Args, DEFAULT_RCVBUF, READ_SLOT};
 use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId};
 use crate::error::bind_error;
-use crate::out::dim;
 use crate::out::OrStopLater;
+use crate::out::{dim, duration_us};
 use crate::say;
 use crate::sys::MAX_BATCH;
 use crate::wire::probe::{Kind, Repr, Tally};
@@ -237,13 +237,13 @@ impl Receiver {
                 .or_stop_later();
             }
             say!(
-                "  {:>5.2}-{:<5.2} s  {:>8} {:>10} {:>10.2} {:>6.3} ms {:>8} {:>5} {:>5} {:>6}",
+                "  {:>5.2}-{:<5.2} s  {:>8} {:>10} {:>10.2} {:>9} {:>8} {:>5} {:>5} {:>6}",
                 line.start,
                 line.end,
                 line.packets,
                 line.bytes,
                 line.bits_per_second / 1e6,
-                line.jitter_ms,
+                duration_us(line.jitter_ms * 1000.0),
                 line.missing,
                 line.duplicates,
                 line.out_of_order,
