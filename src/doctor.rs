@@ -138,8 +138,9 @@ pub fn checks() -> Vec<Check> {
     let ping = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4));
     let lab04 = lab_named("04-raw-icmp");
     v.push(match (&raw, &ping) {
-        (Ok(_), _) => check("raw sockets", Level::Ok, "raw ICMP socket opened", None)
-            .means(format!("{lab04}: raw sockets let it build and send its own ICMP packets")),
+        (Ok(_), _) => check("raw sockets", Level::Ok, "raw ICMP socket opened", None).means(
+            format!("{lab04}: raw sockets let it build and send its own ICMP packets"),
+        ),
         (Err(_), Ok(_)) => check(
             "raw sockets",
             Level::Warn,
