@@ -424,7 +424,7 @@ fn the_udp_demo_shows_boundaries_truncation_and_the_maximum() {
     let s = stdout(&o);
     for want in [
         "16 bytes copied; the datagram had 100",
-        "echoed 65507 bytes, identical",
+        "65507 bytes back, identical",
         "sendto(65508 bytes)",
         "ECONNREFUSED",
     ] {
