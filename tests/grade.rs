@@ -717,7 +717,8 @@ fn parallel_gradings_share_the_port_in_namespaces() {
         let t = text(&o);
         assert!(o.status.success(), "{t}");
         assert!(
-            t.contains("own PID + network namespace") && t.contains("port 7002"),
+            t.contains("own PID + network namespace")
+                && t.contains("PORT 7002 for the first check"),
             "{t}"
         );
     }

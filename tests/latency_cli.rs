@@ -319,11 +319,7 @@ fn server_role_and_connect_work_across_processes() {
         .rev()
         .find(|l| l.starts_with("stream 8 samples"))
         .expect(&stdout);
-    let cols: Vec<f64> = row
-        .split_whitespace()
-        .skip(3)
-        .filter_map(|c| c.parse().ok())
-        .collect();
+    let cols = figures(&row.split_whitespace().skip(3).collect::<Vec<_>>().join(" "));
     // count, min, p50, p90, p99, p99.9, max, mean, stdev, floor avg, floor max, lost
     let (count, mean, floor_avg) = (cols[0], cols[7], cols[9]);
     assert_eq!(count, 400.0, "{row}");
@@ -422,4 +418,28 @@ fn guided_tour_runs_every_step() {
             "{d} report missing"
         );
     }
+}
+
+/// A table row's figures, in microseconds where a unit follows (`118.3 us`, `1.1 ms`:
+/// the table prints durations with their unit).
+fn figures(cells: &str) -> Vec<f64> {
+    let words: Vec<&str> = cells.split_whitespace().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if let Ok(v) = words[i].parse::<f64>() {
+            match words.get(i + 1) {
+                Some(&"us") => i += 1,
+                Some(&"ms") => {
+                    out.push(v * 1000.0);
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+            out.push(v);
+        }
+        i += 1;
+    }
+    out
 }
