@@ -118,7 +118,7 @@ pub enum Command {
 
 /// Parses arguments and runs the command.
 pub fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().map_err(missing_id)?;
     let catalog = Catalog::load(cli.labs.as_deref())?;
     match cli.command {
         None => status(&catalog),
@@ -158,6 +158,45 @@ pub fn main() -> Result<()> {
     }
 }
 
+/// A command that needs a lab id and got none (`lab show`, `lab run`, `lab check`):
+/// say so with the ids to choose from, instead of clap's bare "<ID> required".
+/// Every other parse error (and `--help`) stays clap's own.
+fn missing_id(e: clap::Error) -> anyhow::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let wants_id = e.kind() == ErrorKind::MissingRequiredArgument
+        && matches!(e.get(ContextKind::InvalidArg),
+            Some(ContextValue::Strings(v)) if v.iter().any(|a| a == "<ID>"));
+    if !wants_id {
+        return e.into();
+    }
+    // "Usage: lab show <ID>" -> "lab show".
+    let command = match e.get(ContextKind::Usage) {
+        Some(ContextValue::StyledStr(u)) => u
+            .to_string()
+            .trim_start_matches("Usage: ")
+            .split(" <ID>")
+            .next()
+            .unwrap_or("lab")
+            .trim()
+            .to_string(),
+        _ => "this command".into(),
+    };
+    let ids = Catalog::load(None)
+        .map(|c| {
+            c.labs
+                .iter()
+                .map(|l| l.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    LabError::usage(format!("`{command}` needs a lab id: one of {ids}"))
+        .fix(format!(
+            "name the lab, e.g. `{command} 01` (01-tcp-echo, 01, 1 and tcp-echo all work)"
+        ))
+        .into()
+}
+
 /// `lab` with no arguments: what this is, progress, and the next command to run.
 fn status(catalog: &Catalog) -> Result<()> {
     let progress = Progress::load();
@@ -173,6 +212,7 @@ fn status(catalog: &Catalog) -> Result<()> {
             dim(&lab.title)
         )?;
     }
+    say!("  {}", dim(LEGEND))?;
     say!()?;
     let next = catalog
         .labs
@@ -205,6 +245,9 @@ fn status(catalog: &Catalog) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// What the marks in front of the labs mean (`lab` and `lab list`).
+const LEGEND: &str = "✓ passed  ~ demo run  · planned (not built yet)";
 
 fn mark(lab: &Lab, progress: &Progress) -> String {
     let p = progress.get(&lab.id);
@@ -284,7 +327,7 @@ fn list(catalog: &Catalog, json: bool) -> Result<()> {
         }
     }
     say!()?;
-    say!("{}", dim("✓ passed  ~ demo run  · planned (not built yet)"))?;
+    say!("{}", dim(LEGEND))?;
     Ok(())
 }
 

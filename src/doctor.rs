@@ -1,4 +1,6 @@
 //! `lab doctor`: what this machine can do for the labs, and how to fix what it cannot.
+//! Each finding says what it means for which lab (`means`), so "raw sockets work"
+//! does not read as "04 works" while 04 is not built yet.
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
@@ -30,6 +32,8 @@ pub struct Check {
     pub level: Level,
     /// What was found.
     pub detail: String,
+    /// What it means for which lab.
+    pub means: String,
     /// How to fix it, when it is not ok.
     pub fix: Option<String>,
 }
@@ -44,7 +48,47 @@ fn check(
         name,
         level,
         detail: detail.into(),
+        means: String::new(),
         fix,
+    }
+}
+
+impl Check {
+    /// Says what the finding means for which lab.
+    fn means(mut self, means: impl Into<String>) -> Check {
+        self.means = means.into();
+        self
+    }
+}
+
+/// A lab's id, with "(planned: not in this version yet)" when it is not built.
+fn lab_named(id: &str) -> String {
+    let planned = crate::catalog::Catalog::load(None).ok().is_some_and(|c| {
+        c.find(id)
+            .is_ok_and(|l| l.status == crate::catalog::Status::Planned)
+    });
+    if planned {
+        format!("{id} (planned: not in this version yet)")
+    } else {
+        id.to_string()
+    }
+}
+
+/// What kind of serial device a path names: only USB adapters can be an Arduino.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortKind {
+    /// ttyACM* (USB CDC, an Uno R3 or Leonardo) or ttyUSB* (a USB-serial chip, clones).
+    Usb,
+    /// ttyS* (a PC's built-in UART) or ttyAMA*/serial* (a Raspberry Pi's GPIO UART).
+    BuiltIn,
+}
+
+fn port_kind(path: &str) -> PortKind {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if name.starts_with("ttyACM") || name.starts_with("ttyUSB") || name.starts_with("cu.usb") {
+        PortKind::Usb
+    } else {
+        PortKind::BuiltIn
     }
 }
 
@@ -73,17 +117,21 @@ pub fn checks() -> Vec<Check> {
                 format!("cannot bind 127.0.0.1: {e}"),
                 Some("bring loopback up: `ip link set lo up` (as root)".into()),
             ),
-        },
+        }
+        .means("every lab: demos, checks and `lab latency` run on 127.0.0.1"),
     );
-    v.push(match TcpListener::bind("[::1]:0") {
-        Ok(_) => check("loopback IPv6", Level::Ok, "[::1] bound", None),
-        Err(e) => check(
-            "loopback IPv6",
-            Level::Warn,
-            format!("cannot bind [::1]: {e}"),
-            Some("IPv6 is optional; labs default to 127.0.0.1".into()),
-        ),
-    });
+    v.push(
+        match TcpListener::bind("[::1]:0") {
+            Ok(_) => check("loopback IPv6", Level::Ok, "[::1] bound", None),
+            Err(e) => check(
+                "loopback IPv6",
+                Level::Warn,
+                format!("cannot bind [::1]: {e}"),
+                Some("IPv6 is optional; labs default to 127.0.0.1".into()),
+            ),
+        }
+        .means("optional: only when you give a lab an IPv6 address such as --bind [::1]:7001"),
+    );
 
     v.push(raw_icmp_check());
 
@@ -95,7 +143,11 @@ pub fn checks() -> Vec<Check> {
             Level::Ok,
             format!("soft {soft}, hard {hard} (lab raises the soft limit itself for servers)"),
             None,
-        ),
+        )
+        .means(format!(
+            "01-tcp-echo and {}: a server can hold thousands of clients",
+            lab_named("05-chat")
+        )),
         Ok((soft, hard)) => check(
             "open-file limit",
             Level::Warn,
@@ -107,29 +159,52 @@ pub fn checks() -> Vec<Check> {
         ),
         Err(e) => check("open-file limit", Level::Warn, e.to_string(), None),
     });
+    if let Some(c) = v.last_mut() {
+        if c.means.is_empty() {
+            c.means = format!(
+                "01-tcp-echo and {}: how many clients one server can hold",
+                lab_named("05-chat")
+            );
+        }
+    }
 
-    for (tool, why) in [
-        ("cargo", "builds Rust exercises"),
-        ("python3", "runs Python exercises and starters"),
-        ("nc", "talks to lab servers by hand"),
+    for (tool, why, means) in [
+        (
+            "cargo",
+            "builds Rust exercises",
+            "`lab check` of any lab's Rust exercise",
+        ),
+        (
+            "python3",
+            "runs Python exercises and starters",
+            "`lab check` of any lab's Python exercise (`--lang python`)",
+        ),
+        (
+            "nc",
+            "talks to lab servers by hand",
+            "the lessons' `nc 127.0.0.1 7001` tries (01, 02); no lab needs it",
+        ),
     ] {
-        v.push(match which(tool) {
-            Some(p) => check(
-                tool_name(tool),
-                Level::Ok,
-                format!("{} ({why})", p.display()),
-                None,
-            ),
-            None => check(
-                tool_name(tool),
-                Level::Warn,
-                format!("not found on PATH ({why})"),
-                Some(format!(
-                    "install it (Debian: `apt-get install {}`)",
-                    debian_package(tool)
-                )),
-            ),
-        });
+        v.push(
+            match which(tool) {
+                Some(p) => check(
+                    tool_name(tool),
+                    Level::Ok,
+                    format!("{} ({why})", p.display()),
+                    None,
+                ),
+                None => check(
+                    tool_name(tool),
+                    Level::Warn,
+                    format!("not found on PATH ({why})"),
+                    Some(format!(
+                        "install it (Debian: `apt-get install {}`)",
+                        debian_package(tool)
+                    )),
+                ),
+            }
+            .means(means),
+        );
     }
     v
 }
@@ -201,18 +276,32 @@ fn raw_icmp_check() -> Check {
 
 fn serial_check() -> Check {
     let ports = crate::labs::serial_stream::available_ports();
-    let devs: Vec<String> = ports.iter().map(|p| p.port_name.clone()).collect();
-    if devs.is_empty() {
+    let (usb, built_in): (Vec<String>, Vec<String>) = ports
+        .iter()
+        .map(|p| p.port_name.clone())
+        .partition(|d| port_kind(d) == PortKind::Usb);
+    let also = if built_in.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; built-in ports {} (a PC's or a Pi's own UART, not an Arduino)",
+            built_in.join(", ")
+        )
+    };
+    if usb.is_empty() {
         return check(
             "serial ports",
             Level::Ok,
-            "none found (07-serial-stream uses its simulated Arduino)",
+            format!("no USB serial adapter (ttyACM*, ttyUSB*){also}"),
             None,
+        )
+        .means(
+            "07-serial-stream: uses its simulated Arduino; plug an Arduino in for the real one",
         );
     }
     // Access to /dev/ttyACM0 and friends is usually through the `dialout` group.
     let mut blocked = Vec::new();
-    for d in &devs {
+    for d in &usb {
         if std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -222,16 +311,26 @@ fn serial_check() -> Check {
             blocked.push(d.clone());
         }
     }
+    let means = format!(
+        "07-serial-stream: `lab run 07 --serial {}` reads a real Arduino",
+        usb[0]
+    );
     if blocked.is_empty() || sys::euid() == 0 {
-        check("serial ports", Level::Ok, devs.join(", "), None)
+        check(
+            "serial ports",
+            Level::Ok,
+            format!("USB serial {}{also}", usb.join(", ")),
+            None,
+        )
+        .means(means)
     } else {
         let in_group = group_id(Path::new(&blocked[0])).is_some_and(|g| sys::groups().contains(&g));
         check(
             "serial ports",
             Level::Warn,
             format!(
-                "found {} but cannot open {}",
-                devs.join(", "),
+                "USB serial {} found, but cannot open {}{also}",
+                usb.join(", "),
                 blocked.join(", ")
             ),
             Some(if in_group {
@@ -241,6 +340,7 @@ fn serial_check() -> Check {
                     .into()
             }),
         )
+        .means("07-serial-stream: cannot read the Arduino until fixed (the simulation still works)")
     }
 }
 
@@ -275,6 +375,9 @@ pub fn run(json: bool) -> Result<()> {
                 Level::Fail => bad("FAIL"),
             };
             say!("  {mark} {:<16} {}", c.name, c.detail)?;
+            if !c.means.is_empty() {
+                say!("       {:<16} {}", "", dim(format!("means: {}", c.means)))?;
+            }
             if let Some(fix) = &c.fix {
                 say!("       {:<16} {}", "", dim(format!("fix: {fix}")))?;
             }
@@ -287,4 +390,35 @@ pub fn run(json: bool) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usb_adapters_are_told_from_built_in_ports() {
+        assert_eq!(port_kind("/dev/ttyACM0"), PortKind::Usb);
+        assert_eq!(port_kind("/dev/ttyUSB1"), PortKind::Usb);
+        assert_eq!(port_kind("/dev/ttyS0"), PortKind::BuiltIn);
+        assert_eq!(port_kind("/dev/ttyAMA0"), PortKind::BuiltIn);
+    }
+
+    #[test]
+    fn every_finding_says_what_it_means_for_which_lab() {
+        for c in checks() {
+            assert!(
+                !c.means.is_empty(),
+                "{} says nothing about the labs",
+                c.name
+            );
+        }
+        let raw = checks()
+            .into_iter()
+            .find(|c| c.name == "raw sockets")
+            .unwrap();
+        // 04 is planned: a raw socket opening must not read as "04 works".
+        assert!(raw.means.contains("04-raw-icmp (planned"), "{}", raw.means);
+        assert!(!raw.detail.contains("works"), "{}", raw.detail);
+    }
 }

@@ -195,6 +195,21 @@ pub fn width() -> usize {
     }
 }
 
+/// A duration given in microseconds, as every table, live screen and report prints it:
+/// below 1000 us in microseconds, from 1000 us on in milliseconds, one decimal either
+/// way (`56.3 us`, `142.3 ms`, never `142344.2 us`). The choice is made on the rounded
+/// value, so 999.96 us reads `1.0 ms`, not `1000.0 us`. One function, so one rule.
+pub fn duration_us(us: f64) -> String {
+    if !us.is_finite() {
+        return "-".into();
+    }
+    if (us.abs() * 10.0).round() < 10_000.0 {
+        format!("{us:.1} us")
+    } else {
+        format!("{:.1} ms", us / 1000.0)
+    }
+}
+
 /// Shows bytes the way a lesson wants to see them: printable ASCII as is, `\n`, `\r`,
 /// `\t` escaped, anything else as `\xNN`; cut after `max` bytes with a note.
 pub fn escape_bytes(b: &[u8], max: usize) -> String {
@@ -435,6 +450,17 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("    let x = 1;"), "{r}");
+    }
+
+    #[test]
+    fn durations_switch_to_ms_at_1000_us() {
+        assert_eq!(duration_us(56.04), "56.0 us");
+        assert_eq!(duration_us(999.9), "999.9 us");
+        assert_eq!(duration_us(999.96), "1.0 ms");
+        assert_eq!(duration_us(1000.0), "1.0 ms");
+        assert_eq!(duration_us(142_344.2), "142.3 ms");
+        assert_eq!(duration_us(-2500.0), "-2.5 ms");
+        assert_eq!(duration_us(f64::NAN), "-");
     }
 
     #[test]

@@ -28,6 +28,9 @@ fn no_arguments_says_what_this_is_and_what_to_do_next() {
     assert!(s.contains("workbook for network sockets"), "{s}");
     assert!(s.contains("Next:"), "{s}");
     assert!(s.contains("lab run "), "{s}");
+    // The marks in front of the labs are explained where they are shown.
+    assert!(s.contains("· 04-raw-icmp"), "{s}");
+    assert!(s.contains("· planned (not built yet)"), "{s}");
 }
 
 #[test]
@@ -76,6 +79,25 @@ fn every_id_form_finds_the_same_lab() {
         assert!(o.status.success(), "{form}");
         assert_eq!(stdout(&o), want, "{form}");
     }
+}
+
+#[test]
+fn a_missing_id_exits_2_and_lists_the_ids() {
+    for cmd in [&["show"][..], &["run"], &["hint"], &["check"]] {
+        let o = run(cmd);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!("`lab {}` needs a lab id", cmd[0])),
+            "{e}"
+        );
+        for id in IDS {
+            assert!(e.contains(id), "{id} not listed in {e}");
+        }
+        assert!(e.contains("fix:"), "{e}");
+    }
+    // --help is still clap's, exit 0.
+    assert_eq!(run(&["show", "--help"]).status.code(), Some(0));
 }
 
 #[test]
@@ -419,7 +441,7 @@ fn the_udp_demo_shows_boundaries_truncation_and_the_maximum() {
     let s = stdout(&o);
     for want in [
         "16 bytes copied; the datagram had 100",
-        "echoed 65507 bytes, identical",
+        "65507 bytes back, identical",
         "sendto(65508 bytes)",
         "ECONNREFUSED",
     ] {

@@ -803,7 +803,8 @@ fn student_flow_init_check_solution_reset_watch() {
         "{backups:?}"
     );
 
-    // Watch: a save triggers a check (polling), then --max-runs ends it.
+    // Watch: one check at start (the starter fails), then a save triggers another
+    // (polling), then --max-runs ends it.
     let mut child = lab()
         .args([
             "watch",
@@ -813,7 +814,7 @@ fn student_flow_init_check_solution_reset_watch() {
             "--interval-ms",
             "50",
             "--max-runs",
-            "1",
+            "2",
             "--seed",
             &seed,
         ])
@@ -821,20 +822,83 @@ fn student_flow_init_check_solution_reset_watch() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    std::fs::copy(
-        repo().join("solutions/python/02-udp-echo.py"),
-        ws.join("python/02-udp-echo.py"),
-    )
-    .unwrap();
+    // Save only once the check at start has its verdict (else it may grade the save).
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let until = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < until, "watch did not re-check within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let mut out = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
-    assert!(out.contains("score 8/8"), "{out}");
+    let mut saved = false;
+    loop {
+        assert!(
+            Instant::now() < until,
+            "watch did not check twice within 60 s:\n{out}"
+        );
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => {
+                out.push_str(&line);
+                out.push('\n');
+                if !saved && line.contains("score ") {
+                    std::fs::copy(
+                        repo().join("solutions/python/02-udp-echo.py"),
+                        ws.join("python/02-udp-echo.py"),
+                    )
+                    .unwrap();
+                    saved = true;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    reader.join().unwrap();
+    let _ = child.wait();
+    let runs: Vec<&str> = out.split("--- 02-udp-echo").skip(1).collect();
+    assert_eq!(
+        runs.len(),
+        2,
+        "one check at start, one after the save:\n{out}"
+    );
+    assert!(!runs[0].contains("score 8/8"), "{out}");
+    assert!(runs[1].contains("score 8/8"), "{out}");
+}
+
+/// `lab watch` outside a workspace fails at once with `lab check`'s error (exit 2),
+/// instead of waiting for saves that cannot come.
+#[test]
+fn watch_outside_a_workspace_fails_like_check() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["check", "01"][..], &["watch", "01"], &["watch"]] {
+        let mut child = lab()
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("lab {args:?} outside a workspace was still waiting after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "lab {args:?}: {err}");
+        assert!(
+            err.contains("rust/01-tcp-echo.rs here"),
+            "lab {args:?}: {err}"
+        );
+        assert!(err.contains("lab init"), "lab {args:?}: {err}");
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -890,7 +954,8 @@ fn parallel_gradings_share_the_port_in_namespaces() {
         let t = text(&o);
         assert!(o.status.success(), "{t}");
         assert!(
-            t.contains("own PID + network namespace") && t.contains("port 7002"),
+            t.contains("own PID + network namespace")
+                && t.contains("PORT 7002 for the first check"),
             "{t}"
         );
     }

@@ -209,6 +209,34 @@ fn loopback_ping_pong_writes_a_full_report() {
         .collect();
     assert_eq!(rows.len(), 4 * 6, "{stdout}");
     assert!(rows.iter().all(|r| r.ends_with("1.00")), "{stdout}");
+
+    // compare: runs with no series in common compared nothing, and say so with exit 1
+    // (a listing of "only in A" / "only in B" and exit 0 reads like a comparison).
+    let only = |mode: &str| {
+        let mut j = json.clone();
+        j["series"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|s| s["mode"] == mode);
+        let f = dir.path().join(format!("{mode}.json"));
+        std::fs::write(&f, serde_json::to_string(&j).unwrap()).unwrap();
+        f
+    };
+    let (tcp, udp) = (only("tcp"), only("udp"));
+    let o = lab(&[
+        "latency",
+        "compare",
+        tcp.to_str().unwrap(),
+        udp.to_str().unwrap(),
+    ]);
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{err}");
+    assert!(
+        stdout.contains("only in A") && stdout.contains("only in B"),
+        "{stdout}"
+    );
+    assert!(err.contains("no series in common"), "{err}");
+    assert!(err.contains("fix:"), "{err}");
 }
 
 #[test]
@@ -291,11 +319,7 @@ fn server_role_and_connect_work_across_processes() {
         .rev()
         .find(|l| l.starts_with("stream 8 samples"))
         .expect(&stdout);
-    let cols: Vec<f64> = row
-        .split_whitespace()
-        .skip(3)
-        .filter_map(|c| c.parse().ok())
-        .collect();
+    let cols = figures(&row.split_whitespace().skip(3).collect::<Vec<_>>().join(" "));
     // count, min, p50, p90, p99, p99.9, max, mean, stdev, floor avg, floor max, lost
     let (count, mean, floor_avg) = (cols[0], cols[7], cols[9]);
     assert_eq!(count, 400.0, "{row}");
@@ -394,4 +418,28 @@ fn guided_tour_runs_every_step() {
             "{d} report missing"
         );
     }
+}
+
+/// A table row's figures, in microseconds where a unit follows (`118.3 us`, `1.1 ms`:
+/// the table prints durations with their unit).
+fn figures(cells: &str) -> Vec<f64> {
+    let words: Vec<&str> = cells.split_whitespace().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if let Ok(v) = words[i].parse::<f64>() {
+            match words.get(i + 1) {
+                Some(&"us") => i += 1,
+                Some(&"ms") => {
+                    out.push(v * 1000.0);
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+            out.push(v);
+        }
+        i += 1;
+    }
+    out
 }

@@ -74,6 +74,39 @@ fn summary(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
+/// The README's command as written (no --sizes; bounded by --count): lab's default
+/// sizes below sockperf's 14-byte header are left out, and it says so.
+#[test]
+fn the_readme_sockperf_command_works_as_written() {
+    let (_server, addr) = sockperf_server(false);
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "latency",
+        "--connect",
+        &addr.to_string(),
+        "--mode",
+        "udp",
+        "--peer",
+        "sockperf",
+        "--count",
+        "100",
+        "--warmup",
+        "10",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("14-byte header"), "{}", stdout(&o));
+    let s = summary(dir.path());
+    let sizes: Vec<u64> = s["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [16, 64, 256, 1024, 4096, 16384], "{s}");
+}
+
 /// `--peer sockperf` measures sockperf's own server, UDP and TCP, every request
 /// answered by its pong (the probe checks sequence, size and flags of each one).
 #[test]

@@ -335,6 +335,24 @@ fn report_embeds_both_plots_and_out_dir_writes_every_file() {
     assert!(md.contains("![latency by size](by_size.svg)"));
     assert!(md.contains(&table::render(&run)));
     assert!(md.contains("(N-1)/rate/2"));
+    // Each mode described as it measures: the run has ping-pong (udp) and stream.
+    assert!(
+        md.contains("- udp: ping-pong, closed loop: the client sends a message"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- stream: one way, server to client. The server produces 896 samples"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("stream: ping-pong") && !md.contains("udp, stream: ping-pong"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Modes: udp, stream. For each size: 10 warm-up samples, not counted, then 2000 measured samples."),
+        "{md}"
+    );
+    assert!(!md.contains("until stopped after"), "{md}");
 
     let dir = tempfile::tempdir().unwrap();
     let out = OutDir::prepare(&dir.path().join("new/sub")).unwrap();

@@ -189,10 +189,38 @@ fn row(stdout: &str, label: &str) -> Vec<f64> {
         .rev()
         .find(|l| l.starts_with(label))
         .unwrap_or_else(|| panic!("no row {label:?} in\n{stdout}"));
-    line.split_whitespace()
-        .skip(3)
-        .filter_map(|c| c.parse().ok())
-        .collect()
+    // Skip the label ("stream 16 samples").
+    figures(
+        &line
+            .split_whitespace()
+            .skip(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// A table row's figures, in microseconds where a unit follows (`118.3 us`, `1.1 ms`:
+/// the table prints durations with their unit).
+fn figures(cells: &str) -> Vec<f64> {
+    let words: Vec<&str> = cells.split_whitespace().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if let Ok(v) = words[i].parse::<f64>() {
+            match words.get(i + 1) {
+                Some(&"us") => i += 1,
+                Some(&"ms") => {
+                    out.push(v * 1000.0);
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+            out.push(v);
+        }
+        i += 1;
+    }
+    out
 }
 
 #[test]
@@ -224,7 +252,13 @@ fn lab_latency_stream_mode_measures_a_stamped_server() {
     for n in [1.0f64, 16.0] {
         let c = row(&stdout, &format!("stream {n} samples"));
         let (count, max, mean, floor_avg, floor_max, lost) = (c[0], c[6], c[7], c[9], c[10], c[11]);
-        let want_avg = ((n - 1.0) / RATE / 2.0 * 1e7).round() / 10.0; // us, 1 decimal
+        // In us, rounded as the table prints it: 1 decimal of us below 1 ms, of ms above.
+        let exact = (n - 1.0) / RATE / 2.0 * 1e6;
+        let want_avg = if exact < 999.95 {
+            (exact * 10.0).round() / 10.0
+        } else {
+            (exact / 100.0).round() * 100.0
+        };
         assert_eq!(floor_avg, want_avg, "N={n}");
         assert!(count >= n * 10.0, "N={n}: only {count} samples");
         assert!(mean >= floor_avg, "N={n}: mean {mean} us under the floor");

@@ -132,3 +132,36 @@ fn garbage_and_empty_datagrams_do_not_hurt_the_server() {
     let (n, _) = c.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], &[0xff; 3]);
 }
+
+/// The demo narrates in the order things happen: each datagram's `sendto()` by the
+/// client before the server's `recvfrom()` of it, and that before the client's receive
+/// of the echo. The server runs on its own thread, so a wrong order shows only now and
+/// then: the demo runs several times (bounded: 6 runs of about half a second).
+#[test]
+fn the_demo_tells_each_send_before_its_receive() {
+    for run in 0..6 {
+        let o = common::run(&["run", "02"]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        let at = |who: &str, what: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(who) && l.contains(what))
+                .unwrap_or_else(|| panic!("no {who} line with {what} in:\n{out}"))
+        };
+        for word in ["one", "two", "three"] {
+            let sent = at("client", &format!("sendto(\"{word}\""));
+            let got = at("server", &format!("\"{word}\""));
+            assert!(
+                sent < got,
+                "run {run}: the server's recvfrom of {word:?} printed before the client's sendto:\n{out}"
+            );
+        }
+        for size in ["100 bytes", "1472 bytes", "65507 bytes"] {
+            let sent = at("client", &format!("sendto({size})"));
+            let got = at("server", &format!("-> {size} from"));
+            assert!(sent < got, "run {run}: {size}:\n{out}");
+        }
+    }
+}

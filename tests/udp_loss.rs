@@ -915,7 +915,7 @@ fn the_demo_reads_like_a_report() {
     for want in [
         "relay       127.0.0.1:",
         "seed 42",
-        "interval  received",
+        "interval  expected received   lost   lost %",
         "receiver totals",
         "Receiver beside the ground truth",
         "✓ lost",
@@ -976,4 +976,114 @@ fn ctrl_c_on_the_sender_still_sends_the_count() {
         u(&doc, "/receiver/received") + u(&doc, "/receiver/lost_packets"),
         n
     );
+}
+
+/// 03's `--json` against iperf3's own UDP receiver JSON (tests/udp_loss/
+/// iperf3-udp-receiver.json; how it was made is in its `_made_with`): every name iperf3
+/// has in a receiver interval, and the loss names of its totals, are ours too, and mean
+/// the same: `packets` is the count *expected* (from sequence numbers) at both levels,
+/// and an interval's `lost_packets` / `lost_percent` / `seconds` are that interval's.
+#[test]
+fn json_names_mean_what_iperf3s_mean() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/udp_loss/iperf3-udp-receiver.json");
+    let iperf: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let f = |v: &Value, k: &str| {
+        v[k].as_f64()
+            .unwrap_or_else(|| panic!("{k} missing in {v}"))
+    };
+    // iperf3's meanings, read off its own output: expected = arrived + lost (its bytes
+    // are 1000-byte datagrams that arrived), per interval, and seconds = end - start.
+    let iperf_intervals: Vec<&Value> = iperf["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["sum"])
+        .collect();
+    for i in &iperf_intervals {
+        assert_eq!(
+            f(i, "bytes"),
+            (f(i, "packets") - f(i, "lost_packets")) * 1000.0,
+            "{i}"
+        );
+        assert!((f(i, "seconds") - (f(i, "end") - f(i, "start"))).abs() < 1e-3);
+    }
+
+    let out = run(
+        &[
+            "run",
+            "03",
+            "--json",
+            "--seed",
+            "7",
+            "--count",
+            "6000",
+            "--rate",
+            "4000",
+            "--interval",
+            "0.5",
+            "--delay",
+            "0ms",
+            "--jitter",
+            "0ms",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = out.json();
+    let ours = &doc["receiver"];
+    let intervals = ours["intervals"].as_array().unwrap();
+    assert!(intervals.len() >= 2, "{ours}");
+
+    // Names: iperf3's receiver interval keys (but its own `omitted` and `sender` flags).
+    for key in iperf_intervals[0].as_object().unwrap().keys() {
+        if key == "omitted" || key == "sender" {
+            continue;
+        }
+        for i in intervals {
+            assert!(i.get(key).is_some(), "interval lacks iperf3's {key:?}: {i}");
+        }
+    }
+    for key in [
+        "packets",
+        "lost_packets",
+        "lost_percent",
+        "jitter_ms",
+        "bytes",
+        "seconds",
+    ] {
+        assert!(iperf["end"]["sum_received"].get(key).is_some(), "{key}");
+        assert!(
+            ours.get(key).is_some(),
+            "totals lack iperf3's {key:?}: {ours}"
+        );
+    }
+    assert!(ours.get("missing").is_none() && intervals[0].get("missing").is_none());
+
+    // Meanings: expected = received + lost at both levels, per interval not cumulative.
+    assert_eq!(
+        f(ours, "packets"),
+        f(ours, "received") + f(ours, "lost_packets")
+    );
+    assert_eq!(f(ours, "packets"), 6000.0);
+    let mut expected = 0.0;
+    for i in intervals {
+        assert_eq!(
+            f(i, "packets"),
+            f(i, "received") + f(i, "lost_packets"),
+            "{i}"
+        );
+        if f(i, "packets") > 0.0 {
+            let pct = f(i, "lost_packets") * 100.0 / f(i, "packets");
+            assert!((f(i, "lost_percent") - pct).abs() < 1e-9, "{i}");
+        }
+        assert!(
+            (f(i, "seconds") - (f(i, "end") - f(i, "start"))).abs() < 1e-6,
+            "{i}"
+        );
+        expected += f(i, "packets");
+    }
+    // The intervals' expected counts add up to the highest sequence + 1: the total, but
+    // for datagrams lost after the last one that arrived.
+    assert!(expected <= 6000.0 && expected > 5000.0, "{expected}");
 }

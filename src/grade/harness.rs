@@ -463,7 +463,7 @@ impl Harness {
             "client {name} sends \"{}\"",
             escape_bytes(data, SHOW_BYTES)
         ));
-        s.write_all(data).map_err(|e| Unmet::fail(format!("client {name} could not send: {e} (did the program close or reset the connection?)")))
+        s.write_all(data).map_err(|e| send_failed(name, &e))
     }
 
     /// Expects exactly `expected` next on `s` within [`REPLY_TIMEOUT`], comparing as bytes
@@ -672,9 +672,58 @@ pub fn read_all(s: &mut TcpStream, max: usize, limit: Duration) -> (Vec<u8>, Opt
     (got, None)
 }
 
+/// Why a TCP client's write failed, in the order things happened: a write fails when
+/// the *program* ended the connection before it, so say that first.
+pub fn send_failed(name: &str, e: &std::io::Error) -> Unmet {
+    let why = match e.kind() {
+        // EPIPE: our side already knew the connection was closed (the program's FIN or
+        // RST arrived before this write).
+        ErrorKind::BrokenPipe => "the program had already closed this connection".to_string(),
+        // ECONNRESET: the program's RST arrived: it closed with unread data, or died.
+        ErrorKind::ConnectionReset => {
+            "the program had reset this connection (it closed the socket with data still unread, or it ended)".to_string()
+        }
+        _ => "did the program close or reset the connection?".to_string(),
+    };
+    Unmet::fail(format!("client {name} could not send: {why} ({e})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_send_says_the_program_closed_first() {
+        let pipe = std::io::Error::from(ErrorKind::BrokenPipe);
+        let text = send_failed("A", &pipe).message;
+        assert!(
+            text.contains(
+                "client A could not send: the program had already closed this connection"
+            ),
+            "{text}"
+        );
+        let reset = std::io::Error::from(ErrorKind::ConnectionReset);
+        assert!(send_failed("B", &reset)
+            .message
+            .contains("had reset this connection"));
+    }
+
+    #[test]
+    fn blank_output_is_not_shown_as_its_output() {
+        // The program prints only blank lines and exits before it listens.
+        let target = Target {
+            argv: vec!["sh".into(), "-c".into(), "echo; echo >&2; exit 3".into()],
+            args: vec![],
+            dir: None,
+            env: vec![],
+        };
+        let mut ctx = Harness::new(target, 9, 1, Transport::Tcp);
+        let err = ctx.start().unwrap_err();
+        let text = err.message;
+        assert!(text.contains("exit"), "{text}");
+        assert!(!text.contains("its output"), "{text}");
+        ctx.finish();
+    }
 
     #[test]
     fn rng_is_reproducible_from_its_seed() {

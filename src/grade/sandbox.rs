@@ -429,7 +429,9 @@ impl Program {
         let mut s = String::new();
         for (i, label) in [(1, "stderr"), (0, "stdout")] {
             let c = self.output[i].lock().unwrap_or_else(|p| p.into_inner());
-            if c.total == 0 {
+            // Nothing, or only blank lines: nothing worth showing (an "its output:"
+            // followed by an empty stream reads like a missing message).
+            if c.total == c.kept.len() as u64 && c.kept.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             s.push_str(&format!("--- {label} ---\n"));

@@ -1,5 +1,5 @@
-//! `lab watch`, for students: re-runs `lab check` on the exercise whose file was just
-//! saved, so the grader's verdict follows the editor.
+//! `lab watch`, for students: checks once at start, then re-runs `lab check` on the
+//! exercise whose file was just saved, so the grader's verdict follows the editor.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,6 +9,7 @@ use super::build::{exercise_of, workspace, Lang, Source};
 use super::embedded::{self, ExerciseFiles};
 use super::student::check;
 use crate::catalog::{Catalog, Lab};
+use crate::error::LabError;
 use crate::out::{bad, bold, dim};
 use crate::say;
 
@@ -27,9 +28,21 @@ pub fn watch(
         exercise_of(lab)?;
     }
     let ws = workspace(src.dir.as_deref());
+    if let Some(lab) = only {
+        exercise_of(lab)?;
+    }
     let exercises: Vec<&ExerciseFiles> = embedded::exercises()
         .filter(|e| only.is_none_or(|l| l.id == e.lab))
         .collect();
+    // Outside a workspace no file would ever change and the watch would wait forever:
+    // fail at once, with `lab check`'s words.
+    let present = |e: &&ExerciseFiles| ws.join(e.rust).is_file() || ws.join(e.python).is_file();
+    if src.cmd.is_none() && !exercises.iter().any(present) {
+        let file = exercises.first().map_or(ws.clone(), |e| ws.join(e.rust));
+        return Err(LabError::usage(format!("no {} here", file.display()))
+            .fix("run `lab init` to write the exercises workspace (then `cd` into it), or pass --dir PATH")
+            .into());
+    }
     let mtime = |rel: &str| {
         std::fs::metadata(ws.join(rel))
             .and_then(|m| m.modified())
@@ -55,12 +68,35 @@ pub fn watch(
         ws.display(),
         dim("(polling every save; press Enter to re-check, Ctrl-C to stop)")
     )?;
-    let mut last: Option<(&ExerciseFiles, Lang)> = only
-        .and_then(|l| embedded::exercise(&l.id))
-        .map(|e| (e, src.lang));
+    // The exercise checked first: the one asked for, else the one saved last.
+    let newest = exercises
+        .iter()
+        .zip(&seen)
+        .filter_map(|(e, (r, p))| {
+            let lang = if p > r { Lang::Python } else { Lang::Rust };
+            r.max(p).map(|t| (t, *e, lang))
+        })
+        .max_by_key(|(t, _, _)| *t)
+        .map(|(_, e, lang)| (e, lang));
+    let mut last: Option<(&ExerciseFiles, Lang)> = match only {
+        Some(l) => embedded::exercise(&l.id).map(|e| (e, src.lang)),
+        None => newest,
+    }
+    .map(|(e, lang)| {
+        (
+            e,
+            if src.lang == Lang::Auto {
+                lang
+            } else {
+                src.lang
+            },
+        )
+    });
     let mut runs = 0;
+    // One check at start: the verdict is on screen before the first save.
+    let mut first = true;
     loop {
-        let mut due = rx.try_recv().is_ok() && last.is_some();
+        let mut due = (std::mem::take(&mut first) || rx.try_recv().is_ok()) && last.is_some();
         for (i, e) in exercises.iter().enumerate() {
             let now = (mtime(e.rust), mtime(e.python));
             if now != seen[i] {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::error::LabError;
+use crate::out::duration_us;
 use crate::say;
 
 use super::export::json;
@@ -39,7 +40,7 @@ pub fn load(path: &Path) -> Result<Run> {
 pub fn render(a: &Run, b: &Run) -> String {
     let mut out = format!(
         "{:<20} {:<6} {:>10} {:>10} {:>7}\n",
-        "series (us)", "stat", "A", "B", "B/A"
+        "series", "stat", "A", "B", "B/A"
     );
     for sa in &a.series {
         let Some(sb) = b
@@ -61,11 +62,11 @@ pub fn render(a: &Run, b: &Run) -> String {
                 "-".into()
             };
             out.push_str(&format!(
-                "{:<20} {:<6} {:>10.1} {:>10.1} {:>7}\n",
+                "{:<20} {:<6} {:>10} {:>10} {:>7}\n",
                 sa.label(),
                 stat,
-                va,
-                vb,
+                duration_us(va),
+                duration_us(vb),
                 ratio
             ));
         }
@@ -85,10 +86,33 @@ pub fn render(a: &Run, b: &Run) -> String {
 /// The subcommand.
 pub fn run(a: &Path, b: &Path) -> Result<()> {
     let (ra, rb) = (load(a)?, load(b)?);
+    let common = ra.series.iter().any(|sa| {
+        rb.series
+            .iter()
+            .any(|sb| sb.mode == sa.mode && sb.size == sa.size)
+    });
     say!("A: {} ({})", a.display(), ra.params.target)?;
     say!("B: {} ({})", b.display(), rb.params.target)?;
     for line in render(&ra, &rb).lines() {
         say!("{line}")?;
+    }
+    if !common {
+        // Nothing was compared: exit 1, so a script (or a student) does not take the
+        // listing above for a comparison.
+        let names = |r: &Run| {
+            r.series
+                .iter()
+                .map(|s| s.label())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(LabError::failed(format!(
+            "the two runs have no series in common (A: {}; B: {})",
+            names(&ra),
+            names(&rb)
+        ))
+        .fix("compare runs measured with the same --mode and the same --sizes (or --buffer-sizes for stream)")
+        .into());
     }
     Ok(())
 }

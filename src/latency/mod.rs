@@ -30,7 +30,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::error::LabError;
-use crate::out::{bold, dim, progress};
+use crate::out::{bold, dim, duration_us, progress};
 use crate::say;
 use crate::units::{self, Rate};
 use crate::wire::epoch_ns;
@@ -207,8 +207,34 @@ pub struct Opts {
 pub fn main(args: LatencyArgs) -> Result<()> {
     match args.command {
         Some(LatencyCommand::Compare { a, b }) => compare::run(&a, &b),
-        None => run(&args.opts).map(|_| ()),
+        None => run(&for_peer(args.opts)?).map(|_| ()),
     }
+}
+
+/// `--sizes`' default, as clap writes it above (a test in tests/latency_peers.rs
+/// keeps the two in step through the sockperf defaults).
+const DEFAULT_SIZES: [usize; 7] = [1, 16, 64, 256, 1024, 4096, 16384];
+
+/// Fits the defaults to the peer: sockperf's messages carry a 14-byte header, so with
+/// `--peer sockperf` and no `--sizes` the default sizes below it are left out (and
+/// said so), instead of refusing the command as written.
+fn for_peer(mut o: Opts) -> Result<Opts> {
+    use crate::wire::sockperf::HEADER_LEN;
+    if o.peer == Peer::Sockperf && o.sizes == DEFAULT_SIZES {
+        o.sizes.retain(|&s| s >= HEADER_LEN);
+        say!(
+            "{}",
+            dim(format!(
+                "--peer sockperf: sizes {} (sockperf's messages start with a {HEADER_LEN}-byte header; choose others with --sizes)",
+                o.sizes
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+        )?;
+    }
+    Ok(o)
 }
 
 fn usage(what: String, fix: &str) -> anyhow::Error {
@@ -395,9 +421,9 @@ fn open_probe(job: Job, addr: SocketAddr, o: &Opts, seed: u64) -> Result<Opened>
             let b = p.buffers();
             let clock = note.map(|n| {
                 format!(
-                    "separate clocks: offset {:.1} us estimated from round trips, +-{:.1} us",
-                    n.offset_ns as f64 / 1e3,
-                    n.uncertainty_ns as f64 / 1e3
+                    "separate clocks: offset {} estimated from round trips, +-{}",
+                    duration_us(n.offset_ns as f64 / 1e3),
+                    duration_us(n.uncertainty_ns as f64 / 1e3)
                 )
             });
             (Box::new(p), b, clock)
@@ -482,11 +508,11 @@ pub fn run(o: &Opts) -> Result<Run> {
         bar.finish_and_clear();
         let s = &m.series;
         say!(
-            "  {:<20} p50 {:>8.1} us   p99 {:>8.1} us   max {:>8.1} us{}",
+            "  {:<20} p50 {:>10}   p99 {:>10}   max {:>10}{}",
             s.label(),
-            s.stats.p50_us,
-            s.stats.p99_us,
-            s.stats.max_us,
+            duration_us(s.stats.p50_us),
+            duration_us(s.stats.p99_us),
+            duration_us(s.stats.max_us),
             if s.lost > 0 {
                 format!("   lost {}", s.lost)
             } else {

@@ -8,6 +8,35 @@ use crate::out::{bad, bold, dim, good, warn};
 /// Transcript steps shown before the failure (the rest are summarised).
 const SHOWN_STEPS: usize = 14;
 
+/// The program's command with its port shown as `PORT`: each check gets its own
+/// port (see [`ports_line`]), so no single number is the truth for all of them.
+fn program_line(r: &LabReport) -> String {
+    let port = r.environment.port.to_string();
+    r.program
+        .iter()
+        .map(|w| if *w == port { "PORT" } else { w.as_str() })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Which ports the checks used. One per check, so connections one check leaves in
+/// TIME_WAIT cannot decide whether the next can bind: in a namespace they count up from
+/// the lab's usual port; outside one, each is a free port the kernel picked.
+fn ports_line(r: &LabReport) -> String {
+    let first = r.environment.port;
+    let n = r.tests.len().max(1) as u16;
+    if !r.environment.namespaces {
+        "PORT: a free port for each check".to_string()
+    } else if n == 1 {
+        format!("PORT {first}")
+    } else {
+        format!(
+            "PORT {first} for the first check, one more for each next ({first}-{})",
+            first.saturating_add(n - 1)
+        )
+    }
+}
+
 /// The text.
 pub fn render(reports: &[LabReport]) -> String {
     render_with(reports, false)
@@ -25,8 +54,8 @@ pub fn render_with(reports: &[LabReport], verbose: bool) -> String {
         // A build failure has no program and no sandbox to describe.
         if !r.program.is_empty() {
             s.push_str(&dim(format!(
-                "program: {}\nsandbox: {}{}, port {}\n",
-                r.program.join(" "),
+                "program: {}\nsandbox: {}{}, {}\n",
+                program_line(r),
                 if r.environment.namespaces {
                     "own PID + network namespace"
                 } else {
@@ -37,7 +66,7 @@ pub fn render_with(reports: &[LabReport], verbose: bool) -> String {
                 } else {
                     ""
                 },
-                r.environment.port
+                ports_line(r)
             )));
         }
         if !r.message.is_empty() {
@@ -127,4 +156,52 @@ pub fn render_with(reports: &[LabReport], verbose: bool) -> String {
         s.push_str(&dim(format!("  replay exactly: --seed {}\n\n", r.seed)));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grade::model::{CheckResult, Environment};
+
+    fn report(namespaces: bool, checks: usize) -> LabReport {
+        let result = |i: usize| CheckResult {
+            name: format!("check{i}"),
+            description: String::new(),
+            status: Status::Pass,
+            score: 1.0,
+            max_score: 1.0,
+            message: String::new(),
+            hint: String::new(),
+            transcript: Vec::new(),
+            program_output: String::new(),
+            duration_ms: 1,
+        };
+        let env = Environment {
+            namespaces,
+            port: 7001,
+            ..Environment::default()
+        };
+        LabReport::new(
+            "01-tcp-echo",
+            vec!["./srv".into(), "--port".into(), "7001".into()],
+            1,
+            env,
+            (0..checks).map(result).collect(),
+        )
+    }
+
+    /// The header names the port every check really used, not the first one only.
+    #[test]
+    fn the_header_says_each_check_has_its_own_port() {
+        console::set_colors_enabled(false);
+        let text = render(&[report(true, 8)]);
+        assert!(text.contains("program: ./srv --port PORT\n"), "{text}");
+        assert!(
+            text.contains("PORT 7001 for the first check, one more for each next (7001-7008)"),
+            "{text}"
+        );
+        assert!(!text.contains("--port 7001"), "{text}");
+        let text = render(&[report(false, 8)]);
+        assert!(text.contains("PORT: a free port for each check"), "{text}");
+    }
 }

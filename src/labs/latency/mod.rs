@@ -69,6 +69,8 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
     aside("On loopback a round trip is system calls and wake-ups, not bytes: 1 B and 1 KiB cost")?;
     aside("about the same. Copying only shows at tens of kilobytes. The max is one unlucky")?;
     aside("sample (another process took the CPU): compare percentiles, not maxima.")?;
+    aside("If one size's p99 still stands out, it is rarely the size: run the sizes in another")?;
+    aside("order (`lab latency --sizes 64,1`) and the tail follows the position, not the size.")?;
 
     step(
         2,
@@ -151,7 +153,11 @@ fn opts(args: &Args, dir: &str) -> Opts {
         buffer_sizes: vec![1],
         count: Some(args.count),
         duration: None,
-        warmup: 200,
+        // The first series of a run used to show a tail of milliseconds whatever its
+        // size (a fresh process and connection: page faults, cold caches, the CPU's
+        // clock ramping up; with 200 warm-up round trips, 5 runs of 5 had it): 2000
+        // round trips, about 20 ms, absorb it (0 of 3 runs).
+        warmup: 2000,
         rate: None,
         busy_poll: false,
         split_writes: false,

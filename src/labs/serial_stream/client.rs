@@ -15,7 +15,7 @@ use super::plot::Scope;
 use super::server::Stamp;
 use super::{duration_limit, Args, PROBE_STAMPS};
 use crate::error::{connect_error, LabError};
-use crate::out::{bold, dim, interactive};
+use crate::out::{bold, dim, duration_us, interactive};
 use crate::say;
 
 /// What the client shows.
@@ -50,8 +50,8 @@ pub(super) struct ReceiveOpts {
 pub(super) struct Received {
     /// Samples received.
     pub(super) samples: u64,
-    /// From the first byte to the end.
-    pub(super) elapsed: Duration,
+    /// From the first read to the last: the span the rate is measured over.
+    pub(super) span: Span,
     /// Latency of each buffer's oldest sample, in microseconds (demo only).
     pub(super) latency: Histogram<u64>,
 }
@@ -113,16 +113,68 @@ fn resolve(s: &str) -> Result<SocketAddr> {
 }
 
 pub(super) fn totals_line(got: &Received) -> String {
-    let secs = got.elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
-        got.samples as f64 / secs
-    } else {
-        0.0
-    };
+    let rate = got
+        .span
+        .rate()
+        .map_or("rate n/a: one read only".into(), |r| {
+            format!("{r:.1} samples/s")
+        });
     format!(
-        "received {} samples in {secs:.1} s ({rate:.1} samples/s)",
-        got.samples
+        "received {} samples in {:.1} s ({rate})",
+        got.samples,
+        got.span.seconds()
     )
+}
+
+/// When samples arrived, for a rate that is not fooled by buffering. A read brings a
+/// whole buffer whose samples were produced *before* it arrived: counting the first
+/// read's samples over "first read to last read" credits one buffer too many (256
+/// samples at 896/s over 4 buffers read as 1195/s). So the span opens at a read and
+/// counts only the samples that arrived after it: the last sample of the first read
+/// and the last of the last read were both produced about when they were read.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Span {
+    /// The read that opened the span (its samples are not counted).
+    first: Option<Instant>,
+    /// Samples that arrived after `first`.
+    after_first: u64,
+    /// The latest read.
+    last: Option<Instant>,
+}
+
+impl Span {
+    /// A span opened at `t`, as if a read had happened then (a window boundary).
+    fn opened_at(t: Instant) -> Span {
+        Span {
+            first: Some(t),
+            after_first: 0,
+            last: Some(t),
+        }
+    }
+
+    /// A read of `n` samples at `now`.
+    fn arrived(&mut self, n: u64, now: Instant) {
+        if self.first.is_some() {
+            self.after_first += n;
+        } else {
+            self.first = Some(now);
+        }
+        self.last = Some(now);
+    }
+
+    /// Seconds from the first read to the last.
+    pub(super) fn seconds(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+
+    /// Samples per second, once two reads are at least a moment apart.
+    pub(super) fn rate(&self) -> Option<f64> {
+        let secs = self.seconds();
+        (secs > 0.0 && self.after_first > 0).then(|| self.after_first as f64 / secs)
+    }
 }
 
 /// Reads samples until EOF, `count` or `duration`, showing them as asked.
@@ -133,7 +185,7 @@ pub(super) fn receive(mut stream: TcpStream, opts: ReceiveOpts) -> Result<Receiv
     let end = opts.duration.map(|d| start + d);
     let mut buf = vec![0u8; 64 * 1024];
     let mut samples: u64 = 0;
-    let mut first: Option<Instant> = None;
+    let mut span = Span::default();
     // 1 us to 60 s, 3 significant digits: ample for per-buffer latency.
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).context("histogram")?;
     let mut window = Window::new(start);
@@ -171,7 +223,7 @@ pub(super) fn receive(mut stream: TcpStream, opts: ReceiveOpts) -> Result<Receiv
         let n = opts.count.map_or(n as u64, |c| (n as u64).min(c - samples)) as usize;
         let data = &buf[..n];
         if n > 0 {
-            first.get_or_insert(now);
+            span.arrived(n as u64, now);
             samples += n as u64;
             window.add(data, now);
             stamps.arrived(samples, now);
@@ -221,7 +273,7 @@ pub(super) fn receive(mut stream: TcpStream, opts: ReceiveOpts) -> Result<Receiv
     }
     Ok(Received {
         samples,
-        elapsed: first.map_or(Duration::ZERO, |f| f.elapsed()),
+        span,
         latency,
     })
 }
@@ -242,6 +294,8 @@ struct Window {
     /// [`Window::MAX_LATENCIES`] (one per buffer, so only tiny buffers at huge rates
     /// reach it; the whole-run histogram still sees every one).
     latency: Vec<u64>,
+    /// When this window's samples arrived: its rate.
+    span: Span,
     /// The rate measured over the previous full window, for the live display.
     last_rate: f64,
 }
@@ -258,12 +312,14 @@ impl Window {
             max: 0,
             sum: 0,
             latency: Vec::new(),
+            span: Span::default(),
             last_rate: 0.0,
         }
     }
 
-    fn add(&mut self, data: &[u8], _now: Instant) {
+    fn add(&mut self, data: &[u8], now: Instant) {
         self.samples += data.len() as u64;
+        self.span.arrived(data.len() as u64, now);
         for &v in data {
             self.min = self.min.min(v);
             self.max = self.max.max(v);
@@ -271,18 +327,21 @@ impl Window {
         }
     }
 
-    fn rate(&self, now: Instant) -> f64 {
-        let secs = now.duration_since(self.since).as_secs_f64();
-        if secs > 0.0 {
-            self.samples as f64 / secs
-        } else {
-            0.0
-        }
+    /// Samples per second over this window's reads (see [`Span`]), or the previous
+    /// window's figure while this one has too few reads to tell.
+    fn rate(&self) -> f64 {
+        self.span.rate().unwrap_or(self.last_rate)
     }
 
     fn reset(&mut self, now: Instant) {
-        let last_rate = self.rate(now);
+        let last_rate = self.rate();
+        // The next window opens where this one's last read was: the samples of the
+        // next read were produced after it.
+        let boundary = self.span.last;
         *self = Window::new(now);
+        if let Some(b) = boundary {
+            self.span = Span::opened_at(b);
+        }
         self.last_rate = last_rate;
     }
 
@@ -293,7 +352,7 @@ impl Window {
         }
         let mut v = self.latency.clone();
         v.sort_unstable();
-        let pick = |q: f64| ms(v[((v.len() - 1) as f64 * q).round() as usize]);
+        let pick = |q: f64| duration_us(v[((v.len() - 1) as f64 * q).round() as usize] as f64);
         format!(
             "latency p50 {}  p99 {}  max {}",
             pick(0.5),
@@ -314,26 +373,17 @@ impl Window {
             "t={:>5.1} s  {:>6} samples  {:>8.1} samples/s  {range}  {}",
             now.duration_since(start).as_secs_f64(),
             self.samples,
-            self.rate(now),
+            self.rate(),
             self.latency_text()
         )
-    }
-}
-
-/// Microseconds as milliseconds, with the precision that matters at that size.
-pub(super) fn ms(us: u64) -> String {
-    if us < 1000 {
-        format!("{:.3} ms", us as f64 / 1000.0)
-    } else {
-        format!("{:.1} ms", us as f64 / 1000.0)
     }
 }
 
 fn summary_header(opts: &ReceiveOpts) -> String {
     match (opts.buffer, opts.rate) {
         (Some(b), Some(r)) => format!(
-            "(not a terminal: a summary each second instead of the plot; buffers of {b} samples at {r} samples/s wait up to {:.1} ms for their first sample)",
-            (b.saturating_sub(1)) as f64 / r * 1000.0
+            "(not a terminal: a summary each second instead of the plot; buffers of {b} samples at {r} samples/s wait up to {} for their first sample)",
+            duration_us((b.saturating_sub(1)) as f64 / r * 1e6)
         ),
         _ => "(not a terminal: a summary each second instead of the plot)".into(),
     }
@@ -423,7 +473,7 @@ impl Screen {
         let rate = if w.last_rate > 0.0 {
             w.last_rate
         } else {
-            w.rate(now)
+            w.rate()
         };
         let mut lines = vec![format!(
             "{}  {:.1} samples/s{}",
@@ -454,6 +504,28 @@ mod tests {
     use std::sync::mpsc::sync_channel;
 
     use super::*;
+
+    #[test]
+    fn rate_counts_from_the_first_sample_read_to_the_last() {
+        // `lab run 07 --buffer 256` at 896 samples/s: a buffer every 256/896 s. The old
+        // reckoning (all samples over first to last buffer) said 1195.
+        let t0 = Instant::now();
+        let every = Duration::from_secs_f64(256.0 / 896.0);
+        let mut span = Span::default();
+        for i in 0..4 {
+            span.arrived(256, t0 + every * i);
+        }
+        let rate = span.rate().unwrap();
+        assert!((rate - 896.0).abs() < 0.5, "{rate}");
+        // A window opened at the previous window's last read counts every read it gets.
+        let mut w = Span::opened_at(t0);
+        w.arrived(256, t0 + every);
+        assert!((w.rate().unwrap() - 896.0).abs() < 0.5);
+        // One read alone gives no rate.
+        let mut one = Span::default();
+        one.arrived(256, t0);
+        assert_eq!(one.rate(), None);
+    }
 
     #[test]
     fn stamps_match_reads_in_either_order() {

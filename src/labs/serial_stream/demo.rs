@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::client::{ms, receive, totals_line, ReceiveOpts, Show};
+use super::client::{receive, totals_line, ReceiveOpts, Show};
 use super::server::start_server;
 use super::source::SourceSpec;
 use super::{duration_limit, source_spec, Args, ARDUINO_RATE, PROBE_STAMPS};
 use crate::core::LoopThread;
 use crate::error::connect_error;
-use crate::out::{bold, code};
+use crate::out::{bold, code, duration_us};
 use crate::say;
 
 pub(super) fn demo(args: &Args) -> Result<()> {
@@ -74,16 +74,16 @@ pub(super) fn demo(args: &Args) -> Result<()> {
     } else {
         say!(
             "  - latency of each buffer's first sample: p50 {}, p99 {}, max {} ({} buffers)",
-            ms(got.latency.value_at_quantile(0.5)),
-            ms(got.latency.value_at_quantile(0.99)),
-            ms(got.latency.max()),
+            duration_us(got.latency.value_at_quantile(0.5) as f64),
+            duration_us(got.latency.value_at_quantile(0.99) as f64),
+            duration_us(got.latency.max() as f64),
             got.latency.len()
         )?;
     }
     say!(
-        "  - the floor: a buffer of {} samples at {r} samples/s holds its first sample {:.1} ms",
+        "  - the floor: a buffer of {} samples at {r} samples/s holds its first sample {}",
         args.buffer,
-        (b - 1.0) / r * 1000.0
+        duration_us((b - 1.0) / r * 1e6)
     )?;
     say!(
         "    before it can be sent. Try {} and {}.",

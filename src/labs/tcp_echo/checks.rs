@@ -133,7 +133,7 @@ fn byte_at_a_time(ctx: &mut Harness) -> Outcome {
     ));
     for b in &data {
         a.write_all(std::slice::from_ref(b))
-            .map_err(|e| Unmet::fail(format!("client A could not send: {e}")))?;
+            .map_err(|e| crate::grade::harness::send_failed("A", &e))?;
         // The server reads each byte alone: the next leaves only once it has.
         ctx.wait_consumed(&a);
     }

@@ -12,6 +12,7 @@
 pub mod checks;
 use std::io::{self, BufRead};
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -86,12 +87,27 @@ struct EchoServer {
     verbose: bool,
     /// Datagrams echoed so far.
     echoed: u64,
+    /// The demo's turn to speak: the client holds it from its `sendto()` until that call
+    /// is narrated, and the server takes it before narrating `recvfrom()`, so the story
+    /// prints in the order things happen (the server's thread could otherwise print its
+    /// receive before the client printed its send). `None` outside the demo.
+    turn: Option<Turn>,
+}
+
+/// See [`EchoServer::turn`].
+type Turn = Arc<Mutex<()>>;
+
+/// Waits for the turn to speak (a panicked holder still leaves a usable lock: it
+/// guards no data, only the order of lines).
+fn take(turn: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    turn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Handler for EchoServer {
     // One recvfrom(): one whole datagram and who sent it. Send it back to that address.
     fn on_datagram(&mut self, ctx: &mut Ctx, sock: UdpId, d: Datagram<'_>) {
         if self.verbose {
+            let _turn = self.turn.as_deref().map(take);
             narrate(
                 "server",
                 "recvfrom()",
@@ -152,6 +168,7 @@ fn serve(args: &Args) -> Result<()> {
     let mut server = EchoServer {
         verbose: !args.quiet,
         echoed: 0,
+        turn: None,
     };
     // Also ends when stdout closes (`| head`), with that error: see `out`.
     let limit = args.duration;
@@ -231,13 +248,15 @@ fn demo() -> Result<()> {
         "bind(127.0.0.1:0)",
         &format!("-> {addr}; now recvfrom() in a loop"),
     )?;
+    let turn = Turn::default();
     let server = EchoServer {
         verbose: true,
         echoed: 0,
+        turn: Some(Arc::clone(&turn)),
     };
     let server = LoopThread::spawn("udp-echo-server", ev, server)?;
 
-    let story = client_story(addr);
+    let story = client_story(addr, &turn);
     server.stop()?;
     let echoed = server.join()?.echoed;
     story?;
@@ -261,16 +280,34 @@ fn demo() -> Result<()> {
     Ok(())
 }
 
-fn client_story(server: SocketAddr) -> Result<()> {
+/// Sends one datagram to the demo's server and narrates it before the server may
+/// narrate receiving it (see [`EchoServer::turn`]).
+fn send_told(
+    turn: &Mutex<()>,
+    c: &UdpSocket,
+    data: &[u8],
+    server: SocketAddr,
+    call: &str,
+    result: &str,
+) -> Result<()> {
+    let _turn = take(turn);
+    c.send_to(data, server)?;
+    narrate("client", call, result)?;
+    Ok(())
+}
+
+fn client_story(server: SocketAddr, turn: &Mutex<()>) -> Result<()> {
     let c = UdpSocket::bind("127.0.0.1:0")?;
     c.set_read_timeout(Some(Duration::from_secs(2)))?;
     let me = c.local_addr()?;
 
     step(2, "Three datagrams, three receives")?;
     for m in [&b"one"[..], b"two", b"three"] {
-        c.send_to(m, server)?;
-        narrate(
-            "client",
+        send_told(
+            turn,
+            &c,
+            m,
+            server,
             &format!("sendto(\"{}\", {server})", escape_bytes(m, 10)),
             &format!("-> {} bytes from {me}", m.len()),
         )?;
@@ -296,8 +333,7 @@ fn client_story(server: SocketAddr) -> Result<()> {
 
     step(3, "A receive buffer that is too small")?;
     let big = vec![b'x'; 100];
-    c.send_to(&big, server)?;
-    narrate("client", "sendto(100 bytes)", "-> sent")?;
+    send_told(turn, &c, &big, server, "sendto(100 bytes)", "-> sent")?;
     let mut small = [0u8; 16];
     let r = sys::recv_from_trunc(&c, &mut small).context("waiting for the 100-byte echo")?;
     narrate(
@@ -329,7 +365,14 @@ fn client_story(server: SocketAddr) -> Result<()> {
     step(4, "Sizes up to the maximum")?;
     for size in [1usize, 1472, 8000, MAX_DATAGRAM] {
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        c.send_to(&data, server)?;
+        send_told(
+            turn,
+            &c,
+            &data,
+            server,
+            &format!("sendto({size} bytes)"),
+            "-> sent",
+        )?;
         let (n, _) = c
             .recv_from(&mut buf)
             .with_context(|| format!("waiting for the {size}-byte echo"))?;
@@ -342,9 +385,9 @@ fn client_story(server: SocketAddr) -> Result<()> {
         };
         narrate(
             "client",
-            &format!("sendto({size} bytes)"),
+            "recvfrom()",
             &format!(
-                "-> echoed {n} bytes{}{note}",
+                "-> {n} bytes back{}{note}",
                 if same { ", identical" } else { ", DIFFERENT" }
             ),
         )?;

@@ -12,37 +12,48 @@ use super::tally::Tally;
 use super::{Args, DEFAULT_RCVBUF, READ_SLOT};
 use crate::core::{Ctx, Datagram, EventLoop, Handler, TimerId, UdpId};
 use crate::error::bind_error;
-use crate::out::dim;
 use crate::out::OrStopLater;
+use crate::out::{dim, duration_us};
 use crate::say;
 use crate::sys::MAX_BATCH;
 use crate::wire::probe::{Kind, Repr};
 use crate::wire::{epoch_ns, MAX_DATAGRAM};
 
-/// One report line's worth.
+/// One report line's worth. Every name iperf3's UDP receiver intervals also have
+/// (`iperf3 -u -R -J`: `intervals[].sum`) means what it means there: `packets` is the
+/// count *expected* in the interval, from sequence numbers, and `lost_packets` /
+/// `lost_percent` are this interval's, not running totals.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct IntervalReport {
     /// Seconds since the first datagram, start of the interval.
     pub(super) start: f64,
     /// End of the interval.
     pub(super) end: f64,
-    /// Unique data datagrams in this interval.
+    /// end - start.
+    pub(super) seconds: f64,
+    /// Datagrams expected in this interval (iperf3's meaning): how far the highest
+    /// sequence number received advanced.
     pub(super) packets: u64,
-    /// Their bytes.
+    /// Unique data datagrams that arrived in this interval (not an iperf3 name).
+    pub(super) received: u64,
+    /// Lost in this interval (iperf3's meaning): the change in the count of sequence
+    /// numbers still missing below the highest. Negative when late arrivals filled
+    /// more earlier gaps than new ones opened, as in iperf3; only the totals are final.
+    pub(super) lost_packets: i64,
+    /// lost_packets as a share of packets, in percent.
+    pub(super) lost_percent: f64,
+    /// Bytes of the unique data datagrams that arrived.
     pub(super) bytes: u64,
     /// Their bits per second.
     pub(super) bits_per_second: f64,
+    /// Jitter estimate at the end of the interval (RFC 3550, as iperf3).
+    pub(super) jitter_ms: f64,
     /// Duplicates in this interval.
     pub(super) duplicates: u64,
     /// Out-of-order arrivals in this interval.
     pub(super) out_of_order: u64,
     /// Kernel drops in this interval.
     pub(super) kernel_drops: u64,
-    /// Jitter estimate at the end of the interval.
-    pub(super) jitter_ms: f64,
-    /// Sequence numbers not (yet) received below the highest one, at the end of the
-    /// interval: a running view of loss; only the totals are exact.
-    pub(super) missing: u64,
 }
 
 /// The receiver's totals. Names that iperf3's JSON has keep iperf3's meaning.
@@ -101,6 +112,10 @@ struct Mark {
     out_of_order: u64,
     /// Kernel drops so far.
     kernel_drops: u64,
+    /// Datagrams expected so far (highest sequence + 1 - first).
+    expected: u64,
+    /// Sequence numbers missing below the highest, so far.
+    missing: u64,
 }
 
 /// The receiver's state.
@@ -178,12 +193,16 @@ impl Receiver {
         }
     }
 
-    fn missing(&self) -> u64 {
-        let expected = self
-            .tally
+    /// Datagrams expected so far: every sequence number up to the highest received.
+    fn expected(&self) -> u64 {
+        self.tally
             .highest
-            .map_or(0, |h| h.saturating_sub(self.first_seq).saturating_add(1));
-        expected.saturating_sub(self.tally.received)
+            .map_or(0, |h| h.saturating_sub(self.first_seq).saturating_add(1))
+    }
+
+    /// Sequence numbers not (yet) received below the highest one.
+    fn missing(&self) -> u64 {
+        self.expected().saturating_sub(self.tally.received)
     }
 
     /// Closes the current interval and starts the next.
@@ -194,10 +213,21 @@ impl Receiver {
         let t = &self.tally;
         let bytes = t.bytes - self.mark.bytes;
         let secs = end - start;
+        let (expected, missing) = (self.expected(), self.missing());
+        let packets = expected.saturating_sub(self.mark.expected);
+        let lost = missing as i64 - self.mark.missing as i64;
         let line = IntervalReport {
             start,
             end,
-            packets: t.received - self.mark.received,
+            seconds: secs,
+            packets,
+            received: t.received - self.mark.received,
+            lost_packets: lost,
+            lost_percent: if packets > 0 {
+                lost as f64 * 100.0 / packets as f64
+            } else {
+                0.0
+            },
             bytes,
             bits_per_second: if secs > 0.0 {
                 bytes as f64 * 8.0 / secs
@@ -208,7 +238,6 @@ impl Receiver {
             out_of_order: t.out_of_order - self.mark.out_of_order,
             kernel_drops: self.kernel_drops - self.mark.kernel_drops,
             jitter_ms: t.jitter_ns / 1e6,
-            missing: self.missing(),
         };
         self.mark = Mark {
             received: t.received,
@@ -216,19 +245,22 @@ impl Receiver {
             duplicates: t.duplicates,
             out_of_order: t.out_of_order,
             kernel_drops: self.kernel_drops,
+            expected,
+            missing,
         };
         if self.print {
             if self.intervals.is_empty() {
                 say!(
                     "{}",
                     dim(format!(
-                        "  {:>13}  {:>8} {:>10} {:>10} {:>9} {:>8} {:>5} {:>5} {:>6}",
+                        "  {:>13}  {:>8} {:>8} {:>6} {:>8} {:>10} {:>9} {:>5} {:>5} {:>6}",
                         "interval",
+                        "expected",
                         "received",
-                        "bytes",
+                        "lost",
+                        "lost %",
                         "Mbit/s",
                         "jitter",
-                        "missing",
                         "dup",
                         "ooo",
                         "kdrop"
@@ -237,14 +269,15 @@ impl Receiver {
                 .or_stop_later();
             }
             say!(
-                "  {:>5.2}-{:<5.2} s  {:>8} {:>10} {:>10.2} {:>6.3} ms {:>8} {:>5} {:>5} {:>6}",
+                "  {:>5.2}-{:<5.2} s  {:>8} {:>8} {:>6} {:>7.2}% {:>10.2} {:>9} {:>5} {:>5} {:>6}",
                 line.start,
                 line.end,
                 line.packets,
-                line.bytes,
+                line.received,
+                line.lost_packets,
+                line.lost_percent,
                 line.bits_per_second / 1e6,
-                line.jitter_ms,
-                line.missing,
+                duration_us(line.jitter_ms * 1000.0),
                 line.duplicates,
                 line.out_of_order,
                 line.kernel_drops

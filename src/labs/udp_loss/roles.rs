@@ -10,7 +10,7 @@ use super::sender::send;
 use super::{Args, Rate};
 use crate::error::LabError;
 use crate::impair::{self, Settings};
-use crate::out::{bold, code, warn};
+use crate::out::{bold, code, duration_us, warn};
 use crate::say;
 
 pub(super) fn settings(args: &Args, seed: u64) -> Settings {
@@ -135,10 +135,10 @@ pub(super) fn print_receiver(r: &ReceiverReport) -> std::io::Result<()> {
         r.lost_percent
     )?;
     say!(
-        "  duplicates {}, out of order {}, jitter {:.3} ms, kernel drops {}, foreign {}, truncated {}, late {}",
+        "  duplicates {}, out of order {}, jitter {}, kernel drops {}, foreign {}, truncated {}, late {}",
         r.duplicates,
         r.out_of_order,
-        r.jitter_ms,
+        duration_us(r.jitter_ms * 1000.0),
         r.kernel_drops,
         r.foreign,
         r.truncated,

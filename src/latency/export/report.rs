@@ -13,21 +13,14 @@ pub fn render(run: &Run) -> String {
     let stream = run.series.iter().any(|s| s.floor.is_some());
     let mut md = String::from("# Latency report\n\n");
     let how = match (p.count, p.duration_s) {
-        (Some(c), _) => format!("{c} samples per size"),
-        (None, Some(d)) => format!("{d} s per size"),
-        _ => "until stopped".into(),
-    };
-    let loop_kind = match p.rate {
-        Some(r) => format!(
-            "open loop at {r} per second: each latency is measured from the time the request was \
-             *meant* to be sent, so a stall counts against every request it delayed (no coordinated omission)"
-        ),
-        None => "closed loop: the next request leaves when the previous reply arrives".into(),
+        (Some(c), _) => format!("then {c} measured samples"),
+        (None, Some(d)) => format!("then {d} s of measured samples"),
+        _ => "then samples until the run was stopped".into(),
     };
     let _ = writeln!(
         md,
-        "Measured against `{}` ({}), modes {}, {how} after {} warmup, {loop_kind}. \
-         Client {}{}. Seed {}.\n",
+        "Measured against `{}` ({}). Modes: {}. For each size: {} warm-up samples, not \
+         counted, {how}. Client {}{}. Seed {}.\n",
         p.target,
         if e.loopback {
             "loopback: both ends on this machine"
@@ -48,6 +41,10 @@ pub fn render(run: &Run) -> String {
         },
         p.seed
     );
+    for line in how_measured(run) {
+        let _ = writeln!(md, "- {line}");
+    }
+    md.push('\n');
     let _ = writeln!(
         md,
         "Machine: {} ({} CPUs, this process on CPUs {}), kernel {}, MTU {}, socket buffers {} / {} bytes \
@@ -99,4 +96,41 @@ pub fn render(run: &Run) -> String {
          histograms about every second, HdrHistogram's compressed V2 interval log.\n",
     );
     md
+}
+
+/// What one latency sample is, for each kind of mode in the run: ping-pong modes time
+/// a request and its reply; stream mode ages samples the server produced on its own.
+fn how_measured(run: &Run) -> Vec<String> {
+    let p = &run.params;
+    let pingpong: Vec<&str> = p
+        .modes
+        .iter()
+        .map(String::as_str)
+        .filter(|m| *m != "stream")
+        .collect();
+    let mut lines = Vec::new();
+    if !pingpong.is_empty() {
+        let modes = pingpong.join(", ");
+        lines.push(match p.rate {
+            Some(r) => format!(
+                "{modes}: ping-pong, open loop at {r} requests per second: each latency is measured \
+                 from the time the request was *meant* to be sent, so a stall counts against every \
+                 request it delayed (no coordinated omission)."
+            ),
+            None => format!(
+                "{modes}: ping-pong, closed loop: the client sends a message, the server echoes it, \
+                 and the next message leaves when the reply arrives; a latency is one round trip."
+            ),
+        });
+    }
+    if p.modes.iter().any(|m| m == "stream") {
+        lines.push(format!(
+            "stream: one way, server to client. The server produces {} samples per second on its \
+             own clock and sends them in buffers of N (the sizes); the client never asks. A \
+             latency is a sample's age when its buffer arrives (arrival time minus production \
+             time), so it includes the time the sample waited for its buffer to fill.",
+            p.rate.unwrap_or(crate::latency::ARDUINO_RATE)
+        ));
+    }
+    lines
 }
