@@ -29,7 +29,7 @@ fn no_arguments_says_what_this_is_and_what_to_do_next() {
     assert!(s.contains("Next:"), "{s}");
     assert!(s.contains("lab run "), "{s}");
     // The marks in front of the labs are explained where they are shown.
-    assert!(s.contains("· 04-raw-icmp"), "{s}");
+    assert!(s.contains("~ demo run"), "{s}");
     assert!(s.contains("· planned (not built yet)"), "{s}");
 }
 

@@ -177,7 +177,7 @@ fn a_lab_without_an_exercise_says_so_and_what_to_do_instead() {
     let ws = dir.path().join("ws");
     let o = lab().arg("init").arg(&ws).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    // 08 has a demo; 05 is planned (lesson only). Every grader command says the same.
+    // 08 has a demo and no exercise. Every grader command says the same.
     for (id, args, offer) in [
         ("08-latency", vec!["check", "08"], "`lab run 08-latency`"),
         (
@@ -186,7 +186,6 @@ fn a_lab_without_an_exercise_says_so_and_what_to_do_instead() {
             "`lab run 08-latency`",
         ),
         ("08-latency", vec!["watch", "08"], "`lab run 08-latency`"),
-        ("05-chat", vec!["check", "05"], "`lab show 05-chat`"),
     ] {
         let o = lab().args(&args).current_dir(&ws).output().unwrap();
         let t = text(&o);
@@ -200,14 +199,4 @@ fn a_lab_without_an_exercise_says_so_and_what_to_do_instead() {
         assert!(t.contains("07-serial-stream"), "lists the graded labs: {t}");
         assert!(!t.contains("build error"), "no misleading fix: {t}");
     }
-    let o = lab()
-        .args(["check", "05"])
-        .current_dir(&ws)
-        .output()
-        .unwrap();
-    assert!(
-        !text(&o).contains("lab run 05"),
-        "05 has no demo: {}",
-        text(&o)
-    );
 }

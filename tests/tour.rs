@@ -88,7 +88,11 @@ const PLAN: &[(&str, &[&str], Ends)] = &[
     // "the reference, after a pass": before one, `lab solution` refuses (exit 1); it
     // is run again once the exercise passes (at the end).
     ("lab reset 01 / lab solution 01", &[], Ends::Exit(0)),
-    ("lab classroom init", &[], Ends::Exit(0)),
+    (
+        "lab classroom init --git https://github.com/YOU/lab",
+        &[],
+        Ends::Exit(0),
+    ),
 ];
 
 /// The README's command lines: indented lines of the tour and exercises blocks that
