@@ -246,6 +246,26 @@ impl Harness {
         }
     }
 
+    /// The share of `window` the newest program spent runnable (running or waiting for
+    /// a CPU), from /proc/PID/schedstat, or its CPU time where schedstat is missing: a
+    /// busy loop fills it whatever the machine's load, a blocked program leaves it near 0.
+    pub fn busy_share(&mut self, window: Duration) -> Outcome<f64> {
+        let Some(p) = self.program() else {
+            return Err(Unmet::error("the grader lost track of the program"));
+        };
+        let pid = p.pid;
+        let probe = |p: &Program| p.runnable_seconds().or_else(|| p.cpu_seconds());
+        let Some(before) = probe(p) else {
+            return Err(Unmet::error(format!(
+                "cannot read the CPU use of pid {pid} from /proc"
+            )));
+        };
+        let t = Instant::now();
+        std::thread::sleep(window);
+        let used = probe(p).unwrap_or(before) - before;
+        Ok(used / t.elapsed().as_secs_f64())
+    }
+
     /// The address the program should serve.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))

@@ -477,29 +477,13 @@ fn quiet_serial_idle(ctx: &mut Harness) -> Outcome {
     dev.pause();
     ctx.step("the serial line goes quiet: the Arduino writes nothing");
     std::thread::sleep(Duration::from_millis(100));
-    // Time runnable (running or waiting for a CPU), which a busy loop fills whatever the
-    // machine's load and a blocked program leaves near 0 (lab 01's eof check does the
-    // same); CPU time where schedstat is missing.
+    // Time runnable, which a busy loop fills and a blocked program leaves near 0.
     const WINDOW: Duration = Duration::from_millis(500);
     ctx.step(format!(
         "the grader measures how busy the program is over {} ms of silence",
         WINDOW.as_millis()
     ));
-    let Some(p) = ctx.program() else {
-        return Err(Unmet::error("the grader lost track of the program"));
-    };
-    let pid = p.pid;
-    let probe =
-        |p: &crate::grade::sandbox::Program| p.runnable_seconds().or_else(|| p.cpu_seconds());
-    let Some(before) = probe(p) else {
-        return Err(Unmet::error(format!(
-            "cannot read the CPU use of pid {pid} from /proc"
-        )));
-    };
-    let t = Instant::now();
-    std::thread::sleep(WINDOW);
-    let used = probe(p).unwrap_or(before) - before;
-    let share = used / t.elapsed().as_secs_f64();
+    let share = ctx.busy_share(WINDOW)?;
     ctx.step(format!(
         "the program was busy {:.0}% of the time",
         share * 100.0

@@ -301,29 +301,13 @@ fn eof_half_close(ctx: &mut Harness) -> Outcome {
     ctx.expect("A", &mut a, &reply(&l))?;
     ctx.expect_eof("A", &mut a)?;
     drop(a);
-    // CPU burned after the client left. Measured as time runnable (running or waiting
-    // for a CPU), which a busy loop fills whatever the machine's load, and an idle
-    // server leaves near 0; CPU time is the fallback where schedstat is missing.
+    // CPU burned after the client left, as time runnable (see `busy_share`).
     const WINDOW: Duration = Duration::from_millis(400);
     ctx.step(format!(
         "the grader measures how busy the server is over {} ms of idleness",
         WINDOW.as_millis()
     ));
-    let Some(p) = ctx.program() else {
-        return Err(Unmet::error("the grader lost track of the program"));
-    };
-    let pid = p.pid;
-    let probe =
-        |p: &crate::grade::sandbox::Program| p.runnable_seconds().or_else(|| p.cpu_seconds());
-    let Some(before) = probe(p) else {
-        return Err(Unmet::error(format!(
-            "cannot read the CPU use of pid {pid} from /proc"
-        )));
-    };
-    let t = Instant::now();
-    std::thread::sleep(WINDOW);
-    let used = probe(p).unwrap_or(before) - before;
-    let share = used / t.elapsed().as_secs_f64();
+    let share = ctx.busy_share(WINDOW)?;
     ctx.step(format!(
         "the server was busy {:.0}% of the time",
         share * 100.0
