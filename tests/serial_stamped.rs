@@ -420,3 +420,30 @@ fn the_plotting_client_against_a_stamped_server_says_why_it_gets_nothing() {
     );
     assert!(stderr.contains("--framing stamped"), "{stderr}");
 }
+
+/// A client on another machine probes the clock before it subscribes (loopback runs
+/// skip the probes): `lab latency --role server` answers them as lab 07's server does.
+#[test]
+fn the_latency_server_answers_clock_probes_before_a_subscription() {
+    let server = common::latency_server(30);
+    let mut s = connect(server.addr);
+    let mut inbound = Vec::new();
+    for i in 0..3u32 {
+        let sent = epoch_ns();
+        s.write_all(&frame(Kind::ClockRequest, i, sent, 0)).unwrap();
+        let (bytes, got) = next_frame(&mut s, &mut inbound, Duration::from_secs(5));
+        let f = Frame::new_checked(&bytes[..]).unwrap();
+        assert_eq!(
+            (f.kind(), f.seq()),
+            (Some(Kind::ClockReply), i),
+            "probe {i}"
+        );
+        assert!(sent <= f.t0_ns() && f.t0_ns() <= got, "probe {i}");
+    }
+    // Then the subscription works as if the probes had not been there.
+    s.write_all(&frame(Kind::Subscribe, 4, 0, 1_000_000))
+        .unwrap();
+    let (bytes, _) = next_frame(&mut s, &mut inbound, Duration::from_secs(5));
+    let f = Frame::new_checked(&bytes[..]).unwrap();
+    assert_eq!((f.kind(), f.samples().len()), (Some(Kind::Samples), 4));
+}

@@ -217,12 +217,17 @@ impl Server {
             return;
         }
         let mut rest = first;
-        match stamped::next_request(&mut rest) {
+        // A client on another machine first probes our clock (to know the offset
+        // between the two clocks), then subscribes: answer the probes as they come.
+        let mut request = stamped::next_request(&mut rest);
+        while let Ok(Some(Request::ClockProbe { seq })) = request {
+            let _ = ctx.send(conn, &stamped::clock_reply(seq, epoch_ns()));
+            request = stamped::next_request(&mut rest);
+        }
+        match request {
             Ok(None) => {
                 self.peers.insert(conn, Peer::New(rest));
             }
-            // The first frame must be a subscription: a clock probe before it closes
-            // the peer here (lab 07's server answers it).
             Ok(Some(Request::Subscribe { samples, period_ns })) => {
                 let n = samples as usize;
                 if n == 0 || n > stamped::MAX_SAMPLES || period_ns == 0 {
