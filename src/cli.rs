@@ -14,7 +14,7 @@ use crate::catalog::{Catalog, Lab, Status};
 use crate::error::LabError;
 use crate::out::{bold, code, dim, good, render_markdown, warn, width};
 use crate::progress::Progress;
-use crate::{doctor, labs, say};
+use crate::{doctor, labs, next, say};
 
 const AFTER_HELP: &str = "\
 Start with `lab` (where am I, what next), then `lab show 01` and `lab run 01`.
@@ -200,9 +200,10 @@ fn missing_id(e: clap::Error) -> anyhow::Error {
 /// `lab` with no arguments: what this is, progress, and the next command to run.
 fn status(catalog: &Catalog) -> Result<()> {
     let progress = Progress::load();
+    let workspace = crate::progress::workspace();
     say!("{}", bold("lab: a hands-on workbook for network sockets"))?;
     say!("Each numbered lab has a lesson (`lab show`), a demo you run (`lab run`), and an")?;
-    say!("exercise you write yourself.")?;
+    say!("exercise you write yourself (`lab init` writes the starters, `lab check` grades).")?;
     say!()?;
     for lab in &catalog.labs {
         say!(
@@ -212,53 +213,68 @@ fn status(catalog: &Catalog) -> Result<()> {
             dim(&lab.title)
         )?;
     }
-    say!("  {}", dim(LEGEND))?;
-    say!()?;
-    let next = catalog
-        .labs
-        .iter()
-        .find(|l| l.status == Status::Ready && !progress.get(&l.id).ran)
-        .or_else(|| {
-            catalog
-                .labs
-                .iter()
-                .find(|l| l.status == Status::Ready && !progress.get(&l.id).passed)
-        });
-    match next {
-        Some(lab) => {
-            say!("Next: {}", lab.title)?;
-            say!(
-                "  {}   read the lesson",
-                code(format!("lab show {}", lab.id))
-            )?;
-            say!("  {}    run the demo", code(format!("lab run {}", lab.id)))?;
-        }
-        None => say!("Every lab that is built so far is done. `lab list` shows what is coming.")?,
+    if let Some(legend) = legend(catalog, &progress) {
+        say!("  {}", dim(legend))?;
     }
     say!()?;
+    match next::next_step(catalog, &progress, workspace.as_deref()) {
+        Some(step) => {
+            say!("Next: {} ({})", step.lab.title, step.state.word(step.lab))?;
+            let w = step
+                .commands
+                .iter()
+                .map(|(c, _)| c.len())
+                .max()
+                .unwrap_or(0);
+            for (command, what) in &step.commands {
+                say!(
+                    "  {}{}  {what}",
+                    code(command),
+                    " ".repeat(w - command.len())
+                )?;
+            }
+        }
+        None => say!("Every lab that is built so far is done. `lab list` shows them all.")?,
+    }
+    say!()?;
+    let place = match &workspace {
+        Some(ws) => format!("Your workspace: {}. ", ws.display()),
+        None => "No exercises workspace yet: `lab init DIR` writes one. ".into(),
+    };
     say!(
         "{}",
         dim(format!(
-            "Progress file: {}. `lab --help` lists every command.",
+            "{place}Progress file: {}. `lab --help` lists every command.",
             progress.path.display()
         ))
     )?;
     Ok(())
 }
 
-/// What the marks in front of the labs mean (`lab` and `lab list`).
-const LEGEND: &str = "✓ passed  ~ demo run  · planned (not built yet)";
+/// What the marks in front of the labs mean (`lab` and `lab list`): only the marks
+/// shown, so no mark is ever explained that nothing uses (and none when none is shown).
+fn legend(catalog: &Catalog, progress: &Progress) -> Option<String> {
+    let shown: Vec<String> = catalog.labs.iter().map(|l| mark(l, progress)).collect();
+    let parts: Vec<&str> = [
+        (good("✓"), "✓ passed"),
+        (warn("~"), "~ started (demo run or exercise checked)"),
+        (dim("·"), "· planned (not built yet)"),
+    ]
+    .into_iter()
+    .filter(|(m, _)| shown.contains(m))
+    .map(|(_, text)| text)
+    .collect();
+    (!parts.is_empty()).then(|| parts.join("  "))
+}
 
 fn mark(lab: &Lab, progress: &Progress) -> String {
-    let p = progress.get(&lab.id);
     if lab.status == Status::Planned {
-        dim("·")
-    } else if p.passed {
-        good("✓")
-    } else if p.ran {
-        warn("~")
-    } else {
-        " ".to_string()
+        return dim("·");
+    }
+    match next::State::of(lab, &progress.get(&lab.id)) {
+        next::State::Done => good("✓"),
+        next::State::DemoRun | next::State::Started => warn("~"),
+        next::State::New | next::State::Read => " ".to_string(),
     }
 }
 
@@ -270,7 +286,9 @@ struct ListEntry<'a> {
     teaches: &'a str,
     status: Status,
     needs: &'a [String],
+    read: bool,
     ran: bool,
+    tried: bool,
     hints_shown: usize,
     hints_total: usize,
     passed: bool,
@@ -292,7 +310,9 @@ fn list(catalog: &Catalog, json: bool) -> Result<()> {
                     teaches: &l.teaches,
                     status: l.status,
                     needs: &l.needs,
+                    read: p.read,
                     ran: p.ran,
+                    tried: p.tried,
                     hints_shown: p.hints,
                     hints_total: l.hints.len(),
                     passed: p.passed,
@@ -304,12 +324,11 @@ fn list(catalog: &Catalog, json: bool) -> Result<()> {
     }
     let w = width();
     for lab in &catalog.labs {
-        let p = progress.get(&lab.id);
-        let state = match (lab.status, p.passed, p.ran) {
-            (Status::Planned, _, _) => dim("planned"),
-            (_, true, _) => good("passed"),
-            (_, _, true) => warn("demo run"),
-            _ => "new".to_string(),
+        let state = match next::State::of(lab, &progress.get(&lab.id)) {
+            _ if lab.status == Status::Planned => dim("planned"),
+            s @ next::State::Done => good(s.word(lab)),
+            s @ (next::State::DemoRun | next::State::Started) => warn(s.word(lab)),
+            s => s.word(lab).to_string(),
         };
         say!(
             "{} {}  {}  [{}]",
@@ -326,13 +345,16 @@ fn list(catalog: &Catalog, json: bool) -> Result<()> {
             say!("      needs: {}", warn(lab.needs.join(", ")))?;
         }
     }
-    say!()?;
-    say!("{}", dim(LEGEND))?;
+    if let Some(legend) = legend(catalog, &progress) {
+        say!()?;
+        say!("{}", dim(legend))?;
+    }
     Ok(())
 }
 
-/// `lab show ID`.
+/// `lab show ID`: the lesson (recorded as read).
 fn show(lab: &Lab, raw: bool) -> Result<()> {
+    Progress::load().update(&lab.id, |e| e.read = true);
     if raw {
         say!("{}", lab.lesson.trim_end())?;
     } else {

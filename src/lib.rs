@@ -15,6 +15,7 @@ pub mod grade;
 pub mod impair;
 pub mod labs;
 pub mod latency;
+pub mod next;
 pub mod out;
 pub mod progress;
 pub mod rng;

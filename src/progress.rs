@@ -3,13 +3,20 @@
 //!
 //! ```text
 //! # lab progress: one line per lab
-//! 01-tcp-echo ran hints=2 passed
-//! 02-udp-echo ran
+//! 01-tcp-echo read ran tried hints=2 passed
+//! 02-udp-echo read ran
 //! ```
 //!
-//! Where it lives: `$LAB_PROGRESS` if set; else `lab-progress.txt` in the current folder
-//! or the nearest parent that has one (a workspace made by `lab init`); else
+//! One record, wherever the student stands. Before `lab init` it is the user's file,
 //! `$XDG_STATE_HOME/lab/progress.txt` (default `~/.local/state/lab/progress.txt`).
+//! `lab init DIR` copies what that file holds into `DIR/lab-progress.txt` and remembers
+//! DIR (`$XDG_STATE_HOME/lab/workspace`), so from then on every command, run inside the
+//! workspace or not, reads and writes the workspace's file: a demo run before `lab init`
+//! still counts after it, and a demo run from another folder counts too.
+//!
+//! Where it lives, in order: `$LAB_PROGRESS` if set (tests, a shared machine); the
+//! `lab-progress.txt` of the current folder or the nearest parent that has one; the
+//! remembered workspace's, if it still exists; the user's file.
 //! Failing to save progress never fails a command: it is reported once on stderr.
 
 use std::collections::BTreeMap;
@@ -21,8 +28,12 @@ pub const WORKSPACE_FILE: &str = "lab-progress.txt";
 /// Progress of one lab.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
+    /// The lesson was shown (`lab show`).
+    pub read: bool,
     /// The demo was run at least once.
     pub ran: bool,
+    /// The exercise was checked at least once (`lab check`), passing or not.
+    pub tried: bool,
     /// Hints revealed so far.
     pub hints: usize,
     /// The exercise passed `lab check`.
@@ -86,9 +97,31 @@ impl Progress {
         self.labs.get(id).cloned().unwrap_or_default()
     }
 
-    /// Changes one lab's entry and saves.
-    pub fn update(&mut self, id: &str, f: impl FnOnce(&mut Entry)) {
-        f(self.labs.entry(id.to_string()).or_default());
+    /// The progress the workspace in `ws` counts: `$LAB_PROGRESS` if set, else its own
+    /// file, else wherever [`Progress::load`] looks.
+    pub fn for_workspace(ws: &Path) -> Progress {
+        let own = ws.join(WORKSPACE_FILE);
+        if std::env::var_os("LAB_PROGRESS").is_none() && own.is_file() {
+            Progress::load_from(own)
+        } else {
+            Progress::load()
+        }
+    }
+
+    /// Adds what `other` records (a flag set in either is set; the larger hint count).
+    pub fn merge(&mut self, other: &BTreeMap<String, Entry>) {
+        for (id, o) in other {
+            let e = self.labs.entry(id.clone()).or_default();
+            e.read |= o.read;
+            e.ran |= o.ran;
+            e.tried |= o.tried;
+            e.passed |= o.passed;
+            e.hints = e.hints.max(o.hints);
+        }
+    }
+
+    /// Saves now (after [`Progress::merge`]); a failure is reported, not returned.
+    pub fn store(&self) {
         if self.unreadable {
             return;
         }
@@ -98,6 +131,12 @@ impl Progress {
                 self.path.display()
             );
         }
+    }
+
+    /// Changes one lab's entry and saves.
+    pub fn update(&mut self, id: &str, f: impl FnOnce(&mut Entry)) {
+        f(self.labs.entry(id.to_string()).or_default());
+        self.store();
     }
 
     fn save(&self) -> std::io::Result<()> {
@@ -124,16 +163,64 @@ fn locate() -> PathBuf {
     if let Some(p) = std::env::var_os("LAB_PROGRESS") {
         return PathBuf::from(p);
     }
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Some(p) = find_up(&cwd) {
-            return p;
-        }
+    match workspace() {
+        Some(ws) => ws.join(WORKSPACE_FILE),
+        None => user_file(),
     }
-    let state = std::env::var_os("XDG_STATE_HOME")
+}
+
+/// The student's exercises workspace: the current folder or the nearest parent holding
+/// a progress file, else the one `lab init` wrote last (while its file exists).
+pub fn workspace() -> Option<PathBuf> {
+    let here = std::env::current_dir().ok().and_then(|cwd| find_up(&cwd));
+    let found = here.or_else(|| {
+        use std::os::unix::ffi::OsStrExt;
+        // Bytes, not text: a path need not be UTF-8.
+        let remembered = std::fs::read(state_dir().join("workspace")).ok()?;
+        let remembered = remembered.strip_suffix(b"\n").unwrap_or(&remembered);
+        let file = Path::new(std::ffi::OsStr::from_bytes(remembered)).join(WORKSPACE_FILE);
+        file.is_file().then_some(file)
+    })?;
+    found.parent().map(Path::to_path_buf)
+}
+
+/// `$XDG_STATE_HOME/lab` (default `~/.local/state/lab`).
+fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    state.join("lab").join("progress.txt")
+        .unwrap_or_else(std::env::temp_dir)
+        .join("lab")
+}
+
+/// The progress kept before any workspace exists.
+fn user_file() -> PathBuf {
+    state_dir().join("progress.txt")
+}
+
+/// `lab init` made `ws`: it becomes the one record. What the user's file holds (demos
+/// run before `lab init`) is copied in, and `ws` is remembered so commands run from any
+/// folder count in it. Returns the record's path.
+pub fn adopt_workspace(ws: &Path) -> std::io::Result<PathBuf> {
+    let own = ws.join(WORKSPACE_FILE);
+    if !own.exists() {
+        std::fs::write(&own, render(&BTreeMap::new()))?;
+    }
+    if std::env::var_os("LAB_PROGRESS").is_some() {
+        // The record is that file; the workspace's stays the marker `lab check` finds.
+        return Ok(locate());
+    }
+    let mut record = Progress::load_from(own.clone());
+    let before = Progress::load_from(user_file());
+    record.merge(&before.labs);
+    record.store();
+    let abs = std::fs::canonicalize(ws).unwrap_or_else(|_| ws.to_path_buf());
+    let dir = state_dir();
+    std::fs::create_dir_all(&dir)?;
+    let mut line = std::os::unix::ffi::OsStrExt::as_bytes(abs.as_os_str()).to_vec();
+    line.push(b'\n');
+    std::fs::write(dir.join("workspace"), line)?;
+    Ok(own)
 }
 
 fn find_up(start: &Path) -> Option<PathBuf> {
@@ -175,7 +262,9 @@ fn parse_bytes(bytes: &[u8]) -> (BTreeMap<String, Entry>, OddLines) {
         let mut e = Entry::default();
         for w in words {
             match w {
+                "read" => e.read = true,
                 "ran" => e.ran = true,
+                "tried" => e.tried = true,
                 "passed" => e.passed = true,
                 _ => {
                     if let Some(n) = w.strip_prefix("hints=").and_then(|n| n.parse().ok()) {
@@ -202,11 +291,18 @@ fn is_lab_id(s: &str) -> bool {
 
 /// Writes the file format back (without the kept lines).
 pub fn render(labs: &BTreeMap<String, Entry>) -> String {
-    let mut s = String::from("# lab progress: one line per lab (ran, hints=N, passed)\n");
+    let mut s =
+        String::from("# lab progress: one line per lab (read, ran, tried, hints=N, passed)\n");
     for (id, e) in labs {
         s.push_str(id);
+        if e.read {
+            s.push_str(" read");
+        }
         if e.ran {
             s.push_str(" ran");
+        }
+        if e.tried {
+            s.push_str(" tried");
         }
         if e.hints > 0 {
             s.push_str(&format!(" hints={}", e.hints));
@@ -225,12 +321,14 @@ mod tests {
 
     #[test]
     fn round_trips_and_tolerates_junk() {
-        let t = "# c\n01-tcp-echo ran hints=2 passed\n02-udp-echo ran bogus hints=x\n\n";
+        let t = "# c\n01-tcp-echo read ran tried hints=2 passed\n02-udp-echo ran bogus hints=x\n\n";
         let labs = parse(t);
         assert_eq!(
             labs["01-tcp-echo"],
             Entry {
+                read: true,
                 ran: true,
+                tried: true,
                 hints: 2,
                 passed: true
             }

@@ -22,15 +22,34 @@ const IDS: [&str; 8] = [
 
 #[test]
 fn no_arguments_says_what_this_is_and_what_to_do_next() {
-    let o = run(&[]);
-    assert!(o.status.success());
-    let s = stdout(&o);
+    let tmp = tempfile::tempdir().unwrap();
+    let progress = tmp.path().join("progress.txt");
+    let first_screen = |lines: &str| {
+        std::fs::write(&progress, lines).unwrap();
+        let o = common::lab()
+            .env("LAB_PROGRESS", &progress)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        stdout(&o)
+    };
+    let s = first_screen("");
     assert!(s.contains("workbook for network sockets"), "{s}");
     assert!(s.contains("Next:"), "{s}");
     assert!(s.contains("lab run "), "{s}");
-    // The marks in front of the labs are explained where they are shown.
-    assert!(s.contains("~ demo run"), "{s}");
-    assert!(s.contains("· planned (not built yet)"), "{s}");
+    // The way to the exercises is named before any error does.
+    assert!(s.contains("lab init"), "{s}");
+    // A mark is explained only when a lab shows it: none yet, and no lab is planned.
+    for legend in ["✓ passed", "~ started", "· planned"] {
+        assert!(!s.contains(legend), "{legend} in\n{s}");
+    }
+    assert!(!s.contains('·') && !s.contains('✓'), "{s}");
+    let s = first_screen("01-tcp-echo passed\n02-udp-echo ran\n");
+    assert!(s.contains("✓ passed"), "{s}");
+    assert!(s.contains("~ started"), "{s}");
+    assert!(!s.contains("·"), "no lab is planned:\n{s}");
+    assert!(s.contains("Next: UDP echo"), "{s}");
 }
 
 #[test]

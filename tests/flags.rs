@@ -320,7 +320,7 @@ fn reset_refuses_a_folder_that_is_not_a_workspace() {
     let o = common::run(&["reset", "01", "--dir", missing.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
     assert!(!missing.exists(), "reset created {}", missing.display());
-    assert!(!stdout(&o).contains("restored"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("Reset"), "{}", stdout(&o));
     assert!(
         stderr(&o).contains("lab init"),
         "names the fix: {}",
@@ -332,14 +332,53 @@ fn reset_refuses_a_folder_that_is_not_a_workspace() {
     let o = common::run(&["reset", "01", "--dir", empty.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
-    // In a real workspace it restores.
+    // In a real workspace it restores only the language asked for, and says which
+    // file it reset and where the previous version is.
     let ws = tmp.path().join("ws");
     assert!(common::run(&["init", ws.to_str().unwrap()])
         .status
         .success());
-    let o = common::run(&["reset", "01", "--dir", ws.to_str().unwrap()]);
+    let (rust, python) = (
+        ws.join("rust/01-tcp-echo.rs"),
+        ws.join("python/01-tcp-echo.py"),
+    );
+    let rust_starter = std::fs::read_to_string(&rust).unwrap();
+    std::fs::write(&rust, "// my rust work\n").unwrap();
+    std::fs::write(&python, "# my python work\n").unwrap();
+    let dir = ws.to_str().unwrap();
+    let o = common::run(&["reset", "01", "--lang", "python", "--dir", dir]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("restored"), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains("  python/01-tcp-echo.py"), "{out}");
+    assert!(!out.contains("rust/01-tcp-echo.rs"), "{out}");
+    assert!(
+        out.contains(".lab-backup/01-tcp-echo-"),
+        "names the backup: {out}"
+    );
+    assert_eq!(std::fs::read_to_string(&rust).unwrap(), "// my rust work\n");
+    assert_ne!(
+        std::fs::read_to_string(&python).unwrap(),
+        "# my python work\n"
+    );
+    let backups: Vec<_> = std::fs::read_dir(ws.join(".lab-backup"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(backups[0].join("python/01-tcp-echo.py")).unwrap(),
+        "# my python work\n"
+    );
+    // Without --lang: the Rust file too; a file already the starter is said to be so.
+    let o = common::run(&["reset", "01", "--lang", "python", "--dir", dir]);
+    assert!(stdout(&o).contains("nothing to reset"), "{}", stdout(&o));
+    let o = common::run(&["reset", "01", "--dir", dir]);
+    assert!(
+        stdout(&o).contains("  rust/01-tcp-echo.rs"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&rust).unwrap(), rust_starter);
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub enum Commands {
     Reset {
         /// Lab id.
         id: String,
+        /// Only this language's starter (default: both the Rust and the Python file).
+        #[arg(long, value_enum)]
+        lang: Option<student::StarterLang>,
         /// The exercises workspace.
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -116,7 +119,9 @@ pub fn run(catalog: &Catalog, cmd: Commands) -> Result<()> {
     match cmd {
         Commands::Init { dir } => student::init(&dir),
         Commands::Check { id, source } => student::check(catalog.find(&id)?, &source),
-        Commands::Reset { id, dir } => student::reset(catalog.find(&id)?, dir.as_deref()),
+        Commands::Reset { id, lang, dir } => {
+            student::reset(catalog.find(&id)?, dir.as_deref(), lang)
+        }
         Commands::Solution { id, dir } => student::solution(catalog.find(&id)?, dir.as_deref()),
         Commands::Watch {
             id,

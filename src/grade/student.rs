@@ -17,14 +17,9 @@ use crate::out::{bold, code, dim, good};
 use crate::progress::{self, Progress, WORKSPACE_FILE};
 use crate::say;
 
-/// Progress stored in the workspace (falls back to the usual lookup).
+/// The progress record the workspace `ws` counts in (see `crate::progress`).
 fn progress_in(ws: &Path) -> Progress {
-    let path = ws.join(WORKSPACE_FILE);
-    if path.is_file() {
-        Progress::load_from(path)
-    } else {
-        Progress::load()
-    }
+    Progress::for_workspace(ws)
 }
 
 /// A folder `lab init` wrote: it holds the workspace's progress file (older ones only
@@ -38,10 +33,9 @@ pub fn init(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let written = embedded::write_all(&embedded::starters(), dir, false)
         .with_context(|| format!("cannot write into {}", dir.display()))?;
-    let progress = dir.join(WORKSPACE_FILE);
-    if !progress.exists() {
-        std::fs::write(&progress, progress::render(&Default::default()))?;
-    }
+    // The workspace's file becomes the one record, holding the demos run before.
+    let record = progress::adopt_workspace(dir)
+        .with_context(|| format!("cannot write the progress file into {}", dir.display()))?;
     std::fs::write(dir.join(".gitignore"), "target/\n.lab-backup/\n").ok();
     say!(
         "{} {}",
@@ -51,12 +45,20 @@ pub fn init(dir: &Path) -> Result<()> {
     for p in &written {
         say!("  {}", p.strip_prefix(dir).unwrap_or(p).display())?;
     }
+    say!("  {} {}", WORKSPACE_FILE, dim("your progress"))?;
     if written.len() < embedded::starters().len() {
         say!(
             "{}",
             dim("(files that already existed were kept; `lab reset ID` restores a starter)")
         )?;
     }
+    say!(
+        "{}",
+        dim(format!(
+            "Progress is kept in {} (what you did before is in it).",
+            record.display()
+        ))
+    )?;
     say!()?;
     say!(
         "Next: {}, read the lesson with {}, then edit {} and run {}.",
@@ -73,12 +75,17 @@ pub fn check(lab: &Lab, src: &Source) -> Result<()> {
     let ws = workspace(src.dir.as_deref());
     let seed = src.seed.unwrap_or_else(fresh_seed);
     let report = grade_one(lab, &ws, src, seed)?;
+    // Checked at least once: the exercise is started, whatever the outcome.
+    let passed = report.passed();
+    progress_in(&ws).update(&lab.id, |e| {
+        e.tried = true;
+        e.passed |= passed;
+    });
     say!(
         "{}",
         export::human::render_with(std::slice::from_ref(&report), src.verbose).trim_end()
     )?;
-    if report.passed() {
-        progress_in(&ws).update(&lab.id, |e| e.passed = true);
+    if passed {
         say!()?;
         say!(
             "{} {}",
@@ -101,9 +108,19 @@ pub fn check(lab: &Lab, src: &Source) -> Result<()> {
     }
 }
 
-/// `lab reset ID`: backs the current files up in `.lab-backup/ID-TIME/`, then writes the
-/// starters again.
-pub fn reset(lab: &Lab, dir: Option<&Path>) -> Result<()> {
+/// Which starter `lab reset` restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StarterLang {
+    /// Only the Rust file (`rust/ID.rs`).
+    Rust,
+    /// Only the Python file (`python/ID.py`).
+    Python,
+}
+
+/// `lab reset ID [--lang rust|python]`: backs the current files up in
+/// `.lab-backup/ID-TIME/`, then writes the starters again (both, or the one asked for),
+/// and names each file it reset and where the backup is.
+pub fn reset(lab: &Lab, dir: Option<&Path>, lang: Option<StarterLang>) -> Result<()> {
     let ws = workspace(dir);
     let ex = exercise_of(lab)?;
     // Only into a workspace `lab init` wrote: anywhere else reset would create folders
@@ -124,26 +141,50 @@ pub fn reset(lab: &Lab, dir: Option<&Path>) -> Result<()> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let backup = ws.join(".lab-backup").join(format!("{}-{stamp}", lab.id));
-    for rel in [ex.rust, ex.python] {
+    let files: &[&str] = match lang {
+        None => &[ex.rust, ex.python],
+        Some(StarterLang::Rust) => &[ex.rust],
+        Some(StarterLang::Python) => &[ex.python],
+    };
+    let (mut reset, mut kept) = (Vec::new(), Vec::new());
+    for &rel in files {
         let p = ws.join(rel);
-        if p.is_file() {
-            let to = backup.join(rel);
-            std::fs::create_dir_all(to.parent().unwrap_or(&backup))?;
-            std::fs::copy(&p, &to).with_context(|| format!("cannot back up {}", p.display()))?;
+        let starter = embedded::get(&embedded::starters(), rel).unwrap_or_default();
+        match std::fs::read(&p) {
+            // Already the starter: nothing to reset, nothing worth a backup.
+            Ok(now) if now == starter.as_bytes() => continue,
+            Ok(_) => {
+                let to = backup.join(rel);
+                std::fs::create_dir_all(to.parent().unwrap_or(&backup))?;
+                std::fs::copy(&p, &to)
+                    .with_context(|| format!("cannot back up {}", p.display()))?;
+                kept.push(rel);
+            }
+            Err(_) => {}
         }
-        let text = embedded::get(&embedded::starters(), rel).unwrap_or_default();
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&p, text)?;
-        say!("restored {}", rel)?;
+        std::fs::write(&p, starter)?;
+        reset.push(rel);
     }
-    if backup.exists() {
+    if reset.is_empty() {
         say!(
-            "{} {}",
-            dim("your previous version is in"),
-            backup.display()
+            "{} already the starter in {}: nothing to reset.",
+            files.join(" and "),
+            ws.display()
         )?;
+        return Ok(());
+    }
+    say!("Reset to the starter, in {}:", ws.display())?;
+    for rel in &reset {
+        say!("  {rel}")?;
+    }
+    if !kept.is_empty() {
+        say!("Your previous version is kept in {}/:", backup.display())?;
+        for rel in &kept {
+            say!("  {rel}")?;
+        }
     }
     Ok(())
 }
