@@ -152,10 +152,53 @@ pub fn main() -> Result<()> {
         Some(Command::Latency(args)) => crate::latency::main(*args),
         Some(Command::Grade(cmd)) => crate::grade::cli::run(&catalog, cmd),
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(shell, &mut Cli::command(), "lab", &mut std::io::stdout());
+            let mut cmd = completion_command(&catalog);
+            clap_complete::generate(shell, &mut cmd, "lab", &mut std::io::stdout());
             Ok(())
         }
     }
+}
+
+/// The command line as shell completions see it: every lab id offered where an id goes,
+/// and `lab run` given one subcommand per lab holding that lab's own flags (the clap
+/// struct its demo parses with, from the registry), so `lab run <TAB>` offers the ids and
+/// `lab run 03-udp-loss --<TAB>` offers 03's flags. Parsing never uses this: it accepts
+/// every form of an id (`03`, `3`, `udp-loss`), which a fixed list would refuse.
+pub fn completion_command(catalog: &Catalog) -> clap::Command {
+    use clap::builder::PossibleValue;
+    let ids: Vec<PossibleValue> = catalog
+        .labs
+        .iter()
+        .map(|l| PossibleValue::new(l.id.clone()).help(l.title.clone()))
+        .collect();
+    let mut cmd = Cli::command();
+    for name in ["show", "hint", "check", "reset", "solution", "watch"] {
+        cmd = cmd.mut_subcommand(name, |c| {
+            c.mut_arg("id", |a| {
+                a.value_parser(clap::builder::PossibleValuesParser::new(ids.clone()))
+            })
+        });
+    }
+    let labs: Vec<clap::Command> = catalog
+        .labs
+        .iter()
+        .filter_map(|l| {
+            let flags = labs::get(&l.id)?.flags?;
+            Some(
+                flags()
+                    .name(l.id.clone())
+                    .about(l.title.clone())
+                    .alias(format!("{:02}", l.number()))
+                    .alias(l.slug().to_string()),
+            )
+        })
+        .collect();
+    cmd.mut_subcommand("run", |run| {
+        clap::Command::new("run")
+            .about(run.get_about().cloned().unwrap_or_default())
+            .disable_help_subcommand(true)
+            .subcommands(labs)
+    })
 }
 
 /// A command that needs a lab id and got none (`lab show`, `lab run`, `lab check`):

@@ -266,10 +266,57 @@ fn top_level_help_documents_exit_codes() {
 }
 
 #[test]
-fn completions_are_generated() {
+fn completions_offer_lab_ids_and_each_labs_own_flags() {
     let o = run(&["completions", "bash"]);
     assert!(o.status.success());
-    assert!(stdout(&o).contains("_lab"));
+    let script = stdout(&o);
+    assert!(script.contains("_lab"));
+    for id in IDS {
+        assert!(script.contains(id), "{id} is not offered");
+    }
+    // Each lab's flags, under its own case (03's --loss, 07's --serial).
+    for (case, flag) in [
+        (
+            "lab__subcmd__run__subcmd__03__subcmd__udp__subcmd__loss)",
+            "--loss",
+        ),
+        (
+            "lab__subcmd__run__subcmd__07__subcmd__serial__subcmd__stream)",
+            "--serial",
+        ),
+    ] {
+        let at = script.find(case).unwrap_or_else(|| panic!("no {case}"));
+        let opts = script[at..].lines().nth(1).unwrap();
+        assert!(opts.contains(flag), "{case}: {opts}");
+    }
+    // And what bash offers when asked, by calling the completion function as bash does.
+    if !common::have("bash") {
+        common::skip("bash is missing: the completion function is not run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("lab.bash");
+    std::fs::write(&file, &script).unwrap();
+    let ask = |words: &str| {
+        let prog = format!(
+            r#"source "$1"; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1));
+               _lab lab "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}";
+               echo "${{COMPREPLY[*]}}""#
+        );
+        let o = std::process::Command::new("bash")
+            .args(["-c", &prog, "bash"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        stdout(&o)
+    };
+    let ids = ask(r#"lab run """#);
+    assert!(
+        ids.contains("01-tcp-echo") && ids.contains("08-latency"),
+        "{ids}"
+    );
+    assert_eq!(ask("lab run 03-udp-loss --lo").trim(), "--loss");
+    assert!(ask("lab show 0").contains("05-chat"));
 }
 
 #[test]

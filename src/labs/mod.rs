@@ -39,6 +39,9 @@ pub struct LabDef {
     pub lesson: &'static str,
     /// `lab run <id>`, once the demo is built.
     pub demo: Option<Demo>,
+    /// The demo's own flags as a clap command (its `Args`), for shell completions: the
+    /// same definition `lab run <id>` parses with, so completions cannot drift.
+    pub flags: Option<fn() -> clap::Command>,
     /// The graded exercise: the grader's checks and the starter and solution files.
     pub exercise: Option<Exercise>,
 }
@@ -52,42 +55,47 @@ pub struct Exercise {
     pub files: ExerciseFiles,
 }
 
-/// One registry line: `lab!(ID)` for a planned lab, `lab!(ID, demo: RUN)` for one with
-/// a demo, `lab!(ID, demo: RUN, checks: SUITE, bin: CARGO_BIN)` for one with an exercise.
+/// One registry line: `lab!(ID)` for a planned lab, `lab!(ID, demo: RUN, flags: ARGS)`
+/// for one with a demo (ARGS: the clap struct RUN parses), `lab!(ID, demo: RUN, flags:
+/// ARGS, checks: SUITE, bin: CARGO_BIN)` for one with an exercise.
 macro_rules! lab {
-    (@def $id:literal, $demo:expr, $exercise:expr) => {
+    (@def $id:literal, $demo:expr, $flags:expr, $exercise:expr) => {
         LabDef {
             id: $id,
             toml: include_str!(concat!("../../labs/", $id, "/lab.toml")),
             lesson: include_str!(concat!("../../labs/", $id, "/lesson.md")),
             demo: $demo,
+            flags: $flags,
             exercise: $exercise,
         }
     };
     ($id:literal) => {
-        lab!(@def $id, None, None)
+        lab!(@def $id, None, None, None)
     };
-    ($id:literal, demo: $demo:path) => {
-        lab!(@def $id, Some($demo as Demo), None)
+    ($id:literal, demo: $demo:path, flags: $flags:path) => {
+        lab!(@def $id, Some($demo as Demo),
+             Some(<$flags as clap::CommandFactory>::command as fn() -> clap::Command), None)
     };
-    ($id:literal, demo: $demo:path, checks: $suite:path, bin: $bin:literal) => {
-        lab!(@def $id, Some($demo as Demo), Some(Exercise {
-            suite: &$suite,
-            files: crate::exercise_files!($id, $bin),
-        }))
+    ($id:literal, demo: $demo:path, flags: $flags:path, checks: $suite:path, bin: $bin:literal) => {
+        lab!(@def $id, Some($demo as Demo),
+             Some(<$flags as clap::CommandFactory>::command as fn() -> clap::Command),
+             Some(Exercise {
+                 suite: &$suite,
+                 files: crate::exercise_files!($id, $bin),
+             }))
     };
 }
 
 /// Every lab, in order.
 pub const LABS: &[LabDef] = &[
-    lab!("01-tcp-echo", demo: tcp_echo::run, checks: tcp_echo::checks::SUITE, bin: "tcp-echo"),
-    lab!("02-udp-echo", demo: udp_echo::run, checks: udp_echo::checks::SUITE, bin: "udp-echo"),
-    lab!("03-udp-loss", demo: udp_loss::run, checks: udp_loss::checks::SUITE, bin: "udp-loss"),
-    lab!("04-raw-icmp", demo: raw_icmp::run, checks: raw_icmp::checks::SUITE, bin: "raw-icmp"),
-    lab!("05-chat", demo: chat::run, checks: chat::checks::SUITE, bin: "chat"),
-    lab!("06-json-to-file", demo: json_to_file::run, checks: json_to_file::checks::SUITE, bin: "json-to-file"),
-    lab!("07-serial-stream", demo: serial_stream::run, checks: serial_stream::checks::SUITE, bin: "serial-stream"),
-    lab!("08-latency", demo: latency::run),
+    lab!("01-tcp-echo", demo: tcp_echo::run, flags: tcp_echo::Args, checks: tcp_echo::checks::SUITE, bin: "tcp-echo"),
+    lab!("02-udp-echo", demo: udp_echo::run, flags: udp_echo::Args, checks: udp_echo::checks::SUITE, bin: "udp-echo"),
+    lab!("03-udp-loss", demo: udp_loss::run, flags: udp_loss::Args, checks: udp_loss::checks::SUITE, bin: "udp-loss"),
+    lab!("04-raw-icmp", demo: raw_icmp::run, flags: raw_icmp::Args, checks: raw_icmp::checks::SUITE, bin: "raw-icmp"),
+    lab!("05-chat", demo: chat::run, flags: chat::Args, checks: chat::checks::SUITE, bin: "chat"),
+    lab!("06-json-to-file", demo: json_to_file::run, flags: json_to_file::Args, checks: json_to_file::checks::SUITE, bin: "json-to-file"),
+    lab!("07-serial-stream", demo: serial_stream::run, flags: serial_stream::Args, checks: serial_stream::checks::SUITE, bin: "serial-stream"),
+    lab!("08-latency", demo: latency::run, flags: latency::Args),
 ];
 
 /// A lab of the registry by its exact id.

@@ -59,7 +59,7 @@ enum Role {
 #[command(
     about = "A chat server on one event loop (nc is a client), a client, and a narrated demo."
 )]
-struct Args {
+pub(crate) struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Role::Demo)]
     role: Role,

@@ -67,7 +67,7 @@ enum Role {
 #[command(
     about = "JSON records from A saved to a file at B: acknowledged once on disk, resent until acknowledged, saved exactly once."
 )]
-struct Args {
+pub(crate) struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Role::Demo)]
     role: Role,

@@ -26,7 +26,7 @@ use crate::units;
 #[command(
     about = "A guided latency sweep: ping-pong sizes, TCP vs UDP, Nagle, stream buffer sizes."
 )]
-struct Args {
+pub(crate) struct Args {
     /// Also write each step's full report (plots, .hgrm, CSV, JSON) under this folder.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,

@@ -40,7 +40,7 @@ use crate::units;
 /// Flags of `lab run 04-raw-icmp`.
 #[derive(Debug, Parser)]
 #[command(about = "Ping with hand-built ICMP on a raw socket, every byte annotated.")]
-struct Args {
+pub(crate) struct Args {
     /// Host to ping: an IPv4 address or a name (only loopback works without CAP_NET_RAW).
     #[arg(long, default_value = "127.0.0.1")]
     target: String,

@@ -116,7 +116,7 @@ impl Framing {
 #[command(
     about = "Arduino samples over serial, forwarded to TCP clients in buffers of N bytes, plotted live."
 )]
-struct Args {
+pub(crate) struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Role::Demo)]
     role: Role,

@@ -54,7 +54,7 @@ enum Role {
 /// Flags of `lab run 01-tcp-echo`.
 #[derive(Debug, Parser)]
 #[command(about = "TCP echo: a narrated server and client. Each line L gets `Received: L` back.")]
-struct Args {
+pub(crate) struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Role::Demo)]
     role: Role,

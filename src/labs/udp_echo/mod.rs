@@ -43,7 +43,7 @@ enum Role {
 /// Flags of `lab run 02-udp-echo`.
 #[derive(Debug, Parser)]
 #[command(about = "UDP echo: datagrams keep their boundaries; a small buffer truncates them.")]
-struct Args {
+pub(crate) struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Role::Demo)]
     role: Role,

@@ -167,7 +167,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
 #[command(
     about = "UDP loss, duplicates, reordering and jitter, counted exactly beside a relay's ground truth."
 )]
-struct Args {
+pub(crate) struct Args {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Role::Demo)]
     role: Role,
