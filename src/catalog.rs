@@ -237,6 +237,51 @@ mod tests {
         }
     }
 
+    /// A student may have the binary alone: a lesson that names a file of the repository
+    /// (`src/...`, `arduino/...`, `bench/...`, BENCHMARKS.md) says, in the same paragraph,
+    /// that it is in the source repository, or shows it (`lab show 07 --sketch`).
+    #[test]
+    fn lessons_label_files_a_binary_user_does_not_have() {
+        let c = Catalog::load(None).unwrap();
+        for lab in &c.labs {
+            for para in lab.lesson.split("\n\n") {
+                let names_a_file = ["src/", "arduino/", "bench/", "BENCHMARKS.md"]
+                    .iter()
+                    .any(|f| para.contains(f));
+                let labelled = para.contains("source repository")
+                    || para.contains("that repository")
+                    || para.contains("--sketch");
+                assert!(
+                    !names_a_file || labelled,
+                    "{}: a repository file without saying where it is:\n{para}",
+                    lab.id
+                );
+            }
+            let client = lab.lesson.contains("Python client") || lab.lesson.contains("plot client");
+            assert!(
+                !client || lab.lesson.contains("does not ship"),
+                "{}: the course's client is not shipped with lab; say so",
+                lab.id
+            );
+        }
+    }
+
+    /// Every lesson opens with its box: what you build and how to check it (or, without
+    /// an exercise, what you will see and do), before the long theory.
+    #[test]
+    fn every_lesson_opens_with_its_box() {
+        let c = Catalog::load(None).unwrap();
+        for lab in &c.labs {
+            let head: String = lab.lesson.lines().take(20).collect::<Vec<_>>().join("\n");
+            let check = format!("lab check {:02}", lab.number());
+            let builds = head.contains("What you build") || head.contains("WHAT YOU BUILD");
+            match &lab.exercise {
+                Some(_) => assert!(builds && head.contains(&check), "{}:\n{head}", lab.id),
+                None => assert!(head.contains("What you will see"), "{}:\n{head}", lab.id),
+            }
+        }
+    }
+
     #[test]
     fn a_local_folder_overrides_a_lesson() {
         let dir = tempfile::tempdir().unwrap();

@@ -59,6 +59,10 @@ pub enum Command {
         /// Print the Markdown source instead of rendering it.
         #[arg(long)]
         raw: bool,
+        /// Print the Arduino sketch instead (07-serial-stream: the code on the board, the
+        /// repository's arduino/analog_stream/analog_stream.ino).
+        #[arg(long)]
+        sketch: bool,
     },
     /// Run a lab's demo (on loopback unless told otherwise). Flags after the id belong to
     /// the lab: `lab run 01 --help` lists them.
@@ -123,7 +127,10 @@ pub fn main() -> Result<()> {
     match cli.command {
         None => status(&catalog),
         Some(Command::List { json }) => list(&catalog, json),
-        Some(Command::Show { id, raw }) => show(catalog.find(&id)?, raw),
+        Some(Command::Show { id, raw, sketch }) => match sketch {
+            true => show_sketch(catalog.find(&id)?),
+            false => show(catalog.find(&id)?, raw),
+        },
         Some(Command::Run { id, help, args }) => match id {
             // `lab run ID --help`: the lab prints its own help.
             Some(id) => {
@@ -413,6 +420,20 @@ fn show(lab: &Lab, raw: bool) -> Result<()> {
             )?;
         }
     }
+    Ok(())
+}
+
+/// `lab show ID --sketch`: the Arduino sketch, for the one lab that has a board.
+fn show_sketch(lab: &Lab) -> Result<()> {
+    if lab.id != "07-serial-stream" {
+        return Err(LabError::usage(format!(
+            "{} has no Arduino sketch: only 07-serial-stream uses a board",
+            lab.id
+        ))
+        .fix("`lab show 07 --sketch` prints the sketch of 07-serial-stream")
+        .into());
+    }
+    say!("{}", labs::serial_stream::SKETCH.trim_end())?;
     Ok(())
 }
 

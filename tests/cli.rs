@@ -593,3 +593,23 @@ fn a_course_can_override_a_lesson_with_a_local_folder() {
         stderr(&o)
     );
 }
+
+#[test]
+fn show_sketch_prints_the_arduino_sketch_from_the_binary() {
+    let o = run(&["show", "07", "--sketch"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sketch = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("arduino/analog_stream/analog_stream.ino"),
+    )
+    .unwrap();
+    assert_eq!(stdout(&o).trim_end(), sketch.trim_end());
+    // Another lab has no board: a usage error that names the lab that has one.
+    let o = run(&["show", "01", "--sketch"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("lab show 07 --sketch"),
+        "{}",
+        stderr(&o)
+    );
+}

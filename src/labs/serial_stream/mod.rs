@@ -53,6 +53,10 @@ pub use ports::{available_ports, serial_command, SerialCommand};
 /// The documented default address (labs/07-serial-stream/lab.toml): the course's port.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:1234";
 
+/// The Arduino sketch the lab's samples come from, embedded so that `lab show 07
+/// --sketch` prints it for a student who has the binary and not the repository.
+pub const SKETCH: &str = include_str!("../../../arduino/analog_stream/analog_stream.ino");
+
 /// Samples per TCP send by default: the course's `sock.recv(16)`.
 pub const DEFAULT_BUFFER: u32 = 16;
 
