@@ -14,8 +14,9 @@
 //! workspace or not, reads and writes the workspace's file: a demo run before `lab init`
 //! still counts after it, and a demo run from another folder counts too.
 //!
-//! Where it lives, in order: `$LAB_PROGRESS` if set (tests, a shared machine); the
-//! `lab-progress.txt` of the current folder or the nearest parent that has one; the
+//! Where it lives, in order: the `lab-progress.txt` of the current folder or the nearest
+//! parent that has one; `$LAB_PROGRESS` if set (an explicit file for tests or a shared
+//! machine: `lab init` neither copies it in nor remembers the workspace); the
 //! remembered workspace's, if it still exists; the user's file.
 //! Failing to save progress never fails a command: it is reported once on stderr.
 
@@ -97,11 +98,11 @@ impl Progress {
         self.labs.get(id).cloned().unwrap_or_default()
     }
 
-    /// The progress the workspace in `ws` counts: `$LAB_PROGRESS` if set, else its own
-    /// file, else wherever [`Progress::load`] looks.
+    /// The progress the workspace in `ws` counts: its own file, else wherever
+    /// [`Progress::load`] looks.
     pub fn for_workspace(ws: &Path) -> Progress {
         let own = ws.join(WORKSPACE_FILE);
-        if std::env::var_os("LAB_PROGRESS").is_none() && own.is_file() {
+        if own.is_file() {
             Progress::load_from(own)
         } else {
             Progress::load()
@@ -160,6 +161,9 @@ impl Progress {
 }
 
 fn locate() -> PathBuf {
+    if let Some(here) = workspace_here() {
+        return here.join(WORKSPACE_FILE);
+    }
     if let Some(p) = std::env::var_os("LAB_PROGRESS") {
         return PathBuf::from(p);
     }
@@ -167,6 +171,12 @@ fn locate() -> PathBuf {
         Some(ws) => ws.join(WORKSPACE_FILE),
         None => user_file(),
     }
+}
+
+/// The workspace holding the current folder, if any.
+fn workspace_here() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    find_up(&cwd)?.parent().map(Path::to_path_buf)
 }
 
 /// The student's exercises workspace: the current folder or the nearest parent holding
@@ -207,8 +217,9 @@ pub fn adopt_workspace(ws: &Path) -> std::io::Result<PathBuf> {
         std::fs::write(&own, render(&BTreeMap::new()))?;
     }
     if std::env::var_os("LAB_PROGRESS").is_some() {
-        // The record is that file; the workspace's stays the marker `lab check` finds.
-        return Ok(locate());
+        // An explicit file (tests, a shared machine) is nobody's history to move in, and
+        // commands outside the workspace keep using it: nothing is copied or remembered.
+        return Ok(own);
     }
     let mut record = Progress::load_from(own.clone());
     let before = Progress::load_from(user_file());

@@ -64,6 +64,10 @@ fn a_new_student_walks_from_the_first_screen_to_the_second_lab() {
     // `lab init`: the demo run before it still counts, in the workspace's file.
     let o = lab_in(&home, &home, &["init", "sockets"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Its own "Next" already knows the lesson was read and the demo ran.
+    let said = next_of(&o);
+    assert!(said.contains("edit rust/01-tcp-echo.rs"), "{said}");
+    assert!(!said.contains("lab run 01"), "{said}");
     let ws = home.join("sockets");
     let record = std::fs::read_to_string(ws.join("lab-progress.txt")).unwrap();
     assert!(record.contains("01-tcp-echo read ran"), "{record}");

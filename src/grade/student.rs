@@ -60,13 +60,32 @@ pub fn init(dir: &Path) -> Result<()> {
         ))
     )?;
     say!()?;
-    say!(
-        "Next: {}, read the lesson with {}, then edit {} and run {}.",
-        code(format!("cd {}", dir.display())),
-        code("lab show 01"),
-        code("rust/01-tcp-echo.rs"),
-        code("lab check 01")
-    )?;
+    // The step left, from the record just made (demos run before count).
+    let catalog = crate::catalog::Catalog::load(None)?;
+    let progress = progress_in(dir);
+    match crate::next::next_step(&catalog, &progress, Some(dir)) {
+        Some(step) => {
+            say!(
+                "Next: {}, then for {}:",
+                code(format!("cd {}", dir.display())),
+                step.lab.id
+            )?;
+            let w = step
+                .commands
+                .iter()
+                .map(|(c, _)| c.len())
+                .max()
+                .unwrap_or(0);
+            for (command, what) in &step.commands {
+                say!(
+                    "  {}{}  {what}",
+                    code(command),
+                    " ".repeat(w - command.len())
+                )?;
+            }
+        }
+        None => say!("Every lab that is built so far is done.")?,
+    }
     Ok(())
 }
 
