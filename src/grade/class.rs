@@ -1,0 +1,669 @@
+//! `lab grade IDS|--all --submissions DIR`: a whole class in one command.
+//!
+//! DIR holds one folder per student: a `lab init` workspace, or a clone of the
+//! student's repository with a workspace somewhere inside (found by its
+//! `lab-progress.txt`). Each student is graded by a copy of `lab grade` of its own (one
+//! process per student: a crash, a hang or a runaway build takes down that process, never
+//! the class run), which grades every lab isolated exactly as `lab grade` does for one
+//! workspace. Several students run at once (`--jobs`, default the CPU count), each under
+//! a wall-clock cap (`--student-timeout`).
+//!
+//! Results land in the output folder as they arrive, one folder per student, and the
+//! gradebook is written from them at the end. A student whose `result.json` is there is
+//! not graded again unless `--force`: a run stopped by Ctrl-C (or a crash of the machine)
+//! resumes where it stopped.
+
+use std::io::{IsTerminal, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use super::export::{self, csv, Format};
+use super::instructor::GradeArgs;
+use super::model::{Environment, LabReport};
+use crate::catalog::Lab;
+use crate::error::LabError;
+use crate::progress::WORKSPACE_FILE;
+use crate::say;
+
+/// `lab grade`'s class options (all but `--submissions` need it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClassArgs {
+    /// Grade a whole class: DIR holds one folder per student (a `lab init` workspace, or
+    /// a clone of the student's repository with one inside). `--out` is then a folder
+    /// (default `grades`) that receives the gradebook and each student's transcripts.
+    #[arg(long, value_name = "DIR", conflicts_with = "cmd")]
+    pub submissions: Option<PathBuf>,
+    /// Students graded at once (default: the number of CPUs).
+    #[arg(long, value_name = "N", requires = "submissions", value_parser = jobs)]
+    pub jobs: Option<usize>,
+    /// Grade again the students whose result is already in the output folder (by
+    /// default a result already written is kept, so a stopped run resumes).
+    #[arg(long, requires = "submissions")]
+    pub force: bool,
+    /// Wall-clock cap on one student's grading, builds included, in seconds.
+    #[arg(long, value_name = "SECS", requires = "submissions",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub student_timeout: Option<u64>,
+}
+
+/// Default `--student-timeout`: a std-only Rust workspace builds in under a minute and
+/// a lab grades in seconds; 15 minutes only ever stops a grading that is stuck.
+const STUDENT_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// How deep under a student's folder to look for the workspace: a clone holds it at its
+/// top or one or two folders down (`repo/lab-exercises/`).
+const SEARCH_DEPTH: usize = 3;
+
+/// The bytes of a grading process's stderr kept for its log (it prints a line or two;
+/// this bounds a flood).
+const LOG_CAP: u64 = 64 * 1024;
+
+/// `--jobs`: at least one.
+fn jobs(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of jobs: give a whole number such as 2"))?;
+    if n == 0 {
+        return Err(format!(
+            "0 jobs would grade no one: give 1 or more (without --jobs: {}, the CPU count)",
+            cpus()
+        ));
+    }
+    Ok(n)
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How one student's grading ended, as stored in `result.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    /// The grading process wrote its reports (whatever the grade, a failed build too).
+    Graded,
+    /// Stopped at `--student-timeout`.
+    Timeout,
+    /// The grading process ended without reports (its log says why).
+    Error,
+}
+
+/// One student's stored result: what the gradebook is made from, and what a later run
+/// finds to skip this student.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StudentResult {
+    /// The student's folder name.
+    student: String,
+    /// The workspace graded.
+    workspace: PathBuf,
+    /// Lab ids asked for.
+    labs: Vec<String>,
+    outcome: Outcome,
+    /// Why, when not graded.
+    message: String,
+    /// Wall time of the grading process.
+    seconds: f64,
+    /// One per lab (for a timeout or an error, reports that carry the message).
+    reports: Vec<LabReport>,
+}
+
+/// A folder under the submissions folder.
+struct Student {
+    name: String,
+    /// Its workspace, when one was found.
+    workspace: Option<PathBuf>,
+}
+
+/// Everything a worker needs, shared by all.
+struct Plan<'a> {
+    exe: PathBuf,
+    labs: Vec<String>,
+    lang: String,
+    seed: u64,
+    timeout: Duration,
+    students_dir: PathBuf,
+    format: Format,
+    verbose: bool,
+    stop: &'a AtomicBool,
+}
+
+/// `lab grade ... --submissions DIR`.
+pub fn grade_class(args: &GradeArgs, labs: &[&Lab], dir: &Path) -> Result<()> {
+    if args.format == Format::GhClassroom {
+        return Err(LabError::usage(
+            "gh-classroom reports one repository to its own workflow, not a class",
+        )
+        .fix("grade each repository in its workflow (`lab classroom init`), or use --format csv here")
+        .into());
+    }
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("grades"));
+    if out.is_file() {
+        return Err(LabError::usage(format!(
+            "--out {} is a file; with --submissions it is a folder",
+            out.display()
+        ))
+        .fix("name a folder for the gradebook and the transcripts, e.g. --out grades")
+        .into());
+    }
+    let students = discover(dir, &out)?;
+    let students_dir = out.join("students");
+    std::fs::create_dir_all(&students_dir)
+        .with_context(|| format!("cannot create {}", students_dir.display()))?;
+    let lab_ids: Vec<String> = labs.iter().map(|l| l.id.clone()).collect();
+
+    // Which students to grade now: those with a workspace and no result kept.
+    let mut results: Vec<Option<StudentResult>> = students.iter().map(|_| None).collect();
+    let mut todo = Vec::new();
+    let mut kept = 0;
+    for (i, s) in students.iter().enumerate() {
+        if s.workspace.is_none() {
+            continue;
+        }
+        match stored(&students_dir.join(&s.name), &lab_ids).filter(|_| !args.class.force) {
+            Some(r) => {
+                results[i] = Some(r);
+                kept += 1;
+            }
+            None => todo.push(i),
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // Ctrl-C and SIGTERM only raise the flag: workers stop their grading processes
+    // (which run in process groups of their own, so the terminal's Ctrl-C does not
+    // reach them) and finished results stay on disk.
+    let hooks = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .map(|sig| signal_hook::flag::register(sig, Arc::clone(&stop)));
+    let plan = Plan {
+        exe: std::env::current_exe().context("cannot find the lab executable")?,
+        labs: lab_ids.clone(),
+        lang: args
+            .source
+            .lang
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_else(|| "auto".into()),
+        seed: args.source.seed.unwrap_or_else(super::fresh_seed),
+        timeout: args
+            .class
+            .student_timeout
+            .map_or(STUDENT_TIMEOUT, Duration::from_secs),
+        students_dir: students_dir.clone(),
+        format: args.format,
+        verbose: args.source.verbose,
+        stop: &stop,
+    };
+    let jobs = args.class.jobs.unwrap_or_else(cpus).min(todo.len()).max(1);
+    let tty = std::io::stderr().is_terminal();
+    let bar = crate::out::progress(todo.len() as u64, "grading");
+    let line = |text: String| {
+        if tty {
+            bar.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    };
+    if kept > 0 {
+        line(format!(
+            "{kept} student(s) already graded in {} are kept (--force grades them again)",
+            out.display()
+        ));
+    }
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let (plan, next, todo, students) = (&plan, &next, &todo, &students);
+            scope.spawn(move || loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                if k >= todo.len() || plan.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let i = todo[k];
+                let s = &students[i];
+                let ws = s.workspace.as_deref().unwrap_or(Path::new("."));
+                let r = grade_student(plan, &s.name, ws);
+                if tx.send((i, r)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (done, (i, r)) in rx.iter().enumerate() {
+            if let Some(r) = r {
+                line(format!(
+                    "[{}/{}] {}",
+                    done + 1,
+                    todo.len(),
+                    one_line(&students[i].name, &r)
+                ));
+                results[i] = Some(r);
+            }
+            bar.inc(1);
+        }
+    });
+    bar.finish_and_clear();
+    for id in hooks.into_iter().flatten() {
+        signal_hook::low_level::unregister(id);
+    }
+    let interrupted = stop.load(Ordering::SeqCst);
+
+    // The gradebook, from every result on disk (kept or new).
+    let mut rows = Vec::new();
+    for (s, r) in students.iter().zip(&results) {
+        rows.extend(student_rows(
+            &s.name,
+            s.workspace.is_some(),
+            r.as_ref(),
+            labs,
+        ));
+    }
+    let gradebook = out.join("gradebook.csv");
+    write_atomic(&gradebook, &csv::render(&rows))?;
+    summary(&students, &results, kept, &out, args.format)?;
+    if interrupted {
+        let left = students
+            .iter()
+            .zip(&results)
+            .filter(|(s, r)| s.workspace.is_some() && r.is_none())
+            .count();
+        return Err(LabError::failed(format!(
+            "interrupted: {left} student(s) not graded (`not graded` in the gradebook)"
+        ))
+        .fix("run the same command again: the students already graded are kept")
+        .into());
+    }
+    Ok(())
+}
+
+/// The student folders under DIR, sorted by name, each with its workspace if any.
+fn discover(dir: &Path, out: &Path) -> Result<Vec<Student>> {
+    let fix = "pass the folder that holds one folder per student (each a `lab init` workspace or a clone of the student's repository)";
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        LabError::usage(format!(
+            "cannot read the submissions folder {} ({e})",
+            dir.display()
+        ))
+        .fix(fix)
+    })?;
+    // The output folder may sit inside DIR: it is not a student.
+    let out = out.canonicalize().ok();
+    let mut students = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') || !path.is_dir() || path.canonicalize().ok() == out {
+            continue;
+        }
+        let workspace = find_workspace(&path).map(|w| w.canonicalize().unwrap_or(w));
+        students.push(Student { name, workspace });
+    }
+    if students.is_empty() {
+        return Err(
+            LabError::usage(format!("{} holds no student folders", dir.display()))
+                .fix(fix)
+                .into(),
+        );
+    }
+    students.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(students)
+}
+
+/// A `lab init` workspace: its progress file (committed with the exercises), or the
+/// first exercise where an older workspace has no progress file.
+fn is_workspace(d: &Path) -> bool {
+    d.join(WORKSPACE_FILE).is_file() || d.join("rust/01-tcp-echo.rs").is_file()
+}
+
+/// The shallowest workspace under `root` (breadth first, names sorted), skipping hidden
+/// folders, build output and symbolic links (a clone must not send us elsewhere).
+fn find_workspace(root: &Path) -> Option<PathBuf> {
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..=SEARCH_DEPTH {
+        if let Some(w) = level.iter().find(|d| is_workspace(d)) {
+            return Some(w.clone());
+        }
+        let mut next = Vec::new();
+        for d in &level {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                let skip = name.starts_with('.') || name == "target" || name == "node_modules";
+                if !skip && e.file_type().is_ok_and(|t| t.is_dir()) {
+                    next.push(e.path());
+                }
+            }
+        }
+        next.sort();
+        level = next;
+    }
+    None
+}
+
+/// The result kept from an earlier run, if it covers every lab asked for.
+fn stored(folder: &Path, labs: &[String]) -> Option<StudentResult> {
+    let text = std::fs::read_to_string(folder.join("result.json")).ok()?;
+    let r: StudentResult = serde_json::from_str(&text).ok()?;
+    labs.iter().all(|l| r.labs.contains(l)).then_some(r)
+}
+
+/// Grades one student in a grading process of its own; None when stopped by Ctrl-C
+/// (nothing is written then, so the next run grades this student).
+fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<StudentResult> {
+    let folder = plan.students_dir.join(name);
+    let part = folder.join(".report.part.json");
+    let began = Instant::now();
+    let mut result = StudentResult {
+        student: name.to_string(),
+        workspace: ws.to_path_buf(),
+        labs: plan.labs.clone(),
+        outcome: Outcome::Error,
+        message: String::new(),
+        seconds: 0.0,
+        reports: Vec::new(),
+    };
+    let _ = std::fs::remove_file(&part);
+    let mut cmd = Command::new(&plan.exe);
+    cmd.arg("grade")
+        .args(&plan.labs)
+        .arg("--dir")
+        .arg(ws)
+        .args(["--lang", &plan.lang, "--seed", &plan.seed.to_string()])
+        .args(["--format", "report", "--out"])
+        .arg(&part)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // Its own process group: the terminal's Ctrl-C reaches only us, and a stop
+        // kills the grader with everything it started in that group (unshare, whose
+        // --kill-child then takes the namespace down).
+        .process_group(0);
+    let log = match cmd.spawn() {
+        Err(e) => format!("cannot start {}: {e}", plan.exe.display()),
+        Ok(mut child) => {
+            let stderr = child.stderr.take();
+            let reader = std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                if let Some(mut s) = stderr {
+                    let _ = (&mut s).take(LOG_CAP).read_to_end(&mut kept);
+                    // Drain the rest so the grader never blocks on a full pipe.
+                    let _ = std::io::copy(&mut s, &mut std::io::sink());
+                }
+                String::from_utf8_lossy(&kept).into_owned()
+            });
+            let ended = loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break true,
+                    Ok(None) => {}
+                    Err(_) => break false,
+                }
+                if plan.stop.load(Ordering::SeqCst) || began.elapsed() > plan.timeout {
+                    let _ = crate::sys::kill_group(child.id(), libc::SIGKILL);
+                    let _ = child.wait();
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let log = reader.join().unwrap_or_default();
+            if plan.stop.load(Ordering::SeqCst) {
+                let _ = std::fs::remove_file(&part);
+                return None;
+            }
+            if !ended {
+                result.outcome = Outcome::Timeout;
+                result.message = format!(
+                    "grading took longer than {} s and was stopped (--student-timeout)",
+                    plan.timeout.as_secs()
+                );
+            } else {
+                match read_reports(&part) {
+                    Some(reports) => {
+                        result.outcome = Outcome::Graded;
+                        result.reports = reports;
+                    }
+                    None => {
+                        result.message =
+                            format!("the grader ended without a report: {}", last_lines(&log, 5))
+                    }
+                }
+            }
+            log
+        }
+    };
+    let _ = std::fs::remove_file(&part);
+    result.seconds = began.elapsed().as_secs_f64();
+    if result.outcome != Outcome::Graded {
+        if result.message.is_empty() {
+            result.message = log.trim().to_string();
+        }
+        // Reports that carry the reason, so every format shows it.
+        result.reports = plan
+            .labs
+            .iter()
+            .map(|lab| {
+                let mut r =
+                    LabReport::new(lab, Vec::new(), plan.seed, Environment::default(), vec![]);
+                r.message = result.message.clone();
+                r.total();
+                r
+            })
+            .collect();
+    }
+    if let Err(e) = write_student(plan, &folder, &result, &log) {
+        eprintln!(
+            "lab: cannot write {}'s results in {}: {e:#}",
+            name,
+            folder.display()
+        );
+    }
+    Some(result)
+}
+
+/// The grading process's `--format report` output.
+fn read_reports(path: &Path) -> Option<Vec<LabReport>> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.trim().lines().collect();
+    let text = lines[lines.len().saturating_sub(n)..].join("\n");
+    if text.is_empty() {
+        "(it printed nothing)".into()
+    } else {
+        text
+    }
+}
+
+/// A student's folder: transcripts (human, JSON), the `--format` file where one per
+/// student makes sense, the grader's log, and `result.json` last (its presence means
+/// "done").
+fn write_student(plan: &Plan, folder: &Path, r: &StudentResult, log: &str) -> Result<()> {
+    std::fs::create_dir_all(folder)?;
+    let mut human = export::human::render_with(&r.reports, plan.verbose);
+    if r.outcome != Outcome::Graded {
+        human = format!("{}\n\n{human}", r.message);
+    }
+    write_atomic(&folder.join("report.txt"), &human)?;
+    write_atomic(
+        &folder.join("report.json"),
+        &export::json::render(&r.reports, true),
+    )?;
+    if let Some(file) = per_student_file(plan.format) {
+        write_atomic(
+            &folder.join(file),
+            &export::render(plan.format, &r.reports, true, plan.verbose),
+        )?;
+    }
+    let log_path = folder.join("grader.log");
+    // `lab: graded 3/12 (seed 1)` is how a grading process says "not full marks": no news.
+    let log: String = log
+        .lines()
+        .filter(|l| !l.starts_with("lab: graded "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if log.trim().is_empty() {
+        let _ = std::fs::remove_file(&log_path);
+    } else {
+        write_atomic(&log_path, &log)?;
+    }
+    write_atomic(
+        &folder.join("result.json"),
+        &serde_json::to_string_pretty(r)?,
+    )
+}
+
+/// The extra file each student gets for `--format`: JUnit for a CI test tab, Gradescope's
+/// and Exercism's results files; human, JSON and CSV are already there.
+fn per_student_file(format: Format) -> Option<&'static str> {
+    match format {
+        Format::Junit => Some("junit.xml"),
+        Format::Gradescope => Some("gradescope.json"),
+        Format::Exercism => Some("exercism.json"),
+        Format::Human | Format::Json | Format::Csv | Format::GhClassroom | Format::Report => None,
+    }
+}
+
+/// Writes through a temporary file and a rename, so a reader (or a resumed run after a
+/// crash) never sees half a file.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The points of a lab no report judged: its number of checks.
+fn lab_max(lab: &str) -> f64 {
+    super::checks::suite(lab).map_or(0.0, |s| s.checks.len() as f64)
+}
+
+/// A student's gradebook rows, one per lab asked for.
+fn student_rows(
+    name: &str,
+    has_workspace: bool,
+    r: Option<&StudentResult>,
+    labs: &[&Lab],
+) -> Vec<csv::Row> {
+    let graded = r
+        .filter(|r| r.outcome == Outcome::Graded)
+        .map(|r| csv::rows(name, &r.reports))
+        .unwrap_or_default();
+    let status = match (has_workspace, r.map(|r| r.outcome)) {
+        (false, _) => "no workspace",
+        (true, None) => "not graded",
+        (true, Some(Outcome::Timeout)) => "timeout",
+        (true, Some(_)) => "error",
+    };
+    labs.iter()
+        .map(|lab| {
+            let mut row = graded
+                .iter()
+                .find(|row| row.lab == lab.id)
+                .cloned()
+                .unwrap_or_else(|| csv::Row {
+                    student: name.to_string(),
+                    lab: lab.id.clone(),
+                    score: 0.0,
+                    max_score: 0.0,
+                    status: status.to_string(),
+                });
+            // A lab that never ran (build failed, timeout) is still out of its checks.
+            if row.max_score == 0.0 {
+                row.max_score = lab_max(&lab.id);
+            }
+            row
+        })
+        .collect()
+}
+
+/// `alice: 01-tcp-echo 12/12 pass, 02-udp-echo build failed (3.1 s)`.
+fn one_line(name: &str, r: &StudentResult) -> String {
+    let labs: Vec<String> = match r.outcome {
+        Outcome::Graded => r
+            .reports
+            .iter()
+            .map(|l| {
+                let max = if l.tests.is_empty() {
+                    lab_max(&l.lab)
+                } else {
+                    l.max_score
+                };
+                format!("{} {}/{max} {}", l.lab, l.score, csv::status_of(l))
+            })
+            .collect(),
+        Outcome::Timeout => vec![format!("timeout ({})", r.message)],
+        Outcome::Error => vec![format!("error ({})", r.message.replace('\n', " / "))],
+    };
+    format!("{name}: {} ({:.1} s)", labs.join(", "), r.seconds)
+}
+
+/// Where everything went, and one line that counts the class.
+fn summary(
+    students: &[Student],
+    results: &[Option<StudentResult>],
+    kept: usize,
+    out: &Path,
+    format: Format,
+) -> Result<()> {
+    let (mut graded, mut build, mut timeout, mut error, mut none, mut left) = (0, 0, 0, 0, 0, 0);
+    for (s, r) in students.iter().zip(results) {
+        match (&s.workspace, r) {
+            (None, _) => none += 1,
+            (Some(_), None) => left += 1,
+            (Some(_), Some(r)) => match r.outcome {
+                Outcome::Timeout => timeout += 1,
+                Outcome::Error => error += 1,
+                Outcome::Graded
+                    if r.reports
+                        .iter()
+                        .any(|l| csv::status_of(l) == "build failed") =>
+                {
+                    build += 1
+                }
+                Outcome::Graded => graded += 1,
+            },
+        }
+    }
+    let students_dir = out.join("students");
+    say!("gradebook:   {}", out.join("gradebook.csv").display())?;
+    say!(
+        "transcripts: {}/<student>/report.txt (human), report.json (JSON), result.json",
+        students_dir.display()
+    )?;
+    if let Some(file) = per_student_file(format) {
+        say!(
+            "{:<12} {}/<student>/{file}",
+            format!("{format:?}:").to_lowercase(),
+            students_dir.display()
+        )?;
+    }
+    let mut parts = vec![
+        format!("{} students", students.len()),
+        format!("{graded} graded"),
+    ];
+    for (n, what) in [
+        (build, "failed to build"),
+        (timeout, "timed out"),
+        (error, "grader errors (see grader.log)"),
+        (none, "with no workspace"),
+        (left, "not graded (interrupted)"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    let fresh = results.iter().flatten().count() - kept;
+    say!(
+        "{}; {fresh} graded now, {kept} kept from an earlier run",
+        parts.join(", ")
+    )?;
+    Ok(())
+}
