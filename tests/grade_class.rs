@@ -292,3 +292,102 @@ fn bad_input_is_refused_with_a_fix() {
     );
     assert!(!out.exists(), "a refused run wrote {}", out.display());
 }
+
+#[test]
+fn ctrl_c_keeps_finished_students_and_the_next_run_resumes() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("submissions");
+    init(&dir.join("a-solved"));
+    solve(&dir.join("a-solved"));
+    // Hangs until stopped (ten-minute ready timeout, default student timeout).
+    init(&dir.join("b-hangs"));
+    std::fs::copy(
+        repo().join("tests/programs/never_listens.py"),
+        dir.join("b-hangs/python/02-udp-echo.py"),
+    )
+    .unwrap();
+    let out = tmp.path().join("grades");
+    let mut child = lab()
+        .args(["grade", "02", "--submissions"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .args(["--jobs", "1"])
+        .env("LAB_READY_TIMEOUT_MS", "600000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // Once the first student is done (the second is then hanging), Ctrl-C.
+    let first = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("no line about the first student within 120 s");
+    assert!(
+        first.contains("a-solved") && first.contains("8/8 pass"),
+        "{first}"
+    );
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("lab did not stop within 30 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains("run the same command again"), "{said}");
+    assert_eq!(
+        gradebook(&out),
+        "student,lab,score,max_score,status\r\n\
+         a-solved,02-udp-echo,8,8,pass\r\n\
+         b-hangs,02-udp-echo,0,8,not graded\r\n"
+    );
+    assert!(!out.join("students/b-hangs/result.json").exists());
+    let needle = dir.display().to_string();
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut left = leftovers(&needle);
+    while !left.is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        left = leftovers(&needle);
+    }
+    assert!(left.is_empty(), "left running after Ctrl-C: {left:#?}");
+
+    // The same command again (with a cap, so the hang ends): only b-hangs is graded.
+    let o = lab()
+        .args(["grade", "02", "--submissions"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .args(["--jobs", "1", "--student-timeout", "5"])
+        .env("LAB_READY_TIMEOUT_MS", "600000")
+        .output()
+        .unwrap();
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("1 graded now, 1 kept"), "{said}");
+    assert!(
+        gradebook(&out).contains("b-hangs,02-udp-echo,0,8,timeout"),
+        "{said}"
+    );
+}

@@ -667,3 +667,53 @@ fn summary(
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workspace(at: &Path) {
+        std::fs::create_dir_all(at).unwrap();
+        std::fs::write(at.join(WORKSPACE_FILE), "").unwrap();
+    }
+
+    #[test]
+    fn the_shallowest_workspace_is_found_and_hidden_build_and_linked_folders_are_not_searched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        // A workspace at the top wins.
+        workspace(&root.join("top"));
+        workspace(&root.join("top/nested"));
+        assert_eq!(find_workspace(&root.join("top")), Some(root.join("top")));
+        // One inside a clone, two levels down; a deeper one loses to it.
+        workspace(&root.join("clone/repo/ws"));
+        workspace(&root.join("clone/a/b/c"));
+        assert_eq!(
+            find_workspace(&root.join("clone")),
+            Some(root.join("clone/repo/ws"))
+        );
+        // Hidden folders, target/ and symbolic links are not searched; too deep is not found.
+        workspace(&root.join("none/.git/ws"));
+        workspace(&root.join("none/target/ws"));
+        workspace(&root.join("none/a/b/c/d"));
+        std::os::unix::fs::symlink(root.join("top"), root.join("none/link")).unwrap();
+        assert_eq!(find_workspace(&root.join("none")), None);
+    }
+
+    #[test]
+    fn students_are_the_visible_folders_sorted_and_not_the_output_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        workspace(&dir.join("zoe"));
+        std::fs::create_dir_all(dir.join("ada")).unwrap();
+        std::fs::create_dir_all(dir.join(".hidden")).unwrap();
+        std::fs::create_dir_all(dir.join("grades")).unwrap();
+        std::fs::write(dir.join("notes.txt"), "").unwrap();
+        let found = discover(dir, &dir.join("grades")).unwrap();
+        let names: Vec<(&str, bool)> = found
+            .iter()
+            .map(|s| (s.name.as_str(), s.workspace.is_some()))
+            .collect();
+        assert_eq!(names, [("ada", false), ("zoe", true)]);
+    }
+}
