@@ -189,7 +189,7 @@ fn leftovers(needle: &str) -> Vec<String> {
         let cmd = std::fs::read_to_string(e.path().join("cmdline"))
             .unwrap_or_default()
             .replace('\0', " ");
-        if cmd.contains(needle) && !cmd.contains("cargo") {
+        if cmd.contains(needle) {
             found.push(format!("{name}: {cmd}"));
         }
     }
@@ -210,6 +210,13 @@ fn a_hanging_program_is_stopped_at_the_student_timeout_and_the_others_still_grad
     .unwrap();
     init(&dir.join("b-solved"));
     solve(&dir.join("b-solved"));
+    // Its Rust build never ends: a build script that sleeps.
+    init(&dir.join("c-build-hangs"));
+    std::fs::write(
+        dir.join("c-build-hangs/build.rs"),
+        "fn main() { std::thread::sleep(std::time::Duration::from_secs(600)); }\n",
+    )
+    .unwrap();
     let out = tmp.path().join("grades");
     let o = lab()
         .args(["grade", "02", "--submissions"])
@@ -233,15 +240,16 @@ fn a_hanging_program_is_stopped_at_the_student_timeout_and_the_others_still_grad
         gradebook(&out),
         "student,lab,score,max_score,status\r\n\
          a-hangs,02-udp-echo,0,8,timeout\r\n\
-         b-solved,02-udp-echo,8,8,pass\r\n",
+         b-solved,02-udp-echo,8,8,pass\r\n\
+         c-build-hangs,02-udp-echo,0,8,timeout\r\n",
         "{said}"
     );
-    assert!(said.contains("1 timed out"), "{said}");
+    assert!(said.contains("2 timed out"), "{said}");
     // --format junit: one file per student; the stopped one says why.
     let junit = std::fs::read_to_string(out.join("students/a-hangs/junit.xml")).unwrap();
     assert!(junit.contains("--student-timeout"), "{junit}");
     assert!(out.join("students/b-solved/junit.xml").is_file());
-    // The stopped grading took its program down with it.
+    // The stopped gradings took their program and their build down with them.
     let needle = dir.display().to_string();
     let until = Instant::now() + Duration::from_secs(5);
     let mut left = leftovers(&needle);

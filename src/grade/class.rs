@@ -384,8 +384,7 @@ fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<StudentResult> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         // Its own process group: the terminal's Ctrl-C reaches only us, and a stop
-        // kills the grader with everything it started in that group (unshare, whose
-        // --kill-child then takes the namespace down).
+        // kills the grader with everything it started (see `kill_tree`).
         .process_group(0);
     let log = match cmd.spawn() {
         Err(e) => format!("cannot start {}: {e}", plan.exe.display()),
@@ -407,7 +406,7 @@ fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<StudentResult> {
                     Err(_) => break false,
                 }
                 if plan.stop.load(Ordering::SeqCst) || began.elapsed() > plan.timeout {
-                    let _ = crate::sys::kill_group(child.id(), libc::SIGKILL);
+                    kill_tree(child.id());
                     let _ = child.wait();
                     break false;
                 }
@@ -466,6 +465,61 @@ fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<StudentResult> {
         );
     }
     Some(result)
+}
+
+/// Kills a grading process and everything it started. Its own process group holds
+/// `unshare` (whose `--kill-child` then takes the namespace and the programs in it
+/// down), but the sandbox starts `cargo build` and programs outside namespaces in
+/// process groups of their own, which would outlive it as orphans: so the tree is read
+/// from /proc first and every group in it is killed.
+fn kill_tree(root: u32) {
+    let mut groups = vec![root];
+    for (_, pgid) in descendants(root) {
+        if !groups.contains(&pgid) {
+            groups.push(pgid);
+        }
+    }
+    for g in groups {
+        // A group gone meanwhile is not an error; there is nothing else to do on one.
+        let _ = crate::sys::kill_group(g, libc::SIGKILL);
+    }
+}
+
+/// `(pid, process group)` of every descendant of `root`, from /proc/PID/stat.
+fn descendants(root: u32) -> Vec<(u32, u32)> {
+    // pid -> (parent, group) of every process we can read.
+    let mut table = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses, so
+        // the fields are counted after the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if let (Some(ppid), Some(pgrp)) = (
+            f.get(1).and_then(|v| v.parse::<u32>().ok()),
+            f.get(2).and_then(|v| v.parse::<u32>().ok()),
+        ) {
+            table.push((pid, ppid, pgrp));
+        }
+    }
+    let mut found: Vec<(u32, u32)> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid, pgrp) in &table {
+            if ppid == parent && !found.iter().any(|&(p, _)| p == pid) {
+                found.push((pid, pgrp));
+                frontier.push(pid);
+            }
+        }
+    }
+    found
 }
 
 /// The grading process's `--format report` output.
