@@ -12,26 +12,31 @@
 //! gradebook is written from them at the end. A student whose `result.json` is there is
 //! not graded again unless `--force`: a run stopped by Ctrl-C (or a crash of the machine)
 //! resumes where it stopped.
+//!
+//! Here: the options, finding the students, and the pool of workers; [`worker`] grades
+//! one student; [`output`] writes what a run leaves behind.
 
-use std::io::{IsTerminal, Read};
-use std::os::unix::process::CommandExt;
+mod output;
+mod worker;
+
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use super::export::{self, csv, Format};
+use super::export::{csv, Format};
 use super::instructor::GradeArgs;
-use super::model::{Environment, LabReport};
+use super::model::LabReport;
 use crate::catalog::Lab;
 use crate::error::LabError;
 use crate::progress::WORKSPACE_FILE;
-use crate::say;
+use output::{one_line, student_rows, summary, write_atomic};
+use worker::grade_student;
 
 /// `lab grade`'s class options (all but `--submissions` need it).
 #[derive(Debug, Clone, clap::Args)]
@@ -208,9 +213,18 @@ pub fn grade_class(args: &GradeArgs, labs: &[&Lab], dir: &Path) -> Result<()> {
         if tty {
             bar.println(text);
         } else {
-            eprintln!("{text}");
+            // Not eprintln!, which panics when stderr is a closed pipe (`2>&1 | head`):
+            // the gradebook must still be written.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "{text}");
         }
     };
+    for s in students.iter().filter(|s| s.workspace.is_none()) {
+        line(format!(
+            "{}: no workspace (no {WORKSPACE_FILE} in it or up to {SEARCH_DEPTH} folders down): row `no workspace`",
+            s.name
+        ));
+    }
     if kept > 0 {
         line(format!(
             "{kept} student(s) already graded in {} are kept (--force grades them again)",
@@ -354,372 +368,6 @@ fn stored(folder: &Path, labs: &[String]) -> Option<StudentResult> {
     let text = std::fs::read_to_string(folder.join("result.json")).ok()?;
     let r: StudentResult = serde_json::from_str(&text).ok()?;
     labs.iter().all(|l| r.labs.contains(l)).then_some(r)
-}
-
-/// Grades one student in a grading process of its own; None when stopped by Ctrl-C
-/// (nothing is written then, so the next run grades this student).
-fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<StudentResult> {
-    let folder = plan.students_dir.join(name);
-    let part = folder.join(".report.part.json");
-    let began = Instant::now();
-    let mut result = StudentResult {
-        student: name.to_string(),
-        workspace: ws.to_path_buf(),
-        labs: plan.labs.clone(),
-        outcome: Outcome::Error,
-        message: String::new(),
-        seconds: 0.0,
-        reports: Vec::new(),
-    };
-    let _ = std::fs::remove_file(&part);
-    let mut cmd = Command::new(&plan.exe);
-    cmd.arg("grade")
-        .args(&plan.labs)
-        .arg("--dir")
-        .arg(ws)
-        .args(["--lang", &plan.lang, "--seed", &plan.seed.to_string()])
-        .args(["--format", "report", "--out"])
-        .arg(&part)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        // Its own process group: the terminal's Ctrl-C reaches only us, and a stop
-        // kills the grader with everything it started (see `kill_tree`).
-        .process_group(0);
-    let log = match cmd.spawn() {
-        Err(e) => format!("cannot start {}: {e}", plan.exe.display()),
-        Ok(mut child) => {
-            let stderr = child.stderr.take();
-            let reader = std::thread::spawn(move || {
-                let mut kept = Vec::new();
-                if let Some(mut s) = stderr {
-                    let _ = (&mut s).take(LOG_CAP).read_to_end(&mut kept);
-                    // Drain the rest so the grader never blocks on a full pipe.
-                    let _ = std::io::copy(&mut s, &mut std::io::sink());
-                }
-                String::from_utf8_lossy(&kept).into_owned()
-            });
-            let ended = loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break true,
-                    Ok(None) => {}
-                    Err(_) => break false,
-                }
-                if plan.stop.load(Ordering::SeqCst) || began.elapsed() > plan.timeout {
-                    kill_tree(child.id());
-                    let _ = child.wait();
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            };
-            let log = reader.join().unwrap_or_default();
-            if plan.stop.load(Ordering::SeqCst) {
-                let _ = std::fs::remove_file(&part);
-                return None;
-            }
-            if !ended {
-                result.outcome = Outcome::Timeout;
-                result.message = format!(
-                    "grading took longer than {} s and was stopped (--student-timeout)",
-                    plan.timeout.as_secs()
-                );
-            } else {
-                match read_reports(&part) {
-                    Some(reports) => {
-                        result.outcome = Outcome::Graded;
-                        result.reports = reports;
-                    }
-                    None => {
-                        result.message =
-                            format!("the grader ended without a report: {}", last_lines(&log, 5))
-                    }
-                }
-            }
-            log
-        }
-    };
-    let _ = std::fs::remove_file(&part);
-    result.seconds = began.elapsed().as_secs_f64();
-    if result.outcome != Outcome::Graded {
-        if result.message.is_empty() {
-            result.message = log.trim().to_string();
-        }
-        // Reports that carry the reason, so every format shows it.
-        result.reports = plan
-            .labs
-            .iter()
-            .map(|lab| {
-                let mut r =
-                    LabReport::new(lab, Vec::new(), plan.seed, Environment::default(), vec![]);
-                r.message = result.message.clone();
-                r.total();
-                r
-            })
-            .collect();
-    }
-    if let Err(e) = write_student(plan, &folder, &result, &log) {
-        eprintln!(
-            "lab: cannot write {}'s results in {}: {e:#}",
-            name,
-            folder.display()
-        );
-    }
-    Some(result)
-}
-
-/// Kills a grading process and everything it started. Its own process group holds
-/// `unshare` (whose `--kill-child` then takes the namespace and the programs in it
-/// down), but the sandbox starts `cargo build` and programs outside namespaces in
-/// process groups of their own, which would outlive it as orphans: so the tree is read
-/// from /proc first and every group in it is killed.
-fn kill_tree(root: u32) {
-    let mut groups = vec![root];
-    for (_, pgid) in descendants(root) {
-        if !groups.contains(&pgid) {
-            groups.push(pgid);
-        }
-    }
-    for g in groups {
-        // A group gone meanwhile is not an error; there is nothing else to do on one.
-        let _ = crate::sys::kill_group(g, libc::SIGKILL);
-    }
-}
-
-/// `(pid, process group)` of every descendant of `root`, from /proc/PID/stat.
-fn descendants(root: u32) -> Vec<(u32, u32)> {
-    // pid -> (parent, group) of every process we can read.
-    let mut table = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses, so
-        // the fields are counted after the last ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if let (Some(ppid), Some(pgrp)) = (
-            f.get(1).and_then(|v| v.parse::<u32>().ok()),
-            f.get(2).and_then(|v| v.parse::<u32>().ok()),
-        ) {
-            table.push((pid, ppid, pgrp));
-        }
-    }
-    let mut found: Vec<(u32, u32)> = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for &(pid, ppid, pgrp) in &table {
-            if ppid == parent && !found.iter().any(|&(p, _)| p == pid) {
-                found.push((pid, pgrp));
-                frontier.push(pid);
-            }
-        }
-    }
-    found
-}
-
-/// The grading process's `--format report` output.
-fn read_reports(path: &Path) -> Option<Vec<LabReport>> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-fn last_lines(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.trim().lines().collect();
-    let text = lines[lines.len().saturating_sub(n)..].join("\n");
-    if text.is_empty() {
-        "(it printed nothing)".into()
-    } else {
-        text
-    }
-}
-
-/// A student's folder: transcripts (human, JSON), the `--format` file where one per
-/// student makes sense, the grader's log, and `result.json` last (its presence means
-/// "done").
-fn write_student(plan: &Plan, folder: &Path, r: &StudentResult, log: &str) -> Result<()> {
-    std::fs::create_dir_all(folder)?;
-    let mut human = export::human::render_with(&r.reports, plan.verbose);
-    if r.outcome != Outcome::Graded {
-        human = format!("{}\n\n{human}", r.message);
-    }
-    write_atomic(&folder.join("report.txt"), &human)?;
-    write_atomic(
-        &folder.join("report.json"),
-        &export::json::render(&r.reports, true),
-    )?;
-    if let Some(file) = per_student_file(plan.format) {
-        write_atomic(
-            &folder.join(file),
-            &export::render(plan.format, &r.reports, true, plan.verbose),
-        )?;
-    }
-    let log_path = folder.join("grader.log");
-    // `lab: graded 3/12 (seed 1)` is how a grading process says "not full marks": no news.
-    let log: String = log
-        .lines()
-        .filter(|l| !l.starts_with("lab: graded "))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    if log.trim().is_empty() {
-        let _ = std::fs::remove_file(&log_path);
-    } else {
-        write_atomic(&log_path, &log)?;
-    }
-    write_atomic(
-        &folder.join("result.json"),
-        &serde_json::to_string_pretty(r)?,
-    )
-}
-
-/// The extra file each student gets for `--format`: JUnit for a CI test tab, Gradescope's
-/// and Exercism's results files; human, JSON and CSV are already there.
-fn per_student_file(format: Format) -> Option<&'static str> {
-    match format {
-        Format::Junit => Some("junit.xml"),
-        Format::Gradescope => Some("gradescope.json"),
-        Format::Exercism => Some("exercism.json"),
-        Format::Human | Format::Json | Format::Csv | Format::GhClassroom | Format::Report => None,
-    }
-}
-
-/// Writes through a temporary file and a rename, so a reader (or a resumed run after a
-/// crash) never sees half a file.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// The points of a lab no report judged: its number of checks.
-fn lab_max(lab: &str) -> f64 {
-    super::checks::suite(lab).map_or(0.0, |s| s.checks.len() as f64)
-}
-
-/// A student's gradebook rows, one per lab asked for.
-fn student_rows(
-    name: &str,
-    has_workspace: bool,
-    r: Option<&StudentResult>,
-    labs: &[&Lab],
-) -> Vec<csv::Row> {
-    let graded = r
-        .filter(|r| r.outcome == Outcome::Graded)
-        .map(|r| csv::rows(name, &r.reports))
-        .unwrap_or_default();
-    let status = match (has_workspace, r.map(|r| r.outcome)) {
-        (false, _) => "no workspace",
-        (true, None) => "not graded",
-        (true, Some(Outcome::Timeout)) => "timeout",
-        (true, Some(_)) => "error",
-    };
-    labs.iter()
-        .map(|lab| {
-            let mut row = graded
-                .iter()
-                .find(|row| row.lab == lab.id)
-                .cloned()
-                .unwrap_or_else(|| csv::Row {
-                    student: name.to_string(),
-                    lab: lab.id.clone(),
-                    score: 0.0,
-                    max_score: 0.0,
-                    status: status.to_string(),
-                });
-            // A lab that never ran (build failed, timeout) is still out of its checks.
-            if row.max_score == 0.0 {
-                row.max_score = lab_max(&lab.id);
-            }
-            row
-        })
-        .collect()
-}
-
-/// `alice: 01-tcp-echo 12/12 pass, 02-udp-echo build failed (3.1 s)`.
-fn one_line(name: &str, r: &StudentResult) -> String {
-    let labs: Vec<String> = match r.outcome {
-        Outcome::Graded => r
-            .reports
-            .iter()
-            .map(|l| {
-                let max = if l.tests.is_empty() {
-                    lab_max(&l.lab)
-                } else {
-                    l.max_score
-                };
-                format!("{} {}/{max} {}", l.lab, l.score, csv::status_of(l))
-            })
-            .collect(),
-        Outcome::Timeout => vec![format!("timeout ({})", r.message)],
-        Outcome::Error => vec![format!("error ({})", r.message.replace('\n', " / "))],
-    };
-    format!("{name}: {} ({:.1} s)", labs.join(", "), r.seconds)
-}
-
-/// Where everything went, and one line that counts the class.
-fn summary(
-    students: &[Student],
-    results: &[Option<StudentResult>],
-    kept: usize,
-    out: &Path,
-    format: Format,
-) -> Result<()> {
-    let (mut graded, mut build, mut timeout, mut error, mut none, mut left) = (0, 0, 0, 0, 0, 0);
-    for (s, r) in students.iter().zip(results) {
-        match (&s.workspace, r) {
-            (None, _) => none += 1,
-            (Some(_), None) => left += 1,
-            (Some(_), Some(r)) => match r.outcome {
-                Outcome::Timeout => timeout += 1,
-                Outcome::Error => error += 1,
-                Outcome::Graded
-                    if r.reports
-                        .iter()
-                        .any(|l| csv::status_of(l) == "build failed") =>
-                {
-                    build += 1
-                }
-                Outcome::Graded => graded += 1,
-            },
-        }
-    }
-    let students_dir = out.join("students");
-    say!("gradebook:   {}", out.join("gradebook.csv").display())?;
-    say!(
-        "transcripts: {}/<student>/report.txt (human), report.json (JSON), result.json",
-        students_dir.display()
-    )?;
-    if let Some(file) = per_student_file(format) {
-        say!(
-            "{:<12} {}/<student>/{file}",
-            format!("{format:?}:").to_lowercase(),
-            students_dir.display()
-        )?;
-    }
-    let mut parts = vec![
-        format!("{} students", students.len()),
-        format!("{graded} graded"),
-    ];
-    for (n, what) in [
-        (build, "failed to build"),
-        (timeout, "timed out"),
-        (error, "grader errors (see grader.log)"),
-        (none, "with no workspace"),
-        (left, "not graded (interrupted)"),
-    ] {
-        if n > 0 {
-            parts.push(format!("{n} {what}"));
-        }
-    }
-    let fresh = results.iter().flatten().count() - kept;
-    say!(
-        "{}; {fresh} graded now, {kept} kept from an earlier run",
-        parts.join(", ")
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]
