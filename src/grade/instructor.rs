@@ -1,12 +1,14 @@
 //! The instructor's commands: `lab grade` grades many labs at once into any export
 //! format (human, JSON, JUnit, GitHub Classroom, Gradescope, Exercism), and
-//! `lab classroom init` writes the GitHub Classroom workflow (`classroom.yml`).
+//! `lab classroom init` writes the GitHub Classroom workflow (`classroom.yml`). A whole
+//! class (`--submissions DIR`) is graded by [`super::class`].
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use super::build::{grade_one, workspace, Source};
+use super::class::{self, ClassArgs};
 use super::export::{self, Format};
 use super::model::LabReport;
 use super::{checks, embedded, fresh_seed};
@@ -29,9 +31,12 @@ pub struct GradeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
-    /// Write the output to this file instead of stdout.
+    /// Write the output to this file instead of stdout (with --submissions: a folder).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// A whole class at once.
+    #[command(flatten)]
+    pub class: ClassArgs,
 }
 
 /// `lab grade`.
@@ -48,6 +53,9 @@ pub fn grade(catalog: &Catalog, args: &GradeArgs) -> Result<()> {
             .map(|i| catalog.find(i))
             .collect::<Result<_, _>>()?
     };
+    if let Some(dir) = &args.class.submissions {
+        return class::grade_class(args, &labs, dir);
+    }
     let ws = workspace(args.source.dir.as_deref());
     let seed = args.source.seed.unwrap_or_else(fresh_seed);
     let mut reports = Vec::new();
@@ -60,6 +68,11 @@ pub fn grade(catalog: &Catalog, args: &GradeArgs) -> Result<()> {
         let reporter =
             export::classroom::under_reporter(actions.as_deref(), github_output.is_some());
         export::classroom::render_with(&reports, !reporter)
+    } else if args.format == Format::Csv {
+        // One workspace's rows: its folder name stands for the student.
+        let name = ws.canonicalize().unwrap_or_else(|_| ws.clone());
+        let name = name.file_name().map(|n| n.to_string_lossy().to_string());
+        export::csv::render(&export::csv::rows(&name.unwrap_or_default(), &reports))
     } else {
         export::render(args.format, &reports, args.all, args.source.verbose)
     };

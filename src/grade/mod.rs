@@ -13,7 +13,8 @@
 //! - [`embedded`]: exercises and solutions compiled into the binary;
 //! - commands, one file per audience: [`build`] finds and builds the program (shared);
 //!   [`student`] `lab init/check/reset/solution`; [`watch`] `lab watch`; [`instructor`]
-//!   `lab grade`, `lab classroom init`; [`dev_check`] `lab dev check` (authors).
+//!   `lab grade`, `lab classroom init`; [`class`] `lab grade --submissions DIR` (a
+//!   whole class, one grading process per student); [`dev_check`] `lab dev check` (authors).
 //!
 //! Adding a lab's exercise: its `[exercise]` in `labs/<id>/lab.toml`, starters and
 //! solutions under `exercises/` and `solutions/` named after the id, its
@@ -22,6 +23,7 @@
 
 pub mod build;
 pub mod checks;
+pub mod class;
 pub mod cli;
 pub mod dev_check;
 pub mod embedded;

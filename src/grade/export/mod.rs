@@ -2,6 +2,7 @@
 //! Side effects (GitHub's `$GITHUB_OUTPUT`) live in the caller.
 
 pub mod classroom;
+pub mod csv;
 pub mod exercism;
 pub mod gradescope;
 pub mod human;
@@ -25,6 +26,13 @@ pub enum Format {
     Gradescope,
     /// Exercism test-runner `results.json` (version 2).
     Exercism,
+    /// A gradebook: `student,lab,score,max_score,status` (with `--submissions`, plus a
+    /// folder of per-student transcripts).
+    Csv,
+    /// (internal) The whole result model as JSON, transcripts included: how a class
+    /// run's per-student grading process hands its reports back.
+    #[value(hide = true)]
+    Report,
 }
 
 /// Renders reports in a format. `list` asks for a list even with one lab (`--all`).
@@ -37,6 +45,9 @@ pub fn render(format: Format, reports: &[LabReport], list: bool, verbose: bool) 
         Format::GhClassroom => classroom::render(reports),
         Format::Gradescope => gradescope::render(reports),
         Format::Exercism => exercism::render(reports),
+        // One workspace: its rows, without a student name (`lab grade` fills it in).
+        Format::Csv => csv::render(&csv::rows("", reports)),
+        Format::Report => serde_json::to_string(reports).unwrap_or_default(),
     }
 }
 
