@@ -61,7 +61,8 @@ pub enum Command {
         raw: bool,
     },
     /// Run a lab's demo (on loopback unless told otherwise). Flags after the id belong to
-    /// the lab: `lab run 01 --help` lists them.
+    /// the lab: `lab run 01 --help` lists them; `--pcap FILE` (any lab) also writes a
+    /// packet capture of the run (needs CAP_NET_RAW; see `lab show` of the lab).
     // clap's own --help would answer `lab run 01 --help` with this generic help, before
     // the lab sees its flags; ours hands it to the lab when an id is given.
     #[command(disable_help_flag = true)]
@@ -360,7 +361,14 @@ fn run(lab: &Lab, args: &[String]) -> Result<()> {
             .fix(format!("read what it will teach with `lab show {}`; `lab list` shows the labs you can run", lab.id))
             .into());
     };
-    let result = demo(lab, args);
+    // Evidence (issue 17): `--pcap FILE` belongs to `lab`, not to the lab's flags.
+    let mut args = args.to_vec();
+    let pcap = crate::capture::take_flag(&mut args, "--pcap")?;
+    let capture = pcap.and_then(|p| crate::capture::for_run(&p, &lab.id, &args));
+    let result = demo(lab, &args);
+    if let Some(c) = capture {
+        c.stop_and_say();
+    }
     // The demo ran (even if it then reported an unmet expectation): record it.
     if !matches!(&result, Err(e) if e.downcast_ref::<clap::Error>().is_some()) {
         Progress::load().update(&lab.id, |e| e.ran = true);

@@ -6,6 +6,7 @@
 //! byte formats live in [`wire`].
 #![deny(unsafe_code)]
 
+pub mod capture;
 pub mod catalog;
 pub mod cli;
 pub mod core;
