@@ -12,6 +12,7 @@ pub mod cli;
 pub mod core;
 pub mod doctor;
 pub mod error;
+pub mod evidence;
 pub mod grade;
 pub mod impair;
 pub mod labs;

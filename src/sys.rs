@@ -861,3 +861,23 @@ pub fn packet_drops(sock: &impl AsRawFd) -> io::Result<u32> {
     }
     Ok(stats[1])
 }
+
+/// SO_RCVBUFFORCE: a receive buffer beyond net.core.rmem_max. Needs CAP_NET_ADMIN over
+/// the socket's network namespace (EPERM otherwise).
+pub fn force_recv_buffer(sock: &impl AsRawFd, bytes: usize) -> io::Result<()> {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: setsockopt reads one c_int we own.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

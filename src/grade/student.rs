@@ -73,6 +73,7 @@ pub fn check(lab: &Lab, src: &Source) -> Result<()> {
     let ws = workspace(src.dir.as_deref());
     let seed = src.seed.unwrap_or_else(fresh_seed);
     let report = grade_one(lab, &ws, src, seed)?;
+    crate::evidence::note_check(&report);
     say!(
         "{}",
         export::human::render_with(std::slice::from_ref(&report), src.verbose).trim_end()

@@ -240,6 +240,52 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// One packet of a file read back by [`packets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Its timestamp, ns since the Unix epoch.
+    pub stamp_ns: u64,
+    /// Its length on the wire.
+    pub original_len: u32,
+}
+
+/// Reads back the packets of a file this module wrote (little-endian, one interface,
+/// nanosecond timestamps): for the evidence report's figures. Anything else, or a
+/// damaged block, is an error that says where.
+pub fn packets(file: &[u8]) -> Result<Vec<Stamp>, String> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(file.get(at..at + 4)?.try_into().ok()?))
+    };
+    while at < file.len() {
+        let (Some(kind), Some(len)) = (u32_at(at), u32_at(at + 4)) else {
+            return Err(format!("a block cut short at byte {at}"));
+        };
+        let len = len as usize;
+        if len < 12
+            || !len.is_multiple_of(4)
+            || at + len > file.len()
+            || u32_at(at + len - 4) != Some(len as u32)
+        {
+            return Err(format!("a damaged block at byte {at}"));
+        }
+        if at == 0 && (kind != SHB_TYPE || u32_at(8) != Some(BYTE_ORDER_MAGIC)) {
+            return Err("not a little-endian pcapng file".into());
+        }
+        if kind == EPB_TYPE && len >= 32 {
+            let high = u64::from(u32_at(at + 12).unwrap_or(0));
+            let low = u64::from(u32_at(at + 16).unwrap_or(0));
+            out.push(Stamp {
+                stamp_ns: high << 32 | low,
+                original_len: u32_at(at + 24).unwrap_or(0),
+            });
+        }
+        at += len;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +388,11 @@ mod tests {
         check_block(&first[..40], EPB_TYPE);
         assert_eq!(u32_at(first, 20), 8, "captured = snaplen");
         assert_eq!(u32_at(first, 24), 100, "original length kept");
+        // And read back.
+        let read = packets(&bytes).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!((read[1].stamp_ns, read[1].original_len), (2, 3));
+        assert!(packets(&bytes[..bytes.len() - 1]).is_err(), "cut short");
+        assert!(packets(b"not a capture at all").is_err());
     }
 }
