@@ -161,3 +161,50 @@ fn lab_report_without_evidence_says_how_to_collect_it() {
     let err = common::stderr(&o);
     assert!(err.contains("--evidence"), "{err}");
 }
+
+#[test]
+fn lab_check_evidence_keeps_the_full_transcript_and_report() {
+    if !common::have("python3") {
+        return common::skip("needs python3");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("evidence");
+    let solution = Path::new(env!("CARGO_MANIFEST_DIR")).join("solutions/python/02-udp-echo.py");
+    let o = common::lab()
+        .args(["check", "02", "--seed", "9", "--evidence"])
+        .arg(&ev)
+        .arg("--cmd")
+        .arg(format!("python3 {}", solution.display()))
+        .env("LAB_PROGRESS", dir.path().join("progress.txt"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        common::stdout(&o),
+        common::stderr(&o)
+    );
+    let entry = std::fs::read_dir(ev.join("02-udp-echo"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        entry.to_string_lossy().ends_with("-check"),
+        "{}",
+        entry.display()
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(entry.join("record.json")).unwrap()).unwrap();
+    assert_eq!(
+        record["check"]["seed"], 9,
+        "the grader's report is the raw data"
+    );
+    assert_eq!(record["check"]["status"], "pass");
+    // Passing checks' transcripts too: that is what shows the program works.
+    let transcript = std::fs::read_to_string(entry.join("transcript.txt")).unwrap();
+    assert!(transcript.contains("1. start `"), "{transcript}");
+    assert!(check_links(&entry.join("report.md"), &mut Vec::new()) >= 3);
+}

@@ -360,3 +360,73 @@ fn lab_check_captures_inside_the_namespace_as_root_and_as_nobody() {
         &["--reuid", "65534", "--regid", "65534", "--clear-groups"],
     );
 }
+
+#[test]
+fn lab_04s_capture_decodes_as_echo_requests_and_replies() {
+    if !have("tshark") || !own_namespace() {
+        return skip("needs tshark and `unshare -Urn` (user namespaces)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("04.pcapng");
+    let o = lab_in_namespace(&["run", "04", "--pcap", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let (ok, fields, warn) = tshark(
+        &file,
+        &[
+            "-Y",
+            "icmp",
+            "-T",
+            "fields",
+            "-e",
+            "icmp.type",
+            "-e",
+            "icmp.checksum.status",
+        ],
+    );
+    assert!(ok && warn.is_empty(), "tshark: {warn}");
+    let requests = fields.lines().filter(|l| l.starts_with("8\t")).count();
+    let replies = fields.lines().filter(|l| l.starts_with("0\t")).count();
+    assert!(requests >= 1 && requests == replies, "{fields}");
+    assert!(
+        fields.lines().all(|l| l.ends_with("\t1")),
+        "checksums good: {fields}"
+    );
+}
+
+#[test]
+fn lab_grade_writes_one_capture_per_lab() {
+    if !have("tshark") || !have("python3") || !own_namespace() {
+        return skip("needs tshark, python3 and user namespaces");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let solutions = Path::new(env!("CARGO_MANIFEST_DIR")).join("solutions/python");
+    let o = common::lab()
+        .args(["grade", "02", "03", "--seed", "3", "--pcap"])
+        .arg(dir.path().join("g.pcapng"))
+        .arg("--cmd")
+        .arg(format!("python3 {}/{{lab}}.py", solutions.display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        common::stdout(&o),
+        common::stderr(&o)
+    );
+    for (lab, filter) in [
+        ("02-udp-echo", "udp"),
+        ("03-udp-loss", "udp.payload[5]==00"),
+    ] {
+        let file = dir.path().join(format!("g-{lab}.pcapng"));
+        let (ok, out, warn) = tshark(&file, &["-Y", filter]);
+        assert!(ok && warn.is_empty(), "{lab}: {warn}");
+        assert!(out.lines().count() > 10, "{lab}: {out}");
+        let o = Command::new("capinfos").arg(&file).output().unwrap();
+        let info = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            info.contains(&format!("lab {lab}")) && info.contains("seed 3"),
+            "{info}"
+        );
+    }
+}
