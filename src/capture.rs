@@ -288,6 +288,9 @@ fn capture_loop(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
+                // A quiet moment to read the drop counter (one more system call per
+                // frame would slow the capture down when it is busiest).
+                kernel_drops += u64::from(crate::sys::packet_drops(&sock).unwrap_or(0));
                 if stopping {
                     break;
                 }
@@ -300,7 +303,6 @@ fn capture_loop(
         if writer.full() && stopping {
             break;
         }
-        kernel_drops += u64::from(crate::sys::packet_drops(&sock).unwrap_or(0));
     }
     kernel_drops += u64::from(crate::sys::packet_drops(&sock).unwrap_or(0));
     let (_, written) = writer.finish()?;
@@ -434,17 +436,32 @@ pub fn take_flag(args: &mut Vec<String>, name: &str) -> Result<Option<PathBuf>, 
     Ok(found)
 }
 
-/// What `lab run ID --pcap F` captures: a role with fixed ports keeps only those; a
-/// demo, whose ports the kernel picks, everything on `lo` (see the module comment).
-pub fn run_request(path: &Path, lab: &str, args: &[String]) -> Request {
+/// What `lab run ID --pcap F` captures: a role keeps only its ports (those in its
+/// flags, else the lab's default ones, `defaults`); a demo, whose ports the kernel
+/// picks, keeps everything on `lo` (see the module comment). A port 0 in the flags is
+/// one the kernel picks too: no filter then.
+pub fn run_request(path: &Path, lab: &str, args: &[String], defaults: &[u16]) -> Request {
     let mut req = Request::new(path, lab, None);
-    if args
+    let role = args
         .iter()
-        .any(|a| a == "--role" || a.starts_with("--role="))
-    {
+        .any(|a| a == "--role" || a.starts_with("--role="));
+    let any_port = args.iter().any(|a| a.ends_with(":0") || a == "0");
+    if role && !any_port {
         req.ports = ports_in_args(args);
+        if req.ports.is_empty() {
+            req.ports = defaults.to_vec();
+        }
     }
     req
+}
+
+/// The ports in a lab's `[defaults]` (`bind = "127.0.0.1:7001"`, ...).
+pub fn default_ports(defaults: &toml::Table) -> Vec<u16> {
+    let words: Vec<String> = defaults
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    ports_in_args(&words)
 }
 
 #[cfg(test)]
@@ -504,6 +521,36 @@ mod tests {
         assert_eq!(args, ["--count", "5"]);
         let mut bare = vec!["--pcap".to_string()];
         assert!(take_flag(&mut bare, "--pcap").is_err());
+    }
+
+    #[test]
+    fn a_role_keeps_its_ports_a_demo_everything() {
+        let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let p = Path::new("x.pcapng");
+        assert!(run_request(p, "01", &words("--count 5"), &[7001])
+            .ports
+            .is_empty());
+        assert_eq!(
+            run_request(p, "01", &words("--role server"), &[7001]).ports,
+            [7001]
+        );
+        assert_eq!(
+            run_request(
+                p,
+                "01",
+                &words("--role server --bind 127.0.0.1:9000"),
+                &[7001]
+            )
+            .ports,
+            [9000]
+        );
+        assert!(
+            run_request(p, "01", &words("--role server --bind 127.0.0.1:0"), &[7001])
+                .ports
+                .is_empty()
+        );
+        let defaults: toml::Table = toml::from_str("bind = \"127.0.0.1:7001\"\ncount = 5").unwrap();
+        assert_eq!(default_ports(&defaults), [7001]);
     }
 
     #[test]

@@ -193,7 +193,8 @@ pub fn around_run(
         .or_else(|| entry.as_ref().map(|e| e.dir.join(CAPTURE)));
     let mut note = String::new();
     let running = path.as_ref().and_then(|p| {
-        capture::start(&capture::run_request(p, &lab.id, &args))
+        let defaults = capture::default_ports(&lab.defaults);
+        capture::start(&capture::run_request(p, &lab.id, &args, &defaults))
             .map_err(|e| {
                 capture::explain(&e);
                 note = format!("no capture: {}", e.what);
