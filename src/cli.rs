@@ -65,7 +65,9 @@ pub enum Command {
         sketch: bool,
     },
     /// Run a lab's demo (on loopback unless told otherwise). Flags after the id belong to
-    /// the lab: `lab run 01 --help` lists them.
+    /// the lab: `lab run 01 --help` lists them. Any lab also takes `--pcap FILE` (a
+    /// packet capture of the run; needs CAP_NET_RAW) and `--evidence DIR` (a new dated
+    /// folder with a report, the transcript, the capture and the raw data).
     // clap's own --help would answer `lab run 01 --help` with this generic help, before
     // the lab sees its flags; ours hands it to the lab when an id is given.
     #[command(disable_help_flag = true)]
@@ -113,6 +115,19 @@ pub enum Command {
     /// Grader commands: init, check, reset, solution, watch, grade, classroom, dev.
     #[command(flatten)]
     Grade(crate::grade::cli::Commands),
+    /// Write the skeleton of a write-up over the evidence collected so far
+    /// (`--evidence` of `lab run` and `lab check`): per lab what was asked, what was done,
+    /// the evidence, and headings for your observations and the lesson's questions.
+    Report {
+        /// Lab ids (default: every lab with evidence).
+        ids: Vec<String>,
+        /// Where to write report.md (and copies of the evidence it links to).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The evidence folder given to --evidence.
+        #[arg(long, value_name = "DIR", default_value = crate::evidence::DEFAULT_DIR)]
+        evidence: PathBuf,
+    },
     /// Print a shell completion script (e.g. `lab completions bash > ~/.local/share/bash-completion/completions/lab`).
     Completions {
         /// The shell.
@@ -158,6 +173,9 @@ pub fn main() -> Result<()> {
         Some(Command::Impair(args)) => crate::impair::run(&args),
         Some(Command::Latency(args)) => crate::latency::main(*args),
         Some(Command::Grade(cmd)) => crate::grade::cli::run(&catalog, cmd),
+        Some(Command::Report { ids, out, evidence }) => {
+            crate::evidence::report::write_up(&catalog, &ids, &out, &evidence)
+        }
         Some(Command::Completions { shell }) => {
             let mut cmd = completion_command(&catalog);
             clap_complete::generate(shell, &mut cmd, "lab", &mut std::io::stdout());
@@ -446,7 +464,8 @@ fn run(lab: &Lab, args: &[String]) -> Result<()> {
             .fix(format!("read what it will teach with `lab show {}`; `lab list` shows the labs you can run", lab.id))
             .into());
     };
-    let result = demo(lab, args);
+    // `--pcap FILE` and `--evidence DIR` belong to `lab`, not to the lab (issue 17).
+    let result = crate::evidence::around_run(lab, args, |args| demo(lab, args));
     // The demo ran (even if it then reported an unmet expectation): record it.
     if !matches!(&result, Err(e) if e.downcast_ref::<clap::Error>().is_some()) {
         Progress::load().update(&lab.id, |e| e.ran = true);

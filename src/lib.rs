@@ -6,11 +6,13 @@
 //! byte formats live in [`wire`].
 #![deny(unsafe_code)]
 
+pub mod capture;
 pub mod catalog;
 pub mod cli;
 pub mod core;
 pub mod doctor;
 pub mod error;
+pub mod evidence;
 pub mod grade;
 pub mod impair;
 pub mod labs;

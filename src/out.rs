@@ -40,8 +40,46 @@ macro_rules! say {
 /// process, since stdout is.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
+/// A copy of what [`say!`] prints, while `--evidence` records a run (src/evidence/).
+/// Bounded: a server left running for hours must not grow it without limit.
+static RECORDING: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The most a recording keeps (4 MiB of text); the rest is counted, not kept.
+const RECORDING_MAX: usize = 4 << 20;
+
+/// Starts keeping a copy of everything [`say!`] prints (colours removed).
+pub fn record_start() {
+    if let Ok(mut r) = RECORDING.lock() {
+        *r = Some(String::new());
+    }
+}
+
+/// Stops recording and returns what was printed since [`record_start`].
+pub fn record_take() -> String {
+    RECORDING
+        .lock()
+        .ok()
+        .and_then(|mut r| r.take())
+        .unwrap_or_default()
+}
+
+fn record(args: std::fmt::Arguments<'_>) {
+    if let Ok(mut guard) = RECORDING.lock() {
+        if let Some(r) = guard.as_mut() {
+            if r.len() < RECORDING_MAX {
+                r.push_str(&console::strip_ansi_codes(&args.to_string()));
+                r.push('\n');
+                if r.len() >= RECORDING_MAX {
+                    r.push_str("... (the recording stops here: 4 MiB kept)\n");
+                }
+            }
+        }
+    }
+}
+
 /// The body of [`say!`].
 pub fn write_line(args: std::fmt::Arguments<'_>) -> io::Result<()> {
+    record(args);
     if stdout_closed() {
         return Err(closed_error());
     }

@@ -46,6 +46,11 @@ pub struct Source {
     /// Show what the grader did in every check, passing ones too (human format).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Write a packet capture (pcapng) of the grading to FILE, taken inside the
+    /// grader's namespace (no root needed). With several labs: one file per lab
+    /// (a folder, `{lab}` in the name, or the id added before the extension).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
 }
 
 /// `--cmd`: a command to run, not an empty or blank string (which `sh -c 'exec '` would
@@ -269,6 +274,11 @@ pub fn prepare(
         },
         only: Vec::new(),
         fail_fast: false,
+        capture: src
+            .pcap
+            .as_ref()
+            .map(|p| crate::capture::path_for_lab(p, &lab.id, false))
+            .map(|p| crate::capture::Request::new(&p, &lab.id, Some(seed))),
     }))
 }
 

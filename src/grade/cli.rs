@@ -28,6 +28,10 @@ pub enum Commands {
         /// Where the program comes from.
         #[command(flatten)]
         source: Source,
+        /// Add a dated entry to DIR: report.md, the full transcript, a packet capture
+        /// and the raw data (`lab report` turns them into a write-up).
+        #[arg(long, value_name = "DIR")]
+        evidence: Option<PathBuf>,
     },
     /// Restore a lab's starter files (your version is kept in .lab-backup/).
     Reset {
@@ -118,7 +122,20 @@ pub enum DevCommand {
 pub fn run(catalog: &Catalog, cmd: Commands) -> Result<()> {
     match cmd {
         Commands::Init { dir } => student::init(&dir),
-        Commands::Check { id, source } => student::check(catalog.find(&id)?, &source),
+        Commands::Check {
+            id,
+            source,
+            evidence,
+        } => {
+            let lab = catalog.find(&id)?;
+            match evidence {
+                // Issue 17: the evidence wraps the usual check (src/evidence/).
+                Some(dir) => {
+                    crate::evidence::around_check(lab, &source, &dir, |s| student::check(lab, s))
+                }
+                None => student::check(lab, &source),
+            }
+        }
         Commands::Reset { id, lang, dir } => {
             student::reset(catalog.find(&id)?, dir.as_deref(), lang)
         }

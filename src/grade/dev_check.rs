@@ -100,6 +100,7 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
                     lang,
                     seed: Some(seed),
                     verbose: false,
+                    pcap: None,
                 };
                 // Separate target folders: both workspaces build binaries of the same
                 // names, and the jobs run them later, side by side.
@@ -141,6 +142,7 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
             },
             only: vec![m.caught_by.clone()],
             fail_fast: false,
+            capture: None,
         };
         jobs.push((
             format!("mutant {name}"),

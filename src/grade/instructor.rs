@@ -60,7 +60,11 @@ pub fn grade(catalog: &Catalog, args: &GradeArgs) -> Result<()> {
     let seed = args.source.seed.unwrap_or_else(fresh_seed);
     let mut reports = Vec::new();
     for lab in &labs {
-        reports.push(grade_one(lab, &ws, &args.source, seed)?);
+        // `--pcap` with several labs: one file per lab (src/capture.rs).
+        let mut source = args.source.clone();
+        source.pcap = (source.pcap.as_deref())
+            .map(|p| crate::capture::path_for_lab(p, &lab.id, labs.len() > 1));
+        reports.push(grade_one(lab, &ws, &source, seed)?);
     }
     let github_output = std::env::var_os("GITHUB_OUTPUT");
     let text = if args.format == Format::GhClassroom {

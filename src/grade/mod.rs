@@ -68,6 +68,9 @@ pub struct Job {
     /// QA of starters, where only "does it fail" matters).
     #[serde(default)]
     pub fail_fast: bool,
+    /// `--pcap`: capture the grading's packets into a file (issue 17, src/capture.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::Request>,
 }
 
 /// A seed from the clock, for runs without `--seed`.
@@ -135,6 +138,11 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
         dir: job.dir.clone(),
         env: job.env.clone(),
     };
+    // `--pcap` (src/capture.rs): in namespaces, `lo` carries only this grading.
+    let capture = job
+        .capture
+        .as_ref()
+        .and_then(crate::capture::start_or_explain);
     // One point per check: equal weights (see model::CheckResult::max_score).
     let max = 1.0;
     let mut results = Vec::new();
@@ -215,6 +223,9 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
         }
         res.duration_ms = t0.elapsed().as_millis() as u64;
         results.push(res);
+    }
+    if let Some(c) = capture {
+        c.stop_and_say();
     }
     let env = Environment {
         lab_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -102,7 +102,11 @@ pub fn grade(job: &Job) -> Result<LabReport> {
     let out = reader.join().unwrap_or_default();
     let err = err_reader.join().unwrap_or_default();
     match serde_json::from_slice(&out) {
-        Ok(report) => Ok(report),
+        Ok(report) => {
+            // `--pcap`: the inner copy's capture summary (src/capture.rs).
+            crate::capture::relay_notes(&err);
+            Ok(report)
+        }
         Err(_) => {
             // Namespaces were there but the isolated run broke (a kernel that refuses
             // some step): grade without them rather than not at all, and say why.

@@ -100,6 +100,7 @@ pub fn check(lab: &Lab, src: &Source) -> Result<()> {
         e.tried = true;
         e.passed |= passed;
     });
+    crate::evidence::note_check(&report);
     say!(
         "{}",
         export::human::render_with(std::slice::from_ref(&report), src.verbose).trim_end()

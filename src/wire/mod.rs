@@ -16,7 +16,8 @@
 //! - [`clock`]: the wall clock (ns since the Unix epoch) that probes and frames carry;
 //! - [`checksum`]: the Internet checksum (RFC 1071); [`ipv4`]: the IPv4 header
 //!   (RFC 791); [`icmp`]: ICMP echo, destination unreachable and time exceeded
-//!   (RFC 792), for lab 04-raw-icmp.
+//!   (RFC 792), for lab 04-raw-icmp;
+//! - [`pcapng`]: the capture files `--pcap` writes (Wireshark, tshark).
 //!
 //! Room is kept for a bounded JSON-lines framing for lab 06-json-to-file (it will sit
 //! on [`lines`]).
@@ -29,6 +30,7 @@ pub mod icmp;
 pub mod ipv4;
 pub mod jsonl;
 pub mod lines;
+pub mod pcapng;
 pub mod probe;
 pub mod sockperf;
 pub mod stamped;
