@@ -194,7 +194,13 @@ pub fn around_run(
     let mut note = String::new();
     let running = path.as_ref().and_then(|p| {
         let defaults = capture::default_ports(&lab.defaults);
-        capture::start(&capture::run_request(p, &lab.id, &args, &defaults))
+        let req = capture::run_request(p, &lab.id, &args, &defaults);
+        note = if req.ports.is_empty() {
+            "Everything on `lo` while the run lasted.".into()
+        } else {
+            format!("Only ports {:?} (and ICMP).", req.ports)
+        };
+        capture::start(&req)
             .map_err(|e| {
                 capture::explain(&e);
                 note = format!("no capture: {}", e.what);
