@@ -2,105 +2,46 @@
 # Chat benchmark: lab 05's server (`lab run 05 --role server`) against `ncat --chat`, in
 # the same run, pinned the same way: the server on CPU $SERVER, the load on CPU $CLIENT.
 #
-# Per case (N connected clients, S of them sending), a fresh server, then a Python
-# load generator on one event loop (selectors/epoll):
+# Per case (N connected clients, S of them sending), a fresh server, then the Rust load
+# generator examples/chat_load.rs (one mio loop; see its header):
 #   1. connects N clients, reading whatever arrives (join notices), until quiet;
 #      RSS per idle client = (server RSS now - RSS before) / N;
-#   2. for DUR seconds (server CPU time measured over it, from /proc), in batches: each sender writes K lines of 64 bytes, and the
-#      batch ends when every other client has received every line (closed loop, so
-#      no server ever has to drop a client for being slow). Delivered lines/s =
-#      lines received by all clients / elapsed time.
+#   2. the S senders send 64-byte lines, each at most 1024 lines ahead of the slowest
+#      receiver (so no server meets a client that cannot keep up), until every client
+#      has received every other sender's lines: about $DELIVERIES deliveries.
+#      Delivered lines/s = deliveries / elapsed; the server's CPU time (user + system,
+#      /proc) over the same interval, per 1000 deliveries.
 #
-#   bench/chat.sh                 # N=100 and 1000, 1 sender, and N=100 with 10 senders
-#   ROUNDS=5 DUR=5 bench/chat.sh
+#   bench/chat.sh                 # N=100 and 1000, 1 sender, and N=100 and 1000 with 10
+#   ROUNDS=5 DELIVERIES=5000000 bench/chat.sh
 #   TOOLS=lab CASES="1000:1" bench/chat.sh
 # Prints one Markdown row per case: medians over ROUNDS rounds, and lab/ncat ratios.
-# Needs: ncat (apt-get install -y ncat), taskset (util-linux), python3.
-# Loopback only; every load run is bounded by `timeout`, every server killed at the end.
+# Needs: ncat (apt-get install -y ncat), taskset (util-linux), python3, cargo.
+# Loopback only; every load run is bounded (--timeout and `timeout`), every server
+# killed at the end.
 set -euo pipefail
 
-DUR=${DUR:-3}
 ROUNDS=${ROUNDS:-3}
-K=${K:-20}
+DELIVERIES=${DELIVERIES:-3000000}
+LIMIT=${LIMIT:-60}
 CLIENT=${CLIENT:-0}
 SERVER=${SERVER:-1}
 LAB=${LAB:-target/release/lab}
 TOOLS=${TOOLS:-"lab ncat"}
-CASES=${CASES:-"100:1 1000:1 100:10"}
+CASES=${CASES:-"100:1 1000:1 100:10 1000:10"}
 cd "$(dirname "$0")/.."
 
 command -v ncat >/dev/null || { echo "ncat missing: apt-get install -y ncat" >&2; exit 2; }
 [ -x "$LAB" ] || cargo build --release --quiet
+LOAD=target/release/examples/chat_load
+cargo build --release --quiet --example chat_load
+# 1000 clients and the server's 1000 sockets: raise the soft limit for both.
+ulimit -n "$(ulimit -Hn)"
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-cat >"$TMP/load.py" <<'PY'
-import resource, selectors, socket, sys, time
-
-def cpu_s(pid):
-    # utime + stime of the server, in seconds (fields 14 and 15 of /proc/PID/stat).
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / 100
-
-def rss_kib(pid):
-    for l in open(f"/proc/{pid}/status"):
-        if l.startswith("VmRSS:"):
-            return int(l.split()[1])
-
-port, n, senders, dur, pid, k = (int(a) if i != 3 else float(a) for i, a in enumerate(sys.argv[1:7]))
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 100)), hard))
-sel = selectors.DefaultSelector()
-socks = []
-
-def drain(quiet):
-    # Reads until nothing arrives for `quiet` seconds (join notices).
-    while True:
-        ready = sel.select(quiet)
-        if not ready:
-            return
-        for key, _ in ready:
-            try:
-                key.fileobj.recv(1 << 16)
-            except BlockingIOError:
-                pass
-
-rss0 = rss_kib(pid)
-for i in range(n):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.setblocking(False)
-    sel.register(s, selectors.EVENT_READ)
-    socks.append(s)
-    if i % 50 == 49:
-        drain(0.005)  # a server with blocking writes would stall on full buffers
-drain(0.5)
-rss1 = rss_kib(pid)
-batch = (b"bmsg " + b"x" * 58 + b"\n") * k  # k lines of 64 bytes
-want = k * senders * (n - 1)
-delivered, batches, t0, c0 = 0, 0, time.monotonic(), cpu_s(pid)
-while time.monotonic() - t0 < dur:
-    for s in socks[:senders]:
-        s.setblocking(True)
-        s.sendall(batch)
-        s.setblocking(False)
-    got, until = 0, time.monotonic() + 10
-    while got < want:
-        if time.monotonic() > until:
-            sys.exit(f"stalled: {got} of {want} lines of a batch in 10 s")
-        for key, _ in sel.select(1):
-            try:
-                got += key.fileobj.recv(1 << 16).count(b"\n")
-            except BlockingIOError:
-                pass
-    delivered += got
-    batches += 1
-el, cpu = time.monotonic() - t0, cpu_s(pid) - c0
-# lines/s, bytes of RSS per idle client, server CPU microseconds per 1000 lines
-print(f"{delivered / el:.0f} {(rss1 - rss0) * 1024 / n:.0f} {cpu * 1e9 / max(delivered, 1):.0f}")
-PY
 
 # A free loopback port, chosen by the kernel.
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -119,7 +60,8 @@ one() {
   wait_tcp "$p"
   # wait_tcp's probe connection counts as a join: let it leave.
   sleep 0.3
-  if out=$(taskset -c "$CLIENT" timeout $((DUR + 90)) python3 "$TMP/load.py" "$p" "$n" "$s" "$DUR" "$pid" "$K" 2>"$TMP/load.err"); then
+  if out=$(taskset -c "$CLIENT" timeout $((LIMIT + 30)) "$LOAD" --addr "127.0.0.1:$p" --clients "$n" \
+      --senders "$s" --deliveries "$DELIVERIES" --pid "$pid" --timeout "$LIMIT" 2>"$TMP/load.err"); then
     echo "$out"
   else
     echo "fail fail fail"; echo "  $tool N=$n S=$s failed: $(tail -1 "$TMP/load.err") $(tail -1 "$TMP/ncat.err" 2>/dev/null)" >&2

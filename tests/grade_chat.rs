@@ -88,9 +88,46 @@ fn a_blocking_broadcast_is_named_for_what_it_is() {
         .clone();
     assert_eq!(t["status"], "fail", "{t}");
     let m = t["message"].as_str().unwrap();
-    assert!(m.contains("stuck sending to S, which never reads"), "{m}");
     assert!(
-        m.contains("a blocking send to a client that does not read"),
+        m.contains("stuck sending to the clients that never read"),
         "{m}"
     );
+    assert!(
+        m.contains("a send to a client that does not read blocks"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_send_timeout_waited_out_under_a_global_lock_is_caught() {
+    // Thread per client, settimeout(5), send() under one lock: each client that never
+    // reads stalls everyone for 5 s, so five of them outlast the check's wait.
+    let (code, v) = grade(&python("tests/mutants/chat_timeout_send.py"), 508);
+    assert_eq!(code, Some(1));
+    let t = v["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "slow_reader")
+        .unwrap()
+        .clone();
+    assert_eq!(t["status"], "fail", "{t}");
+    let m = t["message"].as_str().unwrap();
+    assert!(
+        m.contains("for the whole send timeout per stuck client"),
+        "{m}"
+    );
+    assert!(m.contains("worse under a lock every thread needs"), "{m}");
+}
+
+#[test]
+fn threads_with_a_bounded_queue_per_client_get_full_marks() {
+    // A third correct shape (reader + writer thread per client, put_nowait): the
+    // grader must not demand one design. Three seeds, since it is about timing.
+    for seed in [509, 510, 511] {
+        let cmd = python("tests/programs/chat_threads_queue.py");
+        let (code, v) = grade(&cmd, seed);
+        assert_eq!(code, Some(0), "{cmd}: {v}");
+        assert_eq!(v["score"], v["max_score"], "{cmd}: {v}");
+    }
 }
