@@ -482,6 +482,19 @@ impl Program {
     /// time this does not shrink on a busy machine: a thread spinning in a loop is always
     /// runnable, an idle one almost never. None when schedstat is not available.
     pub fn runnable_seconds(&self) -> Option<f64> {
+        self.schedstat_sum(|run, wait| run + wait)
+    }
+
+    /// Seconds the program's threads were runnable but waited for a CPU (schedstat's
+    /// run delay): time a loaded machine withheld, which a deadline should not charge
+    /// to the program. Zero when schedstat is not available.
+    pub fn queued_seconds(&self) -> f64 {
+        self.schedstat_sum(|_, wait| wait).unwrap_or(0.0)
+    }
+
+    /// Sums `pick(time on CPU, time waiting for one)` in ns over every thread of the
+    /// program (and of its cgroup), in seconds.
+    fn schedstat_sum(&self, pick: impl Fn(u64, u64) -> u64) -> Option<f64> {
         let mut pids = vec![self.pid];
         if let Some(cg) = &self.cgroup {
             pids.extend(cg.pids().into_iter().filter(|&p| p != self.pid));
@@ -499,7 +512,7 @@ impl Program {
                         .filter_map(|x| x.parse().ok())
                         .collect();
                     if f.len() >= 2 {
-                        ns += f[0] + f[1];
+                        ns = ns.saturating_add(pick(f[0], f[1]));
                         any = true;
                     }
                 }
