@@ -28,6 +28,7 @@ pub mod embedded;
 pub mod export;
 pub mod harness;
 pub mod instructor;
+pub mod jail;
 pub mod model;
 pub mod ns;
 pub mod sandbox;
@@ -138,6 +139,8 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
     let mut results = Vec::new();
     let mut blocked: Option<String> = None;
     let mut cgroup = false;
+    let mut confinement = std::collections::BTreeSet::new();
+    let mut confinement_off = std::collections::BTreeSet::new();
     for (index, check) in suite.checks.iter().enumerate() {
         // Each check gets its own port: connections a previous check left in TIME_WAIT
         // must not decide whether this one can bind (only `restart_same_port` tests that).
@@ -188,6 +191,8 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
                 });
         let (died, output) = ctx.finish();
         cgroup |= ctx.cgroup_used;
+        confinement.append(&mut ctx.confinement);
+        confinement_off.append(&mut ctx.confinement_off);
         res.transcript = std::mem::take(&mut ctx.transcript);
         // Kept on a pass too: Exercism shows each test's output (debug prints).
         res.program_output = output;
@@ -223,6 +228,8 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             .unwrap_or_default()
             .trim()
             .to_string(),
+        sandbox: confinement.into_iter().collect(),
+        sandbox_off: ns::why_off().into_iter().chain(confinement_off).collect(),
     };
     let mut r = LabReport::new(&job.lab, target.shown(port), job.seed, env, results);
     r.duration_ms = began.elapsed().as_millis() as u64;

@@ -5,8 +5,15 @@
 //! the kernel kills every process left in the namespace. No process outlives a grading.
 //!
 //! Where user namespaces are disabled (some containers and hardened kernels) the job
-//! runs in this process instead, with process groups, a pids cgroup when writable, and
-//! a free ephemeral port. Detected once per run.
+//! runs in this process instead, with process groups, a pids cgroup when writable, a
+//! subreaper that kills daemonized leftovers, and a free ephemeral port. That choice is
+//! made once, by a probe, before any program runs: a program that breaks the isolated
+//! run (writes to /proc/1/fd/1, kills its grader) fails its grading; it never earns a
+//! second run with fewer protections.
+//!
+//! The inner copy of `lab` gets a clean environment (no CI tokens to find in its
+//! /proc/1/environ), makes itself non-dumpable (its /proc entries then need ptrace
+//! rights), and reaps the orphans programs leave (it is PID 1).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -15,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::model::LabReport;
+use super::model::{Environment, LabReport};
 use super::Job;
 
 /// The hidden subcommand that runs a job inside the namespaces.
@@ -59,11 +66,21 @@ pub fn available() -> bool {
 /// Grades a job isolated when possible, else in this process.
 pub fn grade(job: &Job) -> Result<LabReport> {
     if !available() {
-        return Ok(super::run_job(job, false));
+        return Ok(grade_here(job));
     }
     let exe = std::env::current_exe()
         .context("cannot find the lab executable to re-run inside namespaces")?;
-    let mut child = Command::new("unshare")
+    let mut cmd = Command::new("unshare");
+    // The grader's own environment stays outside: only what the inner run needs.
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if KEEP_ENV.contains(&name.as_ref()) || name.starts_with("LAB_") || name.starts_with("LC_")
+        {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd
         .args(UNSHARE)
         .arg("--")
         .arg(exe)
@@ -104,17 +121,59 @@ pub fn grade(job: &Job) -> Result<LabReport> {
     match serde_json::from_slice(&out) {
         Ok(report) => Ok(report),
         Err(_) => {
-            // Namespaces were there but the isolated run broke (a kernel that refuses
-            // some step): grade without them rather than not at all, and say why.
-            eprintln!(
-                "lab: note: the isolated grader ended ({status}) without a report ({}); grading without namespaces",
-                String::from_utf8_lossy(&err).trim()
+            // The probe said namespaces work, so the program broke the isolated run
+            // (wrote over its report, killed its grader): that is its failure. Grading
+            // it again without namespaces would hand it the host.
+            let err = String::from_utf8_lossy(&err);
+            let err = err.trim();
+            let mut r = LabReport::new(
+                &job.lab,
+                job.argv.clone(),
+                job.seed,
+                Environment {
+                    namespaces: true,
+                    ..Environment::default()
+                },
+                Vec::new(),
             );
-            let mut job = job.clone();
-            job.port = 0;
-            Ok(super::run_job(&job, false))
+            r.message = format!(
+                "the isolated grading ended ({status}) without a report{}: the program broke its sandbox (it wrote to the grader's output or ended the grader), which counts as a failure; it is not graded again without isolation",
+                if err.is_empty() { String::new() } else { format!(" ({err})") }
+            );
+            r.total();
+            Ok(r)
         }
     }
+}
+
+/// Variables the inner grader keeps from the grader's environment (besides `LAB_*`
+/// and `LC_*`): none of them a secret.
+const KEEP_ENV: &[&str] = &["PATH", "HOME", "LANG", "TMPDIR", "NO_COLOR", "TERM"];
+
+/// Why namespaces are off, for the transcript and `lab doctor`; None when they work.
+pub fn why_off() -> Option<String> {
+    if available() {
+        return None;
+    }
+    Some(
+        if std::env::var_os("LAB_NO_NAMESPACES").is_some_and(|v| v != "0") {
+            "namespaces: off (LAB_NO_NAMESPACES=1): programs share the host network and PID space"
+        } else {
+            "namespaces: user namespaces are not available here: programs share the host network and PID space"
+        }
+        .to_string(),
+    )
+}
+
+/// Grades without namespaces, in this process: the grader becomes a subreaper so that
+/// a program that daemonizes stays its descendant and is killed with the rest, and
+/// non-dumpable so a program running as the same user cannot read its environment.
+fn grade_here(job: &Job) -> LabReport {
+    crate::sys::set_not_dumpable();
+    let _ = crate::sys::set_child_subreaper();
+    let r = super::run_job(job, false);
+    super::sandbox::reap_orphans(true);
+    r
 }
 
 /// Body of the hidden inner command: bring loopback up, run the job, print the report
@@ -122,6 +181,12 @@ pub fn grade(job: &Job) -> Result<LabReport> {
 pub fn inner_main(job_json: &str) -> Result<()> {
     let job: Job = serde_json::from_str(job_json).context("invalid job")?;
     crate::sys::loopback_up().context("cannot bring up loopback in the new network namespace")?;
+    crate::sys::set_not_dumpable();
+    // PID 1 inherits every orphan: reap the zombies a fork bomb leaves, as they come.
+    std::thread::spawn(|| loop {
+        super::sandbox::reap_orphans(false);
+        std::thread::sleep(Duration::from_millis(50));
+    });
     let report = super::run_job(&job, true);
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
