@@ -427,6 +427,25 @@ unsafe fn drop_privileges(d: &Privileges, ns_maps: Option<&(Vec<u8>, Vec<u8>)>) 
     if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
         return fail();
     }
+    // Pathname UNIX sockets: Landlock (up to ABI 8) does not cover connect(2) to one,
+    // so a seccomp filter refuses creating AF_UNIX sockets at all (socketpair(2), which
+    // asyncio uses, stays allowed: its sockets are already connected to each other).
+    if let Some(filter) = UNIX_SOCKET_FILTER.as_ref() {
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr().cast_mut(),
+        };
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const _,
+            0,
+            0,
+        ) != 0
+        {
+            return fail();
+        }
+    }
     if let Some(fd) = d.landlock_fd {
         // Fail closed: a ruleset we prepared and could not enforce means no program.
         if libc::syscall(libc::SYS_landlock_restrict_self, fd, 0) != 0 {
@@ -435,6 +454,46 @@ unsafe fn drop_privileges(d: &Privileges, ns_maps: Option<&(Vec<u8>, Vec<u8>)>) 
     }
     Ok(())
 }
+
+/// The architecture seccomp reports (`AUDIT_ARCH_*` in <linux/audit.h>).
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: Option<u32> = Some(0xC000_003E);
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: Option<u32> = Some(0xC000_00B7);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const AUDIT_ARCH: Option<u32> = None;
+
+/// A classic BPF instruction (`BPF_STMT` / `BPF_JUMP`).
+const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+// BPF opcodes: load a 32-bit word of `seccomp_data`, jump if equal, return.
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_RET_K: u16 = 0x06;
+
+/// seccomp filter: `socket(AF_UNIX, ..)` fails with EACCES, everything else is allowed.
+/// Offsets into `seccomp_data`: nr at 0, arch at 4, the first argument's low word at
+/// 16 (little-endian). A foreign architecture's calls are let through unchanged.
+const UNIX_SOCKET_FILTER: Option<[libc::sock_filter; 8]> = match AUDIT_ARCH {
+    Some(arch) => Some([
+        bpf(BPF_LD_W_ABS, 0, 0, 4),
+        bpf(BPF_JEQ_K, 0, 4, arch),
+        bpf(BPF_LD_W_ABS, 0, 0, 0),
+        bpf(BPF_JEQ_K, 0, 2, libc::SYS_socket as u32),
+        bpf(BPF_LD_W_ABS, 0, 0, 16),
+        bpf(BPF_JEQ_K, 1, 0, libc::AF_UNIX as u32),
+        bpf(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        bpf(
+            BPF_RET_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
+        ),
+    ]),
+    None => None,
+};
 
 /// The kernel's Landlock ABI version, or 0 when Landlock is absent or disabled.
 pub fn landlock_abi() -> i32 {

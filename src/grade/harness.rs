@@ -402,9 +402,22 @@ impl Harness {
             if let Some(e) = p.try_ended() {
                 let out = p.output_tail();
                 return Err(Unmet::error(format!(
-                    "the program {} before it would {what} port {}{}",
+                    "the program {} before it would {what} port {}{}{}",
                     describe_status(e.status),
                     self.port,
+                    // Landlock refuses a TCP bind to any other port with EACCES.
+                    if !udp
+                        && out.contains("bind")
+                        && (out.contains("Permission denied") || out.contains("EACCES"))
+                        && self.confinement.iter().any(|c| c.contains("TCP ports"))
+                    {
+                        format!(
+                            " (the sandbox lets it bind only port {}: read the port from the `--port N` argument instead of hard-coding it)",
+                            self.port
+                        )
+                    } else {
+                        String::new()
+                    },
                     if out.is_empty() {
                         String::new()
                     } else {

@@ -67,6 +67,9 @@ pub struct Job {
     /// QA of starters, where only "does it fail" matters).
     #[serde(default)]
     pub fail_fast: bool,
+    /// What the build step ran under (`build::build_sandbox`), when there was one.
+    #[serde(default)]
+    pub built_under: Option<String>,
 }
 
 /// A seed from the clock, for runs without `--seed`.
@@ -228,7 +231,17 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             .unwrap_or_default()
             .trim()
             .to_string(),
-        sandbox: confinement.into_iter().collect(),
+        sandbox: job
+            .built_under
+            .iter()
+            .cloned()
+            .chain((!confinement.is_empty()).then(|| {
+                format!(
+                    "program: {}",
+                    confinement.into_iter().collect::<Vec<_>>().join("; ")
+                )
+            }))
+            .collect(),
         sandbox_off: ns::why_off().into_iter().chain(confinement_off).collect(),
     };
     let mut r = LabReport::new(&job.lab, target.shown(port), job.seed, env, results);

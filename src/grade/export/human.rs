@@ -68,11 +68,8 @@ pub fn render_with(reports: &[LabReport], verbose: bool) -> String {
                 },
                 ports_line(r)
             )));
-            if !r.environment.sandbox.is_empty() {
-                s.push_str(&dim(format!(
-                    "confined: {}\n",
-                    r.environment.sandbox.join("; ")
-                )));
+            for c in &r.environment.sandbox {
+                s.push_str(&dim(format!("confined: {c}\n")));
             }
             for off in &r.environment.sandbox_off {
                 s.push_str(&format!("{} {off}\n", bad("protection off:")));
