@@ -134,6 +134,12 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The effective group id.
+pub fn egid() -> u32 {
+    // SAFETY: getegid cannot fail.
+    unsafe { libc::getegid() }
+}
+
 /// A new pseudo-terminal, close-on-exec from birth: returns its master end and the
 /// slave's path (/dev/pts/N), which a program opens as it would a serial port. Writing to
 /// the master is a device sending bytes; closing it is unplugging the device.
@@ -338,6 +344,7 @@ struct CapData {
 const CAP_NET_RAW: libc::c_int = 13;
 const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
 const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
+const SECBIT_KEEP_CAPS: libc::c_ulong = 1 << 4;
 const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
 const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
 
@@ -375,6 +382,10 @@ unsafe fn drop_privileges(d: &Privileges, ns_maps: Option<&(Vec<u8>, Vec<u8>)>) 
     let mut bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED;
     if !d.keep_net_raw {
         bits |= SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    } else if d.ids.is_some() {
+        // Switching away from uid 0 empties the permitted set unless KEEP_CAPS is set:
+        // keep it for CAP_NET_RAW (exec clears this bit again).
+        bits |= SECBIT_KEEP_CAPS;
     }
     libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0);
     if let Some((uid, gid)) = d.ids {
@@ -427,10 +438,8 @@ unsafe fn drop_privileges(d: &Privileges, ns_maps: Option<&(Vec<u8>, Vec<u8>)>) 
     if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
         return fail();
     }
-    // Pathname UNIX sockets: Landlock (up to ABI 8) does not cover connect(2) to one,
-    // so a seccomp filter refuses creating AF_UNIX sockets at all (socketpair(2), which
-    // asyncio uses, stays allowed: its sockets are already connected to each other).
-    if let Some(filter) = UNIX_SOCKET_FILTER.as_ref() {
+    // What Landlock does not cover: pathname UNIX sockets, io_uring (SANDBOX_FILTER).
+    if let Some(filter) = SANDBOX_FILTER.as_ref() {
         let prog = libc::sock_fprog {
             len: filter.len() as u16,
             filter: filter.as_ptr().cast_mut(),
@@ -468,28 +477,59 @@ const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-// BPF opcodes: load a 32-bit word of `seccomp_data`, jump if equal, return.
+// BPF opcodes: load a 32-bit word of `seccomp_data`, AND the accumulator with a
+// constant, jump if equal, return.
 const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_ALU_AND_K: u16 = 0x54;
 const BPF_JEQ_K: u16 = 0x15;
 const BPF_RET_K: u16 = 0x06;
 
-/// seccomp filter: `socket(AF_UNIX, ..)` fails with EACCES, everything else is allowed.
-/// Offsets into `seccomp_data`: nr at 0, arch at 4, the first argument's low word at
-/// 16 (little-endian). A foreign architecture's calls are let through unchanged.
-const UNIX_SOCKET_FILTER: Option<[libc::sock_filter; 8]> = match AUDIT_ARCH {
+/// The seccomp filter every sandboxed program runs under. Offsets into
+/// `seccomp_data`: nr at 0, arch at 4, the first argument's low word at 16, the
+/// second's at 24 (little-endian). A foreign architecture's calls are let through.
+///
+/// - `socket(AF_UNIX, ..)` fails with EACCES: Landlock (up to ABI 8) does not cover
+///   connecting to a pathname socket, so host services on one (a database, Docker)
+///   stay out of reach by never letting the program make such a socket;
+/// - `socketpair(AF_UNIX, SOCK_DGRAM, ..)` fails with EACCES: a datagram socket may
+///   still `sendto()` a pathname address (such as /dev/log); stream pairs, which
+///   asyncio and runtimes use, ignore addresses and stay allowed;
+/// - `io_uring_setup` fails with ENOSYS (runtimes then fall back to plain calls):
+///   io_uring's operations are not seen by this filter.
+const SANDBOX_FILTER: Option<[libc::sock_filter; 17]> = match AUDIT_ARCH {
     Some(arch) => Some([
-        bpf(BPF_LD_W_ABS, 0, 0, 4),
-        bpf(BPF_JEQ_K, 0, 4, arch),
-        bpf(BPF_LD_W_ABS, 0, 0, 0),
-        bpf(BPF_JEQ_K, 0, 2, libc::SYS_socket as u32),
+        /* 0 */ bpf(BPF_LD_W_ABS, 0, 0, 4),
+        /* 1 */ bpf(BPF_JEQ_K, 0, 12, arch),
+        /* 2 */ bpf(BPF_LD_W_ABS, 0, 0, 0),
+        /* 3 */ bpf(BPF_JEQ_K, 12, 0, libc::SYS_io_uring_setup as u32),
+        /* 4 */ bpf(BPF_JEQ_K, 2, 0, libc::SYS_socket as u32),
+        /* 5 */ bpf(BPF_JEQ_K, 3, 0, libc::SYS_socketpair as u32),
+        /* 6 */ bpf(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        // socket: refuse AF_UNIX.
+        /* 7 */ bpf(BPF_LD_W_ABS, 0, 0, 16),
+        /* 8 */ bpf(BPF_JEQ_K, 6, 5, libc::AF_UNIX as u32),
+        // socketpair: refuse AF_UNIX with SOCK_DGRAM (the type's low 4 bits; the rest
+        // are SOCK_NONBLOCK and SOCK_CLOEXEC).
+        /* 9 */
         bpf(BPF_LD_W_ABS, 0, 0, 16),
-        bpf(BPF_JEQ_K, 1, 0, libc::AF_UNIX as u32),
-        bpf(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        /* 10 */ bpf(BPF_JEQ_K, 0, 3, libc::AF_UNIX as u32),
+        /* 11 */ bpf(BPF_LD_W_ABS, 0, 0, 24),
+        /* 12 */ bpf(BPF_ALU_AND_K, 0, 0, 0xf),
+        /* 13 */ bpf(BPF_JEQ_K, 1, 0, libc::SOCK_DGRAM as u32),
+        /* 14 */ bpf(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        /* 15 */
         bpf(
             BPF_RET_K,
             0,
             0,
             libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
+        ),
+        /* 16 */
+        bpf(
+            BPF_RET_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
         ),
     ]),
     None => None,

@@ -270,9 +270,10 @@ impl Harness {
             .map(|(_, v)| PathBuf::from(v))
             .filter(|p| p.starts_with("/dev/"))
             .collect();
-        // Root outside namespaces switches to nobody, when nobody reaches the files.
-        let drop_uid = !self.isolated && read.iter().all(|p| jail::nobody_reaches(p));
-        if drop_uid && crate::sys::euid() == 0 {
+        // Root switches to nobody when nobody reaches the files: outside namespaces, and
+        // inside them when a root grader mapped 65534 into its user namespace.
+        let drop_uid = jail::nobody_mapped();
+        if drop_uid && crate::sys::euid() == 0 && read.iter().all(|p| jail::nobody_reaches(p)) {
             for p in std::iter::once(&home).chain(&devices) {
                 let _ = std::os::unix::fs::chown(p, Some(jail::NOBODY), Some(jail::NOBODY));
             }

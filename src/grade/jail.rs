@@ -80,7 +80,8 @@ pub struct Policy {
     /// Keep CAP_NET_RAW (ambient) for a program in the grader's own user + network
     /// namespace (04's raw ICMP): that capability covers only that namespace.
     pub keep_net_raw: bool,
-    /// Run as `nobody` where the grader is root and that user reaches `read`.
+    /// Run as `nobody` where the grader is root (of its user namespace, which then maps
+    /// 65534 too: see [`nobody_mapped`]) and that user reaches `read`.
     pub drop_uid: bool,
     /// Give the program its own user + network namespace with nothing but a down
     /// loopback (builds: no network at all).
@@ -118,6 +119,36 @@ pub fn landlock_abi() -> i32 {
     *ABI_V.get_or_init(sys::landlock_abi)
 }
 
+/// True when uid and gid 65534 exist in this process's user namespace: always outside
+/// namespaces; inside the grader's only when a root grader mapped them (`ns.rs`).
+pub fn nobody_mapped() -> bool {
+    let maps = |file: &str| {
+        std::fs::read_to_string(file).is_ok_and(|m| {
+            m.lines().any(|l| {
+                let f: Vec<u64> = l
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                f.len() == 3 && f[0] <= u64::from(NOBODY) && u64::from(NOBODY) < f[0] + f[2]
+            })
+        })
+    };
+    maps("/proc/self/uid_map") && maps("/proc/self/gid_map")
+}
+
+/// The host uid that uid 0 of this user namespace stands for (for the transcript).
+fn outer_uid_of_root() -> String {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&"0")).then(|| f.get(1).map(|s| s.to_string()))?
+            })
+        })
+        .unwrap_or_else(|| "?".to_string())
+}
+
 /// True when `nobody` can reach `path`: every ancestor searchable by others and the
 /// path itself readable by others (mode bits; root's ACLs are not consulted).
 pub fn nobody_reaches(path: &Path) -> bool {
@@ -145,6 +176,12 @@ impl Policy {
                 .push("CAP_NET_RAW kept over its own network namespace only".to_string());
         }
         let mut ids = None;
+        if !self.drop_uid && sys::euid() == 0 {
+            applied.off.push(format!(
+                "uid drop: this user namespace maps only the grader's own uid (the grader is not root, and newuidmap is not used), so the program runs as uid 0 of its namespace (uid {} outside) without capabilities",
+                outer_uid_of_root()
+            ));
+        }
         if self.drop_uid && sys::euid() == 0 {
             // `nobody` must reach the program's files; a 0700 temp folder stops it.
             match self.read.iter().find(|p| !nobody_reaches(p)) {
@@ -153,7 +190,7 @@ impl Policy {
                     applied.on.push(format!("uid/gid {NOBODY} (nobody)"));
                 }
                 Some(p) => applied.off.push(format!(
-                    "uid drop: {} is not readable by nobody (chmod o+rX it), so the program ran as root without capabilities",
+                    "uid drop: {} is not readable by nobody (chmod o+rX it), so the program ran as uid 0 without capabilities",
                     p.display()
                 )),
             }

@@ -70,7 +70,26 @@ pub fn grade(job: &Job) -> Result<LabReport> {
     }
     let exe = std::env::current_exe()
         .context("cannot find the lab executable to re-run inside namespaces")?;
-    let mut cmd = Command::new("unshare");
+    // A root grader maps nobody (65534) into the namespace too, so programs run as an
+    // unprivileged uid inside; otherwise uid 0 of the namespace (no capabilities).
+    let holder = (crate::sys::euid() == 0)
+        .then(UserNs::with_nobody)
+        .flatten();
+    let mut cmd = match &holder {
+        Some(h) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--user=/proc/{}/ns/user", h.child.id()))
+                .arg("--")
+                .arg("unshare")
+                .args(&UNSHARE[2..]);
+            c
+        }
+        None => {
+            let mut c = Command::new("unshare");
+            c.args(UNSHARE);
+            c
+        }
+    };
     // The grader's own environment stays outside: only what the inner run needs.
     cmd.env_clear();
     for (k, v) in std::env::vars_os() {
@@ -81,7 +100,6 @@ pub fn grade(job: &Job) -> Result<LabReport> {
         }
     }
     let mut child = cmd
-        .args(UNSHARE)
         .arg("--")
         .arg(exe)
         .arg(INNER_COMMAND)
@@ -118,6 +136,7 @@ pub fn grade(job: &Job) -> Result<LabReport> {
     };
     let out = reader.join().unwrap_or_default();
     let err = err_reader.join().unwrap_or_default();
+    drop(holder);
     match serde_json::from_slice(&out) {
         Ok(report) => Ok(report),
         Err(_) => {
@@ -143,6 +162,61 @@ pub fn grade(job: &Job) -> Result<LabReport> {
             r.total();
             Ok(r)
         }
+    }
+}
+
+/// A user namespace made by a root grader, held open by a `cat` waiting on a pipe,
+/// whose maps this grader wrote: uid and gid 0 are the grader's own, 65534 is nobody.
+/// unshare(1) of util-linux 2.38 needs newuidmap for a map of two lines; a root
+/// parent may write one itself. The grading run enters it with nsenter(1).
+struct UserNs {
+    /// The holder; ends at EOF on its stdin (when we drop it, or if we die).
+    child: std::process::Child,
+}
+
+impl UserNs {
+    /// Makes the namespace, or None (then `--map-root-user` alone, as for a user).
+    fn with_nobody() -> Option<UserNs> {
+        let child = Command::new("unshare")
+            .args(["--user", "--", "cat"])
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let h = UserNs { child };
+        let pid = h.child.id();
+        let mine = std::fs::read_link("/proc/self/ns/user").ok()?;
+        // unshare(1) execs cat once the namespace exists: wait for that (bounded).
+        let began = Instant::now();
+        while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()? == mine {
+            if began.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let (uid, gid) = (crate::sys::euid(), crate::sys::egid());
+        let nobody = super::jail::NOBODY;
+        std::fs::write(
+            format!("/proc/{pid}/uid_map"),
+            format!("0 {uid} 1\n{nobody} {nobody} 1\n"),
+        )
+        .ok()?;
+        std::fs::write(
+            format!("/proc/{pid}/gid_map"),
+            format!("0 {gid} 1\n{nobody} {nobody} 1\n"),
+        )
+        .ok()?;
+        Some(h)
+    }
+}
+
+impl Drop for UserNs {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

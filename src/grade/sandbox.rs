@@ -264,19 +264,27 @@ static TRACKED: Mutex<std::collections::BTreeSet<u32>> =
 /// are always reaped, so a fork bomb leaves no zombies behind.
 pub fn reap_orphans(kill: bool) {
     let me = std::process::id();
-    let my_pgid = stat_fields(me).map(|f| f.2).unwrap_or(0);
-    let tracked = TRACKED.lock().unwrap_or_else(|p| p.into_inner());
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let tracked: Vec<u32> = TRACKED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    // Our own children only: a handful of reads, not a scan of every process on the
+    // machine (which cost ~0.3 s per check on a busy host and made checks time out).
+    let candidates: Vec<u32> = children_of_self()
+        .into_iter()
+        .filter(|pid| !tracked.contains(pid))
+        .collect();
+    if candidates.is_empty() {
         return;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
+    }
+    let my_pgid = stat_fields(me).map(|f| f.2).unwrap_or(0);
+    for pid in candidates {
         let Some((state, ppid, pgid)) = stat_fields(pid) else {
             continue;
         };
-        if ppid != me || tracked.contains(&pid) || pgid == my_pgid {
+        if ppid != me || pgid == my_pgid {
             continue;
         }
         if state != 'Z' && kill {
@@ -292,6 +300,36 @@ pub fn reap_orphans(kill: bool) {
             }
         }
     }
+}
+
+/// Pids of this process's children, from /proc/self/task/*/children (an orphan is
+/// re-parented to one of our threads); a scan of /proc for our pid as parent where the
+/// kernel lacks that file (CONFIG_PROC_CHILDREN).
+fn children_of_self() -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    let mut have_file = false;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                have_file = true;
+                pids.extend(s.split_whitespace().filter_map(|w| w.parse::<u32>().ok()));
+            }
+        }
+    }
+    if !have_file {
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if stat_fields(pid).is_some_and(|f| f.1 == me) {
+                    pids.push(pid);
+                }
+            }
+        }
+    }
+    pids
 }
 
 /// State, parent pid and process group of `pid`, from /proc/PID/stat.
