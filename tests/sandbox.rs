@@ -106,7 +106,7 @@ fn grade(script: &str, dir: &Path, namespaces: bool, mark: &str) -> (Output, Str
 /// attempt that worked, and exits (so `starts` fails: the verdict is 0).
 const HOSTILE: &str = r#"
 import os, socket, sys
-outside, port, sock_path, abstract = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+outside, port, sock_path, abstract, dgram_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 def attempt(what, f):
     try:
         r = f()
@@ -128,6 +128,18 @@ attempt("grader env", lambda: [k for k in os.environ if "TOKEN" in k] or (_ for 
 attempt("grader environ", lambda: open("/proc/1/environ").read()[:40])
 attempt("break the isolated run", lambda: open("/proc/1/fd/1", "w").write("x"))
 attempt("kill the grader", lambda: os.kill(os.getppid(), 9))
+def dgram():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM); a.sendto(b"hi", dgram_path); return "sent"
+attempt("host unix datagram socket", dgram)
+def uring():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(425, 8, ctypes.create_string_buffer(120))  # io_uring_setup
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "io_uring_setup")
+    return fd
+attempt("io_uring", uring)
+print("uid:", os.getuid(), flush=True)
 print("env:", sorted(os.environ), flush=True)
 "#;
 
@@ -138,6 +150,7 @@ struct Services {
     unix: UnixListener,
     abstract_: UnixListener,
     abstract_name: String,
+    dgram: std::os::unix::net::UnixDatagram,
 }
 
 impl Services {
@@ -156,7 +169,12 @@ impl Services {
         let addr = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
         let abstract_ = UnixListener::bind_addr(&addr).unwrap();
         abstract_.set_nonblocking(true).unwrap();
+        let dgram_path = dir.join("host.dgram");
+        let dgram = std::os::unix::net::UnixDatagram::bind(&dgram_path).unwrap();
+        dgram.set_nonblocking(true).unwrap();
+        std::fs::set_permissions(&dgram_path, std::fs::Permissions::from_mode(0o777)).unwrap();
         Services {
+            dgram,
             tcp,
             unix,
             abstract_,
@@ -176,8 +194,24 @@ impl Services {
         if self.abstract_.accept().is_ok() {
             v.push("abstract");
         }
+        if self.dgram.recv(&mut [0u8; 16]).is_ok() {
+            v.push("unix datagram");
+        }
         v
     }
+}
+
+/// The hostile program's command line: its script, then what it attacks.
+fn hostile_args(file: &Path, outside: &Path, services: &Services) -> String {
+    format!(
+        "{} {} {} {} {} {}",
+        file.display(),
+        outside.display(),
+        services.tcp.local_addr().unwrap().port(),
+        outside.join("host.sock").display(),
+        services.abstract_name,
+        outside.join("host.dgram").display(),
+    )
 }
 
 fn outside_dir() -> tempfile::TempDir {
@@ -227,14 +261,7 @@ fn a_hostile_program_reaches_nothing_outside_its_workspace() {
         let services = Services::new(outside.path());
         let (ws, file) = workspace("hostile.py", HOSTILE);
         // The program's arguments: through --cmd, before the contract's.
-        let script = format!(
-            "{} {} {} {} {}",
-            file.display(),
-            outside.path().display(),
-            services.tcp.local_addr().unwrap().port(),
-            outside.path().join("host.sock").display(),
-            services.abstract_name
-        );
+        let script = hostile_args(&file, outside.path(), &services);
         let mark = format!("hostile-{namespaces}-{}", std::process::id());
         let (o, text) = grade(&script, ws.path(), namespaces, &mark);
         let ctx = format!("namespaces {namespaces}:\n{text}");
@@ -249,6 +276,14 @@ fn a_hostile_program_reaches_nothing_outside_its_workspace() {
         assert!(!outside.path().join("written.txt").exists(), "{ctx}");
         assert_eq!(services.reached(), Vec::<&str>::new(), "{ctx}");
         assert!(!text.contains("grading without namespaces"), "{ctx}");
+        // What Landlock does not cover, seccomp refuses, with or without Landlock.
+        assert!(text.contains("blocked host unix datagram socket"), "{ctx}");
+        assert!(text.contains("blocked io_uring"), "{ctx}");
+        // A root grader runs programs as nobody, inside namespaces too (the workspace
+        // is world-readable).
+        if root() {
+            assert!(text.contains("uid: 65534"), "{ctx}");
+        }
         // Gradescope's format exits 0 whatever the grade: the score says it.
         assert!(
             o.status.success() && text.contains("\"score\": 0.0"),
@@ -370,4 +405,161 @@ fn main() {{
     assert_eq!(services.reached(), Vec::<&str>::new(), "{text}");
     // The starter builds and runs (and fails its checks): the build did happen.
     assert!(text.contains("\"starts\""), "{text}");
+}
+
+/// Runs `lab` with `args` in `dir`, human transcript without colours.
+fn lab_human(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env(
+            "LAB_PROGRESS",
+            std::env::temp_dir().join(format!("lab-sbx-progress-{}", std::process::id())),
+        )
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn missing_protections_are_said_once_in_the_transcript_and_by_doctor() {
+    if !python_ok() {
+        return;
+    }
+    let solution = Path::new(env!("CARGO_MANIFEST_DIR")).join("solutions/python/01-tcp-echo.py");
+    let dir = tempfile::tempdir().unwrap();
+    let off = [("LAB_NO_NAMESPACES", "1"), ("LAB_NO_LANDLOCK", "1")];
+    let cmd = format!("python3 {}", solution.display());
+    let text = lab_human(
+        &["grade", "01", "--seed", "15", "--cmd", &cmd],
+        dir.path(),
+        &off,
+    );
+    // Twelve checks start the program twelve times: each missing protection is one line.
+    for what in ["namespaces", "Landlock"] {
+        let n = text
+            .lines()
+            .filter(|l| l.starts_with("protection off:") && l.contains(what))
+            .count();
+        assert_eq!(n, 1, "one line saying {what} is off:\n{text}");
+    }
+    assert!(
+        !text.contains("Landlock ABI"),
+        "Landlock said to be on:\n{text}"
+    );
+    let doctor = lab_human(&["doctor"], dir.path(), &off);
+    let line = doctor
+        .lines()
+        .find(|l| l.contains("protection off"))
+        .unwrap_or_else(|| panic!("doctor lists no missing protection:\n{doctor}"));
+    assert!(
+        line.contains("namespaces") && line.contains("Landlock"),
+        "{doctor}"
+    );
+    // And with everything on, doctor lists nothing off (where this machine has both).
+    if landlock() {
+        let doctor = lab_human(&["doctor"], dir.path(), &[]);
+        let sandbox = doctor.lines().find(|l| l.contains("grader sandbox"));
+        assert!(
+            sandbox.is_some_and(|l| !l.contains("Landlock: not available")),
+            "{doctor}"
+        );
+    }
+}
+
+/// A grader that is not root: as root, the same hostile program graded by `lab` run as
+/// nobody (setpriv), with and without namespaces. Its user namespace then maps one uid
+/// only, so the program is uid 0 there (nobody outside) without capabilities, and the
+/// transcript says so once.
+#[test]
+fn a_grader_that_is_not_root_blocks_the_hostile_program_too() {
+    use std::os::unix::fs::PermissionsExt;
+    if !python_ok() {
+        return;
+    }
+    if !root() {
+        eprintln!("SKIP: needs root to run the grader as another user (setpriv)");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_lab");
+    let as_nobody = |c: &mut Command| {
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+    };
+    let mut probe = Command::new("setpriv");
+    as_nobody(&mut probe);
+    match probe.args(["test", "-x", bin]).status() {
+        Err(_) => {
+            assert!(std::env::var_os("CI").is_none(), "setpriv missing in CI");
+            eprintln!("SKIP: setpriv (util-linux) is not installed");
+            return;
+        }
+        Ok(s) if !s.success() => {
+            eprintln!("SKIP: nobody cannot run {bin} (a folder above it is private)");
+            return;
+        }
+        Ok(_) => {}
+    }
+    let ll = landlock();
+    for namespaces in [true, false] {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let outside = outside_dir();
+        let services = Services::new(outside.path());
+        let (ws, file) = workspace("hostile.py", HOSTILE);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mark = format!("nobody-{namespaces}-{}", std::process::id());
+        let mut c = Command::new("setpriv");
+        as_nobody(&mut c);
+        c.arg(bin)
+            .args(["grade", "01", "--seed", "15", "--cmd"])
+            .arg(format!(
+                "python3 {}",
+                hostile_args(&file, outside.path(), &services)
+            ))
+            .current_dir(ws.path())
+            .env("NO_COLOR", "1")
+            .env("HOME", home.path())
+            .env("LAB_PROGRESS", home.path().join("progress"))
+            .env("LAB_TEST_MARK", &mark)
+            .env("FAKE_CI_TOKEN", secret())
+            .env("LAB_READY_TIMEOUT_MS", "4000")
+            .stdin(Stdio::null());
+        if !namespaces {
+            c.env("LAB_NO_NAMESPACES", "1");
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let ctx = format!("namespaces {namespaces}:\n{text}");
+        assert!(text.contains("blocked shadow"), "{ctx}");
+        if ll {
+            assert!(!text.contains("LEAK"), "{ctx}");
+        }
+        assert!(!text.contains(&secret()), "{ctx}");
+        assert!(!outside.path().join("written.txt").exists(), "{ctx}");
+        assert_eq!(services.reached(), Vec::<&str>::new(), "{ctx}");
+        let uid_off = text
+            .lines()
+            .filter(|l| l.starts_with("protection off: uid drop"))
+            .count();
+        if namespaces && text.contains("own PID + network namespace") {
+            assert!(text.contains("uid: 0"), "{ctx}");
+            assert_eq!(uid_off, 1, "the uid-0-in-namespace line, once: {ctx}");
+        } else {
+            assert!(text.contains("uid: 65534"), "{ctx}");
+            assert_eq!(uid_off, 0, "{ctx}");
+        }
+        assert!(leftovers(&mark).is_empty(), "{ctx}");
+    }
 }

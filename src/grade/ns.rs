@@ -3,6 +3,8 @@
 //! exists (so gradings in parallel can all use the lab's usual port, and a student
 //! program cannot reach the network), and that copy of `lab` is PID 1: when it exits,
 //! the kernel kills every process left in the namespace. No process outlives a grading.
+//! A root grader makes the user namespace itself, with nobody (65534) mapped too, and
+//! enters it with `nsenter`, so programs run as nobody inside (see [`UserNs`]).
 //!
 //! Where user namespaces are disabled (some containers and hardened kernels) the job
 //! runs in this process instead, with process groups, a pids cgroup when writable, a
