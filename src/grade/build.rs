@@ -157,6 +157,9 @@ pub fn build_rust(ws: &Path, bin: &str, target_dir: Option<&Path>) -> Result<Pat
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
         .unwrap_or_else(|| ws.join("target"));
+    // cargo runs in the workspace: a relative target folder (`lab dev check --root .`)
+    // would land inside it, outside the one folder the build may write.
+    let target = std::path::absolute(&target).unwrap_or(target);
     // Landlock rules name existing folders.
     let _ = std::fs::create_dir_all(&target);
     let home = tempfile_dir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
@@ -188,16 +191,19 @@ pub fn build_rust(ws: &Path, bin: &str, target_dir: Option<&Path>) -> Result<Pat
     match run_to_end(&spawn, Duration::from_secs(600)) {
         Ok((true, _, _)) => Ok(target.join("debug").join(bin)),
         // cargo's own failures exit 101 too: not a panic, so no status decoding here.
-        Ok((false, out, _)) => {
+        Ok((false, out, how)) => {
             let fetch = if out.contains("offline") || out.contains("no matching package") {
                 "\nnote: the build tried to fetch dependencies; builds run without network, and the exercises use the standard library only"
             } else {
                 ""
             };
-            Err(format!(
-                "cargo build --bin {bin} failed:\n{}{fetch}",
-                out.trim_end()
-            ))
+            // Silent failures (a signal, a sandbox refusal) still say how cargo ended.
+            let out = if out.trim().is_empty() {
+                format!("(no output; cargo {how})")
+            } else {
+                out.trim_end().to_string()
+            };
+            Err(format!("cargo build --bin {bin} failed:\n{out}{fetch}"))
         }
         Err(e) => Err(format!(
             "cannot run cargo: {e} (is Rust installed? https://rustup.rs)"
