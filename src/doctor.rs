@@ -134,6 +134,7 @@ pub fn checks() -> Vec<Check> {
     );
 
     v.push(raw_icmp_check());
+    v.push(sandbox_check());
 
     v.push(serial_check());
 
@@ -227,6 +228,39 @@ fn debian_package(tool: &str) -> &'static str {
 
 /// Which of lab 04's paths applies here, in the order `lab run 04` tries them (see
 /// `labs::raw_icmp::privilege`): a raw socket, a namespace of its own, a ping socket.
+/// The grader's sandbox: which protections this machine gives untrusted programs.
+fn sandbox_check() -> Check {
+    let abi = crate::grade::jail::landlock_abi();
+    let mut off: Vec<String> = crate::grade::ns::why_off().into_iter().collect();
+    if abi <= 0 {
+        off.push("Landlock: not available (files limited by uid and mode bits only)".into());
+    } else if abi < 4 {
+        off.push(format!("Landlock ABI {abi}: no TCP port rules (needs 4)"));
+    } else if abi < 6 {
+        off.push(format!(
+            "Landlock ABI {abi}: no signal/abstract-socket scoping (needs 6)"
+        ));
+    }
+    let means = "lab grade / lab check run untrusted programs under this sandbox (docs/grading.md: threat model)";
+    if off.is_empty() {
+        check(
+            "grader sandbox",
+            Level::Ok,
+            format!("namespaces, Landlock ABI {abi}, no capabilities, seccomp"),
+            None,
+        )
+        .means(means)
+    } else {
+        check(
+            "grader sandbox",
+            Level::Warn,
+            format!("protection off: {}", off.join("; ")),
+            Some("enable user namespaces (kernel.unprivileged_userns_clone=1) and Landlock (lsm=landlock,... on the kernel command line, Linux 6.7+ for TCP rules)".into()),
+        )
+        .means(means)
+    }
+}
+
 fn raw_icmp_check() -> Check {
     use crate::labs::raw_icmp::privilege;
     let fix = || Some(privilege::FIX.to_string());

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::embedded::{self, ExerciseFiles};
+use super::jail::{self, Policy};
 use super::model::{Environment, LabReport};
 use super::sandbox::{run_to_end, Spawn};
 use super::{checks, ns, Job};
@@ -112,6 +113,15 @@ pub fn python() -> String {
     static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| {
+            // The system's python3 first: a sandboxed program sees the system folders,
+            // not a version manager's install under the grader's HOME.
+            if let Some(p) = jail::SYSTEM_PATH
+                .split(':')
+                .map(|d| Path::new(d).join("python3"))
+                .find(|p| p.is_file())
+            {
+                return p.display().to_string();
+            }
             std::process::Command::new("python3")
                 .args(["-c", "import sys; print(sys.executable)"])
                 .stdin(std::process::Stdio::null())
@@ -141,42 +151,157 @@ fn pick_lang(ws: &Path, ex: &ExerciseFiles, lang: Lang) -> Lang {
     }
 }
 
-/// `cargo build` of one binary, under limits and a deadline. Ok(path to the binary) or
-/// Err(message with the compiler's output).
+/// `cargo build` of one binary, under limits and a deadline, in the same kind of jail
+/// as the program (a `build.rs` is untrusted code too): no capabilities, a clean
+/// environment, no network (its own network namespace, or Landlock's TCP rules where
+/// namespaces are off, plus `--offline`), read-only on the workspace and the toolchain,
+/// writable only on the target folder and a private HOME/CARGO_HOME. Ok(path to the
+/// binary) or Err(message with the compiler's output).
 pub fn build_rust(ws: &Path, bin: &str, target_dir: Option<&Path>) -> Result<PathBuf, String> {
-    let mut spawn = Spawn::new(vec![
-        "cargo".into(),
-        "build".into(),
-        "--quiet".into(),
-        "--bin".into(),
-        bin.into(),
-    ]);
-    spawn.dir = Some(ws.to_path_buf());
     let target = target_dir
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
         .unwrap_or_else(|| ws.join("target"));
-    spawn
-        .env
-        .push(("CARGO_TARGET_DIR".into(), target.display().to_string()));
+    // cargo runs in the workspace: a relative target folder (`lab dev check --root .`)
+    // would land inside it, outside the one folder the build may write.
+    let target = std::path::absolute(&target).unwrap_or(target);
+    // Landlock rules name existing folders.
+    let _ = std::fs::create_dir_all(&target);
+    let home = tempfile_dir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    let lock = ws.join("Cargo.lock");
+    if !lock.exists() {
+        // cargo writes Cargo.lock next to Cargo.toml; resolving runs no build script,
+        // so that one step may write the workspace folder.
+        let spawn = build_spawn(
+            ws,
+            &["generate-lockfile", "--offline"],
+            &target,
+            &home.0,
+            vec![ws.to_path_buf()],
+        );
+        let _ = run_to_end(&spawn, Duration::from_secs(120));
+    }
+    let mut write = vec![target.clone()];
+    if lock.exists() {
+        write.push(lock);
+    }
+    let spawn = build_spawn(
+        ws,
+        &["build", "--quiet", "--offline", "--bin", bin],
+        &target,
+        &home.0,
+        write,
+    );
+    // Ten minutes: a std-only workspace builds in seconds; this stops a runaway build.
+    match run_to_end(&spawn, Duration::from_secs(600)) {
+        Ok((true, _, _)) => Ok(target.join("debug").join(bin)),
+        // cargo's own failures exit 101 too: not a panic, so no status decoding here.
+        Ok((false, out, how)) => {
+            let fetch = if out.contains("offline") || out.contains("no matching package") {
+                "\nnote: the build tried to fetch dependencies; builds run without network, and the exercises use the standard library only"
+            } else {
+                ""
+            };
+            // Silent failures (a signal, a sandbox refusal) still say how cargo ended.
+            let out = if out.trim().is_empty() {
+                format!("(no output; cargo {how})")
+            } else {
+                out.trim_end().to_string()
+            };
+            Err(format!("cargo build --bin {bin} failed:\n{out}{fetch}"))
+        }
+        Err(e) => Err(format!(
+            "cannot run cargo: {e} (is Rust installed? https://rustup.rs)"
+        )),
+    }
+}
+
+/// What the build step runs under, for the transcript.
+pub fn build_sandbox() -> String {
+    let abi = jail::landlock_abi();
+    let net = if ns::available() {
+        "own network namespace (no network)"
+    } else if abi >= 4 {
+        "no TCP (Landlock), --offline"
+    } else {
+        "--offline only (network reachable: no namespaces, Landlock < 4)"
+    };
+    let files = if abi > 0 {
+        "Landlock: writes only to its target folder"
+    } else {
+        "no Landlock: files limited by uid and mode bits only"
+    };
+    format!("build: no capabilities, clean environment, {net}, {files}")
+}
+
+/// A private folder removed on drop (the build's HOME, TMPDIR and CARGO_HOME).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> std::io::Result<TempDir> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let d = std::env::temp_dir().join(format!("lab-build-{}-{nanos:x}", std::process::id()));
+    std::fs::create_dir(&d)?;
+    Ok(TempDir(d))
+}
+
+/// A jailed `cargo ARGS` in `ws`.
+fn build_spawn(ws: &Path, args: &[&str], target: &Path, home: &Path, write: Vec<PathBuf>) -> Spawn {
+    let user_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| user_home.join(".cargo"));
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| user_home.join(".rustup"));
+    let mut spawn = Spawn::new(
+        std::iter::once("cargo")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect(),
+    );
+    spawn.dir = Some(ws.to_path_buf());
+    let path = format!("{}:{}", cargo_home.join("bin").display(), jail::SYSTEM_PATH);
+    let mut extra = vec![
+        ("CARGO_TARGET_DIR".to_string(), target.display().to_string()),
+        ("CARGO_HOME".to_string(), home.display().to_string()),
+        ("RUSTUP_HOME".to_string(), rustup_home.display().to_string()),
+    ];
+    if let Ok(t) = std::env::var("RUSTUP_TOOLCHAIN") {
+        extra.push(("RUSTUP_TOOLCHAIN".to_string(), t));
+    }
+    spawn.env = jail::clean_env(home, &path, &extra);
+    let mut write = write;
+    write.push(home.to_path_buf());
+    let netns = ns::available();
+    spawn.jail = Some(Policy {
+        read: vec![ws.to_path_buf(), cargo_home, rustup_home],
+        write,
+        devices: Vec::new(),
+        // No namespace: Landlock refuses every TCP bind and connect.
+        bind: (!netns).then(Vec::new),
+        connect: (!netns).then(Vec::new),
+        keep_net_raw: false,
+        drop_uid: false,
+        own_netns: netns,
+    });
     // Builds need more than a server: rustc's threads, its address space, big files.
     spawn.limits.address_space = None;
     spawn.limits.nofile = None;
     spawn.limits.fsize = Some(4 << 30);
     spawn.limits.cpu_secs = Some(900);
     spawn.pids_max = 512;
-    // Ten minutes: a std-only workspace builds in seconds; this stops a runaway build.
-    match run_to_end(&spawn, Duration::from_secs(600)) {
-        Ok((true, _, _)) => Ok(target.join("debug").join(bin)),
-        // cargo's own failures exit 101 too: not a panic, so no status decoding here.
-        Ok((false, out, _)) => Err(format!(
-            "cargo build --bin {bin} failed:\n{}",
-            out.trim_end()
-        )),
-        Err(e) => Err(format!(
-            "cannot run cargo: {e} (is Rust installed? https://rustup.rs)"
-        )),
-    }
+    spawn
 }
 
 /// Resolves the program for a lab: Ok(argv, dir) or Err(build message).
@@ -255,10 +380,13 @@ pub fn prepare(
                 Vec::new(),
             );
             r.message = msg;
+            r.environment.sandbox = vec![build_sandbox()];
             r.total();
             return Ok(Err(r));
         }
     };
+    // A program from the workspace's Rust file was built by cargo just now.
+    let built = src.cmd.is_none() && argv.len() == 1;
     Ok(Ok(Job {
         lab: lab.id.clone(),
         argv,
@@ -279,6 +407,8 @@ pub fn prepare(
             .as_ref()
             .map(|p| crate::capture::path_for_lab(p, &lab.id, false))
             .map(|p| crate::capture::Request::new(&p, &lab.id, Some(seed))),
+        // A program from the workspace's Rust file was built by cargo just now.
+        built_under: built.then(build_sandbox),
     }))
 }
 

@@ -143,6 +143,7 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
             only: vec![m.caught_by.clone()],
             fail_fast: false,
             capture: None,
+            built_under: None,
         };
         jobs.push((
             format!("mutant {name}"),

@@ -6,6 +6,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use std::path::{Path, PathBuf};
+
+use super::jail::{self, Policy};
 use super::sandbox::{describe_status, port_bound, Program, Spawn};
 use crate::out::escape_bytes;
 use crate::sys::ProcessLimits;
@@ -182,6 +185,10 @@ pub struct Harness {
     /// A folder of this check's own for files the program writes (`{out}`), made on
     /// first use and removed when the check ends.
     scratch: Option<std::path::PathBuf>,
+    /// Protections the programs of this check ran under (`jail::Applied::on`).
+    pub confinement: std::collections::BTreeSet<String>,
+    /// Protections this machine could not give them.
+    pub confinement_off: std::collections::BTreeSet<String>,
 }
 
 impl Harness {
@@ -198,6 +205,8 @@ impl Harness {
             cgroup_used: false,
             isolated: false,
             scratch: None,
+            confinement: Default::default(),
+            confinement_off: Default::default(),
         }
     }
 
@@ -215,10 +224,13 @@ impl Harness {
         .shown(self.port);
         let mut spawn = Spawn::new(argv.clone());
         spawn.dir = self.target.dir.clone();
-        spawn.env = self.target.env.clone();
+        let (policy, env) = self.jail(&argv);
+        spawn.env = env;
+        spawn.jail = Some(policy);
         self.step(format!("start `{}`", shown.join(" ")));
         let p = Program::start(&spawn)
             .map_err(|e| Unmet::error(format!("cannot start `{}`: {e}", argv[0])))?;
+        self.note_jail(&p);
         self.cgroup_used |= p.in_cgroup();
         self.programs.push(p);
         Ok(self.programs.len() - 1)
@@ -227,6 +239,12 @@ impl Harness {
     /// The file the contract's `{out}` argument names: `received.jsonl` in a folder of
     /// this check's own, the same across restarts within the check.
     pub fn out_path(&mut self) -> std::path::PathBuf {
+        self.scratch_dir().join("received.jsonl")
+    }
+
+    /// This check's own folder: the program's HOME and TMPDIR, the only place it may
+    /// write, and where `{out}` points.
+    fn scratch_dir(&mut self) -> std::path::PathBuf {
         let port = self.port;
         let dir = self.scratch.get_or_insert_with(|| {
             // Unique on this machine even across parallel gradings, where each namespace
@@ -247,7 +265,63 @@ impl Harness {
             }
             unreachable!("the loop returns")
         });
-        dir.join("received.jsonl")
+        dir.clone()
+    }
+
+    /// The jail for a program started with `argv` (see `jail.rs`), and its clean
+    /// environment. Everything the grader names on the command line stays reachable:
+    /// the workspace, the executable and script, the devices (07's pty).
+    fn jail(&mut self, argv: &[String]) -> (Policy, Vec<(String, String)>) {
+        let home = self.scratch_dir();
+        let mut read: Vec<PathBuf> = self.target.dir.iter().cloned().collect();
+        // Words of the command line (`--cmd` puts them in one `sh -c` script): files the
+        // grader named by absolute path, such as a script, may be read.
+        for word in argv.iter().flat_map(|a| a.split_whitespace()) {
+            let p = Path::new(word.trim_matches(|c| c == '\'' || c == '"'));
+            if p.is_absolute() && p.is_file() && !read.iter().any(|r| p.starts_with(r)) {
+                read.push(p.to_path_buf());
+            }
+        }
+        let devices: Vec<PathBuf> = self
+            .vars
+            .iter()
+            .map(|(_, v)| PathBuf::from(v))
+            .filter(|p| p.starts_with("/dev/"))
+            .collect();
+        // Root switches to nobody when nobody reaches the files: outside namespaces, and
+        // inside them when a root grader mapped 65534 into its user namespace.
+        let drop_uid = jail::nobody_mapped();
+        if drop_uid && crate::sys::euid() == 0 && read.iter().all(|p| jail::nobody_reaches(p)) {
+            for p in std::iter::once(&home).chain(&devices) {
+                let _ = std::os::unix::fs::chown(p, Some(jail::NOBODY), Some(jail::NOBODY));
+            }
+        }
+        let policy = Policy {
+            read,
+            write: vec![home.clone()],
+            devices,
+            bind: Some(vec![self.port]),
+            connect: Some(vec![self.port]),
+            // 04's program opens a raw socket: CAP_NET_RAW over the grader's own
+            // namespace only (a program that runs to completion is 04's kind).
+            keep_net_raw: self.isolated && self.transport == Transport::Exits,
+            drop_uid,
+            own_netns: false,
+        };
+        let env = jail::clean_env(&home, jail::SYSTEM_PATH, &self.target.env);
+        (policy, env)
+    }
+
+    /// Records, once per check, what the program ran under.
+    fn note_jail(&mut self, p: &Program) {
+        if let Some(a) = &p.applied {
+            for on in &a.on {
+                self.confinement.insert(on.clone());
+            }
+            for off in &a.off {
+                self.confinement_off.insert(off.clone());
+            }
+        }
     }
 
     /// Kills program `idx` with SIGKILL at once (a crash: no clean-up runs) and reaps it.
@@ -320,7 +394,9 @@ impl Harness {
         }
         let mut spawn = Spawn::new(argv.clone());
         spawn.dir = self.target.dir.clone();
-        spawn.env = self.target.env.clone();
+        let (policy, env) = self.jail(&argv);
+        spawn.env = env;
+        spawn.jail = Some(policy);
         tweak(&mut spawn.limits);
         self.step(format!(
             "start `{}`",
@@ -328,6 +404,7 @@ impl Harness {
         ));
         let mut p = Program::start(&spawn)
             .map_err(|e| Unmet::error(format!("cannot start `{}`: {e}", argv[0])))?;
+        self.note_jail(&p);
         self.cgroup_used |= p.in_cgroup();
         let udp = self.transport == Transport::Udp;
         let what = if udp { "bind UDP" } else { "listen on TCP" };
@@ -344,9 +421,22 @@ impl Harness {
             if let Some(e) = p.try_ended() {
                 let out = p.output_tail();
                 return Err(Unmet::error(format!(
-                    "the program {} before it would {what} port {}{}",
+                    "the program {} before it would {what} port {}{}{}",
                     describe_status(e.status),
                     self.port,
+                    // Landlock refuses a TCP bind to any other port with EACCES.
+                    if !udp
+                        && out.contains("bind")
+                        && (out.contains("Permission denied") || out.contains("EACCES"))
+                        && self.confinement.iter().any(|c| c.contains("TCP ports"))
+                    {
+                        format!(
+                            " (the sandbox lets it bind only port {}: read the port from the `--port N` argument instead of hard-coding it)",
+                            self.port
+                        )
+                    } else {
+                        String::new()
+                    },
                     if out.is_empty() {
                         String::new()
                     } else {

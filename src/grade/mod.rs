@@ -30,6 +30,7 @@ pub mod embedded;
 pub mod export;
 pub mod harness;
 pub mod instructor;
+pub mod jail;
 pub mod model;
 pub mod ns;
 pub mod sandbox;
@@ -71,6 +72,9 @@ pub struct Job {
     /// `--pcap`: capture the grading's packets into a file (issue 17, src/capture.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<crate::capture::Request>,
+    /// What the build step ran under (`build::build_sandbox`), when there was one.
+    #[serde(default)]
+    pub built_under: Option<String>,
 }
 
 /// A seed from the clock, for runs without `--seed`.
@@ -148,6 +152,8 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
     let mut results = Vec::new();
     let mut blocked: Option<String> = None;
     let mut cgroup = false;
+    let mut confinement = std::collections::BTreeSet::new();
+    let mut confinement_off = std::collections::BTreeSet::new();
     for (index, check) in suite.checks.iter().enumerate() {
         // Each check gets its own port: connections a previous check left in TIME_WAIT
         // must not decide whether this one can bind (only `restart_same_port` tests that).
@@ -198,6 +204,8 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
                 });
         let (died, output) = ctx.finish();
         cgroup |= ctx.cgroup_used;
+        confinement.append(&mut ctx.confinement);
+        confinement_off.append(&mut ctx.confinement_off);
         res.transcript = std::mem::take(&mut ctx.transcript);
         // Kept on a pass too: Exercism shows each test's output (debug prints).
         res.program_output = output;
@@ -236,6 +244,18 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             .unwrap_or_default()
             .trim()
             .to_string(),
+        sandbox: job
+            .built_under
+            .iter()
+            .cloned()
+            .chain((!confinement.is_empty()).then(|| {
+                format!(
+                    "program: {}",
+                    confinement.into_iter().collect::<Vec<_>>().join("; ")
+                )
+            }))
+            .collect(),
+        sandbox_off: ns::why_off().into_iter().chain(confinement_off).collect(),
     };
     let mut r = LabReport::new(&job.lab, target.shown(port), job.seed, env, results);
     r.duration_ms = began.elapsed().as_millis() as u64;

@@ -156,6 +156,12 @@ pub struct Environment {
     pub port: u16,
     /// Kernel release (`uname -r`).
     pub kernel: String,
+    /// What the program ran under (`jail::Applied::on`): capabilities, uid, Landlock.
+    #[serde(default)]
+    pub sandbox: Vec<String>,
+    /// Protections this machine could not give, each with why (said once).
+    #[serde(default)]
+    pub sandbox_off: Vec<String>,
 }
 
 #[cfg(test)]

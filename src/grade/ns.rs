@@ -3,10 +3,19 @@
 //! exists (so gradings in parallel can all use the lab's usual port, and a student
 //! program cannot reach the network), and that copy of `lab` is PID 1: when it exits,
 //! the kernel kills every process left in the namespace. No process outlives a grading.
+//! A root grader makes the user namespace itself, with nobody (65534) mapped too, and
+//! enters it with `nsenter`, so programs run as nobody inside (see [`UserNs`]).
 //!
 //! Where user namespaces are disabled (some containers and hardened kernels) the job
-//! runs in this process instead, with process groups, a pids cgroup when writable, and
-//! a free ephemeral port. Detected once per run.
+//! runs in this process instead, with process groups, a pids cgroup when writable, a
+//! subreaper that kills daemonized leftovers, and a free ephemeral port. That choice is
+//! made once, by a probe, before any program runs: a program that breaks the isolated
+//! run (writes to /proc/1/fd/1, kills its grader) fails its grading; it never earns a
+//! second run with fewer protections.
+//!
+//! The inner copy of `lab` gets a clean environment (no CI tokens to find in its
+//! /proc/1/environ), makes itself non-dumpable (its /proc entries then need ptrace
+//! rights), and reaps the orphans programs leave (it is PID 1).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -15,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::model::LabReport;
+use super::model::{Environment, LabReport};
 use super::Job;
 
 /// The hidden subcommand that runs a job inside the namespaces.
@@ -59,12 +68,40 @@ pub fn available() -> bool {
 /// Grades a job isolated when possible, else in this process.
 pub fn grade(job: &Job) -> Result<LabReport> {
     if !available() {
-        return Ok(super::run_job(job, false));
+        return Ok(grade_here(job));
     }
     let exe = std::env::current_exe()
         .context("cannot find the lab executable to re-run inside namespaces")?;
-    let mut child = Command::new("unshare")
-        .args(UNSHARE)
+    // A root grader maps nobody (65534) into the namespace too, so programs run as an
+    // unprivileged uid inside; otherwise uid 0 of the namespace (no capabilities).
+    let holder = (crate::sys::euid() == 0)
+        .then(UserNs::with_nobody)
+        .flatten();
+    let mut cmd = match &holder {
+        Some(h) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--user=/proc/{}/ns/user", h.child.id()))
+                .arg("--")
+                .arg("unshare")
+                .args(&UNSHARE[2..]);
+            c
+        }
+        None => {
+            let mut c = Command::new("unshare");
+            c.args(UNSHARE);
+            c
+        }
+    };
+    // The grader's own environment stays outside: only what the inner run needs.
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if KEEP_ENV.contains(&name.as_ref()) || name.starts_with("LAB_") || name.starts_with("LC_")
+        {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd
         .arg("--")
         .arg(exe)
         .arg(INNER_COMMAND)
@@ -101,6 +138,7 @@ pub fn grade(job: &Job) -> Result<LabReport> {
     };
     let out = reader.join().unwrap_or_default();
     let err = err_reader.join().unwrap_or_default();
+    drop(holder);
     match serde_json::from_slice(&out) {
         Ok(report) => {
             // `--pcap`: the inner copy's capture summary (src/capture.rs).
@@ -108,17 +146,114 @@ pub fn grade(job: &Job) -> Result<LabReport> {
             Ok(report)
         }
         Err(_) => {
-            // Namespaces were there but the isolated run broke (a kernel that refuses
-            // some step): grade without them rather than not at all, and say why.
-            eprintln!(
-                "lab: note: the isolated grader ended ({status}) without a report ({}); grading without namespaces",
-                String::from_utf8_lossy(&err).trim()
+            // The probe said namespaces work, so the program broke the isolated run
+            // (wrote over its report, killed its grader): that is its failure. Grading
+            // it again without namespaces would hand it the host.
+            let err = String::from_utf8_lossy(&err);
+            let err = err.trim();
+            let mut r = LabReport::new(
+                &job.lab,
+                job.argv.clone(),
+                job.seed,
+                Environment {
+                    namespaces: true,
+                    ..Environment::default()
+                },
+                Vec::new(),
             );
-            let mut job = job.clone();
-            job.port = 0;
-            Ok(super::run_job(&job, false))
+            r.message = format!(
+                "the isolated grading ended ({status}) without a report{}: the program broke its sandbox (it wrote to the grader's output or ended the grader), which counts as a failure; it is not graded again without isolation",
+                if err.is_empty() { String::new() } else { format!(" ({err})") }
+            );
+            r.total();
+            Ok(r)
         }
     }
+}
+
+/// A user namespace made by a root grader, held open by a `cat` waiting on a pipe,
+/// whose maps this grader wrote: uid and gid 0 are the grader's own, 65534 is nobody.
+/// unshare(1) of util-linux 2.38 needs newuidmap for a map of two lines; a root
+/// parent may write one itself. The grading run enters it with nsenter(1).
+struct UserNs {
+    /// The holder; ends at EOF on its stdin (when we drop it, or if we die).
+    child: std::process::Child,
+}
+
+impl UserNs {
+    /// Makes the namespace, or None (then `--map-root-user` alone, as for a user).
+    fn with_nobody() -> Option<UserNs> {
+        let child = Command::new("unshare")
+            .args(["--user", "--", "cat"])
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let h = UserNs { child };
+        let pid = h.child.id();
+        let mine = std::fs::read_link("/proc/self/ns/user").ok()?;
+        // unshare(1) execs cat once the namespace exists: wait for that (bounded).
+        let began = Instant::now();
+        while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()? == mine {
+            if began.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let (uid, gid) = (crate::sys::euid(), crate::sys::egid());
+        let nobody = super::jail::NOBODY;
+        std::fs::write(
+            format!("/proc/{pid}/uid_map"),
+            format!("0 {uid} 1\n{nobody} {nobody} 1\n"),
+        )
+        .ok()?;
+        std::fs::write(
+            format!("/proc/{pid}/gid_map"),
+            format!("0 {gid} 1\n{nobody} {nobody} 1\n"),
+        )
+        .ok()?;
+        Some(h)
+    }
+}
+
+impl Drop for UserNs {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Variables the inner grader keeps from the grader's environment (besides `LAB_*`
+/// and `LC_*`): none of them a secret.
+const KEEP_ENV: &[&str] = &["PATH", "HOME", "LANG", "TMPDIR", "NO_COLOR", "TERM"];
+
+/// Why namespaces are off, for the transcript and `lab doctor`; None when they work.
+pub fn why_off() -> Option<String> {
+    if available() {
+        return None;
+    }
+    Some(
+        if std::env::var_os("LAB_NO_NAMESPACES").is_some_and(|v| v != "0") {
+            "namespaces: off (LAB_NO_NAMESPACES=1): programs share the host network and PID space"
+        } else {
+            "namespaces: user namespaces are not available here: programs share the host network and PID space"
+        }
+        .to_string(),
+    )
+}
+
+/// Grades without namespaces, in this process: the grader becomes a subreaper so that
+/// a program that daemonizes stays its descendant and is killed with the rest, and
+/// non-dumpable so a program running as the same user cannot read its environment.
+fn grade_here(job: &Job) -> LabReport {
+    crate::sys::set_not_dumpable();
+    let _ = crate::sys::set_child_subreaper();
+    let r = super::run_job(job, false);
+    super::sandbox::reap_orphans(true);
+    r
 }
 
 /// Body of the hidden inner command: bring loopback up, run the job, print the report
@@ -126,6 +261,12 @@ pub fn grade(job: &Job) -> Result<LabReport> {
 pub fn inner_main(job_json: &str) -> Result<()> {
     let job: Job = serde_json::from_str(job_json).context("invalid job")?;
     crate::sys::loopback_up().context("cannot bring up loopback in the new network namespace")?;
+    crate::sys::set_not_dumpable();
+    // PID 1 inherits every orphan: reap the zombies a fork bomb leaves, as they come.
+    std::thread::spawn(|| loop {
+        super::sandbox::reap_orphans(false);
+        std::thread::sleep(Duration::from_millis(50));
+    });
     let report = super::run_job(&job, true);
     println!("{}", serde_json::to_string(&report)?);
     Ok(())

@@ -13,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::jail::{Applied, Policy};
 use crate::sys::{self, ProcessLimits};
 
 /// Bytes of each output stream kept for the report; the rest is read and discarded so
@@ -202,6 +203,8 @@ pub struct Program {
     readers: Vec<std::thread::JoinHandle<()>>,
     /// The cgroup, if any; dropped (everything in it killed) after the group.
     cgroup: Option<Cgroup>,
+    /// What the jail enforced, when the program ran in one.
+    pub applied: Option<Applied>,
 }
 
 /// How to start a program.
@@ -217,6 +220,9 @@ pub struct Spawn {
     pub limits: ProcessLimits,
     /// Cap on processes+threads via a pids cgroup, where available.
     pub pids_max: u32,
+    /// What the program may touch (`jail.rs`); None runs it with the grader's rights
+    /// and environment (the grader's own tools and tests).
+    pub jail: Option<Policy>,
 }
 
 impl Spawn {
@@ -229,6 +235,7 @@ impl Spawn {
             limits: program_limits(),
             // Threads count too: 128 is ample for a thread per client in our checks.
             pids_max: 128,
+            jail: None,
         }
     }
 }
@@ -243,6 +250,98 @@ fn unique_suffix() -> &'static str {
             .unwrap_or_default();
         format!("{:x}", t.as_nanos())
     })
+}
+
+/// Leaders of the programs this process runs: its own children, whose exit status the
+/// [`Program`] reads; every other child that ends up ours is an orphan to reap.
+static TRACKED: Mutex<std::collections::BTreeSet<u32>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
+/// Deals with orphans a program left behind (re-parented to us: we are PID 1 of the
+/// grading namespace, or a subreaper outside): children of ours that are not a
+/// program's leader and not in our own process group (the grader's own helpers are).
+/// With `kill`, live ones are SIGKILLed (a daemon that escaped its group); zombies
+/// are always reaped, so a fork bomb leaves no zombies behind.
+pub fn reap_orphans(kill: bool) {
+    let me = std::process::id();
+    let tracked: Vec<u32> = TRACKED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    // Our own children only: a handful of reads, not a scan of every process on the
+    // machine (which cost ~0.3 s per check on a busy host and made checks time out).
+    let candidates: Vec<u32> = children_of_self()
+        .into_iter()
+        .filter(|pid| !tracked.contains(pid))
+        .collect();
+    if candidates.is_empty() {
+        return;
+    }
+    let my_pgid = stat_fields(me).map(|f| f.2).unwrap_or(0);
+    for pid in candidates {
+        let Some((state, ppid, pgid)) = stat_fields(pid) else {
+            continue;
+        };
+        if ppid != me || pgid == my_pgid {
+            continue;
+        }
+        if state != 'Z' && kill {
+            let _ = sys::kill_pid(pid, libc::SIGKILL);
+        }
+        if state == 'Z' || kill {
+            // A killed process becomes a zombie shortly: wait briefly for it.
+            for _ in 0..50 {
+                if sys::reap(pid) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+/// Pids of this process's children, from /proc/self/task/*/children (an orphan is
+/// re-parented to one of our threads); a scan of /proc for our pid as parent where the
+/// kernel lacks that file (CONFIG_PROC_CHILDREN).
+fn children_of_self() -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    let mut have_file = false;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                have_file = true;
+                pids.extend(s.split_whitespace().filter_map(|w| w.parse::<u32>().ok()));
+            }
+        }
+    }
+    if !have_file {
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if stat_fields(pid).is_some_and(|f| f.1 == me) {
+                    pids.push(pid);
+                }
+            }
+        }
+    }
+    pids
+}
+
+/// State, parent pid and process group of `pid`, from /proc/PID/stat.
+fn stat_fields(pid: u32) -> Option<(char, u32, u32)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        f.first()?.chars().next()?,
+        f.get(1)?.parse().ok()?,
+        f.get(2)?.parse().ok()?,
+    ))
 }
 
 /// Counter for unique cgroup names within this process.
@@ -263,9 +362,14 @@ impl Program {
         if let Some(d) = &spec.dir {
             cmd.current_dir(d);
         }
+        if spec.jail.is_some() {
+            // Only what the caller chose (`jail::clean_env`), never the grader's own.
+            cmd.env_clear();
+        }
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
+        let prepared = spec.jail.as_ref().map(Policy::prepare);
         let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cgroup = Cgroup::create(
             // Unique across namespaces too: inside each PID namespace the grader is pid 1,
@@ -273,13 +377,28 @@ impl Program {
             &format!("lab-grade-{}-{}-{n}", std::process::id(), unique_suffix()),
             spec.pids_max,
         );
+        use std::os::fd::AsRawFd;
+        let privileges = prepared.as_ref().map(|p| sys::Privileges {
+            landlock_fd: p.ruleset.as_ref().map(|fd| fd.as_raw_fd()),
+            ids: p.ids,
+            keep_net_raw: p.keep_net_raw,
+            own_netns: p.own_netns,
+        });
         sys::confine(
             &mut cmd,
             spec.limits,
             cgroup.as_ref().and_then(Cgroup::procs_path),
+            privileges,
         );
+        // Held across the spawn so the reaper never takes a leader's exit status before
+        // it is known to be ours.
+        let mut tracked = TRACKED.lock().unwrap_or_else(|p| p.into_inner());
         let mut child = cmd.spawn()?;
         let pid = child.id();
+        tracked.insert(pid);
+        drop(tracked);
+        // The ruleset's descriptor is closed here (the child has enforced it).
+        let applied = prepared.map(|p| p.applied);
         let output = [
             Arc::new(Mutex::new(Captured::default())),
             Arc::new(Mutex::new(Captured::default())),
@@ -319,6 +438,7 @@ impl Program {
             output,
             readers,
             cgroup,
+            applied,
         })
     }
 
@@ -626,6 +746,12 @@ impl Drop for Program {
         }
         // The cgroup's drop kills stragglers that left the group.
         self.cgroup.take();
+        TRACKED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.pid);
+        // Daemons that left the group (setsid) were re-parented to us: kill them.
+        reap_orphans(true);
         // Pipes reach EOF once every holder is dead. Should a holder escape every kill
         // (no cgroup, setsid), do not wait for it: after a short grace the readers are
         // left to finish on their own.

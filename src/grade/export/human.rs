@@ -68,6 +68,12 @@ pub fn render_with(reports: &[LabReport], verbose: bool) -> String {
                 },
                 ports_line(r)
             )));
+            for c in &r.environment.sandbox {
+                s.push_str(&dim(format!("confined: {c}\n")));
+            }
+            for off in &r.environment.sandbox_off {
+                s.push_str(&format!("{} {off}\n", bad("protection off:")));
+            }
         }
         if !r.message.is_empty() {
             s.push_str(&format!("{} {}\n", bad("error:"), r.message));

@@ -1,0 +1,339 @@
+//! What an untrusted program may touch: the policy the grader applies to every program
+//! it runs (the student's server, and `cargo build` of a Rust submission, whose
+//! `build.rs` is code too). `sandbox.rs` starts the process; this module decides what
+//! the process gets:
+//!
+//! - no privilege: `no_new_privs`, every capability dropped (bounding, ambient,
+//!   permitted), and, when the grader is root (outside namespaces, or inside one that
+//!   maps 65534), the uid/gid of `nobody` where that user can reach the program's files;
+//! - Landlock (Linux 5.13+): read and execute on the system folders, read on `/etc`
+//!   entry by entry minus its secrets (`shadow`, `gshadow`, ssh host keys, sudoers,
+//!   private TLS keys), read-only on the workspace, read-write on a private temporary
+//!   folder (its HOME and TMPDIR) and the few devices named; with ABI 4+ TCP bind and
+//!   connect only on the ports the grader names; with ABI 6+ no signals and no
+//!   abstract UNIX sockets outside the sandbox;
+//! - a clean environment: PATH, HOME, TMPDIR, LANG and the lab's own variables, never
+//!   the grader's (CI tokens live there).
+//!
+//! Everything is best effort against what the kernel offers, and [`Applied`] records
+//! truthfully what was enforced, for the transcript.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    Access, AccessFs, AccessNet, NetPort, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, Scope, ABI,
+};
+
+use crate::sys;
+
+/// The uid and gid a root grader gives programs outside namespaces (`nobody`).
+pub const NOBODY: u32 = 65534;
+
+/// System folders a program may read and execute from (interpreters, libraries).
+const SYSTEM_DIRS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/opt"];
+
+/// Entries of /etc never readable in the sandbox. Landlock only allows, so /etc is
+/// allowed entry by entry, skipping these (and they are unreadable by `nobody` anyway).
+const ETC_SECRETS: &[&str] = &[
+    "shadow",
+    "shadow-",
+    "gshadow",
+    "gshadow-",
+    "sudoers",
+    "sudoers.d",
+    "ssh",
+    "ssl",
+    "security",
+    "subuid",
+    "subgid",
+    "machine-id",
+];
+
+/// Devices a program may read and write: the harmless ones every runtime opens.
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/urandom",
+    "/dev/random",
+];
+
+/// PATH of a sandboxed program: system folders only (a version manager's shims under
+/// the grader's HOME are out of reach by design).
+pub const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
+
+/// What one program may touch.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Folders (or files) it may read and execute: its workspace, its executable.
+    pub read: Vec<PathBuf>,
+    /// Folders it may read and write: its private temporary folder, a build's target.
+    pub write: Vec<PathBuf>,
+    /// Device files it may open read-write besides the usual ones (07's pty).
+    pub devices: Vec<PathBuf>,
+    /// TCP ports it may bind (its `--port`); None leaves TCP unrestricted.
+    pub bind: Option<Vec<u16>>,
+    /// TCP ports it may connect to; None leaves connect unrestricted.
+    pub connect: Option<Vec<u16>>,
+    /// Keep CAP_NET_RAW (ambient) for a program in the grader's own user + network
+    /// namespace (04's raw ICMP): that capability covers only that namespace.
+    pub keep_net_raw: bool,
+    /// Run as `nobody` where the grader is root (of its user namespace, which then maps
+    /// 65534 too: see [`nobody_mapped`]) and that user reaches `read`.
+    pub drop_uid: bool,
+    /// Give the program its own user + network namespace with nothing but a down
+    /// loopback (builds: no network at all).
+    pub own_netns: bool,
+}
+
+/// What was enforced for one program, for the transcript.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Short descriptions of each protection in force.
+    pub on: Vec<String>,
+    /// Protections this machine could not give, with why.
+    pub off: Vec<String>,
+}
+
+/// Everything prepared before the fork: the Landlock ruleset as a file descriptor and
+/// the credentials to switch to (`sys::confine` applies them between fork and exec).
+#[derive(Debug)]
+pub struct Prepared {
+    /// The ruleset to enforce, if Landlock is available.
+    pub ruleset: Option<OwnedFd>,
+    /// uid/gid to switch to.
+    pub ids: Option<(u32, u32)>,
+    /// Keep CAP_NET_RAW as an ambient capability.
+    pub keep_net_raw: bool,
+    /// Unshare user + network namespaces first.
+    pub own_netns: bool,
+    /// What is enforced.
+    pub applied: Applied,
+}
+
+/// The kernel's Landlock ABI version (0: none), probed once. `LAB_NO_LANDLOCK=1`
+/// makes it 0, to see (and test) what the grader does on a kernel without Landlock.
+pub fn landlock_abi() -> i32 {
+    static ABI_V: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *ABI_V.get_or_init(|| {
+        if std::env::var_os("LAB_NO_LANDLOCK").is_some_and(|v| v != "0") {
+            0
+        } else {
+            sys::landlock_abi()
+        }
+    })
+}
+
+/// True when uid and gid 65534 exist in this process's user namespace: always outside
+/// namespaces; inside the grader's only when a root grader mapped them (`ns.rs`).
+pub fn nobody_mapped() -> bool {
+    let maps = |file: &str| {
+        std::fs::read_to_string(file).is_ok_and(|m| {
+            m.lines().any(|l| {
+                let f: Vec<u64> = l
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                f.len() == 3 && f[0] <= u64::from(NOBODY) && u64::from(NOBODY) < f[0] + f[2]
+            })
+        })
+    };
+    maps("/proc/self/uid_map") && maps("/proc/self/gid_map")
+}
+
+/// The host uid that uid 0 of this user namespace stands for (for the transcript).
+fn outer_uid_of_root() -> String {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .ok()
+        .and_then(|m| {
+            m.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.first() == Some(&"0")).then(|| f.get(1).map(|s| s.to_string()))?
+            })
+        })
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// True when `nobody` can reach `path`: every ancestor searchable by others and the
+/// path itself readable by others (mode bits; root's ACLs are not consulted).
+pub fn nobody_reaches(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    if meta.permissions().mode() & 0o004 == 0 {
+        return false;
+    }
+    path.ancestors()
+        .skip(1)
+        .all(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+impl Policy {
+    /// Builds the ruleset and decides the credentials. Never fails: what cannot be
+    /// enforced is recorded in `applied.off`.
+    pub fn prepare(&self) -> Prepared {
+        let mut applied = Applied::default();
+        applied.on.push("no_new_privs, no capabilities".to_string());
+        if self.keep_net_raw {
+            applied
+                .on
+                .push("CAP_NET_RAW kept over its own network namespace only".to_string());
+        }
+        let mut ids = None;
+        if !self.drop_uid && sys::euid() == 0 {
+            applied.off.push(format!(
+                "uid drop: this user namespace maps only the grader's own uid (the grader is not root, and newuidmap is not used), so the program runs as uid 0 of its namespace (uid {} outside) without capabilities",
+                outer_uid_of_root()
+            ));
+        }
+        if self.drop_uid && sys::euid() == 0 {
+            // `nobody` must reach the program's files; a 0700 temp folder stops it.
+            match self.read.iter().find(|p| !nobody_reaches(p)) {
+                None => {
+                    ids = Some((NOBODY, NOBODY));
+                    applied.on.push(format!("uid/gid {NOBODY} (nobody)"));
+                }
+                Some(p) => applied.off.push(format!(
+                    "uid drop: {} is not readable by nobody (chmod o+rX it), so the program ran as uid 0 without capabilities",
+                    p.display()
+                )),
+            }
+        }
+        if self.own_netns {
+            applied
+                .on
+                .push("own network namespace (no network)".to_string());
+        }
+        let abi_v = landlock_abi();
+        let ruleset = if abi_v <= 0 {
+            applied
+                .off
+                .push("Landlock: not available in this kernel (files are limited by uid and mode bits only)".to_string());
+            None
+        } else {
+            match self.ruleset(ABI::from(abi_v), &mut applied) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    applied.off.push(format!("Landlock: {e}"));
+                    None
+                }
+            }
+        };
+        Prepared {
+            ruleset,
+            ids,
+            keep_net_raw: self.keep_net_raw,
+            own_netns: self.own_netns,
+            applied,
+        }
+    }
+
+    fn ruleset(
+        &self,
+        abi: ABI,
+        applied: &mut Applied,
+    ) -> Result<Option<OwnedFd>, landlock::RulesetError> {
+        let read = AccessFs::from_read(abi);
+        let all = AccessFs::from_all(abi);
+        // Files only: rights that apply to a directory are refused on a file rule.
+        let file_rw = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate;
+        let abi_n = abi as i32;
+        let mut rs = Ruleset::default().handle_access(all)?;
+        let net = abi_n >= 4 && (self.bind.is_some() || self.connect.is_some());
+        if net {
+            rs = rs.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)?;
+        }
+        if abi_n >= 6 {
+            rs = rs.scope(Scope::AbstractUnixSocket | Scope::Signal)?;
+        }
+        let mut rules: Vec<(PathBuf, landlock::BitFlags<AccessFs>)> = Vec::new();
+        for d in SYSTEM_DIRS {
+            rules.push((PathBuf::from(d), read));
+        }
+        if let Ok(entries) = std::fs::read_dir("/etc") {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if !ETC_SECRETS.iter().any(|s| name == *s) {
+                    rules.push((e.path(), read));
+                }
+            }
+        }
+        // /proc: the program's own entries (Python and Rust runtimes read a few). The
+        // grader sets itself non-dumpable, so its own /proc entries stay closed.
+        rules.push((PathBuf::from("/proc"), read));
+        for d in DEVICES {
+            rules.push((PathBuf::from(d), file_rw));
+        }
+        for d in &self.devices {
+            rules.push((d.clone(), file_rw));
+        }
+        for p in &self.read {
+            rules.push((p.clone(), read));
+        }
+        for p in &self.write {
+            rules.push((p.clone(), all));
+        }
+        let mut rs = rs.create()?;
+        for (path, access) in rules {
+            // Folders that do not exist here (/lib32) are simply not allowed.
+            let Ok(fd) = PathFd::new(&path) else { continue };
+            // A rule on a file may only carry file rights.
+            let access = if path.is_dir() {
+                access
+            } else {
+                access & AccessFs::from_file(abi)
+            };
+            rs = rs.add_rule(PathBeneath::new(fd, access))?;
+        }
+        let mut rs = rs;
+        if net {
+            for p in self.bind.iter().flatten() {
+                rs = rs.add_rule(NetPort::new(*p, AccessNet::BindTcp))?;
+            }
+            for p in self.connect.iter().flatten() {
+                rs = rs.add_rule(NetPort::new(*p, AccessNet::ConnectTcp))?;
+            }
+        }
+        applied.on.push(format!(
+            "Landlock ABI {abi_n}: files (system read-only, workspace read-only, own temp folder writable){}{}",
+            if net { ", TCP ports" } else { "" },
+            if abi_n >= 6 { ", signals and abstract UNIX sockets scoped" } else { "" }
+        ));
+        if abi_n < 4 && (self.bind.is_some() || self.connect.is_some()) {
+            applied.off.push(format!(
+                "Landlock TCP port rules: need ABI 4, this kernel has {abi_n}"
+            ));
+        }
+        if abi_n < 6 {
+            applied.off.push(format!(
+                "Landlock signal and abstract-socket scoping: need ABI 6, this kernel has {abi_n}"
+            ));
+        }
+        Ok(rs.into())
+    }
+}
+
+/// The environment of a sandboxed program: only these, plus the lab's own variables
+/// (`extra`). HOME and TMPDIR are its private folder.
+pub fn clean_env(home: &Path, path: &str, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH".to_string(), path.to_string()),
+        ("HOME".to_string(), home.display().to_string()),
+        ("TMPDIR".to_string(), home.display().to_string()),
+        (
+            "LANG".to_string(),
+            std::env::var("LANG").unwrap_or_else(|_| "C.UTF-8".to_string()),
+        ),
+    ];
+    // The lab's own knobs (LAB_*) are not secrets and programs may read them.
+    for (k, v) in std::env::vars() {
+        if k.starts_with("LAB_") && !env.iter().any(|(e, _)| *e == k) {
+            env.push((k, v));
+        }
+    }
+    env.extend(extra.iter().cloned());
+    env
+}

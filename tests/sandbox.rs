@@ -1,0 +1,565 @@
+//! The grader's sandbox against hostile programs, through the real binary: each test
+//! grades a program that tries to leave its workspace (read secrets, write outside,
+//! reach host services, read the grader's environment, break the isolated run,
+//! daemonize, allocate 2 GB) and checks the verdict is a failure, nothing leaked or was
+//! written, and no process is left. Runs with namespaces and with LAB_NO_NAMESPACES=1.
+//! Needs python3; parts that need root (a secret only root can read) or Landlock say
+//! so and skip loudly.
+
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A string no file or variable holds except the ones this test plants.
+fn secret() -> String {
+    format!("lab-secret-{}", std::process::id())
+}
+
+fn root() -> bool {
+    // SAFETY-free: read our own uid from /proc.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn python_ok() -> bool {
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "python3 missing in CI");
+        eprintln!("SKIP: python3 is not installed");
+    }
+    ok
+}
+
+/// Processes still carrying `mark` in their environment (none may survive grading).
+fn leftovers(mark: &str) -> Vec<String> {
+    let needle = format!("LAB_TEST_MARK={mark}");
+    let mut left = Vec::new();
+    // A killed process takes a moment to vanish: look a few times.
+    for _ in 0..50 {
+        left.clear();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(env) = std::fs::read(e.path().join("environ")) {
+                if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+                    let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                    if !stat.contains(") Z ") {
+                        left.push(stat);
+                    }
+                }
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    left
+}
+
+/// Grades `python3 FILE` as lab 01 (JSON), with the grader's environment holding a fake
+/// CI token. Returns the output and the report text.
+fn grade(script: &str, dir: &Path, namespaces: bool, mark: &str) -> (Output, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.args([
+        "grade",
+        "01",
+        "--format",
+        "gradescope",
+        "--seed",
+        "15",
+        "--cmd",
+    ])
+    .arg(format!("python3 {script}"))
+    .current_dir(dir)
+    .env("LAB_TEST_MARK", mark)
+    .env("FAKE_CI_TOKEN", secret())
+    .env("LAB_READY_TIMEOUT_MS", "4000")
+    .env(
+        "LAB_PROGRESS",
+        std::env::temp_dir().join(format!("lab-sbx-progress-{}", std::process::id())),
+    )
+    .stdin(Stdio::null());
+    if !namespaces {
+        c.env("LAB_NO_NAMESPACES", "1");
+    }
+    let o = c.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o, text)
+}
+
+/// A hostile program that tries everything at start, then prints `LEAK ...` for each
+/// attempt that worked, and exits (so `starts` fails: the verdict is 0).
+const HOSTILE: &str = r#"
+import os, socket, sys
+outside, port, sock_path, abstract, dgram_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+def attempt(what, f):
+    try:
+        r = f()
+        print("LEAK", what, r, flush=True)
+    except Exception as e:
+        print("blocked", what, type(e).__name__, e, flush=True)
+attempt("shadow", lambda: open("/etc/shadow").read()[:40])
+attempt("secret file", lambda: open(os.path.join(outside, "secret.txt")).read())
+attempt("write outside", lambda: open(os.path.join(outside, "written.txt"), "w").write("x"))
+attempt("write /tmp", lambda: open("/tmp/lab-sbx-written-%d" % os.getppid(), "w").write("x"))
+def tcp():
+    s = socket.create_connection(("127.0.0.1", port), timeout=2); s.sendall(b"hi"); return "connected"
+attempt("host tcp", tcp)
+def unix(path):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(path); s.sendall(b"hi"); return "connected"
+attempt("host unix socket", lambda: unix(sock_path))
+attempt("host abstract socket", lambda: unix("\0" + abstract))
+attempt("grader env", lambda: [k for k in os.environ if "TOKEN" in k] or (_ for _ in ()).throw(KeyError("no token")))
+attempt("grader environ", lambda: open("/proc/1/environ").read()[:40])
+attempt("break the isolated run", lambda: open("/proc/1/fd/1", "w").write("x"))
+attempt("kill the grader", lambda: os.kill(os.getppid(), 9))
+def dgram():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM); a.sendto(b"hi", dgram_path); return "sent"
+attempt("host unix datagram socket", dgram)
+def uring():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(425, 8, ctypes.create_string_buffer(120))  # io_uring_setup
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "io_uring_setup")
+    return fd
+attempt("io_uring", uring)
+print("uid:", os.getuid(), flush=True)
+print("env:", sorted(os.environ), flush=True)
+"#;
+
+/// Host-side services a program must not reach: TCP on loopback, a pathname UNIX
+/// socket (world-writable, so only the sandbox stops it) and an abstract one.
+struct Services {
+    tcp: TcpListener,
+    unix: UnixListener,
+    abstract_: UnixListener,
+    abstract_name: String,
+    dgram: std::os::unix::net::UnixDatagram,
+}
+
+impl Services {
+    fn new(dir: &Path) -> Services {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::fs::PermissionsExt;
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let path = dir.join("host.sock");
+        let unix = UnixListener::bind(&path).unwrap();
+        unix.set_nonblocking(true).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let abstract_name = format!("lab-sbx-{}-{n}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
+        let abstract_ = UnixListener::bind_addr(&addr).unwrap();
+        abstract_.set_nonblocking(true).unwrap();
+        let dgram_path = dir.join("host.dgram");
+        let dgram = std::os::unix::net::UnixDatagram::bind(&dgram_path).unwrap();
+        dgram.set_nonblocking(true).unwrap();
+        std::fs::set_permissions(&dgram_path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        Services {
+            dgram,
+            tcp,
+            unix,
+            abstract_,
+            abstract_name,
+        }
+    }
+
+    /// Which services got a connection.
+    fn reached(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.tcp.accept().is_ok() {
+            v.push("tcp");
+        }
+        if self.unix.accept().is_ok() {
+            v.push("unix");
+        }
+        if self.abstract_.accept().is_ok() {
+            v.push("abstract");
+        }
+        if self.dgram.recv(&mut [0u8; 16]).is_ok() {
+            v.push("unix datagram");
+        }
+        v
+    }
+}
+
+/// The hostile program's command line: its script, then what it attacks.
+fn hostile_args(file: &Path, outside: &Path, services: &Services) -> String {
+    format!(
+        "{} {} {} {} {} {}",
+        file.display(),
+        outside.display(),
+        services.tcp.local_addr().unwrap().port(),
+        outside.join("host.sock").display(),
+        services.abstract_name,
+        outside.join("host.dgram").display(),
+    )
+}
+
+fn outside_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    // World-readable and writable: only the sandbox may stand in the way.
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let f = d.path().join("secret.txt");
+    std::fs::write(&f, secret()).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    d
+}
+
+/// A workspace folder nobody can read (as `lab init` would make it, but world-readable
+/// so a root grader may drop to nobody).
+fn workspace(name: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let f = d.path().join(name);
+    std::fs::write(&f, body).unwrap();
+    (d, f)
+}
+
+fn landlock() -> bool {
+    // Landlock ABI via the kernel's sysfs-less probe: lab doctor prints it; here the
+    // LSM list is enough.
+    let on = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map(|s| s.contains("landlock"))
+        .unwrap_or(false);
+    if !on {
+        eprintln!(
+            "SKIP (partly): Landlock is not enabled here; only uid and mode bits protect files"
+        );
+    }
+    on
+}
+
+#[test]
+fn a_hostile_program_reaches_nothing_outside_its_workspace() {
+    if !python_ok() {
+        return;
+    }
+    let ll = landlock();
+    for namespaces in [true, false] {
+        let outside = outside_dir();
+        let services = Services::new(outside.path());
+        let (ws, file) = workspace("hostile.py", HOSTILE);
+        // The program's arguments: through --cmd, before the contract's.
+        let script = hostile_args(&file, outside.path(), &services);
+        let mark = format!("hostile-{namespaces}-{}", std::process::id());
+        let (o, text) = grade(&script, ws.path(), namespaces, &mark);
+        let ctx = format!("namespaces {namespaces}:\n{text}");
+        assert!(text.contains("blocked shadow"), "{ctx}");
+        if ll || root() {
+            assert!(!text.contains("LEAK"), "{ctx}");
+        }
+        assert!(
+            !text.contains(&secret()),
+            "the secret or token leaked: {ctx}"
+        );
+        assert!(!outside.path().join("written.txt").exists(), "{ctx}");
+        assert_eq!(services.reached(), Vec::<&str>::new(), "{ctx}");
+        assert!(!text.contains("grading without namespaces"), "{ctx}");
+        // What Landlock does not cover, seccomp refuses, with or without Landlock.
+        assert!(text.contains("blocked host unix datagram socket"), "{ctx}");
+        assert!(text.contains("blocked io_uring"), "{ctx}");
+        // A root grader runs programs as nobody, inside namespaces too (the workspace
+        // is world-readable).
+        if root() {
+            assert!(text.contains("uid: 65534"), "{ctx}");
+        }
+        // Gradescope's format exits 0 whatever the grade: the score says it.
+        assert!(
+            o.status.success() && text.contains("\"score\": 0.0"),
+            "a zero grade: {ctx}"
+        );
+        let env_line = text.lines().find(|l| l.contains("env: [")).unwrap_or("");
+        for name in ["FAKE_CI_TOKEN", "CARGO", "RUST_BACKTRACE"] {
+            assert!(
+                !env_line.contains(name),
+                "{name} reached the program: {ctx}"
+            );
+        }
+        assert!(leftovers(&mark).is_empty(), "{ctx}");
+    }
+}
+
+#[test]
+fn daemons_and_big_allocations_end_with_the_grading() {
+    if !python_ok() {
+        return;
+    }
+    // Double fork + setsid, ignore SIGTERM, then allocate 2 GB and sleep.
+    let body = r#"
+import os, signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(60)
+    os._exit(0)
+try:
+    big = bytearray(2 << 30)
+    print("allocated 2 GB", flush=True)
+except MemoryError:
+    print("2 GB refused", flush=True)
+time.sleep(60)
+"#;
+    for namespaces in [true, false] {
+        let (ws, file) = workspace("daemon.py", body);
+        let mark = format!("daemon-{namespaces}-{}", std::process::id());
+        let (o, text) = grade(&file.display().to_string(), ws.path(), namespaces, &mark);
+        let ctx = format!("namespaces {namespaces}:\n{text}");
+        assert!(
+            o.status.success() && text.contains("\"score\": 0.0"),
+            "{ctx}"
+        );
+        // 2 GiB fits the 4 GiB address-space limit or not: either way the grader goes on.
+        assert!(leftovers(&mark).is_empty(), "a daemon survived: {ctx}");
+    }
+}
+
+#[test]
+fn a_hostile_build_script_reads_and_reaches_nothing() {
+    if !python_ok() {
+        return;
+    }
+    let Ok(cargo) = Command::new("cargo").arg("--version").output() else {
+        eprintln!("SKIP: cargo is not installed");
+        return;
+    };
+    assert!(cargo.status.success());
+    let outside = outside_dir();
+    let services = Services::new(outside.path());
+    let ws = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["init"])
+        .arg(ws.path().join("w"))
+        .env(
+            "LAB_PROGRESS",
+            std::env::temp_dir().join(format!("lab-sbx-progress-{}", std::process::id())),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let w = ws.path().join("w");
+    let toml = std::fs::read_to_string(w.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        w.join("Cargo.toml"),
+        toml.replacen("[package]", "[package]\nbuild = \"build.rs\"", 1),
+    )
+    .unwrap();
+    let build_rs = format!(
+        r#"
+use std::io::Write;
+fn main() {{
+    if let Ok(s) = std::fs::read_to_string("/etc/shadow") {{ println!("cargo:warning=LEAK shadow {{}}", &s[..20.min(s.len())]); }}
+    if let Ok(s) = std::fs::read_to_string("{secret}") {{ println!("cargo:warning=LEAK {{s}}"); }}
+    let _ = std::fs::write("{written}", "x");
+    if let Ok(mut c) = std::net::TcpStream::connect("127.0.0.1:{port}") {{ let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n"); println!("cargo:warning=LEAK tcp"); }}
+    if let Ok(mut c) = std::os::unix::net::UnixStream::connect("{sock}") {{ let _ = c.write_all(b"hi"); println!("cargo:warning=LEAK unix"); }}
+}}
+"#,
+        secret = outside.path().join("secret.txt").display(),
+        written = outside.path().join("built.txt").display(),
+        port = services.tcp.local_addr().unwrap().port(),
+        sock = outside.path().join("host.sock").display(),
+    );
+    std::fs::write(w.join("build.rs"), build_rs).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["grade", "01", "--lang", "rust", "--format", "json", "--dir"])
+        .arg(&w)
+        .env("FAKE_CI_TOKEN", secret())
+        .env(
+            "LAB_PROGRESS",
+            std::env::temp_dir().join(format!("lab-sbx-progress-{}", std::process::id())),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!text.contains("LEAK"), "{text}");
+    assert!(!text.contains(&secret()), "{text}");
+    assert!(!outside.path().join("built.txt").exists(), "{text}");
+    assert_eq!(services.reached(), Vec::<&str>::new(), "{text}");
+    // The starter builds and runs (and fails its checks): the build did happen.
+    assert!(text.contains("\"starts\""), "{text}");
+}
+
+/// Runs `lab` with `args` in `dir`, human transcript without colours.
+fn lab_human(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env(
+            "LAB_PROGRESS",
+            std::env::temp_dir().join(format!("lab-sbx-progress-{}", std::process::id())),
+        )
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn missing_protections_are_said_once_in_the_transcript_and_by_doctor() {
+    if !python_ok() {
+        return;
+    }
+    let solution = Path::new(env!("CARGO_MANIFEST_DIR")).join("solutions/python/01-tcp-echo.py");
+    let dir = tempfile::tempdir().unwrap();
+    let off = [("LAB_NO_NAMESPACES", "1"), ("LAB_NO_LANDLOCK", "1")];
+    let cmd = format!("python3 {}", solution.display());
+    let text = lab_human(
+        &["grade", "01", "--seed", "15", "--cmd", &cmd],
+        dir.path(),
+        &off,
+    );
+    // Twelve checks start the program twelve times: each missing protection is one line.
+    for what in ["namespaces", "Landlock"] {
+        let n = text
+            .lines()
+            .filter(|l| l.starts_with("protection off:") && l.contains(what))
+            .count();
+        assert_eq!(n, 1, "one line saying {what} is off:\n{text}");
+    }
+    assert!(
+        !text.contains("Landlock ABI"),
+        "Landlock said to be on:\n{text}"
+    );
+    let doctor = lab_human(&["doctor"], dir.path(), &off);
+    let line = doctor
+        .lines()
+        .find(|l| l.contains("protection off"))
+        .unwrap_or_else(|| panic!("doctor lists no missing protection:\n{doctor}"));
+    assert!(
+        line.contains("namespaces") && line.contains("Landlock"),
+        "{doctor}"
+    );
+    // And with everything on, doctor lists nothing off (where this machine has both).
+    if landlock() {
+        let doctor = lab_human(&["doctor"], dir.path(), &[]);
+        let sandbox = doctor.lines().find(|l| l.contains("grader sandbox"));
+        assert!(
+            sandbox.is_some_and(|l| !l.contains("Landlock: not available")),
+            "{doctor}"
+        );
+    }
+}
+
+/// A grader that is not root: as root, the same hostile program graded by `lab` run as
+/// nobody (setpriv), with and without namespaces. Its user namespace then maps one uid
+/// only, so the program is uid 0 there (nobody outside) without capabilities, and the
+/// transcript says so once.
+#[test]
+fn a_grader_that_is_not_root_blocks_the_hostile_program_too() {
+    use std::os::unix::fs::PermissionsExt;
+    if !python_ok() {
+        return;
+    }
+    if !root() {
+        eprintln!("SKIP: needs root to run the grader as another user (setpriv)");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_lab");
+    let as_nobody = |c: &mut Command| {
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+    };
+    let mut probe = Command::new("setpriv");
+    as_nobody(&mut probe);
+    match probe.args(["test", "-x", bin]).status() {
+        Err(_) => {
+            assert!(std::env::var_os("CI").is_none(), "setpriv missing in CI");
+            eprintln!("SKIP: setpriv (util-linux) is not installed");
+            return;
+        }
+        Ok(s) if !s.success() => {
+            eprintln!("SKIP: nobody cannot run {bin} (a folder above it is private)");
+            return;
+        }
+        Ok(_) => {}
+    }
+    let ll = landlock();
+    for namespaces in [true, false] {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let outside = outside_dir();
+        let services = Services::new(outside.path());
+        let (ws, file) = workspace("hostile.py", HOSTILE);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mark = format!("nobody-{namespaces}-{}", std::process::id());
+        let mut c = Command::new("setpriv");
+        as_nobody(&mut c);
+        c.arg(bin)
+            .args(["grade", "01", "--seed", "15", "--cmd"])
+            .arg(format!(
+                "python3 {}",
+                hostile_args(&file, outside.path(), &services)
+            ))
+            .current_dir(ws.path())
+            .env("NO_COLOR", "1")
+            .env("HOME", home.path())
+            .env("LAB_PROGRESS", home.path().join("progress"))
+            .env("LAB_TEST_MARK", &mark)
+            .env("FAKE_CI_TOKEN", secret())
+            .env("LAB_READY_TIMEOUT_MS", "4000")
+            .stdin(Stdio::null());
+        if !namespaces {
+            c.env("LAB_NO_NAMESPACES", "1");
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let ctx = format!("namespaces {namespaces}:\n{text}");
+        assert!(text.contains("blocked shadow"), "{ctx}");
+        if ll {
+            assert!(!text.contains("LEAK"), "{ctx}");
+        }
+        assert!(!text.contains(&secret()), "{ctx}");
+        assert!(!outside.path().join("written.txt").exists(), "{ctx}");
+        assert_eq!(services.reached(), Vec::<&str>::new(), "{ctx}");
+        let uid_off = text
+            .lines()
+            .filter(|l| l.starts_with("protection off: uid drop"))
+            .count();
+        if namespaces && text.contains("own PID + network namespace") {
+            assert!(text.contains("uid: 0"), "{ctx}");
+            assert_eq!(uid_off, 1, "the uid-0-in-namespace line, once: {ctx}");
+        } else {
+            assert!(text.contains("uid: 65534"), "{ctx}");
+            assert_eq!(uid_off, 0, "{ctx}");
+        }
+        assert!(leftovers(&mark).is_empty(), "{ctx}");
+    }
+}
