@@ -346,11 +346,7 @@ fn ctrl_c_keeps_finished_students_and_the_next_run_resumes() {
         first.contains("a-solved") && first.contains("8/8 pass"),
         "{first}"
     );
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    lab::sys::send_signal(child.id(), libc::SIGINT).unwrap();
     let until = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

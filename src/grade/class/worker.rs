@@ -47,14 +47,15 @@ pub(super) fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<Studen
         Err(e) => format!("cannot start {}: {e}", plan.exe.display()),
         Ok(mut child) => {
             let stderr = child.stderr.take();
-            let reader = std::thread::spawn(move || {
+            let (log_tx, log_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
                 let mut kept = Vec::new();
                 if let Some(mut s) = stderr {
                     let _ = (&mut s).take(LOG_CAP).read_to_end(&mut kept);
                     // Drain the rest so the grader never blocks on a full pipe.
                     let _ = std::io::copy(&mut s, &mut std::io::sink());
                 }
-                String::from_utf8_lossy(&kept).into_owned()
+                let _ = log_tx.send(String::from_utf8_lossy(&kept).into_owned());
             });
             let ended = loop {
                 match child.try_wait() {
@@ -69,7 +70,11 @@ pub(super) fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<Studen
                 }
                 std::thread::sleep(Duration::from_millis(50));
             };
-            let log = reader.join().unwrap_or_default();
+            // The pipe ends when every holder has exited; should something the grader
+            // started outlive it still holding it, do not wait for that.
+            let log = log_rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
             if plan.stop.load(Ordering::SeqCst) {
                 let _ = std::fs::remove_file(&part);
                 return None;
