@@ -430,3 +430,132 @@ fn a_full_disk_gives_no_ack_no_torn_record_and_a_clear_message() {
     );
     assert!(err.contains("fix:") && err.contains("ulimit -f"), "{err}");
 }
+
+/// A sender that half-closes (sends its records, then `shutdown(SHUT_WR)`: EOF) gets an
+/// ack for every record and then a clean close, also while another connection keeps the
+/// receiver busy. The receiver closes a peer once *its own* replies are out; if it
+/// waited for the whole receiver to be idle (the bug this pins), the busy neighbour
+/// would keep the half-closed peer waiting as long as the neighbour kept sending.
+#[test]
+fn a_half_closed_sender_gets_every_ack_then_eof_while_a_neighbour_keeps_sending() {
+    if !have("python3") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 is required in CI"
+        );
+        eprintln!("skipped: python3 missing");
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let dir = tmp();
+    let file = dir.path().join("r.jsonl");
+    let s = receiver(&file, "127.0.0.1:0");
+
+    // The neighbour: streams records until told to stop (bounded: 5,000,000 records or
+    // 120 s), a second thread reading its acks so it never blocks on a full buffer.
+    // Its flood also makes each fsync carry many megabytes, so under load the half-closed
+    // peer's acks can take seconds: the deadlines below are generous for that.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let busy = connect(s.addr);
+    let reader = {
+        let (stream, acked) = (busy.try_clone().unwrap(), acked.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                match line {
+                    Ok(l) if l.starts_with("ok ") => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => break,
+                }
+            }
+        })
+    };
+    let writer = {
+        let (mut stream, stop) = (busy, stop.clone());
+        std::thread::spawn(move || {
+            let began = Instant::now();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed)
+                && seq < 5_000_000
+                && began.elapsed() < Duration::from_secs(120)
+            {
+                let mut chunk = String::new();
+                for _ in 0..200 {
+                    seq += 1;
+                    chunk.push_str(&format!("{{\"sender\":\"busy\",\"seq\":{seq},\"v\":1}}\n"));
+                }
+                if stream.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    // The receiver is busy once the neighbour's acks flow (20 s at most).
+    let began = Instant::now();
+    while acked.load(Ordering::Relaxed) < 1000 && began.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        acked.load(Ordering::Relaxed) >= 1000,
+        "the neighbour got no acks"
+    );
+
+    // The half-closing peer, python3: 1000 records, SHUT_WR, then read until EOF.
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import socket, sys\n\
+             s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n\
+             s.settimeout(60)\n\
+             s.sendall(b''.join(b'{\"sender\":\"half\",\"seq\":%d}\\n' % i for i in range(1, 1001)))\n\
+             s.shutdown(socket.SHUT_WR)\n\
+             data = b''\n\
+             try:\n\
+             \x20   while True:\n\
+             \x20       b = s.recv(65536)\n\
+             \x20       if not b:\n\
+             \x20           print('eof')\n\
+             \x20           break\n\
+             \x20       data += b\n\
+             except socket.timeout:\n\
+             \x20   print('timeout: no EOF after 60 s')\n\
+             print(data.count(b'ok '))\n\
+             sys.stdout.write(data.decode())\n",
+        )
+        .arg(s.addr.port().to_string())
+        .output()
+        .unwrap();
+    let neighbour_still_sending = !writer.is_finished();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    reader.join().unwrap();
+    let out = String::from_utf8_lossy(&py.stdout);
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("eof"),
+        "the half-closed peer was never closed; it got {} acks",
+        out.matches("ok ").count()
+    );
+    assert_eq!(lines.next(), Some("1000"), "acks the half-closed peer got");
+    let acks: Vec<&str> = lines.collect();
+    let want: Vec<String> = (1..=1000).map(|i| format!("ok {i}")).collect();
+    assert_eq!(acks, want, "every record acknowledged once, in order");
+    assert!(
+        neighbour_still_sending,
+        "the neighbour stopped before the half-closed peer finished: the test proved nothing"
+    );
+    let half = records(&file)
+        .iter()
+        .filter(|r| r["sender"] == "half")
+        .count();
+    assert_eq!(half, 1000);
+}

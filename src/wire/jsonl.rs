@@ -138,6 +138,12 @@ pub fn ready(line: &[u8]) -> Option<Ready<'_>> {
 
 /// True when no whitespace stands outside strings: the line is already compact JSON.
 fn is_compact(line: &[u8]) -> bool {
+    // Most records hold no whitespace at all (no space inside their strings either), and
+    // a vectorised search proves that several times faster than the walk below, which
+    // tracks strings byte by byte. A line with a newline never gets here (it is framing).
+    if memchr::memchr3(b' ', b'\t', b'\r', line).is_none() {
+        return true;
+    }
     let (mut in_string, mut escaped) = (false, false);
     for &b in line {
         if in_string {

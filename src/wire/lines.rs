@@ -59,7 +59,9 @@ impl LineDecoder {
     /// Feeds bytes from the stream, calling `emit` once per line found, in order.
     pub fn push(&mut self, mut data: &[u8], mut emit: impl FnMut(Line<'_>)) {
         while !data.is_empty() {
-            match data.iter().position(|&b| b == b'\n') {
+            // memchr: a vectorised search, several bytes per step (the framing was a tenth
+            // of lab 06's receiver time with a byte-by-byte scan).
+            match memchr::memchr(b'\n', data) {
                 Some(i) => {
                     let (head, rest) = (&data[..i], &data[i + 1..]);
                     data = rest;
