@@ -307,7 +307,11 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
                 },
             );
             last_send = now;
-            next_send += cfg.interval;
+            // The interval is the pause after this send, as ping's -i is ("wait
+            // interval seconds between sending each packet"): a late wake-up does not
+            // send a burst to catch up, since back-to-back requests find the CPU warm
+            // and would report shorter round trips than paced ones.
+            next_send = now + cfg.interval;
             continue;
         }
         // Report requests whose time is up, once each.
