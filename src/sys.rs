@@ -689,6 +689,35 @@ pub fn clock_ticks_per_sec() -> u64 {
     }
 }
 
+/// Waits until `fd` has something to read or `timeout` has passed, with a nanosecond
+/// timer (`ppoll(2)`, an hrtimer): true when readable. A socket's SO_RCVTIMEO counts in
+/// scheduler ticks (4 ms at HZ=250), far too coarse to pace a ping every 2 ms.
+pub fn wait_readable(fd: &impl AsRawFd, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one pollfd we own, a timespec we own, no signal mask (null).
+    let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    match r {
+        n if n > 0 => Ok(true),
+        0 => Ok(false),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -271,20 +270,28 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
         let now = Instant::now();
         if stats.transmitted < cfg.count && now >= next_send {
             let seq = (stats.transmitted + 1) as u16;
-            let at_ns = now_ns();
             let data = request.len() - icmp::HEADER_LEN;
             let mut scratch = vec![0u8; data];
-            fill_data(&mut scratch, at_ns);
+            fill_data(&mut scratch, 0);
             let repr = icmp::Repr::EchoRequest {
                 ident: cfg.ident,
                 seq_no: seq,
                 data: &scratch,
             };
             repr.emit(&mut icmp::Packet::new_unchecked(&mut request[..]));
+            // The clock is read as late as it can be, right before sendto, as iputils
+            // ping does (it too patches the stamp in after the rest is built): the RTT
+            // starts where ping's starts. The dump comes after, so printing it is not
+            // counted either.
+            let at_ns = now_ns();
+            let mut packet = icmp::Packet::new_unchecked(&mut request[..]);
+            fill_data(packet.data_mut(), at_ns);
+            packet.fill_checksum();
+            let sent_ok = sock.send_to(&request, &dest);
             if cfg.dump {
                 dump::request(&request, cfg.target, access)?;
             }
-            match sock.send_to(&request, &dest) {
+            match sent_ok {
                 Ok(_) => {}
                 // ping reports a send error and carries on (the next one may work).
                 Err(e) => say!("sendto {}: {e}", cfg.target)?,
@@ -300,7 +307,11 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
                 },
             );
             last_send = now;
-            next_send += cfg.interval;
+            // The interval is the pause after this send, as ping's -i is ("wait
+            // interval seconds between sending each packet"): a late wake-up does not
+            // send a burst to catch up, since back-to-back requests find the CPU warm
+            // and would report shorter round trips than paced ones.
+            next_send = now + cfg.interval;
             continue;
         }
         // Report requests whose time is up, once each.
@@ -341,23 +352,13 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
         let wait = wake
             .saturating_duration_since(now)
             .max(Duration::from_micros(100));
-        sock.set_read_timeout(Some(wait))?;
-        // Block until a packet waits (peek takes nothing), then read it with its
-        // kernel timestamp.
-        let mut one = [MaybeUninit::<u8>::uninit(); 1];
-        match sock.peek(&mut one) {
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e),
+        // Sleep until a packet waits or the next deadline, then read it with its kernel
+        // timestamp. The wait is a nanosecond timer (ppoll), not the socket's receive
+        // timeout: SO_RCVTIMEO counts in scheduler ticks (4 ms at HZ=250), so "every
+        // 2 ms" became bursts of back-to-back requests every 8 ms, whose round trips
+        // run on a hot CPU and look 3x shorter than ping's, which really paces.
+        if !crate::sys::wait_readable(sock, wait)? {
+            continue;
         }
         let n = match crate::sys::recv_batch(sock, &mut bufs, &mut items) {
             Ok(n) => n,
