@@ -780,6 +780,22 @@ fn student_flow_init_check_solution_reset_watch() {
         "{progress}"
     );
 
+    // An instructor grades the same workspace from its parent, naming it relatively:
+    // the program still finds its file (it runs inside the workspace, where a relative
+    // --dir used to be joined twice).
+    let o = lab()
+        .args([
+            "grade", "02", "--dir", "ws", "--lang", "python", "--seed", &seed,
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && text(&o).contains("8/8"),
+        "{}",
+        text(&o)
+    );
+
     let o = run(&["solution", "02"]);
     assert!(
         o.status.success() && text(&o).contains("recvfrom"),

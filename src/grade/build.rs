@@ -67,10 +67,12 @@ fn command_line(s: &str) -> Result<String, String> {
 }
 
 /// The workspace: `--dir`, else the nearest folder up from here with lab-progress.txt
-/// or the exercises' Cargo.toml, else the current folder.
+/// or the exercises' Cargo.toml, else the current folder. Always absolute: the program
+/// runs with the workspace as its current folder, where a relative `--dir` would be
+/// joined twice (`ws/ws/python/...`).
 pub(super) fn workspace(dir: Option<&Path>) -> PathBuf {
     if let Some(d) = dir {
-        return d.to_path_buf();
+        return std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf());
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     cwd.ancestors()
