@@ -220,6 +220,8 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "duplicates",
                 "reordering",
                 "foreign",
+                "stranger_same_session",
+                "bounded_memory",
                 "near_u64_max",
                 "end_marker_repeated",
                 "tail_loss",

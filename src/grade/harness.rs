@@ -278,6 +278,21 @@ impl Harness {
         let _ = crate::sys::kill_group(pgid, libc::SIGCONT);
     }
 
+    /// The newest program's peak resident memory so far, in bytes (VmHWM in
+    /// /proc/PID/status: a high-water mark, so one read after a run sees its peak).
+    pub fn peak_memory(&mut self) -> Option<u64> {
+        let pid = self.program()?.pid;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     /// The address the program should serve.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
