@@ -114,8 +114,11 @@ fn extra_job(
     if path.extension().is_some_and(|x| x == "rs") {
         let ex = embedded::exercise(&lab.id)
             .with_context(|| format!("{}: lab {} has no exercise", path.display(), lab.id))?;
+        // Its own workspace and target folder: extra programs of one lab build binaries
+        // of the same name, and every job runs after all the builds.
         let name = path.file_stem().unwrap_or_default().to_string_lossy();
         let ws = scratch.join(name.as_ref());
+        let target = target.join(name.as_ref());
         embedded::write_all(&embedded::solutions(), &ws, true)?;
         std::fs::copy(path, ws.join(ex.rust))
             .with_context(|| format!("cannot copy {}", path.display()))?;
@@ -126,7 +129,7 @@ fn extra_job(
             seed: Some(seed),
             verbose: false,
         };
-        return prepare(lab, &ws, &src, seed, Some(target));
+        return prepare(lab, &ws, &src, seed, Some(&target));
     }
     Ok(Ok(Job {
         lab: lab.id.clone(),
