@@ -307,10 +307,13 @@ fn judge(r: &LabReport, expect: &Expect) -> (bool, String) {
                 } else {
                     format!(", not passed: {}", not_passed.join(" "))
                 },
-                if r.message.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {}", r.message.lines().next().unwrap_or(""))
+                match r.tests.iter().find(|t| t.status != Status::Pass) {
+                    // The first failure's message: a flaky check is diagnosed from the
+                    // dev check's output alone.
+                    Some(t) if !t.message.is_empty() =>
+                        format!("; {}: {}", t.name, t.message.lines().next().unwrap_or("")),
+                    _ if r.message.is_empty() => String::new(),
+                    _ => format!("; {}", r.message.lines().next().unwrap_or("")),
                 }
             ),
         ),
