@@ -131,16 +131,21 @@ fn dev_check_solutions_full_marks_starters_fail_mutants_caught() {
     let mutants = std::fs::read_dir(repo().join("tests/mutants"))
         .unwrap()
         .count();
+    let variants = std::fs::read_dir(repo().join("tests/variants"))
+        .unwrap()
+        .count();
     // Every lab with an exercise x (solution + starter) x (Rust + Python), plus every
-    // mutant.
+    // mutant and every correct variant.
     let labs = lab::labs::exercises().count();
     assert!(
         t.contains(&format!(
             "all {} items behave as required",
-            4 * labs + mutants
+            4 * labs + mutants + variants
         )),
         "{t}"
     );
+    // Rust mutants are built and caught like Python ones.
+    assert!(t.contains("mutant tcp_lines_text.rs"), "{t}");
     for kind in [
         "solution (Rust)",
         "solution (Python)",
@@ -164,16 +169,17 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
         .flatten()
     {
         let t = std::fs::read_to_string(e.path()).unwrap();
-        let lab = t
-            .lines()
-            .find_map(|l| l.strip_prefix("# lab: "))
-            .expect("lab header")
-            .to_string();
-        let check = t
-            .lines()
-            .find_map(|l| l.strip_prefix("# caught-by: "))
-            .expect("caught-by header")
-            .to_string();
+        // `# key: value` in Python, `// key: value` in Rust.
+        let field = |k: &str| {
+            t.lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("# {k}: "))
+                        .or_else(|| l.strip_prefix(&format!("// {k}: ")))
+                })
+                .unwrap_or_else(|| panic!("{} has no {k} header", e.path().display()))
+                .to_string()
+        };
+        let (lab, check) = (field("lab"), field("caught-by"));
         targets.push((lab, check));
     }
     for (lab, checks) in [
@@ -184,6 +190,7 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "byte_at_a_time",
                 "lines_in_one_write",
                 "utf8_split",
+                "raw_bytes",
                 "silent_client",
                 "many_clients",
                 "reset_mid_request",
@@ -213,6 +220,8 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "duplicates",
                 "reordering",
                 "foreign",
+                "stranger_same_session",
+                "bounded_memory",
                 "near_u64_max",
                 "end_marker_repeated",
                 "tail_loss",

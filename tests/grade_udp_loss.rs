@@ -78,8 +78,10 @@ fn a_failure_names_the_figures_and_the_mistake() {
     assert!(!m.contains("received is"), "only `lost` is wrong: {m}");
     assert!(m.contains("instead of from the sender's count"), "{m}");
     // Everything else passes: the mutant differs from the solution in that one line.
+    // The long run's sequence numbers start far from 0, so there "highest + 1 -
+    // received" is wrong too.
     for t in r["tests"].as_array().unwrap() {
-        if t["name"] != "tail_loss" {
+        if t["name"] != "tail_loss" && t["name"] != "bounded_memory" {
             assert_eq!(t["status"], "pass", "{t}");
         }
     }

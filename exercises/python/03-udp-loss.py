@@ -4,7 +4,9 @@ The contract (what `lab check 03 --lang python` tests): started as
 `python3 03-udp-loss.py --port N`, bind UDP 127.0.0.1:N and receive the lab's probe
 datagrams (a 32-byte big-endian header: magic LAB3, version 1, kind 0 data / 1 end
 marker, 64-bit session id, 64-bit sequence number, 64-bit send time). Keep to the session
-of the first data datagram and ignore everything else without crashing. When the first
+of the first data datagram, from its sender's address (IP and port), and ignore
+everything else without crashing. Memory must stay bounded however long the run: no
+datagram arrives more than 1,000 below the highest sequence number received. When the first
 end marker of the session arrives (its sequence field is the number of data datagrams
 sent), print ONE line of JSON and exit 0:
 
@@ -35,7 +37,8 @@ def main():
             print(json.dumps(report), flush=True)
             return 0
         # TODO: a sequence number seen before is a duplicate, not a new datagram; a new
-        # one lower than the highest so far is out of order.
+        # one lower than the highest so far is out of order. Remember only recent
+        # sequence numbers: a set of all of them grows with the run.
         received += 1
 
 

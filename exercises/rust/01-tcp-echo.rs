@@ -2,7 +2,9 @@
 //!
 //! The contract (what `lab check 01` tests): started as `tcp-echo --port N`, listen on
 //! 127.0.0.1:N; for each newline-terminated line L a client sends, reply `Received: L`
-//! and a newline; serve several clients at once.
+//! and a newline; serve several clients at once. Lines are bytes, not text: every byte
+//! comes back unchanged (bytes that are not UTF-8, NUL, a \r before the \n), lines may be
+//! several MiB long, and every reply must arrive whole, however slowly the client reads.
 //!
 //! Read the lesson: `lab show 01`. Stuck? `lab hint 01`. Check: `lab check 01`.
 

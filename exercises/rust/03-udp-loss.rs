@@ -3,8 +3,10 @@
 //! The contract (what `lab check 03` tests): started as `udp-loss --port N`, bind UDP
 //! 127.0.0.1:N and receive the lab's probe datagrams (a 32-byte big-endian header: magic
 //! LAB3, version 1, kind 0 data / 1 end marker, 64-bit session id, 64-bit sequence
-//! number, 64-bit send time). Keep to the session of the first data datagram and ignore
-//! everything else without crashing. When the first end marker of the session arrives
+//! number, 64-bit send time). Keep to the session of the first data datagram, from its
+//! sender's address (IP and port), and ignore everything else without crashing. Memory
+//! must stay bounded however long the run: no datagram arrives more than 1,000 below the
+//! highest sequence number received. When the first end marker of the session arrives
 //! (its sequence field is the number of data datagrams sent), print ONE line of JSON and
 //! exit 0:
 //!
@@ -44,7 +46,8 @@ fn main() -> std::io::Result<()> {
             return Ok(());
         }
         // TODO: a sequence number seen before is a duplicate, not a new datagram; a new
-        // one lower than the highest so far is out of order.
+        // one lower than the highest so far is out of order. Remember only recent
+        // sequence numbers: a set of all of them grows with the run.
         received += 1;
     }
 }

@@ -1,6 +1,8 @@
 //! `lab dev check`, for exercise authors: proves the grader right on known programs.
 //! Every reference solution must get full marks, every unmodified starter must fail,
-//! and every mutant in `tests/mutants/` must fail the check its header names. The jobs
+//! every mutant in `tests/mutants/` must fail the check its header names, and every
+//! correct variant in `tests/variants/` (written another way than the reference) must
+//! get full marks. The jobs
 //! run on a small pool of worker threads, since most of the time is spent waiting.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use anyhow::{Context, Result};
 use super::build::{default_port, prepare, python, Lang, Source};
 use super::model::{LabReport, Status};
 use super::{embedded, fresh_seed, ns, Job};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Lab};
 use crate::error::LabError;
 use crate::out::{bad, bold, dim, good};
 use crate::say;
@@ -18,7 +20,8 @@ use crate::say;
 /// One mutant: a known-buggy program and the check that must catch it.
 #[derive(Debug, Clone)]
 pub struct Mutant {
-    /// The file.
+    /// The file: Python (`.py`, run with python3) or Rust (`.rs`, built in place of the
+    /// reference solution in a copy of the solutions workspace).
     pub path: PathBuf,
     /// The lab it is an answer to.
     pub lab: String,
@@ -26,27 +29,51 @@ pub struct Mutant {
     pub caught_by: String,
 }
 
-/// Reads `# lab: ID` and `# caught-by: CHECK` from each mutant's header.
-pub fn mutants(dir: &Path) -> Result<Vec<Mutant>> {
-    let mut v = Vec::new();
+/// One correct variant: a program written differently from the reference solution (an
+/// event loop instead of threads, a bitmap instead of a set), which must get full marks
+/// too, so a check never demands one way of doing it.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// The file, `.py` or `.rs` as for mutants.
+    pub path: PathBuf,
+    /// The lab it is an answer to.
+    pub lab: String,
+}
+
+/// The `.py` and `.rs` files of `dir`, sorted, each with a reader of its header fields
+/// (`# key: value` in Python, `// key: value` in Rust, within the first 10 lines).
+fn headed_files(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read mutants in {}", dir.display()))?
+        .with_context(|| format!("cannot read programs in {}", dir.display()))?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "py"))
+        .filter(|p| p.extension().is_some_and(|x| x == "py" || x == "rs"))
         .collect();
     entries.sort();
-    for path in entries {
-        let text = std::fs::read_to_string(&path)?;
-        let field = |k: &str| {
-            text.lines().take(10).find_map(|l| {
-                l.strip_prefix(&format!("# {k}: "))
-                    .map(|s| s.trim().to_string())
-            })
-        };
-        let (Some(lab), Some(caught_by)) = (field("lab"), field("caught-by")) else {
+    entries
+        .into_iter()
+        .map(|p| Ok((p.clone(), std::fs::read_to_string(&p)?)))
+        .collect()
+}
+
+/// The value of header field `key` in `text`: `# key: value` or `// key: value`.
+pub fn header(text: &str, key: &str) -> Option<String> {
+    text.lines().take(10).find_map(|l| {
+        ["# ", "// "]
+            .iter()
+            .find_map(|c| l.strip_prefix(&format!("{c}{key}: ")))
+            .map(|s| s.trim().to_string())
+    })
+}
+
+/// Reads `lab: ID` and `caught-by: CHECK` from each mutant's header.
+pub fn mutants(dir: &Path) -> Result<Vec<Mutant>> {
+    let mut v = Vec::new();
+    for (path, text) in headed_files(dir)? {
+        let (Some(lab), Some(caught_by)) = (header(&text, "lab"), header(&text, "caught-by"))
+        else {
             anyhow::bail!(
-                "{}: needs `# lab: ID` and `# caught-by: CHECK` header lines",
+                "{}: needs `# lab: ID` and `# caught-by: CHECK` header lines (`//` in Rust)",
                 path.display()
             );
         };
@@ -57,6 +84,75 @@ pub fn mutants(dir: &Path) -> Result<Vec<Mutant>> {
         });
     }
     Ok(v)
+}
+
+/// Reads `lab: ID` from each correct variant's header; a missing folder has none.
+pub fn variants(dir: &Path) -> Result<Vec<Variant>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut v = Vec::new();
+    for (path, text) in headed_files(dir)? {
+        let Some(lab) = header(&text, "lab") else {
+            anyhow::bail!("{}: needs a `# lab: ID` header line", path.display());
+        };
+        v.push(Variant { path, lab });
+    }
+    Ok(v)
+}
+
+/// The job grading one extra program (a mutant or a variant): Python runs as it is; Rust
+/// is built in place of the reference solution, in a fresh copy of the solutions
+/// workspace under `scratch` (a failed build comes back as a report, as for students).
+fn extra_job(
+    lab: &Lab,
+    path: &Path,
+    scratch: &Path,
+    seed: u64,
+    target: &Path,
+) -> Result<Result<Job, LabReport>> {
+    if path.extension().is_some_and(|x| x == "rs") {
+        let ex = embedded::exercise(&lab.id)
+            .with_context(|| format!("{}: lab {} has no exercise", path.display(), lab.id))?;
+        // Its own workspace and target folder: extra programs of one lab build binaries
+        // of the same name, and every job runs after all the builds.
+        let name = path.file_stem().unwrap_or_default().to_string_lossy();
+        let ws = scratch.join(name.as_ref());
+        let target = target.join(name.as_ref());
+        embedded::write_all(&embedded::solutions(), &ws, true)?;
+        std::fs::copy(path, ws.join(ex.rust))
+            .with_context(|| format!("cannot copy {}", path.display()))?;
+        let src = Source {
+            cmd: None,
+            dir: None,
+            lang: Lang::Rust,
+            seed: Some(seed),
+            verbose: false,
+            pcap: None,
+        };
+        return prepare(lab, &ws, &src, seed, Some(&target));
+    }
+    Ok(Ok(Job {
+        lab: lab.id.clone(),
+        argv: vec![python(), path.display().to_string()],
+        args: lab
+            .exercise
+            .as_ref()
+            .map(|e| e.args.clone())
+            .unwrap_or_default(),
+        dir: None,
+        env: Vec::new(),
+        seed,
+        port: if ns::available() {
+            default_port(lab)
+        } else {
+            0
+        },
+        only: Vec::new(),
+        fail_fast: false,
+        capture: None,
+        built_under: None,
+    }))
 }
 
 /// What `dev check` requires of one graded program.
@@ -70,8 +166,9 @@ enum Expect {
     Caught(String),
 }
 
-/// `lab dev check`: every solution gets full marks, every unmodified starter fails, and
-/// every mutant fails the check aimed at its bug. `root` holds `tests/mutants/`.
+/// `lab dev check`: every solution gets full marks, every unmodified starter fails, every
+/// mutant fails the check aimed at its bug, and every correct variant gets full marks.
+/// `root` holds `tests/mutants/` and `tests/variants/`.
 pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> Result<()> {
     let tmp = std::env::temp_dir().join(format!("lab-dev-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(tmp.clone());
@@ -117,38 +214,32 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
             }
         }
     }
-    for m in mutants(&root.join("tests/mutants"))? {
-        let name = m
-            .path
-            .file_name()
+    // Mutants and variants in Rust are built, each in its own copy of the solutions.
+    let scratch = tmp.join("extra");
+    let file_name = |p: &Path| {
+        p.file_name()
             .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    for m in mutants(&root.join("tests/mutants"))? {
         let lab = catalog.find(&m.lab)?;
-        let job = Job {
-            lab: lab.id.clone(),
-            argv: vec![python(), m.path.display().to_string()],
-            args: lab
-                .exercise
-                .as_ref()
-                .map(|e| e.args.clone())
-                .unwrap_or_default(),
-            dir: None,
-            env: Vec::new(),
-            seed,
-            port: if ns::available() {
-                default_port(lab)
-            } else {
-                0
-            },
-            only: vec![m.caught_by.clone()],
-            fail_fast: false,
-            capture: None,
-            built_under: None,
-        };
+        let mut job = extra_job(lab, &m.path, &scratch, seed, &target.join("extra"))?;
+        if let Ok(j) = &mut job {
+            j.only = vec![m.caught_by.clone()];
+        }
         jobs.push((
-            format!("mutant {name}"),
-            Ok(job),
+            format!("mutant {}", file_name(&m.path)),
+            job,
             Expect::Caught(m.caught_by),
+        ));
+    }
+    for v in variants(&root.join("tests/variants"))? {
+        let lab = catalog.find(&v.lab)?;
+        let job = extra_job(lab, &v.path, &scratch, seed, &target.join("extra"))?;
+        jobs.push((
+            format!("variant {}", file_name(&v.path)),
+            job,
+            Expect::FullMarks,
         ));
     }
     // Most of the time is spent waiting on reply timeouts: four workers take the next
@@ -220,10 +311,13 @@ fn judge(r: &LabReport, expect: &Expect) -> (bool, String) {
                 } else {
                     format!(", not passed: {}", not_passed.join(" "))
                 },
-                if r.message.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {}", r.message.lines().next().unwrap_or(""))
+                match r.tests.iter().find(|t| t.status != Status::Pass) {
+                    // The first failure's message: a flaky check is diagnosed from the
+                    // dev check's output alone.
+                    Some(t) if !t.message.is_empty() =>
+                        format!("; {}: {}", t.name, t.message.lines().next().unwrap_or("")),
+                    _ if r.message.is_empty() => String::new(),
+                    _ => format!("; {}", r.message.lines().next().unwrap_or("")),
                 }
             ),
         ),

@@ -358,6 +358,33 @@ impl Harness {
         Ok(used / t.elapsed().as_secs_f64())
     }
 
+    /// Stops the newest program for `how_long` and continues it (SIGSTOP, then SIGCONT
+    /// to its process group: what Ctrl-Z then `fg` does). A system call the stop
+    /// interrupts returns early: a blocking send() returns the count it sent so far,
+    /// which a program that ignores that count never sees. Always continues it.
+    pub fn pause_program(&mut self, how_long: Duration) {
+        let Some(p) = self.program() else { return };
+        let pgid = p.pid;
+        let _ = crate::sys::kill_group(pgid, libc::SIGSTOP);
+        std::thread::sleep(how_long);
+        let _ = crate::sys::kill_group(pgid, libc::SIGCONT);
+    }
+
+    /// The newest program's peak resident memory so far, in bytes (VmHWM in
+    /// /proc/PID/status: a high-water mark, so one read after a run sees its peak).
+    pub fn peak_memory(&mut self) -> Option<u64> {
+        let pid = self.program()?.pid;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     /// The address the program should serve.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))

@@ -700,6 +700,12 @@ pub fn proc_net(file: &str) -> Vec<(u16, String, String)> {
 /// `local_port` and remote port `remote_port` (the server's end of a client's
 /// connection), from /proc/net/tcp; None when there is no such connection.
 pub fn rx_queue(local_port: u16, remote_port: u16) -> Option<u64> {
+    tcp_queues(local_port, remote_port).map(|(_, rx)| rx)
+}
+
+/// The send queue (bytes written but not yet acknowledged, sent or not) and the
+/// receive queue (bytes not yet read) of that connection, from /proc/net/tcp.
+pub fn tcp_queues(local_port: u16, remote_port: u16) -> Option<(u64, u64)> {
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
@@ -712,10 +718,11 @@ pub fn rx_queue(local_port: u16, remote_port: u16) -> Option<u64> {
                     .and_then(|p| u16::from_str_radix(p, 16).ok())
             };
             if port(1) == Some(local_port) && port(2) == Some(remote_port) {
-                return f
-                    .get(4)
-                    .and_then(|q| q.split(':').nth(1))
-                    .and_then(|r| u64::from_str_radix(r, 16).ok());
+                let (tx, rx) = f.get(4)?.split_once(':')?;
+                return Some((
+                    u64::from_str_radix(tx, 16).ok()?,
+                    u64::from_str_radix(rx, 16).ok()?,
+                ));
             }
         }
     }

@@ -6,7 +6,8 @@ import json, socket, struct, sys
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])))
 sock.settimeout(30)
-session, seen, highest = None, set(), -1
+W = 4096
+session, slots, highest = None, [None] * W, -1
 received = duplicates = out_of_order = 0
 while True:
     data, addr = sock.recvfrom(65535)
@@ -25,10 +26,12 @@ while True:
         print(json.dumps({"received": received, "lost": highest + 1 - received,  # BUG: not the count
                           "duplicates": duplicates, "out_of_order": out_of_order}), flush=True)
         sys.exit(0)
-    if seq in seen:
+    if highest - seq >= W:
+        continue
+    if slots[seq % W] == seq:
         duplicates += 1
         continue
-    seen.add(seq)
+    slots[seq % W] = seq
     if seq < highest:
         out_of_order += 1
     highest = max(highest, seq)

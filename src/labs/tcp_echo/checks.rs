@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{read_all, Harness, Outcome, Transport, Unmet, REPLY_TIMEOUT};
+use crate::grade::sandbox::{describe_status, tcp_queues};
 
 /// The checks, in order.
 pub const SUITE: Suite = Suite {
@@ -48,6 +49,13 @@ pub const SUITE: Suite = Suite {
             run: utf8_split,
         },
         Check {
+            name: "raw_bytes",
+            description: "invalid UTF-8, \\r\\n, NUL and other control bytes come back unchanged; the server keeps serving",
+            mistake: "lines handled as text: decoding fails on bytes that are not UTF-8 (the connection or the server dies), or \\r\\n is turned into \\n",
+            hint: "Keep lines as bytes: split at b'\\n' only and send back exactly the bytes before it (a \\r included). No decode()/encode(), no text-mode makefile(), no lines() in Rust: read_until(b'\\n') into a Vec<u8>.",
+            run: raw_bytes,
+        },
+        Check {
             name: "silent_client",
             description: "a client that connects and sends nothing does not block another client",
             mistake: "one client at a time: the server blocks in recv() on a silent client while another waits",
@@ -70,9 +78,9 @@ pub const SUITE: Suite = Suite {
         },
         Check {
             name: "slow_reader",
-            description: "8 MiB of replies to a client that reads slowly arrive complete",
-            mistake: "ignoring a partial send: send() may take only part of the bytes",
-            hint: "Use sendall() in Python or write_all() in Rust; with non-blocking sockets keep the unsent rest and wait for writable.",
+            description: "lines of up to 6 MiB to a client that pauses reading while the server is stopped and continued: every reply byte arrives",
+            mistake: "ignoring a partial send: send() (write() in Rust) may take only part of the bytes, and the rest was never sent",
+            hint: "Use sendall() in Python or write_all() in Rust: a send() returns early when the send buffer is full and the socket has a timeout or is non-blocking, or when a signal interrupts it. With non-blocking sockets keep the unsent rest and wait for writable.",
             run: slow_reader,
         },
         Check {
@@ -236,26 +244,75 @@ fn reset_mid_request(ctx: &mut Harness) -> Outcome {
     ctx.expect("B", &mut b, &reply(&l))
 }
 
+fn raw_bytes(ctx: &mut Harness) -> Outcome {
+    ctx.start()?;
+    // Each line is a trap for servers that treat lines as text: Latin-1 and stray bytes
+    // (not UTF-8: a strict decode raises, Rust's lines() errors), a \r before the \n
+    // (lines() and text-mode files drop it), a lone \r inside a line (universal
+    // newlines split there), NUL and other control bytes, and an empty line.
+    let lines: [&[u8]; 7] = [
+        b"caf\xe9 au lait (Latin-1, not UTF-8)",
+        b"telnet line\r",
+        b"nul \x00 byte, bell \x07, escape \x1b[0m",
+        b"\xff\xfe\xfd\xc3\x28 \x80",
+        b"carriage\rreturn inside",
+        b"",
+        b"\r",
+    ];
+    let mut data = Vec::new();
+    let mut want = Vec::new();
+    for l in lines {
+        data.extend_from_slice(l);
+        data.push(b'\n');
+        want.extend(reply(l));
+    }
+    let mut a = ctx.connect("A")?;
+    ctx.send("A", &mut a, &data)?;
+    ctx.expect("A", &mut a, &want)?;
+    // The same connection still works, and so does a new one: a thread or a server that
+    // died of those bytes shows here.
+    let l = line(ctx);
+    ctx.send("A", &mut a, &[l.as_slice(), b"\n"].concat())?;
+    ctx.expect("A", &mut a, &reply(&l))?;
+    let l = line(ctx);
+    let mut b = ctx.connect("B")?;
+    ctx.send("B", &mut b, &[l.as_slice(), b"\n"].concat())?;
+    ctx.expect("B", &mut b, &reply(&l))
+}
+
+/// Sizes of the slow reader's lines. The long ones are larger than the most Linux lets a
+/// send buffer grow to (tcp_wmem max, 4 MiB by default), so the server's send of such a
+/// reply cannot complete while the client is not reading: it blocks, or (non-blocking,
+/// or with a timeout) returns having taken only part. Short lines between them check
+/// that what follows a long reply is not cut or reordered.
+const SLOW_LINES: [usize; 5] = [6 << 20, 17, 1 << 20, 29, 3 << 20];
+
+/// The longest the slow reader waits, reading nothing, for the server's send of the
+/// first long reply to fill its buffer. A correct server gets there in well under a
+/// second (a Python one reads the 6 MiB line first); 10 s covers a loaded machine.
+const SLOW_PAUSE: Duration = Duration::from_secs(10);
+
+/// How many times the grader stops and continues the server while its send waits, and
+/// the gap between two stops.
+const STOPS: u32 = 3;
+const STOP_GAP: Duration = Duration::from_millis(100);
+
 fn slow_reader(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
-    // 8 MiB of replies: twice the most Linux lets a send buffer grow to (tcp_wmem max,
-    // 4 MiB by default), against a client receive buffer of 16 KiB, so the server's
-    // send() must block or return short while the client is not reading. Long lines
-    // keep the server's line splitting cheap.
-    const LINES: usize = 2 * 1024;
-    const LEN: usize = 4000;
-    let mut data = Vec::with_capacity(LINES * (LEN + 1));
-    let mut want = Vec::with_capacity(LINES * (LEN + 11));
-    for i in 0..LINES {
+    let mut data = Vec::new();
+    let mut want = Vec::new();
+    for (i, &len) in SLOW_LINES.iter().enumerate() {
         let mut l = format!("{i:08} ").into_bytes();
-        l.resize(LEN, b'a' + (i % 26) as u8);
+        l.resize(len, b'a' + (i % 26) as u8);
         data.extend_from_slice(&l);
         data.push(b'\n');
         want.extend(reply(&l));
     }
     let mut a = ctx.connect("A")?;
     ctx.step(format!(
-        "client A sends {LINES} lines ({} bytes) from a writer thread, then half-closes",
+        "client A sends {} lines of {} bytes ({} in all) from a writer thread, then half-closes",
+        SLOW_LINES.len(),
+        SLOW_LINES.map(|n| n.to_string()).join(", "),
         data.len()
     ));
     let mut w = a.try_clone().map_err(|e| Unmet::error(e.to_string()))?;
@@ -264,11 +321,49 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
         let _ = w.shutdown(std::net::Shutdown::Write);
         r
     });
-    ctx.step("client A reads nothing for 300 ms (a slow reader), then reads everything");
-    std::thread::sleep(Duration::from_millis(300));
-    // 20 s to move 8 MiB over loopback: ~100x what a correct Python server needs on a
+    ctx.step(format!(
+        "client A reads nothing (a slow reader) until the server's send of the first reply has filled its buffer and waits, {} s at most",
+        SLOW_PAUSE.as_secs()
+    ));
+    // A blocking send() waits for room and then takes everything, unless a signal
+    // interrupts it: then it returns the count sent so far. Stopping and continuing the
+    // program (what Ctrl-Z then `fg` does) is such a signal, and harmless to a program
+    // that finishes what it started (sendall, write_all). Several stops, so one lands
+    // while the send is waiting even on a loaded machine.
+    ctx.step(format!(
+        "then the grader stops the server and continues it {STOPS} times (SIGSTOP, SIGCONT: as Ctrl-Z then fg would): a send() waiting for room returns early, with the count it sent so far"
+    ));
+    let began = Instant::now();
+    // Stop it once its send is waiting: its end of A's connection holds a send queue
+    // of over 1 MiB that has stopped growing (bounded: a server that never gets there
+    // is stopped anyway, and fails or passes on what it sends).
+    let local = a.local_addr().map(|l| l.port()).unwrap_or(0);
+    let mut last = 0;
+    while began.elapsed() < SLOW_PAUSE - STOP_GAP * STOPS {
+        std::thread::sleep(Duration::from_millis(50));
+        let tx = tcp_queues(ctx.port, local).map_or(0, |(tx, _)| tx);
+        if tx > 1 << 20 && tx == last {
+            break;
+        }
+        last = tx;
+    }
+    ctx.step(format!(
+        "after {} ms the server's end of A's connection holds {last} bytes not yet read by A{}",
+        began.elapsed().as_millis(),
+        if last > 1 << 20 {
+            ""
+        } else {
+            " (its send never filled the buffer: the stops come anyway)"
+        }
+    ));
+    for _ in 0..STOPS {
+        ctx.pause_program(Duration::from_millis(20));
+        std::thread::sleep(STOP_GAP);
+    }
+    ctx.step("client A reads everything");
+    // 30 s to move ~10 MiB over loopback: ~100x what a correct Python server needs on a
     // busy runner; only a stuck server reaches it.
-    let (got, err) = read_all(&mut a, want.len() + 4096, Duration::from_secs(20));
+    let (got, err) = read_all(&mut a, want.len() + 4096, Duration::from_secs(30));
     // The writer ends: the server either read everything or closed/reset.
     let _ = a.shutdown(std::net::Shutdown::Both);
     let _ = writer.join();
@@ -281,8 +376,15 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
         .position(|(x, y)| x != y)
         .unwrap_or(got.len().min(want.len()));
     let line_no = want[..at].iter().filter(|&&b| b == b'\n').count();
+    let died = match ctx.program().and_then(|p| p.try_ended()) {
+        Some(e) => format!(
+            "; the server {} (was a call interrupted by the stop treated as fatal? retry on EINTR / ErrorKind::Interrupted)",
+            describe_status(e.status)
+        ),
+        None => String::new(),
+    };
     Err(Unmet::fail(format!(
-        "client A expected {} bytes of replies but got {}{}; they differ from byte {at} (reply line {}): expected \"{}\" got \"{}\"",
+        "client A expected {} bytes of replies but got {}{}; they differ from byte {at} (reply line {}): expected \"{}\" got \"{}\"{died}",
         want.len(),
         got.len(),
         err.map(|e| format!(" ({e})")).unwrap_or_default(),

@@ -22,6 +22,9 @@ use play::{
     setup, Dgram, Who, END_GAP, END_MARKERS, SIZE,
 };
 
+mod long_run;
+use long_run::bounded_memory;
+
 /// The checks, in order.
 pub const SUITE: Suite = Suite {
     lab: "03-udp-loss",
@@ -68,6 +71,20 @@ pub const SUITE: Suite = Suite {
             mistake: "no session filter (or no length/magic check): foreign datagrams were counted, ended the run early, or crashed the receiver",
             hint: "Lock onto the session id and address of the first data datagram; ignore anything shorter than 32 bytes, without LAB3, version 1 and kind 0/1, or of another session or sender.",
             run: foreign,
+        },
+        Check {
+            name: "stranger_same_session",
+            description: "strangers send data and an end marker of the sender's own session, from another port and from another address: all ignored",
+            mistake: "locked onto the session id alone: anyone who sends that id (from another port or address) was counted, or ended the run with their end marker",
+            hint: "Keep the address recvfrom() returned with the first data datagram, (IP, port) both; a datagram of the same session from any other address is foreign.",
+            run: stranger_same_session,
+        },
+        Check {
+            name: "bounded_memory",
+            description: "a long run: 2^19 data datagrams, far from sequence 0; the receiver's memory may grow by at most 8 MiB",
+            mistake: "memory grows with the run: every sequence number ever received is kept (a set), or a table is sized by the sequence numbers",
+            hint: "Only recent sequence numbers can still arrive (never more than 1,000 below the highest): keep a window, e.g. a list of W slots where slot seq % W holds the last sequence number stored there (a repeat finds itself), or a bitmap.",
+            run: bounded_memory,
         },
         Check {
             name: "near_u64_max",
@@ -277,6 +294,53 @@ fn foreign(ctx: &mut Harness) -> Outcome {
     plan.extend(session);
     ctx.step(format!(
         "S sends data datagrams 0 to {} of session {sess:#018x}, none lost; mixed in (seeded places): X's data 0, 7, ..., 63 of session {other:#018x}, copies of datagrams 3-6 spoiled (from S: cut to 31 bytes, magic LAB4; from X: version 2, kind 7), X's end marker with magic BAL3, S's stragglers 57 and 58 of a previous session {previous:#018x}, and X's end marker of session {other:#018x} (count 1000)",
+        n - 1
+    ));
+    finish(ctx, &mut net, plan, sess, n)
+}
+
+fn stranger_same_session(ctx: &mut Harness) -> Outcome {
+    let mut net = setup(ctx)?;
+    let sess = session(ctx);
+    let n = 120u64;
+    let mut plan: Vec<Dgram> = (0..n).map(|s| data(sess, s)).collect();
+    // X and Y know S's session id. Counted, their copies of sequence numbers S also
+    // sends look like duplicates (or take the place of S's own), and those past S's
+    // count make received exceed it.
+    let mut extra = Vec::new();
+    for who in [Who::Stranger, Who::Elsewhere] {
+        for _ in 0..5 {
+            let seq = ctx.rng.range(1, n as usize) as u64;
+            extra.push(Dgram {
+                who,
+                ..data(sess, seq)
+            });
+        }
+        for i in 0..3 {
+            extra.push(Dgram {
+                who,
+                ..data(sess, n + 10 + i)
+            });
+        }
+    }
+    for d in extra {
+        // After S's first datagram, which starts the session.
+        let at = ctx.rng.range(1, plan.len());
+        plan.insert(at, d);
+    }
+    // Their end markers of S's session come before S's own: taken, the run ends early.
+    for who in [Who::Stranger, Who::Elsewhere] {
+        let at = ctx.rng.range(plan.len() / 2, plan.len());
+        plan.insert(
+            at,
+            Dgram {
+                who,
+                ..end(sess, 7)
+            },
+        );
+    }
+    ctx.step(format!(
+        "S sends data datagrams 0 to {} of session {sess:#018x}, none lost; mixed in (seeded places), with S's session id: from X (another port) and from Y (another address) 5 copies of S's sequence numbers, 3 beyond S's count, and an end marker with count 7 each",
         n - 1
     ));
     finish(ctx, &mut net, plan, sess, n)

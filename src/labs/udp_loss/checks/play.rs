@@ -35,8 +35,11 @@ pub(super) const END_MARKERS: usize = 5;
 pub(super) enum Who {
     /// Client S, whose session the receiver must lock onto.
     Sender,
-    /// Client X, whose datagrams are all foreign.
+    /// Client X, on another port of 127.0.0.1, whose datagrams are all foreign.
     Stranger,
+    /// Client Y, on S's port number but another address (127.0.0.2, where the machine
+    /// allows it), whose datagrams are all foreign too.
+    Elsewhere,
 }
 
 /// One datagram of a check's plan.
@@ -150,6 +153,9 @@ pub(super) struct Net {
     pub(super) s: UdpSocket,
     /// Client X, a stranger.
     pub(super) x: UdpSocket,
+    /// Client Y: S's port on 127.0.0.2, or another port of 127.0.0.1 where that
+    /// address cannot be bound.
+    pub(super) y: UdpSocket,
     /// False once the receiver failed to empty its queue within [`DRAIN_LIMIT`].
     pub(super) pacing: bool,
     /// Datagrams the kernel dropped at the receiver's socket (full buffer), last read.
@@ -161,12 +167,28 @@ pub(super) fn setup(ctx: &mut Harness) -> Outcome<Net> {
     ctx.start()?;
     let s = ctx.udp_client("S (the sender)")?;
     let x = ctx.udp_client("X (a stranger)")?;
+    let y = elsewhere(ctx, &s)?;
     Ok(Net {
         s,
         x,
+        y,
         pacing: true,
         drops: 0,
     })
+}
+
+/// Client Y: bound to S's port number on 127.0.0.2, so a receiver that compares only
+/// ports (or only addresses) lets it in. The whole 127.0.0.0/8 is loopback on Linux;
+/// where 127.0.0.2 cannot be bound, Y takes another port of 127.0.0.1.
+fn elsewhere(ctx: &mut Harness, s: &UdpSocket) -> Outcome<UdpSocket> {
+    let port = s.local_addr().map(|a| a.port()).unwrap_or(0);
+    match UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, 2), port)) {
+        Ok(y) => {
+            ctx.step(format!("client Y (a stranger) binds 127.0.0.2:{port}"));
+            Ok(y)
+        }
+        Err(_) => ctx.udp_client("Y (a stranger; 127.0.0.2 cannot be bound here)"),
+    }
 }
 
 /// The receive queue (bytes) and drop counter of the UDP sockets bound to `port` on
@@ -211,7 +233,9 @@ pub(super) fn drained(net: &mut Net, port: u16) -> bool {
         if Instant::now() >= until {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        // A receiver empties a batch in well under a millisecond: poll finely, so the
+        // long run (thousands of waits) is paced by the receiver, not by this sleep.
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
@@ -224,6 +248,7 @@ pub(super) fn play(ctx: &mut Harness, net: &mut Net, plan: &[Dgram]) -> Outcome 
         let sock = match d.who {
             Who::Sender => &net.s,
             Who::Stranger => &net.x,
+            Who::Elsewhere => &net.y,
         };
         sock.send_to(&d.bytes, ctx.addr())
             .map_err(|e| Unmet::error(format!("the grader could not send a datagram: {e}")))?;

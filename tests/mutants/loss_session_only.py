@@ -1,0 +1,38 @@
+# lab: 03-udp-loss
+# caught-by: stranger_same_session
+# mistake: the session id is checked but not the sender's address
+import json, socket, struct, sys
+
+W = 4096
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", int(sys.argv[sys.argv.index("--port") + 1])))
+sock.settimeout(30)
+session, slots, highest = None, [None] * W, -1
+received = duplicates = out_of_order = 0
+while True:
+    data, addr = sock.recvfrom(65535)
+    if len(data) < 32:
+        continue
+    magic, version, kind, _, sess, seq, _ = struct.unpack("!4sBBHQQQ", data[:32])
+    if magic != b"LAB3" or version != 1 or kind not in (0, 1):
+        continue
+    if session is None:
+        if kind != 0:
+            continue
+        session = sess
+    if sess != session:  # BUG: anyone who sends this session id is believed
+        continue
+    if kind == 1:
+        print(json.dumps({"received": received, "lost": seq - received,
+                          "duplicates": duplicates, "out_of_order": out_of_order}), flush=True)
+        sys.exit(0)
+    if highest - seq >= W:
+        continue
+    if slots[seq % W] == seq:
+        duplicates += 1
+        continue
+    slots[seq % W] = seq
+    if seq < highest:
+        out_of_order += 1
+    highest = max(highest, seq)
+    received += 1
