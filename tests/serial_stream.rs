@@ -509,3 +509,35 @@ fn sample_values(out: &std::process::Output) -> Vec<u8> {
         .map(|v| v.parse().unwrap())
         .collect()
 }
+
+/// Issue 18: at 50,000 samples/s in buffers of 1, 300 clients that never read made the
+/// server spend its life in `write` and on its channel: it stopped polling (new
+/// connections unaccepted, SIGINT unheard). The loop must keep accepting, answering
+/// and stopping. Deadlines are generous (a loaded machine); the broken server missed
+/// them by never answering at all.
+#[test]
+fn three_hundred_clients_that_never_read_cannot_stop_the_loop() {
+    const SILENT: usize = 300;
+    let server = Server::start(&["--rate", "50000", "--buffer", "1", "--quiet"]);
+    let end = Instant::now() + SECS(90);
+    let mut silent = Vec::new();
+    while silent.len() < SILENT && Instant::now() < end {
+        // 20 s: a SYN dropped on a full backlog is retried after 1, 3 and 7 s.
+        match std::net::TcpStream::connect_timeout(&server.addr, SECS(20)) {
+            Ok(s) => silent.push(s),
+            Err(e) => panic!(
+                "connection {} of {SILENT} was not accepted ({e}): the loop stopped polling",
+                silent.len() + 1
+            ),
+        }
+    }
+    assert_eq!(silent.len(), SILENT, "connecting took over 90 s");
+    // A newcomer is accepted and gets samples while the silent ones are still there.
+    let mut probe = connect(server.addr);
+    let first = read_n(&mut probe, 1, SECS(15));
+    assert_eq!(first.len(), 1);
+    // And SIGTERM is heard: `stop` waits at most 10 s for the summary and the exit.
+    let (status, summary) = server.stop();
+    assert!(status.success(), "{summary}");
+    drop(silent);
+}

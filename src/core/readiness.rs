@@ -48,7 +48,8 @@ impl EventLoop {
     pub(super) fn accept_all<H: Handler>(&mut self, handler: &mut H, token: Token) {
         let key = self.ctx.key(token);
         let id = ListenerId(key);
-        loop {
+        // Rule 5b: a connect flood gets a budget like a reader does, then waits its turn.
+        for _ in 0..self.ctx.limits.reads_per_turn * 4 {
             let Some(Some(Source::Listener(l))) = self.ctx.slots.get(token.0) else {
                 return;
             };
@@ -71,6 +72,7 @@ impl EventLoop {
                 }
             }
         }
+        self.ctx.rerun.push(token);
     }
 
     pub(super) fn read_stream<H: Handler>(&mut self, handler: &mut H, token: Token) {
