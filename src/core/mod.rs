@@ -183,9 +183,20 @@ pub struct Datagram<'a> {
 pub trait Handler {
     /// A listener accepted `conn` from `peer`.
     fn on_accept(&mut self, ctx: &mut Ctx, listener: ListenerId, conn: ConnId, peer: SocketAddr) {}
-    /// Accepting failed (for example the open-file limit, `EMFILE`). The core retries in
-    /// 100 ms; the pending connection waits in the kernel's backlog meanwhile.
-    fn on_accept_error(&mut self, ctx: &mut Ctx, listener: ListenerId, err: &io::Error) {}
+    /// Accepting failed (for example the open-file limit, `EMFILE`); the pending
+    /// connection waits in the kernel's backlog. The core backs off: one timer per
+    /// listener, 100 ms doubling to 1 s while accepting keeps failing, and the listener's
+    /// readiness ignored meanwhile, so neither a busy loop nor a timer per arrival. This
+    /// is called once per failed attempt, so at most once per back-off period (one log
+    /// line each); `failures` counts the attempts that failed in a row so far.
+    fn on_accept_error(
+        &mut self,
+        ctx: &mut Ctx,
+        listener: ListenerId,
+        err: &io::Error,
+        failures: u64,
+    ) {
+    }
     /// An outgoing [`Ctx::connect`] completed.
     fn on_connected(&mut self, ctx: &mut Ctx, conn: ConnId) {}
     /// Bytes arrived on a stream. They are only a piece of the stream: message
@@ -261,6 +272,17 @@ struct Udp {
     batch: Option<Box<udp_batch::RxBatch>>,
 }
 
+/// A listener's back-off while `accept` fails (see [`Handler::on_accept_error`]).
+struct AcceptBackoff {
+    /// Failed attempts in a row.
+    failures: u64,
+    /// Wait before the next attempt: 100 ms, doubled per failure up to 1 s (a second's
+    /// delay for a client is acceptable when the server is out of descriptors anyway).
+    delay: Duration,
+    /// The retry timer is pending: readiness of the listener is ignored until it fires.
+    waiting: bool,
+}
+
 enum TimerKind {
     User,
     RetryAccept(Key),
@@ -289,6 +311,9 @@ pub struct Ctx {
     connected_pending: Vec<Token>,
     /// Connections whose outbound buffer just became empty, reported likewise.
     drained: Vec<Token>,
+    /// Listeners whose `accept` is failing (`EMFILE`...), with their back-off; an
+    /// entry lives from the first failure to the next successful accept.
+    accept_backoff: HashMap<Key, AcceptBackoff>,
     /// Immediate writes [`Ctx::send`] may still make this turn (rule 5b); refilled to
     /// [`Limits::writes_per_turn`] after each poll.
     writes_left: usize,
@@ -336,6 +361,7 @@ impl EventLoop {
                 connected_pending: Vec::new(),
                 drained: Vec::new(),
                 writes_left: limits.writes_per_turn,
+                accept_backoff: HashMap::new(),
             },
             signals: None,
             scratch: vec![0; limits.read_chunk.max(MAX_DATAGRAM + 1)],

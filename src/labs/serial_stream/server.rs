@@ -406,9 +406,14 @@ impl Handler for Streamer {
         }
     }
 
-    // accept() failed (EMFILE...): the core retries shortly.
-    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error) {
-        say!("  {} accept() failed: {err} (retrying)", warn("note")).or_stop_later();
+    // accept() failed (EMFILE...): the core retries, backing off, and calls this once
+    // per attempt, so one line per back-off period. An error, so said even with --quiet.
+    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error, n: u64) {
+        say!(
+            "  {} accept() failed: {err} ({n} in a row; new clients wait in the backlog, retrying within 1 s)",
+            warn("note")
+        )
+        .or_stop_later();
     }
 
     // The client shut down its sending side (`nc` does when its stdin ends). It may
