@@ -221,8 +221,8 @@ struct Args {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
-    /// Time per report line: seconds (`1`) or with a unit (`500ms`).
-    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = units::seconds)]
+    /// Time per report line: seconds (`1`) or with a unit (`500ms`); at least 100ms.
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = units::report_interval)]
     interval: Duration,
     /// Receiver: SO_RCVBUF to ask for, in bytes (default 4 MiB; 4096 with
     /// --kernel-drops). Linux caps it at net.core.rmem_max, then doubles it.

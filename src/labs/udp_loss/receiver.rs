@@ -154,6 +154,9 @@ pub(super) struct Receiver {
     wait: Duration,
     /// Report line period (--interval).
     interval: Duration,
+    /// When the current report line ends (a boundary `interval`s after the first
+    /// datagram); `None` before the session starts.
+    next_line: Option<Instant>,
     /// Counters at the last interval boundary.
     mark: Mark,
     /// Closed intervals, one per `interval` (a line per second: small for any real run).
@@ -186,6 +189,7 @@ impl Receiver {
             idle: args.idle,
             wait,
             interval: args.interval,
+            next_line: None,
             mark: Mark::default(),
             intervals: Vec::new(),
             print,
@@ -353,6 +357,7 @@ impl Handler for Receiver {
             None if h.kind == Kind::Data => {
                 self.session = Some((h.session, d.from));
                 self.first = Some(now);
+                self.next_line = Some(now + self.interval);
                 ctx.timer_after(self.interval);
                 true
             }
@@ -395,12 +400,18 @@ impl Handler for Receiver {
 
     fn on_timer(&mut self, ctx: &mut Ctx, _t: TimerId) {
         let now = Instant::now();
-        if let Some(first) = self.first {
+        if let (Some(first), Some(due)) = (self.first, self.next_line) {
             // Interval boundaries are multiples of --interval after the first datagram.
-            let done = self.intervals.len() as u32 + 1;
-            if now >= first + self.interval * done {
+            // A loop that was late (a busy machine) closes one longer line up to now and
+            // aims at the next boundary still ahead: never a backlog of lines to catch up
+            // on, and the counts stay exact (each line reports the change since the last).
+            if now >= due {
                 self.close_interval();
-                ctx.timer_at(first + self.interval * (done + 1));
+                let passed =
+                    (now.duration_since(first).as_secs_f64() / self.interval.as_secs_f64()).floor();
+                let next = first + self.interval.mul_f64(passed + 1.0);
+                self.next_line = Some(next);
+                ctx.timer_at(next);
             }
         }
         let gave_up = match self.first {
