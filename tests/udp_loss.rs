@@ -1137,3 +1137,59 @@ fn short_intervals_are_refused_and_the_shortest_keeps_exact_counts() {
         .sum();
     assert_eq!(lines, received, "the lines add up to the total: {doc}");
 }
+
+/// Issue 18: UDP has no authentication. A forged first datagram with our magic claimed
+/// the session and a count of 2^63, and the report said `received 1 of
+/// 9223372036854775809 ... lost 100%`. The figures now come with the doubts the evidence
+/// raises, and `--from` pins the real sender.
+#[test]
+fn a_forged_first_datagram_is_doubted_and_from_pins_the_real_sender() {
+    let forger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let real = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let run_with = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "run",
+            "03",
+            "--role",
+            "receiver",
+            "--json",
+            "--bind",
+            "127.0.0.1:0",
+            "--wait",
+            "10s",
+            "--idle",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        let rx = spawn(&args);
+        let to = rx.ready("receiving on");
+        forger
+            .send_to(&probe(Kind::Data, 0xBAD, 0, 64), to)
+            .unwrap();
+        forger
+            .send_to(&probe(Kind::End, 0xBAD, 1 << 63, 64), to)
+            .unwrap();
+        for seq in 0..500u64 {
+            real.send_to(&probe(Kind::Data, 1, seq, 64), to).unwrap();
+            if seq % 50 == 0 {
+                thread::sleep(Duration::from_millis(1)); // stay under the socket buffer
+            }
+        }
+        for _ in 0..5 {
+            real.send_to(&probe(Kind::End, 1, 500, 64), to).unwrap();
+        }
+        rx.finish(Duration::from_secs(30)).json()
+    };
+    let doc = run_with(&[]);
+    let warnings = doc["receiver"]["warnings"].to_string();
+    assert!(warnings.contains("forged or stray claim"), "{doc}");
+    let real_addr = real.local_addr().unwrap().to_string();
+    assert!(
+        warnings.contains(&format!("--from {real_addr}")),
+        "the doubt names the sender to pin: {doc}"
+    );
+    let doc = run_with(&["--from", &real_addr]);
+    assert_eq!(u(&doc, "/receiver/received"), 500, "{doc}");
+    assert_eq!(u(&doc, "/receiver/packets"), 500, "{doc}");
+    assert_eq!(doc["receiver"]["warnings"], serde_json::json!([]), "{doc}");
+}
