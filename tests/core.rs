@@ -243,3 +243,108 @@ fn data_and_eof_arriving_together_are_both_seen() {
     let want: usize = (0..n).map(|i| format!("message {i}").len()).sum();
     assert_eq!(h.bytes, want);
 }
+
+/// Rule 5b: once a turn's write budget is spent, `send` queues instead of writing, and
+/// the writable event delivers it; every byte still arrives.
+#[test]
+fn sends_past_the_turn_write_budget_wait_for_the_writable_event() {
+    const PEERS: usize = 10;
+    struct Burst {
+        conns: Vec<ConnId>,
+        /// `ctx.queued` right after each send of the burst, in order.
+        queued_after_send: Vec<usize>,
+    }
+    impl Handler for Burst {
+        fn on_accept(&mut self, ctx: &mut Ctx, _: ListenerId, conn: ConnId, _: SocketAddr) {
+            self.conns.push(conn);
+            if self.conns.len() == PEERS {
+                ctx.timer_after(Duration::ZERO);
+            }
+        }
+        // One turn's burst: a byte to each peer.
+        fn on_timer(&mut self, ctx: &mut Ctx, _: TimerId) {
+            for &c in &self.conns {
+                ctx.send(c, b"x").unwrap();
+                self.queued_after_send.push(ctx.queued(c));
+            }
+        }
+    }
+    let limits = Limits {
+        writes_per_turn: 4,
+        ..Limits::default()
+    };
+    let mut ev = EventLoop::with_limits(limits).unwrap();
+    let l = ev
+        .ctx()
+        .listen("127.0.0.1:0".parse().unwrap(), 128)
+        .unwrap();
+    let addr = ev.ctx().local_addr(l).unwrap();
+    let clients: Vec<TcpStream> = (0..PEERS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut b = Burst {
+        conns: vec![],
+        queued_after_send: vec![],
+    };
+    let reader = thread::spawn(move || {
+        for mut c in clients {
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut one = [0u8; 1];
+            c.read_exact(&mut one).expect("every peer gets its byte");
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reader.is_finished() && Instant::now() < deadline {
+        ev.run_for(&mut b, Duration::from_millis(50)).unwrap();
+    }
+    reader.join().unwrap();
+    assert_eq!(
+        b.queued_after_send,
+        [0, 0, 0, 0, 1, 1, 1, 1, 1, 1],
+        "four writes at once, the rest queued for the writable event"
+    );
+}
+
+/// Rule 5b for accepts: a backlog of 200 connections is not emptied in one turn (a
+/// timer due at once fires at the end of the first turn and sees how many were taken),
+/// yet all of them are accepted in the end.
+#[test]
+fn a_connect_flood_is_accepted_over_several_turns() {
+    const FLOOD: usize = 200;
+    struct Count {
+        accepted: usize,
+        at_first_timer: Option<usize>,
+    }
+    impl Handler for Count {
+        fn on_accept(&mut self, ctx: &mut Ctx, _: ListenerId, _: ConnId, _: SocketAddr) {
+            self.accepted += 1;
+            if self.accepted == FLOOD {
+                ctx.stop();
+            }
+        }
+        fn on_timer(&mut self, _: &mut Ctx, _: TimerId) {
+            self.at_first_timer.get_or_insert(self.accepted);
+        }
+    }
+    let mut ev = EventLoop::new().unwrap();
+    let l = ev
+        .ctx()
+        .listen("127.0.0.1:0".parse().unwrap(), 512)
+        .unwrap();
+    let addr = ev.ctx().local_addr(l).unwrap();
+    let _clients: Vec<TcpStream> = (0..FLOOD)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    ev.ctx().timer_after(Duration::ZERO);
+    let mut c = Count {
+        accepted: 0,
+        at_first_timer: None,
+    };
+    ev.run_for(&mut c, Duration::from_secs(30)).unwrap();
+    assert_eq!(c.accepted, FLOOD, "every connection accepted in the end");
+    let first = c.at_first_timer.expect("the timer fired");
+    assert!(
+        first > 0 && first < FLOOD,
+        "the first turn accepted {first} of {FLOOD}: a budget, not all at once"
+    );
+}

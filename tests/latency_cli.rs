@@ -443,3 +443,22 @@ fn figures(cells: &str) -> Vec<f64> {
     }
     out
 }
+
+/// Issue 18: streams the server would refuse (it bounds what one subscriber may ask
+/// for) are refused here first, with the fix, before anything is measured.
+#[test]
+fn stream_rates_the_server_would_refuse_are_refused_up_front() {
+    assert_usage(
+        &[
+            "latency",
+            "--mode",
+            "stream",
+            "--rate",
+            "1000000",
+            "--buffer-sizes",
+            "1",
+        ],
+        "buffers/s, over the server's 20000",
+        "use buffers of at least 50 samples",
+    );
+}

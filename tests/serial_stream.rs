@@ -509,3 +509,136 @@ fn sample_values(out: &std::process::Output) -> Vec<u8> {
         .map(|v| v.parse().unwrap())
         .collect()
 }
+
+/// Issue 18: at 50,000 samples/s in buffers of 1, 300 clients that never read made the
+/// server spend its life in `write` and on its channel: it stopped polling (new
+/// connections unaccepted, SIGINT unheard). The loop must keep accepting, answering
+/// and stopping. Deadlines are generous (a loaded machine); the broken server missed
+/// them by never answering at all.
+#[test]
+fn three_hundred_clients_that_never_read_cannot_stop_the_loop() {
+    const SILENT: usize = 300;
+    let server = Server::start(&["--rate", "50000", "--buffer", "1", "--quiet"]);
+    let end = Instant::now() + SECS(90);
+    let mut silent = Vec::new();
+    while silent.len() < SILENT && Instant::now() < end {
+        // 20 s: a SYN dropped on a full backlog is retried after 1, 3 and 7 s.
+        match std::net::TcpStream::connect_timeout(&server.addr, SECS(20)) {
+            Ok(s) => silent.push(s),
+            Err(e) => panic!(
+                "connection {} of {SILENT} was not accepted ({e}): the loop stopped polling",
+                silent.len() + 1
+            ),
+        }
+    }
+    assert_eq!(silent.len(), SILENT, "connecting took over 90 s");
+    // A newcomer is accepted and gets samples while the silent ones are still there.
+    let mut probe = connect(server.addr);
+    let first = read_n(&mut probe, 1, SECS(15));
+    assert_eq!(first.len(), 1);
+    // And SIGTERM is heard: `stop` waits at most 10 s for the summary and the exit.
+    let (status, summary) = server.stop();
+    assert!(status.success(), "{summary}");
+    drop(silent);
+}
+
+/// Issue 18: out of descriptors (`ulimit -n 64`) and 1000 connections, every arrival
+/// armed a retry timer of its own and every retry printed a line: ~6,900 lines a
+/// second, even with --quiet. Now one timer backs off (100 ms doubling to 1 s) and each
+/// attempt says one line with a count; the process does not spin meanwhile. The bounds
+/// are generous: 3 s of back-off make about six attempts, and a busy loop uses a CPU.
+#[test]
+fn out_of_descriptors_logs_one_line_per_back_off_and_does_not_spin() {
+    if !common::have("prlimit") {
+        return common::skip("prlimit (util-linux) is not installed");
+    }
+    // Our side holds 1000 sockets.
+    lab::sys::raise_nofile_limit(8192).unwrap();
+    let mut cmd = std::process::Command::new("prlimit");
+    common::isolate(&mut cmd);
+    let mut child = cmd
+        .args(["--nofile=64:64", "--", env!("CARGO_BIN_EXE_lab")])
+        .args([
+            "run",
+            "07",
+            "--role",
+            "server",
+            "--bind",
+            "127.0.0.1:0",
+            "--quiet",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let child = common::Reaper(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(SECS(20)).expect("a banner");
+    let addr: std::net::SocketAddr = first
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    // 1000 connects at once, non-blocking: the kernel completes what the backlog holds
+    // and retries the rest, so arrivals keep coming while the server is out of fds.
+    let flood: Vec<socket2::Socket> = (0..1000)
+        .map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&addr.into()); // EINPROGRESS
+            s
+        })
+        .collect();
+    let mut log = Vec::new();
+    let until = Instant::now() + SECS(20);
+    while !log.iter().any(|l: &String| l.contains("accept() failed")) && Instant::now() < until {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            log.push(l);
+        }
+    }
+    assert!(
+        log.iter().any(|l| l.contains("Too many open files")),
+        "no EMFILE logged: {log:?}"
+    );
+    let cpu = cpu_seconds(child.0.id());
+    let t0 = Instant::now();
+    let mut failed_lines = 0;
+    while t0.elapsed() < SECS(3) {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            failed_lines += usize::from(l.contains("accept() failed"));
+        }
+    }
+    let share = (cpu_seconds(child.0.id()) - cpu) / t0.elapsed().as_secs_f64();
+    assert!(
+        failed_lines <= 15,
+        "{failed_lines} 'accept() failed' lines in 3 s: one per back-off period expected"
+    );
+    assert!(
+        share < 0.5,
+        "the server used {:.0}% of a CPU while out of descriptors: a busy loop",
+        share * 100.0
+    );
+    drop(flood);
+}
+
+/// CPU time (user + system) a process has used, in seconds, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // utime and stime, fields 14 and 15 (12 and 13 after the command name).
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}

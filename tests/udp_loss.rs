@@ -902,11 +902,11 @@ fn the_demo_reads_like_a_report() {
             "--seed",
             "42",
             "--count",
-            "3000",
+            "9000",
             "--rate",
             "20000",
             "--interval",
-            "0.05",
+            "0.1",
         ],
         Duration::from_secs(20),
     );
@@ -927,7 +927,7 @@ fn the_demo_reads_like_a_report() {
         assert!(t.contains(want), "missing {want:?} in:\n{t}");
     }
     assert!(!t.contains('✗'), "{t}");
-    // Several interval lines at 50 ms: a 3000-datagram run lasts about 150 ms.
+    // Several interval lines at 100 ms (the floor): a 9000-datagram run lasts 450 ms.
     assert!(
         t.lines()
             .filter(|l| l.trim_start().contains(" s  "))
@@ -1086,4 +1086,110 @@ fn json_names_mean_what_iperf3s_mean() {
     // The intervals' expected counts add up to the highest sequence + 1: the total, but
     // for datagrams lost after the last one that arrived.
     assert!(expected <= 6000.0 && expected > 5000.0, "{expected}");
+}
+
+/// Issue 18: `--interval 0.000001` made a receiver print instead of receive (3591 of
+/// 20000 counted). Intervals under 100 ms (iperf3's floor) are refused with the fix, and
+/// with the shortest one allowed the final accounting is exact: every datagram sent is
+/// received or counted as a kernel drop.
+#[test]
+fn short_intervals_are_refused_and_the_shortest_keeps_exact_counts() {
+    let out = run(
+        &["run", "03", "--role", "receiver", "--interval", "0.000001"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("100ms"), "{}", out.stderr);
+    let rx = spawn(&[
+        "run",
+        "03",
+        "--role",
+        "receiver",
+        "--json",
+        "--bind",
+        "127.0.0.1:0",
+        "--wait",
+        "10s",
+        "--interval",
+        "100ms",
+    ]);
+    let addr = rx.ready("receiving on").to_string();
+    let tx = sender(
+        &addr,
+        &["--count", "20000", "--rate", "40000", "--seed", "1"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(tx.code, 0, "{}", tx.stderr);
+    let doc = rx.finish(Duration::from_secs(60)).json();
+    let received = u(&doc, "/receiver/received");
+    let drops = u(&doc, "/receiver/kernel_drops");
+    assert_eq!(u(&doc, "/receiver/packets"), 20000, "{doc}");
+    assert_eq!(
+        received + drops,
+        20000,
+        "every datagram received or a kernel drop: {doc}"
+    );
+    let lines: u64 = doc["receiver"]["intervals"]
+        .as_array()
+        .expect("intervals")
+        .iter()
+        .map(|i| i["received"].as_u64().unwrap())
+        .sum();
+    assert_eq!(lines, received, "the lines add up to the total: {doc}");
+}
+
+/// Issue 18: UDP has no authentication. A forged first datagram with our magic claimed
+/// the session and a count of 2^63, and the report said `received 1 of
+/// 9223372036854775809 ... lost 100%`. The figures now come with the doubts the evidence
+/// raises, and `--from` pins the real sender.
+#[test]
+fn a_forged_first_datagram_is_doubted_and_from_pins_the_real_sender() {
+    let forger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let real = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let run_with = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "run",
+            "03",
+            "--role",
+            "receiver",
+            "--json",
+            "--bind",
+            "127.0.0.1:0",
+            "--wait",
+            "10s",
+            "--idle",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        let rx = spawn(&args);
+        let to = rx.ready("receiving on");
+        forger
+            .send_to(&probe(Kind::Data, 0xBAD, 0, 64), to)
+            .unwrap();
+        forger
+            .send_to(&probe(Kind::End, 0xBAD, 1 << 63, 64), to)
+            .unwrap();
+        for seq in 0..500u64 {
+            real.send_to(&probe(Kind::Data, 1, seq, 64), to).unwrap();
+            if seq % 50 == 0 {
+                thread::sleep(Duration::from_millis(1)); // stay under the socket buffer
+            }
+        }
+        for _ in 0..5 {
+            real.send_to(&probe(Kind::End, 1, 500, 64), to).unwrap();
+        }
+        rx.finish(Duration::from_secs(30)).json()
+    };
+    let doc = run_with(&[]);
+    let warnings = doc["receiver"]["warnings"].to_string();
+    assert!(warnings.contains("forged or stray claim"), "{doc}");
+    let real_addr = real.local_addr().unwrap().to_string();
+    assert!(
+        warnings.contains(&format!("--from {real_addr}")),
+        "the doubt names the sender to pin: {doc}"
+    );
+    let doc = run_with(&["--from", &real_addr]);
+    assert_eq!(u(&doc, "/receiver/received"), 500, "{doc}");
+    assert_eq!(u(&doc, "/receiver/packets"), 500, "{doc}");
+    assert_eq!(doc["receiver"]["warnings"], serde_json::json!([]), "{doc}");
 }

@@ -22,6 +22,13 @@
 //! 5. **Back-pressure:** while a connection owes more than [`Limits::high_water`] bytes,
 //!    the core stops reading from it (a client that does not read its replies gets no
 //!    more served) and resumes once the buffer drains below half of that.
+//!    **A write budget per turn** (rule 5b): [`Ctx::send`] writes at once only while the turn's
+//!    [`Limits::writes_per_turn`] lasts; past it, bytes wait in the `OutBuf` and go out
+//!    on the connection's writable event, one write per connection however many sends
+//!    it got. A handler that sends to 300 peers a thousand times a second would
+//!    otherwise spend its whole life in `write` and never poll again (new connections
+//!    unaccepted, Ctrl-C unheard). Accepts are budgeted too ([`Limits::reads_per_turn`]
+//!    times 4 per turn), so a connect flood cannot hold the loop either.
 //! 6. **Timers** are a heap of deadlines; the poll timeout is the time to the earliest.
 //! 7. **Other threads** (a serial reader, stdin) hand work over through a channel of
 //!    their own and [`Ctx::waker`]; the loop calls [`Handler::on_wake`].
@@ -88,6 +95,10 @@ pub struct Limits {
     pub reads_per_turn: usize,
     /// Most datagrams queued per UDP socket while the kernel's send buffer is full.
     pub udp_queue: usize,
+    /// Writes [`Ctx::send`] makes at once per turn (rule 5b); later sends in the same
+    /// turn are queued and flushed on the writable event. 128: a broadcast to a
+    /// classroom goes out in one turn, a flood to hundreds waits one poll.
+    pub writes_per_turn: usize,
 }
 
 impl Default for Limits {
@@ -98,6 +109,7 @@ impl Default for Limits {
             read_chunk: 64 * 1024,
             reads_per_turn: 16,
             udp_queue: 1024,
+            writes_per_turn: 128,
         }
     }
 }
@@ -171,9 +183,20 @@ pub struct Datagram<'a> {
 pub trait Handler {
     /// A listener accepted `conn` from `peer`.
     fn on_accept(&mut self, ctx: &mut Ctx, listener: ListenerId, conn: ConnId, peer: SocketAddr) {}
-    /// Accepting failed (for example the open-file limit, `EMFILE`). The core retries in
-    /// 100 ms; the pending connection waits in the kernel's backlog meanwhile.
-    fn on_accept_error(&mut self, ctx: &mut Ctx, listener: ListenerId, err: &io::Error) {}
+    /// Accepting failed (for example the open-file limit, `EMFILE`); the pending
+    /// connection waits in the kernel's backlog. The core backs off: one timer per
+    /// listener, 100 ms doubling to 1 s while accepting keeps failing, and the listener's
+    /// readiness ignored meanwhile, so neither a busy loop nor a timer per arrival. This
+    /// is called once per failed attempt, so at most once per back-off period (one log
+    /// line each); `failures` counts the attempts that failed in a row so far.
+    fn on_accept_error(
+        &mut self,
+        ctx: &mut Ctx,
+        listener: ListenerId,
+        err: &io::Error,
+        failures: u64,
+    ) {
+    }
     /// An outgoing [`Ctx::connect`] completed.
     fn on_connected(&mut self, ctx: &mut Ctx, conn: ConnId) {}
     /// Bytes arrived on a stream. They are only a piece of the stream: message
@@ -249,6 +272,17 @@ struct Udp {
     batch: Option<Box<udp_batch::RxBatch>>,
 }
 
+/// A listener's back-off while `accept` fails (see [`Handler::on_accept_error`]).
+struct AcceptBackoff {
+    /// Failed attempts in a row.
+    failures: u64,
+    /// Wait before the next attempt: 100 ms, doubled per failure up to 1 s (a second's
+    /// delay for a client is acceptable when the server is out of descriptors anyway).
+    delay: Duration,
+    /// The retry timer is pending: readiness of the listener is ignored until it fires.
+    waiting: bool,
+}
+
 enum TimerKind {
     User,
     RetryAccept(Key),
@@ -277,6 +311,12 @@ pub struct Ctx {
     connected_pending: Vec<Token>,
     /// Connections whose outbound buffer just became empty, reported likewise.
     drained: Vec<Token>,
+    /// Listeners whose `accept` is failing (`EMFILE`...), with their back-off; an
+    /// entry lives from the first failure to the next successful accept.
+    accept_backoff: HashMap<Key, AcceptBackoff>,
+    /// Immediate writes [`Ctx::send`] may still make this turn (rule 5b); refilled to
+    /// [`Limits::writes_per_turn`] after each poll.
+    writes_left: usize,
 }
 
 /// The event loop: a mio `Poll` plus a [`Ctx`].
@@ -320,6 +360,8 @@ impl EventLoop {
                 closed: Vec::new(),
                 connected_pending: Vec::new(),
                 drained: Vec::new(),
+                writes_left: limits.writes_per_turn,
+                accept_backoff: HashMap::new(),
             },
             signals: None,
             scratch: vec![0; limits.read_chunk.max(MAX_DATAGRAM + 1)],
@@ -385,6 +427,7 @@ impl EventLoop {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
+        self.ctx.writes_left = self.ctx.limits.writes_per_turn;
 
         // Copied out of `events` (handlers need `&mut self`), into a vector kept across
         // turns so the hot path allocates nothing.

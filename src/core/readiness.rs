@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Token};
 
 use super::{
-    Closed, ConnId, Ctx, Datagram, EventLoop, Handler, ListenerId, Source, TimerId, TimerKind,
-    UdpId,
+    AcceptBackoff, Closed, ConnId, Ctx, Datagram, EventLoop, Handler, ListenerId, Source, TimerId,
+    TimerKind, UdpId,
 };
 use crate::sys;
 
@@ -25,6 +25,9 @@ impl EventLoop {
             match self.ctx.timer_kinds.remove(&id) {
                 Some(TimerKind::User) => handler.on_timer(&mut self.ctx, TimerId(id)),
                 Some(TimerKind::RetryAccept(key)) => {
+                    if let Some(b) = self.ctx.accept_backoff.get_mut(&key) {
+                        b.waiting = false;
+                    }
                     // Only if that listener is still there (not a new source in its slot).
                     if let Some(token) = self.ctx.live(key) {
                         self.on_readable(handler, token);
@@ -48,29 +51,50 @@ impl EventLoop {
     pub(super) fn accept_all<H: Handler>(&mut self, handler: &mut H, token: Token) {
         let key = self.ctx.key(token);
         let id = ListenerId(key);
-        loop {
+        if self.ctx.accept_backoff.get(&key).is_some_and(|b| b.waiting) {
+            // Backing off: the retry timer will try; a new arrival changes nothing.
+            return;
+        }
+        // Rule 5b: a connect flood gets a budget like a reader does, then waits its turn.
+        for _ in 0..self.ctx.limits.reads_per_turn * 4 {
             let Some(Some(Source::Listener(l))) = self.ctx.slots.get(token.0) else {
                 return;
             };
             match l.accept() {
-                Ok((stream, peer)) => match self.ctx.add_stream(stream, false) {
-                    Ok(conn) => handler.on_accept(&mut self.ctx, id, conn, peer),
-                    Err(e) => handler.on_accept_error(&mut self.ctx, id, &e),
-                },
+                Ok((stream, peer)) => {
+                    // Accepting works (again): any back-off episode is over.
+                    self.ctx.accept_backoff.remove(&key);
+                    match self.ctx.add_stream(stream, false) {
+                        Ok(conn) => handler.on_accept(&mut self.ctx, id, conn, peer),
+                        // Accepted but not watchable: that connection is lost, not the
+                        // listener, so no back-off.
+                        Err(e) => handler.on_accept_error(&mut self.ctx, id, &e, 1),
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A connection that was reset while it waited in the backlog: skip it.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
                     // EMFILE and friends: the connection stays queued in the kernel. We
-                    // would never hear of it again (edge-triggered), so retry soon.
-                    handler.on_accept_error(&mut self.ctx, id, &e);
-                    self.ctx
-                        .new_timer(Duration::from_millis(100), TimerKind::RetryAccept(key));
+                    // would never hear of it again (edge-triggered), so retry later, on
+                    // one timer, backing off while it keeps failing.
+                    let b = self.ctx.accept_backoff.entry(key).or_insert(AcceptBackoff {
+                        failures: 0,
+                        delay: Duration::from_millis(50),
+                        waiting: false,
+                    });
+                    b.failures += 1;
+                    b.delay = (b.delay * 2).min(Duration::from_secs(1));
+                    b.waiting = true;
+                    let (failures, delay) = (b.failures, b.delay);
+                    self.ctx.new_timer(delay, TimerKind::RetryAccept(key));
+                    handler.on_accept_error(&mut self.ctx, id, &e, failures);
                     return;
                 }
             }
         }
+        self.ctx.rerun.push(token);
     }
 
     pub(super) fn read_stream<H: Handler>(&mut self, handler: &mut H, token: Token) {
@@ -286,6 +310,8 @@ impl Ctx {
                 match source {
                     Source::Listener(mut l) => {
                         let _ = self.registry.deregister(&mut l);
+                        let key = self.key(token);
+                        self.accept_backoff.remove(&key);
                     }
                     Source::Stream(mut c) => {
                         let _ = self.registry.deregister(&mut c.stream);

@@ -206,7 +206,8 @@ impl Ctx {
         }
     }
 
-    /// Sends bytes on a connection: as many as the kernel takes now, the rest queued.
+    /// Sends bytes on a connection: as many as the kernel takes now, the rest queued
+    /// (and all of it queued once this turn's [`Limits::writes_per_turn`] is spent).
     /// All or nothing: when the rest would not fit, nothing is sent and `Full` returned.
     pub fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
         let token = self.live(conn.0).ok_or(SendError::Gone)?;
@@ -217,7 +218,9 @@ impl Ctx {
             return Err(SendError::Gone);
         }
         c.out.push(data).map_err(SendError::Full)?;
-        if !c.connecting {
+        // Rule 5b: past the turn's write budget the bytes wait for the writable event.
+        if !c.connecting && self.writes_left > 0 {
+            self.writes_left -= 1;
             if let Err(e) = c.out.flush_to(&mut c.stream) {
                 self.drop_source(token, Closed::Error(e));
                 return Ok(()); // reported through on_closed

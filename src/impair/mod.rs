@@ -28,9 +28,12 @@
 //! marker is never held back, and never overtakes data that is held: that data leaves
 //! first, so a receiver that stops at the first end marker has seen everything.
 //!
-//! Memory is bounded: at most [`MAX_QUEUED_BYTES`] wait in the delay queue and
+//! Memory is bounded: at most [`MAX_QUEUED_BYTES`] wait in the delay queue (each
+//! datagram counted at its real cost, payload plus bookkeeping, so a flood of empty
+//! ones is bounded too) and
 //! [`MAX_HELD`] are held for reordering; a datagram beyond that is dropped and counted
-//! under `overflow`, as is one the kernel refuses to send.
+//! under `overflow`, as is one the kernel refuses to send, and what a stop (Ctrl-C)
+//! could not send promptly (at most 100,000 datagrams are flushed then).
 
 mod command;
 mod relay;

@@ -56,6 +56,22 @@ struct Pending {
     copy: bool,
 }
 
+/// What one queued datagram really costs, beyond its payload: its [`Pending`] in the
+/// queue (whose ring may be up to twice as long as it is full) and the allocator's
+/// smallest chunk for its bytes (32 bytes in glibc, even for an empty datagram). Counting
+/// payload only let a flood of 0- and 1-byte datagrams take 375 MB under a 64 MiB cap.
+const ENTRY_COST: usize = 2 * std::mem::size_of::<Pending>() + 32;
+
+/// Datagrams sent at most when stopping (Ctrl-C, or the demo's stop): a few hundred
+/// milliseconds of sending; the rest of a queue full of long delays is counted as
+/// overflow, so stopping stays prompt whatever is queued.
+const STOP_FLUSH: usize = 100_000;
+
+/// The memory a queued datagram holds, counted against [`MAX_QUEUED_BYTES`].
+fn cost(p: &Pending) -> usize {
+    p.data.capacity() + ENTRY_COST
+}
+
 /// The relay: a [`Handler`] on one UDP socket.
 pub struct Relay {
     /// The decision stream.
@@ -68,7 +84,8 @@ pub struct Relay {
     sock: UdpId,
     /// Datagrams waiting for their delay, in FIFO order of `at`.
     queue: VecDeque<Pending>,
-    /// Bytes in `queue`, bounded by [`MAX_QUEUED_BYTES`].
+    /// Memory held by `queue` (payload plus [`ENTRY_COST`] each), bounded by
+    /// [`MAX_QUEUED_BYTES`].
     queued_bytes: usize,
     /// Datagrams held back for reordering (with their copies), oldest first.
     held: Vec<Pending>,
@@ -130,7 +147,7 @@ impl Relay {
             self.send(ctx, &p);
             return;
         }
-        if self.queued_bytes + p.data.len() > MAX_QUEUED_BYTES {
+        if self.queued_bytes + cost(&p) > MAX_QUEUED_BYTES {
             self.stats.overflow += 1;
             return;
         }
@@ -140,7 +157,7 @@ impl Relay {
         // FIFO: never before the datagram queued ahead of it.
         let at = self.last_at.map_or(p.at, |last| p.at.max(last));
         self.last_at = Some(at);
-        self.queued_bytes += p.data.len();
+        self.queued_bytes += cost(&p);
         self.queue.push_back(Pending { at, ..p });
     }
 
@@ -156,13 +173,22 @@ impl Relay {
                 self.enqueue(ctx, Pending { at: now, ..p });
             }
         }
+        let mut sent = 0;
         while let Some(front) = self.queue.front() {
             if !everything && front.at > now {
                 break;
             }
+            if everything && sent == STOP_FLUSH {
+                // Stopping: what is left would take too long to send; count it.
+                self.stats.overflow += self.queue.len() as u64;
+                self.queue.clear();
+                self.queued_bytes = 0;
+                break;
+            }
             let p = self.queue.pop_front().expect("front exists");
-            self.queued_bytes -= p.data.len();
+            self.queued_bytes -= cost(&p);
             self.send(ctx, &p);
+            sent += 1;
         }
         self.arm(ctx);
     }
@@ -296,5 +322,65 @@ impl Handler for Relay {
     fn on_signal(&mut self, ctx: &mut Ctx, _signal: i32) {
         self.release(ctx, true);
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn relay(delay: Duration) -> (EventLoop, Relay) {
+        let mut ev = EventLoop::new().unwrap();
+        // Forward to a port nobody listens on: these tests never get that far.
+        let nobody = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let forward = nobody.local_addr().unwrap();
+        let settings = Settings {
+            loss: 0.0,
+            dup: 0.0,
+            reorder: 0.0,
+            delay,
+            jitter: Duration::ZERO,
+            seed: 1,
+        };
+        let (r, _) =
+            Relay::bind(&mut ev, "127.0.0.1:0".parse().unwrap(), forward, settings).unwrap();
+        (ev, r)
+    }
+
+    /// Issue 18: empty datagrams cost memory too. The queue takes at most its cap
+    /// divided by the per-entry cost, not millions.
+    #[test]
+    fn the_delay_queue_counts_what_each_empty_datagram_really_costs() {
+        let (mut ev, mut r) = relay(Duration::from_secs(3600));
+        let room = MAX_QUEUED_BYTES / ENTRY_COST;
+        for _ in 0..room + 1000 {
+            r.impair(ev.ctx(), &[]);
+        }
+        assert!(
+            r.queue.len() <= room,
+            "{} empty datagrams queued under a {} MiB cap",
+            r.queue.len(),
+            MAX_QUEUED_BYTES >> 20
+        );
+        assert_eq!(r.stats.overflow, 1000, "the rest counted as overflow");
+    }
+
+    /// Stopping sends a bounded number of what is queued and counts the rest, so
+    /// Ctrl-C is prompt however full the queue is (70 s before).
+    #[test]
+    fn stopping_flushes_a_bounded_number_and_counts_the_rest() {
+        let (mut ev, mut r) = relay(Duration::from_secs(3600));
+        let n = STOP_FLUSH + 5000;
+        for _ in 0..n {
+            r.impair(ev.ctx(), b"x");
+        }
+        assert_eq!(r.queue.len(), n);
+        r.release(ev.ctx(), true);
+        assert!(r.queue.is_empty());
+        assert_eq!(r.queued_bytes, 0);
+        let accounted = r.stats.forwarded + r.stats.overflow;
+        assert_eq!(accounted, n as u64, "every datagram forwarded or counted");
+        assert!(r.stats.overflow >= 5000, "{:?}", r.stats);
     }
 }

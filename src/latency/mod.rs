@@ -303,6 +303,27 @@ pub fn validate(o: &Opts) -> Result<()> {
                 "use --buffer-sizes up to 65535",
             ));
         }
+        // The server refuses streams it could not serve (see `server`): say so here,
+        // before anything is measured. (--rate's parser already caps the sample rate
+        // at the server's 1,000,000 a second.)
+        let rate = o.rate.map_or(ARDUINO_RATE, Rate::per_second);
+        if let Some(&small) = o
+            .buffer_sizes
+            .iter()
+            .find(|&&n| rate / n as f64 > server::MAX_FRAME_RATE)
+        {
+            return Err(usage(
+                format!(
+                    "buffers of {small} at {rate:.0} samples/s are {:.0} buffers/s, over the server's {:.0}",
+                    rate / small as f64,
+                    server::MAX_FRAME_RATE
+                ),
+                &format!(
+                    "use buffers of at least {:.0} samples at this rate, or a lower --rate",
+                    (rate / server::MAX_FRAME_RATE).ceil()
+                ),
+            ));
+        }
     }
     if o.count == Some(0) {
         return Err(usage(

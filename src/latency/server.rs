@@ -7,16 +7,23 @@
 //!   message in two halves waits for our ACK, which the kernel delays hoping to
 //!   piggyback it on our reply, which we only send when the second half arrives.
 //! - TCP stream: a client opens with a stamped `Subscribe` frame (samples per buffer,
-//!   period); a producer thread makes samples on that fixed schedule and send each full buffer, stamped
-//!   with its first sample's production time (see [`crate::wire::stamped`]). Clock probes
-//!   are answered with our clock, so a client on another machine can estimate the offset.
+//!   period); one producer thread makes every subscriber's samples on its fixed schedule
+//!   and hands each full buffer, stamped with its first sample's production time (see
+//!   [`crate::wire::stamped`]), to the loop. Clock probes are answered with our clock, so
+//!   a client on another machine can estimate the offset.
+//!
+//! What a client may cost us is bounded (issue 18: one 1 ns subscription took 595 MB,
+//! 1000 subscribers 1001 threads, 300 half-sent 1 MiB messages 314 MB): a subscription
+//! faster than [`MAX_SAMPLE_RATE`] or [`MAX_FRAME_RATE`] is refused; a subscriber whose
+//! queue passes [`MAX_SUBSCRIBER_QUEUE`], or whose buffers the loop cannot take, is
+//! disconnected; half-received ping-pong messages hold at most [`MAX_HELD`] in total;
+//! and each of those says so in the server's log.
 //! - UDP ping-pong on the same port number: every datagram is echoed to its sender.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -39,6 +46,24 @@ const BACKLOG: i32 = 64;
 /// 22 bytes each; anything bigger is a confused or hostile peer).
 const MAX_STREAM_INBOUND: usize = 64 * 1024;
 
+/// Fastest sample rate a subscriber may ask for: a million samples a second (1 MB/s,
+/// a thousand Arduinos), far past any rate the lab measures.
+pub const MAX_SAMPLE_RATE: f64 = 1e6;
+/// Most buffers a second one subscriber may ask for (rate / samples per buffer): one
+/// every 50 us, finer than the latencies measured, and cheap enough to serve.
+pub const MAX_FRAME_RATE: f64 = 20_000.0;
+/// Bytes queued for one subscriber before it counts as not reading: 256 KiB is seconds
+/// of any allowed stream, and 1000 subscribers stay within a few hundred MB at worst.
+const MAX_SUBSCRIBER_QUEUE: usize = 256 * 1024;
+/// Bytes of half-received ping-pong messages held for all clients together: 16 MiB
+/// (sixteen 1 MiB messages in flight). A peer that would pass it is closed.
+const MAX_HELD: usize = 16 << 20;
+/// Buffers the producer may have waiting for the loop; past that the loop is behind
+/// and the subscriber whose buffer did not fit is disconnected.
+const FRAME_CHANNEL: usize = 4096;
+/// Buffers sent per turn of the loop, so a flood of them never keeps it from polling.
+const FRAMES_PER_TURN: usize = 256;
+
 /// What we know about one TCP peer.
 enum Peer {
     /// Protocol not known yet: its first bytes (at most a [`hello`] or one frame header).
@@ -47,99 +72,231 @@ enum Peer {
     PingPong {
         /// Bytes per message, from its hello.
         size: usize,
-        /// The message being received; at most `size` bytes kept between reads.
+        /// The message being received; at most `size` bytes kept between reads, and
+        /// counted in [`Server::held`].
         buf: Vec<u8>,
     },
     /// A stream subscriber.
     Stream(Box<StreamPeer>),
 }
 
-/// A stream subscriber: its producer thread and unparsed input.
+/// A stream subscriber: its number and unparsed input.
 struct StreamPeer {
     /// Which subscriber this is, so a frame still in the channel from an earlier
     /// subscriber that had the same token is not sent to this one.
     id: u64,
-    /// Tells its producer thread to stop (set when the subscriber leaves).
-    stop: Arc<AtomicBool>,
     /// Bytes received and not yet parsed (clock probes); bounded.
     inbound: Vec<u8>,
 }
 
-/// The producer of one subscriber's samples, in its own thread, as the serial reader of
-/// lab 07 is: it sleeps until the last sample of a buffer is due, stamps the buffer, and
-/// hands it to the event loop through a channel and the loop's waker.
+/// Orders for the producer thread.
+enum Order {
+    /// Start producing for a new subscriber.
+    Add {
+        conn: ConnId,
+        id: u64,
+        n: usize,
+        period_ns: u32,
+    },
+    /// Stop producing for subscriber `id` (it left).
+    Remove(u64),
+}
+
+/// One subscription's schedule, kept by the producer thread.
+struct Schedule {
+    conn: ConnId,
+    id: u64,
+    /// Samples per buffer.
+    n: usize,
+    period_ns: u32,
+    /// When sample 0 was due, on both clocks.
+    start: Instant,
+    start_ns: u64,
+    /// Index of the next buffer's first sample.
+    first: u64,
+}
+
+impl Schedule {
+    /// When the next buffer is full: its last sample's production time.
+    fn due(&self) -> Instant {
+        let last = self.first + self.n as u64 - 1;
+        self.start + Duration::from_nanos(last * u64::from(self.period_ns))
+    }
+}
+
+/// The one producer of every subscriber's samples, in a thread of its own as the serial
+/// reader of lab 07 is: it sleeps until the next buffer is due, stamps it, and hands it
+/// to the event loop through a bounded channel and the loop's waker. One thread for all
+/// subscribers: a thread each made 1000 subscribers cost 1001 threads.
 ///
 /// Why a thread and not a core timer: the core waits in `epoll_wait`, whose timeout is in
 /// whole milliseconds, so a timer fires up to 1 ms late, as much as a whole sample
-/// period at 896 per second. A thread's `sleep` wakes within ~60 us (the kernel's timer
-/// slack), so the stamps measure the buffering, not our alarm clock.
+/// period at 896 per second. A thread's timed wait wakes within ~60 us (the kernel's
+/// timer slack), so the stamps measure the buffering, not our alarm clock.
 fn producer(
-    conn: ConnId,
-    id: u64,
-    n: usize,
-    period_ns: u32,
-    tx: Sender<(ConnId, u64, Vec<u8>)>,
+    orders: Receiver<Order>,
+    tx: SyncSender<(ConnId, u64, Vec<u8>)>,
+    overrun: Arc<Mutex<Vec<u64>>>,
     waker: Waker,
-    stop: Arc<AtomicBool>,
 ) {
-    let start = Instant::now();
-    let start_ns = epoch_ns();
-    let period = u64::from(period_ns);
-    let mut first: u64 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        // The buffer is full when its last sample is produced.
-        let due = start + Duration::from_nanos((first + n as u64 - 1) * period);
+    let mut subs: Vec<Schedule> = Vec::new();
+    loop {
         let now = Instant::now();
-        if due > now {
-            // Sleep in slices of at most 100 ms so a departed subscriber is noticed.
-            thread::sleep((due - now).min(Duration::from_millis(100)));
-            continue;
+        // Wait for the next buffer or an order; at most 100 ms, out of habit.
+        let next = subs.iter().map(Schedule::due).min();
+        let wait = next.map_or(Duration::from_millis(100), |d| {
+            d.saturating_duration_since(now)
+                .min(Duration::from_millis(100))
+        });
+        match orders.recv_timeout(wait) {
+            Ok(Order::Add {
+                conn,
+                id,
+                n,
+                period_ns,
+            }) => subs.push(Schedule {
+                conn,
+                id,
+                n,
+                period_ns,
+                start: Instant::now(),
+                start_ns: epoch_ns(),
+                first: 0,
+            }),
+            Ok(Order::Remove(id)) => subs.retain(|s| s.id != id),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return, // the server is gone
         }
-        // Sample values: a slow triangle wave, like a pot turned back and forth on A0.
-        let samples: Vec<u8> = (first..first + n as u64)
-            .map(|k| {
-                let t = (k % 510) as i64;
-                (255 - (t - 255).abs()) as u8
-            })
-            .collect();
-        let frame = Repr {
-            kind: Kind::Samples,
-            seq: first as u32,
-            t0_ns: start_ns + first * period,
-            period_ns,
-            samples,
-        };
-        first += n as u64;
-        if tx.send((conn, id, frame.to_bytes())).is_err() || waker.wake().is_err() {
+        // Every buffer that is due, one per subscriber per pass (a late one catches up
+        // on the next passes, which do not wait).
+        let now = Instant::now();
+        let mut fell_behind = Vec::new();
+        let mut news = false;
+        for s in subs.iter_mut().filter(|s| s.due() <= now) {
+            news = true;
+            // Sample values: a slow triangle wave, like a pot turned back and forth on A0.
+            let samples: Vec<u8> = (s.first..s.first + s.n as u64)
+                .map(|k| {
+                    let t = (k % 510) as i64;
+                    (255 - (t - 255).abs()) as u8
+                })
+                .collect();
+            let frame = Repr {
+                kind: Kind::Samples,
+                seq: s.first as u32,
+                t0_ns: s.start_ns + s.first * u64::from(s.period_ns),
+                period_ns: s.period_ns,
+                samples,
+            };
+            s.first += s.n as u64;
+            match tx.try_send((s.conn, s.id, frame.to_bytes())) {
+                Ok(()) => {}
+                // The loop is behind: this subscriber's stream has a hole now, so it
+                // is stopped and the loop told to disconnect it.
+                Err(TrySendError::Full(_)) => fell_behind.push(s.id),
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+        if !fell_behind.is_empty() {
+            subs.retain(|s| !fell_behind.contains(&s.id));
+            overrun
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(fell_behind);
+        }
+        if news && waker.wake().is_err() {
             return; // the loop is gone
         }
     }
+}
+
+/// The producer thread as the server sees it; started at the first subscription.
+struct Producer {
+    /// Orders to the thread; dropping it ends the thread.
+    orders: Sender<Order>,
+    /// The thread, joined when the server goes.
+    thread: Option<thread::JoinHandle<()>>,
 }
 
 /// The server's handler.
 pub struct Server {
     /// TCP peers by token.
     peers: HashMap<ConnId, Peer>,
-    /// Buffers from producer threads, with the subscriber they are for.
+    /// Each TCP peer's address, for the log; removed with the peer.
+    addrs: HashMap<ConnId, SocketAddr>,
+    /// Buffers from the producer thread, with the subscriber they are for.
     frames: Receiver<(ConnId, u64, Vec<u8>)>,
+    /// Handed to the producer thread when it starts.
+    frames_tx: SyncSender<(ConnId, u64, Vec<u8>)>,
+    /// Subscribers the producer gave up on because the loop was behind.
+    overrun: Arc<Mutex<Vec<u64>>>,
+    /// The producer thread, once someone subscribed.
+    producer: Option<Producer>,
     /// Number of the next stream subscriber.
     next_id: u64,
-    /// Handed to each new producer thread.
-    frames_tx: Sender<(ConnId, u64, Vec<u8>)>,
+    /// Bytes of half-received ping-pong messages, all peers together (<= [`MAX_HELD`]).
+    held: usize,
     /// Print connections as they come and go (`--role server`).
     verbose: bool,
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.producer.take() {
+            drop(p.orders); // the thread sees Disconnected within 100 ms
+            if let Some(t) = p.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
 impl Server {
     fn new(verbose: bool) -> Server {
-        let (frames_tx, frames) = mpsc::channel();
+        let (frames_tx, frames) = mpsc::sync_channel(FRAME_CHANNEL);
         Server {
             peers: HashMap::new(),
+            addrs: HashMap::new(),
             frames,
-            next_id: 0,
             frames_tx,
+            overrun: Arc::default(),
+            producer: None,
+            next_id: 0,
+            held: 0,
             verbose,
         }
+    }
+
+    /// Says why a peer is being dropped (with `--role server`), and drops it.
+    fn refuse(&mut self, ctx: &mut Ctx, conn: ConnId, why: &str) {
+        if self.verbose {
+            let peer = self.addrs.get(&conn).map_or("?".into(), |a| a.to_string());
+            crate::say!("  client {peer} {why}: closed").or_stop_later();
+        }
+        ctx.abort(conn);
+    }
+
+    /// Hands a new subscription to the producer thread, starting it if need be.
+    fn subscribe(&mut self, ctx: &mut Ctx, order: Order) -> std::io::Result<()> {
+        if self.producer.is_none() {
+            let (orders, rx) = mpsc::channel();
+            let (tx, overrun, waker) = (
+                self.frames_tx.clone(),
+                Arc::clone(&self.overrun),
+                ctx.waker(),
+            );
+            let thread = thread::Builder::new()
+                .name("latency-producer".into())
+                .spawn(move || producer(rx, tx, overrun, waker))?;
+            self.producer = Some(Producer {
+                orders,
+                thread: Some(thread),
+            });
+        }
+        let p = self.producer.as_ref().expect("started above");
+        p.orders
+            .send(order)
+            .map_err(|_| std::io::Error::other("the producer thread ended"))
     }
 
     /// Handles bytes of a peer whose protocol is known.
@@ -147,6 +304,7 @@ impl Server {
         match self.peers.get_mut(&conn) {
             Some(Peer::PingPong { size, buf }) => {
                 let mut data = data;
+                let before = buf.len();
                 // Echo every complete message as one write; keep the partial rest.
                 while !data.is_empty() {
                     let take = (*size - buf.len()).min(data.len());
@@ -155,11 +313,24 @@ impl Server {
                     if buf.len() == *size {
                         if let Err(SendError::Full(_)) = ctx.send(conn, buf) {
                             // The client sends but never reads its echoes: drop it.
-                            ctx.abort(conn);
-                            return;
+                            self.held -= before;
+                            buf.clear();
+                            return self.refuse(ctx, conn, "does not read its echoes");
                         }
                         buf.clear();
                     }
+                }
+                // What stays is a message half received: count it against the total.
+                self.held = self.held - before + buf.len();
+                if self.held > MAX_HELD {
+                    self.held -= buf.len();
+                    buf.clear();
+                    let why = format!(
+                        "left a message half sent while others hold {} MiB of theirs (at most {} MiB in all)",
+                        self.held >> 20,
+                        MAX_HELD >> 20
+                    );
+                    self.refuse(ctx, conn, &why);
                 }
             }
             Some(Peer::Stream(s)) => {
@@ -231,26 +402,31 @@ impl Server {
             Ok(Some(Request::Subscribe { samples, period_ns })) => {
                 let n = samples as usize;
                 if n == 0 || n > stamped::MAX_SAMPLES || period_ns == 0 {
-                    ctx.abort(conn);
-                    return;
+                    return self.refuse(ctx, conn, "sent a subscription with no rate or size");
+                }
+                let rate = 1e9 / f64::from(period_ns);
+                if rate > MAX_SAMPLE_RATE || rate / n as f64 > MAX_FRAME_RATE {
+                    let why = format!(
+                        "asked for {rate:.0} samples/s in buffers of {n} (at most {MAX_SAMPLE_RATE:.0} samples/s and {MAX_FRAME_RATE:.0} buffers/s)"
+                    );
+                    return self.refuse(ctx, conn, &why);
                 }
                 let _ = ctx.set_nodelay(conn, true);
-                let stop = Arc::new(AtomicBool::new(false));
-                let (tx, waker, flag) = (self.frames_tx.clone(), ctx.waker(), Arc::clone(&stop));
                 let id = self.next_id;
                 self.next_id += 1;
-                let spawned = thread::Builder::new()
-                    .name("latency-producer".into())
-                    .spawn(move || producer(conn, id, n, period_ns, tx, waker, flag));
-                if spawned.is_err() {
-                    ctx.abort(conn);
-                    return;
+                let order = Order::Add {
+                    conn,
+                    id,
+                    n,
+                    period_ns,
+                };
+                if self.subscribe(ctx, order).is_err() {
+                    return self.refuse(ctx, conn, "could not be given a producer");
                 }
                 self.peers.insert(
                     conn,
                     Peer::Stream(Box::new(StreamPeer {
                         id,
-                        stop,
                         inbound: Vec::new(),
                     })),
                 );
@@ -270,6 +446,7 @@ impl Handler for Server {
             crate::say!("  client {peer} connected").or_stop_later();
         }
         self.peers.insert(conn, Peer::New(Vec::new()));
+        self.addrs.insert(conn, peer);
     }
 
     // Bytes: either the opening of a new peer, or messages of a known one.
@@ -288,8 +465,15 @@ impl Handler for Server {
 
     // A client left: forget it and stop its producer.
     fn on_closed(&mut self, _ctx: &mut Ctx, conn: ConnId, _why: Closed) {
-        if let Some(Peer::Stream(s)) = self.peers.remove(&conn) {
-            s.stop.store(true, Ordering::Relaxed);
+        self.addrs.remove(&conn);
+        match self.peers.remove(&conn) {
+            Some(Peer::Stream(s)) => {
+                if let Some(p) = &self.producer {
+                    let _ = p.orders.send(Order::Remove(s.id));
+                }
+            }
+            Some(Peer::PingPong { buf, .. }) => self.held -= buf.len(),
+            _ => {}
         }
         if self.verbose {
             crate::say!("  a client left ({} connected)", self.peers.len()).or_stop_later();
@@ -301,19 +485,47 @@ impl Handler for Server {
         let _ = ctx.send_to(sock, d.data, d.from);
     }
 
-    // Producer threads have full buffers (or the measuring thread is done with us).
+    // The producer has full buffers (or the measuring thread is done with us).
     fn on_wake(&mut self, ctx: &mut Ctx) {
-        while let Ok((conn, id, frame)) = self.frames.try_recv() {
+        // Subscribers the producer dropped because we were behind: tell them so.
+        let overrun = std::mem::take(&mut *self.overrun.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in overrun {
+            let conn = self.peers.iter().find_map(|(&c, p)| match p {
+                Peer::Stream(s) if s.id == id => Some(c),
+                _ => None,
+            });
+            if let Some(conn) = conn {
+                self.refuse(
+                    ctx,
+                    conn,
+                    "fell behind: the server could not keep its stream",
+                );
+            }
+        }
+        // A bounded share per turn, so buffers never keep the loop from polling.
+        for _ in 0..FRAMES_PER_TURN {
+            let Ok((conn, id, frame)) = self.frames.try_recv() else {
+                return;
+            };
             // A frame for a subscriber that left meanwhile is dropped (its token may
             // have been reused by a newer peer).
             if !matches!(self.peers.get(&conn), Some(Peer::Stream(s)) if s.id == id) {
                 continue;
             }
+            if ctx.queued(conn) + frame.len() > MAX_SUBSCRIBER_QUEUE {
+                let why = format!(
+                    "is not reading its stream ({} KiB queued)",
+                    ctx.queued(conn) >> 10
+                );
+                self.refuse(ctx, conn, &why);
+                continue;
+            }
             if let Err(SendError::Full(_)) = ctx.send(conn, &frame) {
-                // A subscriber that stopped reading: 4 MiB of samples queued. Drop it.
-                ctx.abort(conn);
+                self.refuse(ctx, conn, "is not reading its stream");
             }
         }
+        // Share used up: come back after the next poll for the rest.
+        let _ = ctx.waker().wake();
     }
 }
 

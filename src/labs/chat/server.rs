@@ -473,14 +473,15 @@ impl Handler for ChatServer {
     }
 
     // accept() failed: out of descriptors (EMFILE/ENFILE) is the usual reason. The
-    // pending client waits in the kernel's backlog; the core retries in 100 ms rather
-    // than at once (an immediate retry fails again: a busy loop). Said once, not per retry.
-    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error) {
+    // pending client waits in the kernel's backlog; the core retries after 100 ms,
+    // backing off to 1 s, rather than at once (an immediate retry fails again: a busy
+    // loop). Said once, not per retry.
+    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error, _n: u64) {
         if !self.accept_failing {
             self.accept_failing = true;
             if self.opts.verbosity > Verbosity::Quiet {
                 say!(
-                    "  {} accept() failed: {err}; new clients wait in the backlog, retrying every 100 ms (said once)",
+                    "  {} accept() failed: {err}; new clients wait in the backlog, retrying within 1 s (said once)",
                     warn("note")
                 ).or_stop_later();
             }

@@ -532,9 +532,14 @@ impl Handler for Receiver {
         );
     }
 
-    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error) {
+    // Once per back-off period of the core's retries (see `Handler::on_accept_error`).
+    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error, n: u64) {
         if self.talk.connections {
-            say!("  {} accept() failed: {err} (retrying)", warn("note")).or_stop_later();
+            say!(
+                "  {} accept() failed: {err} ({n} in a row; retrying within 1 s)",
+                warn("note")
+            )
+            .or_stop_later();
         }
     }
 

@@ -24,6 +24,16 @@ use crate::say;
 use crate::wire::stamped::{self, BufferTime, Request};
 use crate::wire::{epoch_ns, WallClock};
 
+/// Source chunks forwarded per turn of the loop. The simulator sends one a millisecond,
+/// so a healthy loop sees one or two per turn (and turns thousands of times a second);
+/// 8 keeps each turn short even when a chunk goes to hundreds of clients, so the loop
+/// keeps accepting and hearing Ctrl-C.
+const CHUNKS_PER_TURN: usize = 8;
+
+/// A chunk that waited this long in the channel is not live any more (a plot would lag
+/// by that much): a loop this far behind drops it, counted, to catch up with the present.
+const STALE_AFTER: Duration = Duration::from_secs(1);
+
 /// What the server keeps per client.
 struct Client {
     /// The client's address, for the log.
@@ -396,9 +406,14 @@ impl Handler for Streamer {
         }
     }
 
-    // accept() failed (EMFILE...): the core retries shortly.
-    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error) {
-        say!("  {} accept() failed: {err} (retrying)", warn("note")).or_stop_later();
+    // accept() failed (EMFILE...): the core retries, backing off, and calls this once
+    // per attempt, so one line per back-off period. An error, so said even with --quiet.
+    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error, n: u64) {
+        say!(
+            "  {} accept() failed: {err} ({n} in a row; new clients wait in the backlog, retrying within 1 s)",
+            warn("note")
+        )
+        .or_stop_later();
     }
 
     // The client shut down its sending side (`nc` does when its stdin ends). It may
@@ -436,19 +451,36 @@ impl Handler for Streamer {
 
     // The source thread has news (the demo's stop request comes through the core).
     fn on_wake(&mut self, ctx: &mut Ctx) {
-        // The channel is bounded, so this loop is too.
-        loop {
+        // A bounded share per turn: the source refills the channel while we forward, so
+        // "until empty" could last forever when forwarding to many clients is slower
+        // than the source (300 clients at 50,000 samples/s), and the loop would never
+        // poll again: no accept, no Ctrl-C. What is left waits one turn (we wake
+        // ourselves). A loop that far behind also meets chunks that waited too long to
+        // be live: those are dropped and counted with the ones the channel refused.
+        let mut forwarded = 0;
+        for _ in 0..source::CHANNEL_CHUNKS {
             match self.source.rx.try_recv() {
-                Ok(SourceEvent::Samples { data, at }) => self.forward(ctx, &data, at),
+                Ok(SourceEvent::Samples { at, .. }) if at.elapsed() > STALE_AFTER => {
+                    self.source.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(SourceEvent::Samples { data, at }) => {
+                    self.forward(ctx, &data, at);
+                    forwarded += 1;
+                    if forwarded == CHUNKS_PER_TURN {
+                        break;
+                    }
+                }
                 Ok(ev) => self.status(ev),
-                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     say!("  {} the source stopped", warn("serial")).or_stop_later();
                     ctx.stop();
-                    break;
+                    return;
                 }
             }
         }
+        // Share used up and maybe more waiting: come back after the next poll.
+        let _ = ctx.waker().wake();
     }
 }
 

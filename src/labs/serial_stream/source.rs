@@ -38,7 +38,7 @@ use crate::error::LabError;
 /// Chunks the channel holds before the reader starts dropping. 1024 chunks is at least a
 /// second of data at any rate we produce (the simulator sends a chunk per millisecond; a
 /// serial read returns at most every byte time), far more slack than a healthy loop needs.
-const CHANNEL_CHUNKS: usize = 1024;
+pub(super) const CHANNEL_CHUNKS: usize = 1024;
 
 /// How long one serial read waits for bytes before checking whether it should stop.
 /// 100 ms keeps shutdown prompt without waking often when the line is quiet.
@@ -171,7 +171,8 @@ pub enum SourceEvent {
 pub struct SourceHandle {
     /// Events from the reader thread, in order.
     pub rx: Receiver<SourceEvent>,
-    /// Data chunks dropped because the channel was full (the loop fell behind).
+    /// Data chunks dropped because the channel was full, or because they waited there
+    /// too long to be live (either way: the loop fell behind).
     pub dropped: Arc<AtomicU64>,
     /// Set to ask the thread to finish (it checks at least every [`READ_TIMEOUT`]).
     stop: Arc<AtomicBool>,

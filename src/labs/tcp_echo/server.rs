@@ -102,10 +102,15 @@ impl Handler for EchoServer {
         );
     }
 
-    // accept() failed, typically EMFILE (out of file descriptors); the core retries.
-    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error) {
+    // accept() failed, typically EMFILE (out of file descriptors); the core retries,
+    // backing off, and calls this once per attempt: one line per back-off period.
+    fn on_accept_error(&mut self, _ctx: &mut Ctx, _l: ListenerId, err: &io::Error, n: u64) {
         if self.verbosity >= Verbosity::Connections {
-            say!("  {} accept() failed: {err} (retrying)", warn("note")).or_stop_later();
+            say!(
+                "  {} accept() failed: {err} ({n} in a row; new clients wait in the backlog, retrying within 1 s)",
+                warn("note")
+            )
+            .or_stop_later();
         }
     }
 

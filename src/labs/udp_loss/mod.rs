@@ -221,8 +221,8 @@ pub(crate) struct Args {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
-    /// Time per report line: seconds (`1`) or with a unit (`500ms`).
-    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = units::seconds)]
+    /// Time per report line: seconds (`1`) or with a unit (`500ms`); at least 100ms.
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = units::report_interval)]
     interval: Duration,
     /// Receiver: SO_RCVBUF to ask for, in bytes (default 4 MiB; 4096 with
     /// --kernel-drops). Linux caps it at net.core.rmem_max, then doubles it.
@@ -248,6 +248,20 @@ pub(crate) struct Args {
     /// Sender: the first sequence number (default 0; large values test 64-bit counting).
     #[arg(long, default_value_t = 0, hide = true)]
     first_seq: u64,
+    /// Receiver: count only this session (its id in hex, as the sender prints it). UDP
+    /// has no authentication: otherwise the first probe to arrive claims the session.
+    #[arg(long, value_name = "HEX", value_parser = session_id)]
+    session: Option<u64>,
+    /// Receiver: count only datagrams from this sender address (HOST:PORT).
+    #[arg(long, value_name = "ADDR")]
+    from: Option<SocketAddr>,
+}
+
+/// `--session`: a session id in hex, as printed (`00c0ffee...`, an optional `0x`).
+fn session_id(s: &str) -> Result<u64, String> {
+    let hex = s.trim().trim_start_matches("0x");
+    u64::from_str_radix(hex, 16)
+        .map_err(|_| format!("`{s}` is not a session id: give the 16 hex digits the sender prints"))
 }
 
 /// Entry point of the lab.

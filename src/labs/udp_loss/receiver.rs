@@ -97,6 +97,9 @@ pub(super) struct ReceiverReport {
     pub(super) session: Option<String>,
     /// Per-interval lines.
     pub(super) intervals: Vec<IntervalReport>,
+    /// Reasons to doubt the figures above (a claimed count the evidence contradicts,
+    /// another sender streaming while the session is silent); empty when none.
+    pub(super) warnings: Vec<String>,
 }
 
 /// Counters at the start of the current interval.
@@ -122,8 +125,14 @@ struct Mark {
 pub(super) struct Receiver {
     /// Receive buffer per datagram (--buffer): longer datagrams count as truncated.
     buffer: usize,
-    /// The session (and its source) locked in by the first data datagram.
+    /// The session (and its source) locked in by the first data datagram that matches
+    /// the pins.
     session: Option<(u64, SocketAddr)>,
+    /// `--session` and `--from`: only a matching datagram may claim the session.
+    pin: (Option<u64>, Option<SocketAddr>),
+    /// Probes of another session or source, the first such sender and how many it sent:
+    /// evidence that the wrong sender claimed the session (bounded: one sender kept).
+    rival: Option<(u64, SocketAddr, u64)>,
     /// Exact counts for the session.
     tally: Tally,
     /// The sender's count, from an end marker.
@@ -154,6 +163,9 @@ pub(super) struct Receiver {
     wait: Duration,
     /// Report line period (--interval).
     interval: Duration,
+    /// When the current report line ends (a boundary `interval`s after the first
+    /// datagram); `None` before the session starts.
+    next_line: Option<Instant>,
     /// Counters at the last interval boundary.
     mark: Mark,
     /// Closed intervals, one per `interval` (a line per second: small for any real run).
@@ -171,6 +183,8 @@ impl Receiver {
         Receiver {
             buffer: args.buffer.clamp(1, MAX_DATAGRAM),
             session: None,
+            pin: (args.session, args.from),
+            rival: None,
             tally: Tally::new(),
             sent: None,
             foreign: 0,
@@ -186,6 +200,7 @@ impl Receiver {
             idle: args.idle,
             wait,
             interval: args.interval,
+            next_line: None,
             mark: Mark::default(),
             intervals: Vec::new(),
             print,
@@ -333,7 +348,30 @@ impl Receiver {
             },
             session: self.session.map(|(s, _)| format!("{s:016x}")),
             intervals: self.intervals.clone(),
+            warnings: self.doubts(packets),
         }
+    }
+
+    /// What the evidence says against the session's own figures. UDP has no
+    /// authentication: any datagram with our magic can claim the session or a count.
+    fn doubts(&self, packets: u64) -> Vec<String> {
+        let mut doubts = Vec::new();
+        let received = self.tally.received;
+        // A claim a thousand times what arrived, from anything, is not a loss figure.
+        if packets > 1000 * (received + self.foreign) + 1000 {
+            doubts.push(format!(
+                "the session claims {packets} datagrams but {received} arrived (and {} others): a forged or stray claim, not a loss rate; pin the sender with --from ADDR or --session ID",
+                self.foreign
+            ));
+        }
+        if let Some((s, from, n)) = self.rival {
+            if n > received {
+                doubts.push(format!(
+                    "another sender ({from}, session {s:016x}) sent {n} probes while the session counted {received}: the session may have been claimed by a stray or forged datagram; pin it with --from {from} or --session {s:016x}"
+                ));
+            }
+        }
+        doubts
     }
 }
 
@@ -349,10 +387,13 @@ impl Handler for Receiver {
         };
         // The first data datagram decides the session; anything else is foreign. (An
         // end marker alone cannot start a session: it may be a previous run's straggler.)
+        let pinned =
+            self.pin.0.is_none_or(|s| s == h.session) && self.pin.1.is_none_or(|a| a == d.from);
         let ours = match self.session {
-            None if h.kind == Kind::Data => {
+            None if h.kind == Kind::Data && pinned => {
                 self.session = Some((h.session, d.from));
                 self.first = Some(now);
+                self.next_line = Some(now + self.interval);
                 ctx.timer_after(self.interval);
                 true
             }
@@ -361,6 +402,13 @@ impl Handler for Receiver {
         };
         if !ours {
             self.foreign += 1;
+            if h.kind == Kind::Data {
+                match &mut self.rival {
+                    None => self.rival = Some((h.session, d.from, 1)),
+                    Some((s, a, n)) if *s == h.session && *a == d.from => *n += 1,
+                    Some(_) => {}
+                }
+            }
             return;
         }
         if h.kind == Kind::Data {
@@ -395,12 +443,18 @@ impl Handler for Receiver {
 
     fn on_timer(&mut self, ctx: &mut Ctx, _t: TimerId) {
         let now = Instant::now();
-        if let Some(first) = self.first {
+        if let (Some(first), Some(due)) = (self.first, self.next_line) {
             // Interval boundaries are multiples of --interval after the first datagram.
-            let done = self.intervals.len() as u32 + 1;
-            if now >= first + self.interval * done {
+            // A loop that was late (a busy machine) closes one longer line up to now and
+            // aims at the next boundary still ahead: never a backlog of lines to catch up
+            // on, and the counts stay exact (each line reports the change since the last).
+            if now >= due {
                 self.close_interval();
-                ctx.timer_at(first + self.interval * (done + 1));
+                let passed =
+                    (now.duration_since(first).as_secs_f64() / self.interval.as_secs_f64()).floor();
+                let next = first + self.interval.mul_f64(passed + 1.0);
+                self.next_line = Some(next);
+                ctx.timer_at(next);
             }
         }
         let gave_up = match self.first {

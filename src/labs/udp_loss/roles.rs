@@ -149,5 +149,9 @@ pub(super) fn print_receiver(r: &ReceiverReport) -> std::io::Result<()> {
         r.bytes,
         r.seconds,
         r.bits_per_second / 1e6
-    )
+    )?;
+    for w in &r.warnings {
+        say!("  {} {w}", warn("doubt:"))?;
+    }
+    Ok(())
 }
