@@ -196,9 +196,16 @@ pub fn workspace() -> Option<PathBuf> {
 
 /// `$XDG_STATE_HOME/lab` (default `~/.local/state/lab`).
 fn state_dir() -> PathBuf {
-    std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+    state_dir_from(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+/// The XDG base-directory rule: a variable that is empty or relative is invalid and
+/// ignored (an empty `XDG_STATE_HOME=` once put the record in `./lab/progress.txt`,
+/// a different file in every folder).
+fn state_dir_from(xdg: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> PathBuf {
+    let absolute = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute(xdg)
+        .or_else(|| absolute(home).map(|h| h.join(".local/state")))
         .unwrap_or_else(std::env::temp_dir)
         .join("lab")
 }
@@ -329,6 +336,21 @@ pub fn render(labs: &BTreeMap<String, Entry>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_or_relative_xdg_state_home_is_ignored() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        let home = os("/home/ada");
+        assert_eq!(
+            state_dir_from(os("/x/state"), home.clone()),
+            PathBuf::from("/x/state/lab")
+        );
+        let default = PathBuf::from("/home/ada/.local/state/lab");
+        assert_eq!(state_dir_from(os(""), home.clone()), default);
+        assert_eq!(state_dir_from(os("rel/state"), home.clone()), default);
+        assert_eq!(state_dir_from(None, home), default);
+        assert!(state_dir_from(os(""), os("")).is_absolute());
+    }
 
     #[test]
     fn round_trips_and_tolerates_junk() {
