@@ -305,6 +305,67 @@ fn sends_past_the_turn_write_budget_wait_for_the_writable_event() {
     );
 }
 
+/// Rule 5b never makes a reader "full": past the budget, a send that finds the buffer
+/// at its cap writes first, so a peer whose kernel buffer has room takes every byte of
+/// a burst ten times the cap; a peer that never reads still meets `Full`, bounded.
+#[test]
+fn the_write_budget_never_makes_a_peer_with_room_full() {
+    const CHUNK: usize = 1000;
+    struct Burst {
+        conn: Option<ConnId>,
+        sends: usize,
+        ok: usize,
+        full: usize,
+    }
+    impl Handler for Burst {
+        fn on_accept(&mut self, ctx: &mut Ctx, _: ListenerId, conn: ConnId, _: SocketAddr) {
+            self.conn = Some(conn);
+            ctx.timer_after(Duration::ZERO);
+        }
+        // One turn: `sends` sends of 1000 bytes against a 10 000-byte cap, budget 1.
+        fn on_timer(&mut self, ctx: &mut Ctx, _: TimerId) {
+            let c = self.conn.unwrap();
+            for _ in 0..self.sends {
+                match ctx.send(c, &[b'y'; CHUNK]) {
+                    Ok(()) => self.ok += 1,
+                    Err(SendError::Full(_)) => self.full += 1,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            ctx.stop();
+        }
+    }
+    let limits = Limits {
+        writes_per_turn: 1,
+        outbound_cap: 10 * CHUNK,
+        ..Limits::default()
+    };
+    let run = |sends: usize| {
+        let mut ev = EventLoop::with_limits(limits).unwrap();
+        let l = ev.ctx().listen("127.0.0.1:0".parse().unwrap(), 8).unwrap();
+        let addr = ev.ctx().local_addr(l).unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let mut b = Burst {
+            conn: None,
+            sends,
+            ok: 0,
+            full: 0,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.ok + b.full < sends && Instant::now() < deadline {
+            ev.run_for(&mut b, Duration::from_millis(50)).unwrap();
+        }
+        drop(client);
+        (b.ok, b.full)
+    };
+    // 100 kB fits in a fresh loopback socket's send and receive buffers: the peer has
+    // room for all of it without reading yet.
+    assert_eq!(run(100), (100, 0), "a peer with room got Full");
+    // 20 MB does not: the peer never reads, so sends meet Full and memory stays bounded.
+    let (ok, full) = run(20_000);
+    assert!(full > 0 && ok < 20_000, "ok {ok}, full {full}");
+}
+
 /// Rule 5b for accepts: a backlog of 200 connections is not emptied in one turn (a
 /// timer due at once fires at the end of the first turn and sees how many were taken),
 /// yet all of them are accepted in the end.

@@ -279,7 +279,16 @@ fn nagle_and_delayed_ack_show_with_split_writes() {
             .lines()
             .find(|l| l.trim_start().starts_with(label) && l.contains("p50"))
             .unwrap();
-        line.split_whitespace().nth(4).unwrap().parse().unwrap()
+        // "p50 93.7 us" or "p50 44.0 ms": values of 1000 us and more print in ms.
+        let mut w = line.split_whitespace().skip(4);
+        let value: f64 = w.next().unwrap().parse().unwrap();
+        match w.next().unwrap() {
+            "ns" => value / 1000.0,
+            "us" => value,
+            "ms" => value * 1000.0,
+            "s" => value * 1e6,
+            unit => panic!("unknown unit {unit} in {line}"),
+        }
     };
     assert!(p50("tcp-nagle 64 B") > p50("tcp 64 B"), "{stdout}");
 }

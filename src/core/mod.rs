@@ -25,7 +25,10 @@
 //!    **A write budget per turn** (rule 5b): [`Ctx::send`] writes at once only while the turn's
 //!    [`Limits::writes_per_turn`] lasts; past it, bytes wait in the `OutBuf` and go out
 //!    on the connection's writable event, one write per connection however many sends
-//!    it got. A handler that sends to 300 peers a thousand times a second would
+//!    it got. A send that finds the buffer full first writes whatever the budget,
+//!    unless the kernel already refused that connection's bytes this turn: only a peer
+//!    the kernel will not take bytes for is "full", never one whose bytes merely waited
+//!    for the next turn. A handler that sends to 300 peers a thousand times a second would
 //!    otherwise spend its whole life in `write` and never poll again (new connections
 //!    unaccepted, Ctrl-C unheard). Accepts are budgeted too ([`Limits::reads_per_turn`]
 //!    times 4 per turn), so a connect flood cannot hold the loop either.
@@ -259,6 +262,9 @@ struct Conn {
     /// An event said the peer closed or reset: drain until EOF or an error, since no
     /// further event will come (see the short-read rule in `read_stream`).
     read_closed: bool,
+    /// The turn in which the kernel last refused this connection's bytes when a full
+    /// buffer made [`Ctx::send`] write past the budget (see rule 5b).
+    blocked_turn: u64,
 }
 
 /// A UDP socket and its queue of datagrams the kernel could not take yet.
@@ -317,6 +323,8 @@ pub struct Ctx {
     /// Immediate writes [`Ctx::send`] may still make this turn (rule 5b); refilled to
     /// [`Limits::writes_per_turn`] after each poll.
     writes_left: usize,
+    /// Counts polls, so per-connection "once per turn" rules can tell turns apart.
+    turn: u64,
 }
 
 /// The event loop: a mio `Poll` plus a [`Ctx`].
@@ -361,6 +369,7 @@ impl EventLoop {
                 connected_pending: Vec::new(),
                 drained: Vec::new(),
                 writes_left: limits.writes_per_turn,
+                turn: 0,
                 accept_backoff: HashMap::new(),
             },
             signals: None,
@@ -428,6 +437,7 @@ impl EventLoop {
             Err(e) => return Err(e),
         }
         self.ctx.writes_left = self.ctx.limits.writes_per_turn;
+        self.ctx.turn = self.ctx.turn.wrapping_add(1);
 
         // Copied out of `events` (handlers need `&mut self`), into a vector kept across
         // turns so the hot path allocates nothing.

@@ -97,6 +97,7 @@ impl Ctx {
             eof: false,
             paused: false,
             read_closed: false,
+            blocked_turn: u64::MAX,
         }));
         Ok(ConnId(self.key(token)))
     }
@@ -217,7 +218,27 @@ impl Ctx {
         if c.closing {
             return Err(SendError::Gone);
         }
-        c.out.push(data).map_err(SendError::Full)?;
+        if let Err(full) = c.out.push(data) {
+            // Past the budget, bytes may be waiting that the kernel would take now: try
+            // them before calling the peer full, so the budget never turns a reader that
+            // keeps up into a "too slow" one (a chat once dropped readers that read as
+            // fast as they could). Once the kernel has refused this connection's bytes
+            // in this turn, it is full: no more writes for it until the next turn.
+            if c.connecting || c.blocked_turn == self.turn {
+                return Err(SendError::Full(full));
+            }
+            if let Err(e) = c.out.flush_to(&mut c.stream) {
+                self.drop_source(token, Closed::Error(e));
+                return Ok(()); // reported through on_closed
+            }
+            if !c.out.is_empty() {
+                c.blocked_turn = self.turn;
+            }
+            if let Err(full) = c.out.push(data) {
+                self.update_interest(token);
+                return Err(SendError::Full(full));
+            }
+        }
         // Rule 5b: past the turn's write budget the bytes wait for the writable event.
         if !c.connecting && self.writes_left > 0 {
             self.writes_left -= 1;

@@ -92,6 +92,10 @@ pub(super) struct Totals {
     pub(super) lost: u64,
     /// Reopen attempts that failed.
     pub(super) retries: u64,
+    /// Chunks that waited over `STALE_AFTER` for a loop that was behind, and were
+    /// dropped to catch up (apart from the reader's drops: a full channel means the
+    /// serial side had to wait, a stale chunk means the loop did).
+    pub(super) stale: u64,
 }
 
 /// The streaming server: the event loop's handler.
@@ -456,12 +460,12 @@ impl Handler for Streamer {
         // than the source (300 clients at 50,000 samples/s), and the loop would never
         // poll again: no accept, no Ctrl-C. What is left waits one turn (we wake
         // ourselves). A loop that far behind also meets chunks that waited too long to
-        // be live: those are dropped and counted with the ones the channel refused.
+        // be live: those are dropped and counted (apart from the ones the channel refused).
         let mut forwarded = 0;
         for _ in 0..source::CHANNEL_CHUNKS {
             match self.source.rx.try_recv() {
                 Ok(SourceEvent::Samples { at, .. }) if at.elapsed() > STALE_AFTER => {
-                    self.source.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.totals.stale += 1;
                 }
                 Ok(SourceEvent::Samples { data, at }) => {
                     self.forward(ctx, &data, at);
@@ -534,8 +538,8 @@ pub(super) fn serve(args: &Args) -> Result<()> {
     let t = &server.totals;
     let dropped = server.source.dropped.load(Ordering::Relaxed);
     say!(
-        "server stopped: {} samples read, {} clients served, {} samples skipped for slow clients, {} read with no client, device lost {} times ({} failed reopens), {} chunks dropped by the reader",
-        t.samples, t.clients, t.skipped, t.unwatched, t.lost, t.retries, dropped
+        "server stopped: {} samples read, {} clients served, {} samples skipped for slow clients, {} read with no client, device lost {} times ({} failed reopens), {} chunks dropped by the reader, {} stale chunks dropped by a loop that fell behind",
+        t.samples, t.clients, t.skipped, t.unwatched, t.lost, t.retries, dropped, t.stale
     )?;
     Ok(())
 }
