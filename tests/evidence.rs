@@ -208,3 +208,66 @@ fn lab_check_evidence_keeps_the_full_transcript_and_report() {
     assert!(transcript.contains("1. start `"), "{transcript}");
     assert!(check_links(&entry.join("report.md"), &mut Vec::new()) >= 3);
 }
+
+/// 08's sweep draws its own figures: `--evidence` asks for them inside the entry, and
+/// both the entry's report.md and the write-up show them, every link resolving.
+#[test]
+fn lab_08_evidence_has_the_sweeps_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("evidence");
+    let progress = dir.path().join("progress.txt");
+    let e = ev.to_str().unwrap();
+    lab(
+        &[
+            "run",
+            "08",
+            "--count",
+            "50",
+            "--stream-seconds",
+            "100ms",
+            "--evidence",
+            e,
+        ],
+        &progress,
+    );
+    let entry = std::fs::read_dir(ev.join("08-latency"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let report = std::fs::read_to_string(entry.join("report.md")).unwrap();
+    let figures: Vec<String> = link_targets(&report)
+        .into_iter()
+        .filter(|t| t.starts_with("figures-") && t.ends_with(".svg"))
+        .collect();
+    assert!(
+        figures
+            .iter()
+            .any(|f| f.contains("sizes") && f.ends_with("percentiles.svg")),
+        "no percentile plot of the size sweep in:\n{report}"
+    );
+    for f in &figures {
+        let svg = std::fs::read_to_string(entry.join(f)).unwrap();
+        assert!(svg.contains("<svg"), "{f} is not an SVG");
+    }
+    assert!(
+        !entry.join("figures").exists(),
+        "the demo's own folder is flattened into the entry"
+    );
+    check_links(&entry.join("report.md"), &mut Vec::new());
+
+    let out = dir.path().join("write-up");
+    let o = common::lab()
+        .args(["report", "08", "--out"])
+        .arg(&out)
+        .arg("--evidence")
+        .arg(&ev)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("percentiles.svg"), "{md}");
+    check_links(&out.join("report.md"), &mut Vec::new());
+}

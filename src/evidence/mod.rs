@@ -73,6 +73,15 @@ pub struct Record {
     pub check: Option<serde_json::Value>,
 }
 
+impl Record {
+    /// The figures a demo drew (SVG files other than the capture's own plot).
+    pub fn figures(&self) -> impl Iterator<Item = &String> {
+        self.files
+            .iter()
+            .filter(|f| f.ends_with(".svg") && f.as_str() != FRAMES_SVG)
+    }
+}
+
 /// A dated folder for one run or check.
 pub struct Entry {
     /// The folder.
@@ -207,6 +216,17 @@ pub fn around_run(
             })
             .ok()
     });
+    // A demo that writes its own figures and data when given `--out` (08's sweep) writes
+    // them into the entry, so the evidence has the plots the lab has.
+    let figures = entry
+        .as_ref()
+        .filter(|_| FIGURE_DEMOS.contains(&lab.id.as_str()))
+        .filter(|_| !args.iter().any(|a| a == "--out" || a.starts_with("--out=")))
+        .map(|e| e.dir.join(FIGURES_DIR));
+    if let Some(d) = &figures {
+        args.push("--out".into());
+        args.push(d.display().to_string());
+    }
     if entry.is_some() {
         out::record_start();
     }
@@ -235,7 +255,21 @@ pub fn around_run(
             Ok(()) => "completed".to_string(),
             Err(e) => format!("failed: {e}"),
         };
-        finish(entry, lab, "run", &transcript, outcome, summary, note, None)?;
+        let extra = match &figures {
+            Some(d) => flatten_figures(d, &entry.dir)?,
+            None => Vec::new(),
+        };
+        finish(
+            entry,
+            lab,
+            "run",
+            &transcript,
+            outcome,
+            summary,
+            note,
+            None,
+            extra,
+        )?;
     }
     result
 }
@@ -317,8 +351,49 @@ pub fn around_check(
         summary,
         note,
         json,
+        Vec::new(),
     )?;
     result
+}
+
+/// Labs whose demo takes `--out DIR` for its figures and data (see `around_run`).
+const FIGURE_DEMOS: &[&str] = &["08-latency"];
+
+/// Where such a demo writes inside the entry, before `flatten_figures`.
+const FIGURES_DIR: &str = "figures";
+
+/// Moves what a demo wrote under `from` (one folder per step: `1-sizes/by_size.svg`)
+/// into the entry, flat (`figures-1-sizes-by_size.svg`), since an entry is one folder
+/// that a write-up copies whole. Its own report.md files are left out: their links
+/// point into the folder they came from. Returns the names, in order.
+fn flatten_figures(from: &Path, entry: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut stack = vec![from.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            let Ok(t) = e.file_type() else { continue };
+            if t.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !t.is_file() || path.extension().is_some_and(|x| x == "md") {
+                continue;
+            }
+            let rel = path.strip_prefix(from).unwrap_or(&path);
+            let name = format!(
+                "{FIGURES_DIR}-{}",
+                rel.to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "-")
+            );
+            std::fs::copy(&path, entry.join(&name))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+            names.push(name);
+        }
+    }
+    let _ = std::fs::remove_dir_all(from);
+    names.sort();
+    Ok(names)
 }
 
 /// Writes the entry's files and says where they are.
@@ -332,6 +407,7 @@ fn finish(
     capture: Option<Summary>,
     capture_note: String,
     check: Option<serde_json::Value>,
+    extra: Vec<String>,
 ) -> Result<()> {
     let finished = SystemTime::now();
     let dir = &entry.dir;
@@ -349,6 +425,7 @@ fn finish(
             files.push(FRAMES_SVG.into());
         }
     }
+    files.extend(extra);
     files.push(RECORD.into());
     let record = Record {
         lab: lab.id.clone(),

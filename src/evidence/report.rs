@@ -84,6 +84,13 @@ pub fn entry_markdown(r: &Record, transcript: &str) -> String {
             "## Frames on the wire\n\n![Frames per time slice, from the capture]({FRAMES_SVG})\n\n"
         ));
     }
+    let figures: Vec<&String> = r.figures().collect();
+    if !figures.is_empty() {
+        md.push_str("## Figures\n\n");
+        for f in figures {
+            md.push_str(&format!("![{f}]({f})\n\n"));
+        }
+    }
     if r.capture.is_some() {
         md.push_str("## Look at the capture yourself\n\n");
         for (what, cmd) in look_commands(&r.lab) {
@@ -231,6 +238,9 @@ fn lab_section(lab: &Lab, evidence: &Path, out: &Path) -> Result<String> {
             ));
         }
         md.push_str("\n\n");
+        for f in r.figures() {
+            md.push_str(&format!("  ![{f}]({})\n\n", link(f)));
+        }
         if r.files.iter().any(|f| f == FRAMES_SVG) {
             md.push_str(&format!(
                 "  ![Frames on the wire during {}]({})\n\n",
