@@ -512,9 +512,31 @@ fn bad_flags_and_missing_devices_name_the_fix() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"));
 
+    // `lab serial list` names every port the serialport crate finds (or says there
+    // are none when there are none): non-empty output alone also passes a list that
+    // lost every port.
     let out = lab().args(["serial", "list"]).output().unwrap();
     assert!(out.status.success());
-    assert!(!out.stdout.is_empty());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let ports: Vec<String> = if Path::new("/sys/class/tty").is_dir() {
+        serialport::available_ports()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.port_name)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if ports.is_empty() {
+        eprintln!("no serial ports on this machine: only the empty list is checked");
+        assert!(listed.contains("No serial ports found."), "{listed}");
+    }
+    for port in &ports {
+        assert!(
+            listed.lines().any(|l| l.starts_with(port.as_str())),
+            "{port} missing from `lab serial list`:\n{listed}"
+        );
+    }
     assert!(Path::new(env!("CARGO_BIN_EXE_lab")).exists());
 }
 
