@@ -378,6 +378,28 @@ fn hostile_programs_get_a_clear_verdict_and_leave_no_process() {
                 .all(|t| t["output"].as_str().unwrap().starts_with("not run")),
             "{ctx}: {v}"
         );
+        if p == "fork_bomb.py" {
+            // The same verdict as never_listens.py, so the verdict alone says nothing
+            // of containment: the bomb reports how many of its 400 forks went through,
+            // and the pids cgroup (or RLIMIT_NPROC, both 128 of room) must have
+            // refused the rest. `left` above checks that none of them survived.
+            let counts = out
+                .lines()
+                .find_map(|l| l.strip_prefix("fork bomb: "))
+                .unwrap_or_else(|| panic!("{ctx}: the bomb's count is missing:\n{out}"));
+            let num = |word: &str| -> u32 {
+                counts
+                    .split(", ")
+                    .find_map(|part| part.strip_suffix(word))
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("{ctx}: no {word:?} in {counts:?}"))
+            };
+            let (forked, refused) = (num(" forked"), num(" refused"));
+            assert!(
+                forked <= 160 && refused > 0,
+                "{ctx}: {forked} forks went through and {refused} were refused: no cap on processes"
+            );
+        }
         if p == "infinite_output.py" {
             // Output is capped (16 KiB per stream plus the report's framing).
             assert!(

@@ -210,6 +210,47 @@ fn loopback_ping_pong_writes_a_full_report() {
     assert_eq!(rows.len(), 4 * 6, "{stdout}");
     assert!(rows.iter().all(|r| r.ends_with("1.00")), "{stdout}");
 
+    // compare: the ratio is B/A (below 1: B is faster). A run against itself cannot
+    // tell B/A from A/B, so compare the run with a copy four times as slow (exact in
+    // floating point), both ways round.
+    let slow = {
+        let mut j = json.clone();
+        for s in j["series"].as_array_mut().unwrap() {
+            for (k, v) in s["stats"].as_object_mut().unwrap() {
+                if k.ends_with("_us") {
+                    *v = serde_json::json!(v.as_f64().unwrap() * 4.0);
+                }
+            }
+        }
+        let f = dir.path().join("slow.json");
+        std::fs::write(&f, serde_json::to_string(&j).unwrap()).unwrap();
+        f
+    };
+    for (a, b, want) in [
+        (out.clone(), slow.clone(), "4.00"),
+        (slow.clone(), out.clone(), "0.25"),
+    ] {
+        let o = lab(&[
+            "latency",
+            "compare",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ]);
+        let (stdout, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        let rows: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("tcp ") || l.starts_with("udp "))
+            .collect();
+        assert_eq!(rows.len(), 4 * 6, "{stdout}");
+        assert!(
+            rows.iter().all(|r| r.ends_with(want)),
+            "A = {}, B = {}: every B/A should be {want}\n{stdout}",
+            a.display(),
+            b.display()
+        );
+    }
+
     // compare: runs with no series in common compared nothing, and say so with exit 1
     // (a listing of "only in A" / "only in B" and exit 0 reads like a comparison).
     let only = |mode: &str| {

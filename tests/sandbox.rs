@@ -289,7 +289,13 @@ fn a_hostile_program_reaches_nothing_outside_its_workspace() {
             o.status.success() && text.contains("\"score\": 0.0"),
             "a zero grade: {ctx}"
         );
-        let env_line = text.lines().find(|l| l.contains("env: [")).unwrap_or("");
+        // The program prints its environment's names; a missing line must fail, not
+        // make the checks below search an empty string (which holds nothing, so
+        // "no secret in it" would always pass).
+        let env_line = text
+            .lines()
+            .find(|l| l.contains("env: ["))
+            .unwrap_or_else(|| panic!("the program's env line is missing: {ctx}"));
         for name in ["FAKE_CI_TOKEN", "CARGO", "RUST_BACKTRACE"] {
             assert!(
                 !env_line.contains(name),

@@ -4,7 +4,8 @@
 mod common;
 mod serial_support;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Stdio;
 use std::thread;
@@ -352,6 +353,20 @@ fn buffer_of_one_sends_every_sample_as_it_comes() {
     assert!(status.success());
 }
 
+/// Fails if any byte reaches `c` within 2.5 s: longer than any plausible "flush a
+/// partial buffer after a while" timeout (1 s), short enough to keep the test quick.
+fn assert_nothing_arrives(c: &mut TcpStream, when: &str) {
+    c.set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    let mut probe = [0u8; 1];
+    match c.read(&mut probe) {
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        Ok(0) => panic!("{when}: the server closed the connection"),
+        Ok(_) => panic!("{when}: a partial buffer was sent"),
+        Err(e) => panic!("{when}: {e}"),
+    }
+}
+
 #[test]
 fn buffer_of_4096_waits_for_a_full_buffer() {
     let seed = seed("buffer4096");
@@ -360,18 +375,24 @@ fn buffer_of_4096_waits_for_a_full_buffer() {
     let mut c = connect(server.addr);
     server.wait_for("connected", SECS(10));
     let data = Rng::new(seed).bytes(3 * 4096);
-    // One sample short of a buffer: nothing may be sent yet.
+    // One sample short of a buffer: nothing may be sent, however long we wait. A server
+    // that flushes a partial buffer after a delay (1 s, say) passes a short look, so
+    // the look outlasts such a delay; it is a window with nothing in it, not a speed.
     feed(&mut p.master, &data[..4095]);
-    thread::sleep(Duration::from_millis(300));
-    c.set_nonblocking(true).unwrap();
-    let mut probe = [0u8; 1];
+    assert_nothing_arrives(&mut c, "one sample short of a buffer");
+    // The 4096th sample completes the first buffer, which arrives whole; the next
+    // 4095 samples again wait for the buffer's last one.
+    feed(&mut p.master, &data[4095..2 * 4096 - 1]);
     assert!(
-        matches!(c.read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "a partial buffer was sent"
+        read_n(&mut c, 4096, SECS(10)) == data[..4096],
+        "bytes differ"
     );
-    c.set_nonblocking(false).unwrap();
-    feed(&mut p.master, &data[4095..]);
-    assert!(read_n(&mut c, 3 * 4096, SECS(10)) == data, "bytes differ");
+    assert_nothing_arrives(&mut c, "one sample short of the second buffer");
+    feed(&mut p.master, &data[2 * 4096 - 1..]);
+    assert!(
+        read_n(&mut c, 2 * 4096, SECS(10)) == data[4096..],
+        "bytes differ"
+    );
     let (status, _) = server.stop();
     assert!(status.success());
 }
@@ -495,9 +516,31 @@ fn bad_flags_and_missing_devices_name_the_fix() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"));
 
+    // `lab serial list` names every port the serialport crate finds (or says there
+    // are none when there are none): non-empty output alone also passes a list that
+    // lost every port.
     let out = lab().args(["serial", "list"]).output().unwrap();
     assert!(out.status.success());
-    assert!(!out.stdout.is_empty());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let ports: Vec<String> = if Path::new("/sys/class/tty").is_dir() {
+        serialport::available_ports()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.port_name)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if ports.is_empty() {
+        eprintln!("no serial ports on this machine: only the empty list is checked");
+        assert!(listed.contains("No serial ports found."), "{listed}");
+    }
+    for port in &ports {
+        assert!(
+            listed.lines().any(|l| l.starts_with(port.as_str())),
+            "{port} missing from `lab serial list`:\n{listed}"
+        );
+    }
     assert!(Path::new(env!("CARGO_BIN_EXE_lab")).exists());
 }
 

@@ -234,23 +234,32 @@ fn a_ten_mib_line_gets_one_error_and_memory_stays_bounded() {
 #[test]
 fn a_client_that_never_reads_cannot_stall_the_others() {
     let s = server("01", &["--quiet"]);
+    let pid = s.child.id();
+    let before = rss_kib(pid);
     let hog = connect(s.addr);
-    // The hog sends lines forever and never reads a reply. Its replies fill the socket
-    // buffers, then the server's outbound buffer; the server must stop reading from it
-    // (or drop it) and keep serving everyone else.
+    // The hog sends lines and never reads a reply. Its replies fill the socket buffers,
+    // then the server's outbound buffer; the server must stop reading from it (or drop
+    // it) and keep serving everyone else. Either way the hog's writes stop going through:
+    // a server without back-pressure would read (and queue 6 reply bytes per 2 sent)
+    // for as long as the hog writes. The hog gives up at `SENT_LIMIT`, far more than the
+    // kernel's socket buffers plus the server's 1 MiB high-water mark, so a broken server
+    // shows as `sent == SENT_LIMIT` (and ~100 MiB of RSS) rather than filling the machine.
+    const SENT_LIMIT: usize = 32 << 20;
     let mut w = hog.try_clone().unwrap();
     w.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     let writer = thread::spawn(move || {
         let lines = "x\n".repeat(32 * 1024);
-        let deadline = Instant::now() + Duration::from_secs(3);
+        // A generous bound for a loaded machine, not a measurement.
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut sent = 0usize;
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && sent < SENT_LIMIT {
             match w.write_all(lines.as_bytes()) {
                 Ok(()) => sent += lines.len(),
-                Err(_) => break,
+                // Timed out (the server stopped reading) or reset (it dropped us).
+                Err(_) => return (sent, true),
             }
         }
-        sent
+        (sent, false)
     });
     thread::sleep(Duration::from_millis(500));
     for i in 0..20 {
@@ -260,12 +269,19 @@ fn a_client_that_never_reads_cannot_stall_the_others() {
         let want = format!("Received: {line}");
         assert_eq!(read_n(&mut c, want.len()), want.as_bytes());
     }
-    let sent = writer.join().unwrap();
+    let (sent, stalled) = writer.join().unwrap();
+    eprintln!("the hog got {sent} bytes through before it stalled: {stalled}");
     assert!(sent > 0);
-    let rss = rss_kib(s.child.id());
     assert!(
-        rss < 64 * 1024,
-        "server RSS {rss} KiB: the hog's replies are not bounded"
+        stalled && sent < SENT_LIMIT,
+        "the server kept reading {sent} bytes from a client that never reads: no back-pressure"
+    );
+    let grown = rss_kib(pid).saturating_sub(before);
+    eprintln!("server RSS grew by {grown} KiB");
+    // The cap is 4 MiB of replies; the rest is read buffers and allocator slack.
+    assert!(
+        grown < 16 * 1024,
+        "server grew by {grown} KiB: the hog's replies are not bounded"
     );
     drop(hog);
 }
