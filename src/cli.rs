@@ -127,6 +127,10 @@ pub enum Command {
         /// The evidence folder given to --evidence.
         #[arg(long, value_name = "DIR", default_value = crate::evidence::DEFAULT_DIR)]
         evidence: PathBuf,
+        /// First run the demo (`lab run ID --evidence DIR`) of each named lab that has no
+        /// evidence of a run yet.
+        #[arg(long)]
+        run_missing: bool,
     },
     /// Print a shell completion script (e.g. `lab completions bash > ~/.local/share/bash-completion/completions/lab`).
     Completions {
@@ -173,7 +177,15 @@ pub fn main() -> Result<()> {
         Some(Command::Impair(args)) => crate::impair::run(&args),
         Some(Command::Latency(args)) => crate::latency::main(*args),
         Some(Command::Grade(cmd)) => crate::grade::cli::run(&catalog, cmd),
-        Some(Command::Report { ids, out, evidence }) => {
+        Some(Command::Report {
+            ids,
+            out,
+            evidence,
+            run_missing,
+        }) => {
+            if run_missing {
+                crate::evidence::report::run_missing(&catalog, &ids, &evidence)?;
+            }
             crate::evidence::report::write_up(&catalog, &ids, &out, &evidence)
         }
         Some(Command::Completions { shell }) => {

@@ -271,3 +271,36 @@ fn lab_08_evidence_has_the_sweeps_figures() {
     assert!(md.contains("percentiles.svg"), "{md}");
     check_links(&out.join("report.md"), &mut Vec::new());
 }
+
+/// `lab report --run-missing` runs the demo of a named lab with no evidence yet, once:
+/// the write-up then holds it, and a second call finds it and runs nothing.
+#[test]
+fn lab_report_runs_what_is_missing_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("evidence");
+    let out = dir.path().join("write-up");
+    let progress = dir.path().join("progress.txt");
+    let args = [
+        "report",
+        "02",
+        "--run-missing",
+        "--out",
+        out.to_str().unwrap(),
+        "--evidence",
+        ev.to_str().unwrap(),
+    ];
+    let first = lab(&args, &progress);
+    assert!(
+        common::stdout(&first).contains("running `lab run 02-udp-echo --evidence"),
+        "{}",
+        common::stdout(&first)
+    );
+    let runs = || std::fs::read_dir(ev.join("02-udp-echo")).unwrap().count();
+    assert_eq!(runs(), 1);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("The demo ("), "{md}");
+    check_links(&out.join("report.md"), &mut Vec::new());
+    let second = lab(&args, &progress);
+    assert!(!common::stdout(&second).contains("running `lab run"));
+    assert_eq!(runs(), 1, "a lab with evidence is not run again");
+}

@@ -121,6 +121,50 @@ fn machine_line(r: &Record) -> String {
     )
 }
 
+/// `lab report IDS --run-missing`: runs the demo of each named lab that has no run in
+/// the evidence yet, as `lab run ID --evidence EVIDENCE` would (a child process of this
+/// same binary, its output shown as it goes). A demo that fails is said and skipped:
+/// the write-up then says how to collect that lab's evidence by hand.
+pub fn run_missing(catalog: &Catalog, ids: &[String], evidence: &Path) -> Result<()> {
+    if ids.is_empty() {
+        return Err(LabError::usage("--run-missing needs the labs to run")
+            .fix("name them: `lab report 01 02 03 --run-missing --out write-up`")
+            .into());
+    }
+    let exe = std::env::current_exe().context("cannot find the lab binary to run demos")?;
+    for id in ids {
+        let lab = catalog.find(id)?;
+        if entries(evidence, &lab.id)
+            .iter()
+            .any(|(_, r)| r.kind == "run")
+        {
+            continue;
+        }
+        say!(
+            "lab report: no run of {} in {} yet: running `lab run {} --evidence {}`",
+            lab.id,
+            evidence.display(),
+            lab.id,
+            evidence.display()
+        )?;
+        let status = std::process::Command::new(&exe)
+            .arg("run")
+            .arg(&lab.id)
+            .arg("--evidence")
+            .arg(evidence)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        if !status.success() {
+            say!(
+                "lab report: the demo of {} did not complete ({status}); its section says how to collect it",
+                lab.id
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// `lab report [IDS] --out DIR [--evidence EVIDENCE]`.
 pub fn write_up(catalog: &Catalog, ids: &[String], out: &Path, evidence: &Path) -> Result<()> {
     let labs: Vec<&Lab> = if ids.is_empty() {
