@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, Lab, Status};
 use crate::error::LabError;
-use crate::out::{bold, code, dim, good, render_markdown, warn, width};
+use crate::out::{bold, dim, good, render_markdown, warn, width};
 use crate::progress::Progress;
 use crate::{doctor, labs, next, say};
 
@@ -300,19 +300,7 @@ fn status(catalog: &Catalog) -> Result<()> {
     match next::next_step(catalog, &progress, workspace.as_deref()) {
         Some(step) => {
             say!("Next: {} ({})", step.lab.title, step.state.word(step.lab))?;
-            let w = step
-                .commands
-                .iter()
-                .map(|(c, _)| c.len())
-                .max()
-                .unwrap_or(0);
-            for (command, what) in &step.commands {
-                say!(
-                    "  {}{}  {what}",
-                    code(command),
-                    " ".repeat(w - command.len())
-                )?;
-            }
+            step.say_commands()?;
         }
         None => say!("Every lab that is built so far is done. `lab list` shows them all.")?,
     }

@@ -73,6 +73,27 @@ pub struct Step<'a> {
     pub commands: Vec<(String, String)>,
 }
 
+impl Step<'_> {
+    /// Prints the commands, aligned, each with what it does (the first screen and
+    /// `lab init` show a step the same way).
+    pub fn say_commands(&self) -> std::io::Result<()> {
+        let w = self
+            .commands
+            .iter()
+            .map(|(c, _)| c.len())
+            .max()
+            .unwrap_or(0);
+        for (command, what) in &self.commands {
+            crate::say!(
+                "  {}{}  {what}",
+                crate::out::code(command),
+                " ".repeat(w - command.len())
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The first unfinished step, or None when every built lab is done. `workspace` is the
 /// student's exercises folder, if `lab init` made one.
 pub fn next_step<'a>(

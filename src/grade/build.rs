@@ -396,12 +396,7 @@ pub fn prepare(
         dir: Some(dir),
         env: Vec::new(),
         seed,
-        // In namespaces every grading can use the lab's usual port; outside, any free one.
-        port: if ns::available() {
-            default_port(lab)
-        } else {
-            0
-        },
+        port: grading_port(lab),
         only: Vec::new(),
         fail_fast: false,
         capture: src
@@ -419,6 +414,16 @@ pub fn grade_one(lab: &Lab, ws: &Path, src: &Source, seed: u64) -> Result<LabRep
     match prepare(lab, ws, src, seed, None)? {
         Ok(job) => ns::grade(&job),
         Err(report) => Ok(report),
+    }
+}
+
+/// The port a grading gives the program: in namespaces every grading can use the lab's
+/// usual port; outside, any free one (0: chosen when the grading starts).
+pub(super) fn grading_port(lab: &Lab) -> u16 {
+    if ns::available() {
+        default_port(lab)
+    } else {
+        0
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::build::{default_port, prepare, python, Lang, Source};
+use super::build::{grading_port, prepare, python, Lang, Source};
 use super::model::{LabReport, Status};
 use super::{embedded, fresh_seed, ns, Job};
 use crate::catalog::{Catalog, Lab};
@@ -143,11 +143,7 @@ fn extra_job(
         dir: None,
         env: Vec::new(),
         seed,
-        port: if ns::available() {
-            default_port(lab)
-        } else {
-            0
-        },
+        port: grading_port(lab),
         only: Vec::new(),
         fail_fast: false,
         capture: None,

@@ -70,19 +70,7 @@ pub fn init(dir: &Path) -> Result<()> {
                 code(format!("cd {}", dir.display())),
                 step.lab.id
             )?;
-            let w = step
-                .commands
-                .iter()
-                .map(|(c, _)| c.len())
-                .max()
-                .unwrap_or(0);
-            for (command, what) in &step.commands {
-                say!(
-                    "  {}{}  {what}",
-                    code(command),
-                    " ".repeat(w - command.len())
-                )?;
-            }
+            step.say_commands()?;
         }
         None => say!("Every lab that is built so far is done.")?,
     }
