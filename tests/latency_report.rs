@@ -1,7 +1,13 @@
 //! Report generation, tested deterministically: a scripted probe feeds known latencies
-//! (seeded; the seed is printed), and every exporter's output is checked. Table, CSV and
-//! JSON are compared byte for byte with files under tests/snapshots/ (regenerate them
-//! with `UPDATE_SNAPSHOTS=1 cargo test --test latency_report` after an intended change).
+//! (seeded; the seed is printed), and every exporter's output is checked.
+//!
+//! Two oracles. The figures of the table, the CSV and the JSON are checked against what
+//! the test works out from the latencies it fed (sorted by hand, percentiles by rank as
+//! HdrHistogram defines them, widened only by its documented 0.1% precision): a wrong
+//! figure fails even after the snapshots are regenerated. The snapshots under
+//! tests/snapshots/ then pin the format byte for byte (they are the code's own earlier
+//! output: regenerate them with `UPDATE_SNAPSHOTS=1 cargo test --test latency_report`
+//! after an intended change, and only once the figure tests pass).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,42 +25,72 @@ use lab::latency::result::{Environment, Floor, Measured, Params, Run};
 /// The seed of the scripted latencies.
 const SEED: u64 = 0x5eed_0008;
 
+/// Warm-up latencies of the plan (discarded) and measured latencies per series.
+const WARMUP: u64 = 10;
+const COUNT: u64 = 2000;
+/// The stream's sample rate, samples per second, for its floor.
+const STREAM_RATE: f64 = 896.0;
+
+/// One scripted series: its name and the latencies its probe replays.
+struct Script {
+    mode: &'static str,
+    size: usize,
+    unit: &'static str,
+    /// Latencies per probe call (a stream buffer's worth; 1 for ping-pong).
+    per_call: usize,
+    /// Replayed in a cycle, in ns; `None` is a lost request.
+    latencies: Vec<Option<u64>>,
+}
+
 /// Known latencies for three ping-pong sizes and two stream buffer sizes.
+fn scripts() -> Vec<Script> {
+    let mut out = Vec::new();
+    for (i, size) in [16usize, 1024, 16384].into_iter().enumerate() {
+        let mut latencies = scripted_latencies(500, 8_000 + 700 * i as u64, SEED + i as u64);
+        // Every 100th request of the script is lost, like a UDP drop.
+        for v in latencies.iter_mut().step_by(100) {
+            *v = None;
+        }
+        out.push(Script {
+            mode: "udp",
+            size,
+            unit: "B",
+            per_call: 1,
+            latencies,
+        });
+    }
+    for n in [4usize, 64] {
+        out.push(Script {
+            mode: "stream",
+            size: n,
+            unit: "samples",
+            per_call: n,
+            latencies: scripted_latencies(700, 40_000 * n as u64, SEED + n as u64),
+        });
+    }
+    out
+}
+
+/// The scripted run and its histograms.
 fn scripted_run() -> (Run, Vec<Measured>) {
     println!("scripted latencies seed: {SEED:#x}");
     let plan = Plan {
-        warmup: 10,
-        count: Some(2000),
+        warmup: WARMUP,
+        count: Some(COUNT),
         duration: None,
         // One interval per series: the interval log then does not depend on timing.
         interval: Duration::from_secs(3600),
     };
     let start = Instant::now();
     let mut measured = Vec::new();
-    for (i, size) in [16usize, 1024, 16384].into_iter().enumerate() {
-        let mut script = scripted_latencies(500, 8_000 + 700 * i as u64, SEED + i as u64);
-        // Every 100th request of the script is lost, like a UDP drop.
-        for v in script.iter_mut().step_by(100) {
-            *v = None;
-        }
-        let mut p = Scripted::new(script);
+    for s in scripts() {
+        let mut p = Scripted::new(s.latencies);
+        p.per_call = s.per_call;
         let label = Label {
-            mode: "udp".into(),
-            size,
-            unit: "B".into(),
-            floor: None,
-        };
-        measured.push(measure(&mut p, label, &plan, start, &ProgressBar::hidden()).unwrap());
-    }
-    for n in [4usize, 64] {
-        let mut p = Scripted::new(scripted_latencies(700, 40_000 * n as u64, SEED + n as u64));
-        p.per_call = n;
-        let floor = Some(Floor::new(n, 896.0));
-        let label = Label {
-            mode: "stream".into(),
-            size: n,
-            unit: "samples".into(),
-            floor,
+            mode: s.mode.into(),
+            size: s.size,
+            unit: s.unit.into(),
+            floor: (s.mode == "stream").then(|| Floor::new(s.size, STREAM_RATE)),
         };
         measured.push(measure(&mut p, label, &plan, start, &ProgressBar::hidden()).unwrap());
     }
@@ -68,9 +104,9 @@ fn scripted_run() -> (Run, Vec<Measured>) {
             modes: vec!["udp".into(), "stream".into()],
             sizes: vec![16, 1024, 16384],
             buffer_sizes: vec![4, 64],
-            count: Some(2000),
+            count: Some(COUNT),
             duration_s: None,
-            warmup: 10,
+            warmup: WARMUP,
             rate: None,
             busy_poll: false,
             split_writes: false,
@@ -122,6 +158,290 @@ fn table_csv_and_json_match_their_snapshots() {
     snapshot("latency_summary.json", &json::render(&run).unwrap());
     // The JSON is also the input of `compare`: it must read back to the same run.
     assert_eq!(json::parse(&json::render(&run).unwrap()).unwrap(), run);
+}
+
+/// What a report must say about one series, worked out from the script alone: the
+/// oracle that does not come from the code under test (the snapshots above are the
+/// code's own earlier output, so they catch a change, not a wrong figure).
+struct Expected {
+    label: String,
+    mode: &'static str,
+    size: usize,
+    unit: &'static str,
+    /// Requests lost while measuring.
+    lost: u64,
+    /// The measured latencies in ns, sorted.
+    sorted: Vec<u64>,
+    /// The stream floor (mean, worst) in us: (N-1)/rate/2 and (N-1)/rate.
+    floor: Option<(f64, f64)>,
+}
+
+/// Replays the plan by hand: warm-up takes whole probe calls (a stream buffer is not cut)
+/// until WARMUP latencies or losses went by; then every `None` is one lost request and
+/// every value is recorded, until COUNT are.
+fn expected(s: &Script) -> Expected {
+    let per_call = s.per_call as u64;
+    let mut pos = WARMUP.div_ceil(per_call) * per_call;
+    let (mut lost, mut values) = (0, Vec::new());
+    while values.len() < COUNT as usize {
+        match s.latencies[pos as usize % s.latencies.len()] {
+            Some(ns) => values.push(ns),
+            None => lost += 1,
+        }
+        pos += 1;
+    }
+    values.sort_unstable();
+    let floor = (s.mode == "stream").then(|| {
+        let worst = (s.size - 1) as f64 / STREAM_RATE * 1e6;
+        (worst / 2.0, worst)
+    });
+    Expected {
+        label: format!("{} {} {}", s.mode, s.size, s.unit),
+        mode: s.mode,
+        size: s.size,
+        unit: s.unit,
+        lost,
+        sorted: values,
+        floor,
+    }
+}
+
+/// HdrHistogram's precision at 3 significant digits: "value quantization no larger
+/// than 1/1,000th (0.1%) of any value" (its documentation; `new_histogram` asks for 3).
+const PRECISION: f64 = 1e-3;
+
+impl Expected {
+    /// The range (in ns) a figure may take: the exact value from the sorted latencies,
+    /// widened only by the histogram's documented quantization.
+    fn range_ns(&self, name: &str) -> (f64, f64) {
+        let v = &self.sorted;
+        let n = v.len() as u64;
+        // Percentile per `value_at_quantile`: the value that q of all samples are below
+        // or equivalent to, i.e. the sample of rank ceil(q * n) (1-based), reported as
+        // the highest value equivalent to it. Rank in integers: q is per mille.
+        let rank = |per_mille: u64| (per_mille * n).div_ceil(1000).max(1) as usize;
+        let up = |x: f64| (x, x * (1.0 + PRECISION));
+        let mean = v.iter().sum::<u64>() as f64 / n as f64;
+        match name {
+            // min is the lowest equivalent value, max the highest.
+            "min" => (v[0] as f64 * (1.0 - PRECISION), v[0] as f64),
+            "max" => up(v[v.len() - 1] as f64),
+            "p50" => up(v[rank(500) - 1] as f64),
+            "p90" => up(v[rank(900) - 1] as f64),
+            "p99" => up(v[rank(990) - 1] as f64),
+            "p99.9" => up(v[rank(999) - 1] as f64),
+            // Mean and stdev are taken over bucket midpoints: each sample moves by at
+            // most PRECISION of itself, so the mean by PRECISION of the mean, and the
+            // stdev by PRECISION of the root mean square (the triangle inequality).
+            "mean" => (mean * (1.0 - PRECISION), mean * (1.0 + PRECISION)),
+            "stdev" => {
+                let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+                let rms = (v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / n as f64).sqrt();
+                (var.sqrt() - rms * PRECISION, var.sqrt() + rms * PRECISION)
+            }
+            _ => panic!("no figure {name}"),
+        }
+    }
+
+    /// Checks one reported figure in us; `shown` is how far the text's rounding may
+    /// move it (in us), beyond the whole nanosecond every report rounds to.
+    fn check(&self, source: &str, name: &str, got_us: f64, shown: f64) {
+        let (lo, hi) = self.range_ns(name);
+        let slack = 0.5 + shown * 1000.0 + 1e-6;
+        let got_ns = got_us * 1000.0;
+        assert!(
+            got_ns >= lo - slack && got_ns <= hi + slack,
+            "{source}: {} {name} is {got_us} us, but the script's latencies put it in \
+             [{:.3}, {:.3}] us",
+            self.label,
+            lo / 1000.0,
+            hi / 1000.0
+        );
+    }
+}
+
+/// The figures each exporter shows, in the order the table shows them.
+const FIGURES: [&str; 8] = ["min", "p50", "p90", "p99", "p99.9", "max", "mean", "stdev"];
+
+fn expectations() -> Vec<Expected> {
+    scripts().iter().map(expected).collect()
+}
+
+#[test]
+fn the_oracle_sees_the_script_it_was_given() {
+    // The hand-made expectations describe the run they are meant for: 5 of each 500
+    // udp entries are lost, once every 100 requests over 2020 requests; streams lose none.
+    let exp = expectations();
+    let lost: Vec<u64> = exp.iter().map(|e| e.lost).collect();
+    assert_eq!(lost, [20, 20, 20, 0, 0]);
+    assert!(exp.iter().all(|e| e.sorted.len() == COUNT as usize));
+}
+
+/// Reads a CSV figure: a number, or empty.
+fn csv_number(row: &HashMap<&str, &str>, col: &str) -> f64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|e| panic!("CSV {col} = {:?}: {e}", row[col]))
+}
+
+#[test]
+fn csv_figures_are_what_the_scripted_latencies_say() {
+    let (run, _) = scripted_run();
+    let text = csv::render(&run);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        header,
+        [
+            "mode",
+            "size",
+            "unit",
+            "count",
+            "min_us",
+            "p50_us",
+            "p90_us",
+            "p99_us",
+            "p999_us",
+            "max_us",
+            "mean_us",
+            "stdev_us",
+            "floor_mean_us",
+            "floor_worst_us",
+            "lost",
+            "elapsed_s"
+        ]
+    );
+    let rows: Vec<HashMap<&str, &str>> = lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            assert_eq!(cells.len(), header.len(), "{l}");
+            header.iter().copied().zip(cells).collect()
+        })
+        .collect();
+    let exp = expectations();
+    assert_eq!(rows.len(), exp.len());
+    for (row, e) in rows.iter().zip(&exp) {
+        assert_eq!(
+            (row["mode"], row["size"], row["unit"]),
+            (e.mode, e.size.to_string().as_str(), e.unit)
+        );
+        assert_eq!(row["count"], COUNT.to_string(), "{}", e.label);
+        assert_eq!(row["lost"], e.lost.to_string(), "{}", e.label);
+        assert_eq!(row["elapsed_s"], "1.5", "{}", e.label);
+        for name in FIGURES {
+            let col = format!("{}_us", name.replace('.', ""));
+            e.check("CSV", name, csv_number(row, &col), 0.0);
+        }
+        match e.floor {
+            Some((mean, worst)) => {
+                for (col, want) in [("floor_mean_us", mean), ("floor_worst_us", worst)] {
+                    let got = csv_number(row, col);
+                    assert!(
+                        (got - want).abs() <= 0.0005 + 1e-9,
+                        "{}: {col} {got} != {want}",
+                        e.label
+                    );
+                }
+            }
+            None => assert_eq!((row["floor_mean_us"], row["floor_worst_us"]), ("", "")),
+        }
+    }
+}
+
+#[test]
+fn json_figures_are_what_the_scripted_latencies_say() {
+    let (run, _) = scripted_run();
+    let doc: serde_json::Value = serde_json::from_str(&json::render(&run).unwrap()).unwrap();
+    let series = doc["series"].as_array().expect("a series array");
+    let exp = expectations();
+    assert_eq!(series.len(), exp.len());
+    let num = |v: &serde_json::Value, path: &str| {
+        v.pointer(path)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("{path} is not a number in {v}"))
+    };
+    for (s, e) in series.iter().zip(&exp) {
+        assert_eq!(s["mode"], e.mode);
+        assert_eq!(s["size"], e.size);
+        assert_eq!(s["unit"], e.unit);
+        assert_eq!(s["stats"]["count"], COUNT, "{}", e.label);
+        assert_eq!(s["lost"], e.lost, "{}", e.label);
+        assert_eq!(s["elapsed_s"], 1.5, "{}", e.label);
+        for name in FIGURES {
+            let path = format!("/stats/{}_us", name.replace('.', ""));
+            e.check("JSON", name, num(s, &path), 0.0);
+        }
+        match e.floor {
+            Some((mean, worst)) => {
+                for (path, want) in [("/floor/mean_us", mean), ("/floor/worst_us", worst)] {
+                    let got = num(s, path);
+                    assert!(
+                        (got - want).abs() <= 0.0005 + 1e-9,
+                        "{}: {path} {got} != {want}",
+                        e.label
+                    );
+                }
+            }
+            None => assert!(s["floor"].is_null(), "{}", e.label),
+        }
+    }
+}
+
+/// A table cell: `9.9 us` or `1.1 ms` in us, with how far its one decimal may round.
+fn table_duration(number: &str, unit: &str) -> (f64, f64) {
+    let v: f64 = number
+        .parse()
+        .unwrap_or_else(|e| panic!("cell {number:?}: {e}"));
+    match unit {
+        "us" => (v, 0.05),
+        "ms" => (v * 1000.0, 50.0),
+        _ => panic!("cell {number} {unit}: unit is not us or ms"),
+    }
+}
+
+#[test]
+fn table_cells_are_what_the_scripted_latencies_say() {
+    let (run, _) = scripted_run();
+    let text = table::render(&run);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "series", "count", "min", "p50", "p90", "p99", "p99.9", "max", "mean", "stdev",
+            "floor", "avg", "floor", "max", "lost"
+        ]
+    );
+    let exp = expectations();
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), exp.len());
+    for (row, e) in rows.iter().zip(&exp) {
+        let rest = row
+            .strip_prefix(e.label.as_str())
+            .unwrap_or_else(|| panic!("row {row:?} is not {}", e.label));
+        let t: Vec<&str> = rest.split_whitespace().collect();
+        // count, eight durations (number and unit), two floor cells, lost.
+        let floor_cells = if e.floor.is_some() { 4 } else { 2 };
+        assert_eq!(t.len(), 1 + 16 + floor_cells + 1, "{row}");
+        assert_eq!(t[0], COUNT.to_string(), "{row}");
+        assert_eq!(t[t.len() - 1], e.lost.to_string(), "{row}");
+        for (i, name) in FIGURES.iter().enumerate() {
+            let (v, shown) = table_duration(t[1 + 2 * i], t[2 + 2 * i]);
+            e.check("table", name, v, shown);
+        }
+        match e.floor {
+            Some((mean, worst)) => {
+                for (i, want) in [mean, worst].into_iter().enumerate() {
+                    let (v, shown) = table_duration(t[17 + 2 * i], t[18 + 2 * i]);
+                    assert!(
+                        (v - want).abs() <= shown + 1e-9,
+                        "{row}: floor {v} != {want}"
+                    );
+                }
+            }
+            None => assert_eq!(&t[17..19], ["-", "-"], "{row}"),
+        }
+    }
 }
 
 #[test]
