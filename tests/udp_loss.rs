@@ -301,7 +301,8 @@ fn test_relay(
             match fate(seq) {
                 Fate::Drop => {}
                 Fate::Hold => {
-                    // A second hold releases the first: it is overtaken by nothing more.
+                    // A second hold sends the first now: nothing later has passed it,
+                    // so it arrives in order (the log, not the plan, decides).
                     if let Some((h, hs)) = held.replace((d.to_vec(), seq)) {
                         send(&h, Some(hs), &mut log);
                     }
