@@ -312,6 +312,7 @@ impl Harness {
             keep_net_raw: self.isolated && self.transport == Transport::Exits,
             drop_uid,
             own_netns: false,
+            view: None,
         };
         let env = jail::clean_env(&home, jail::SYSTEM_PATH, &self.target.env);
         (policy, env)

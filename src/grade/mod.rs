@@ -75,6 +75,9 @@ pub struct Job {
     /// What the build step ran under (`build::build_sandbox`), when there was one.
     #[serde(default)]
     pub built_under: Option<String>,
+    /// What the build step lacked (`protection off:` lines), when there was one.
+    #[serde(default)]
+    pub built_off: Vec<String>,
 }
 
 /// A seed from the clock, for runs without `--seed`.
@@ -298,7 +301,11 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
                 )
             }))
             .collect(),
-        sandbox_off: ns::why_off().into_iter().chain(confinement_off).collect(),
+        sandbox_off: ns::why_off()
+            .into_iter()
+            .chain(job.built_off.iter().cloned())
+            .chain(confinement_off)
+            .collect(),
     };
     let mut r = LabReport::new(&job.lab, target.shown(port), job.seed, env, results);
     r.duration_ms = began.elapsed().as_millis() as u64;
