@@ -262,14 +262,19 @@ pub fn confine(
     privileges: Option<Privileges>,
 ) {
     use std::os::unix::process::CommandExt;
-    let ns_maps = privileges.filter(|d| d.own_netns).map(|_| {
-        // SAFETY: geteuid/getegid have no preconditions.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        (
-            format!("{uid} {uid} 1").into_bytes(),
-            format!("{gid} {gid} 1").into_bytes(),
-        )
-    });
+    // A private mount namespace (root's builds) comes with its own network namespace
+    // and needs no user namespace: the maps are only for a grader that is not root.
+    let ns_maps = privileges
+        .as_ref()
+        .filter(|d| d.own_netns && d.mounts.is_none())
+        .map(|_| {
+            // SAFETY: geteuid/getegid have no preconditions.
+            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            (
+                format!("{uid} {uid} 1").into_bytes(),
+                format!("{gid} {gid} 1").into_bytes(),
+            )
+        });
     let pairs: [(libc::__rlimit_resource_t, Option<u64>); 5] = [
         (libc::RLIMIT_NPROC, limits.nproc),
         (libc::RLIMIT_FSIZE, limits.fsize),
@@ -302,16 +307,61 @@ pub fn confine(
                     }
                 }
             }
-            if let Some(d) = privileges {
-                drop_privileges(&d, ns_maps.as_ref())?;
+            if let Some(d) = &privileges {
+                drop_privileges(d, ns_maps.as_ref())?;
             }
             Ok(())
         });
     }
 }
 
+/// A private view of the file system, made by a root grader for a build it runs as
+/// nobody (`grade/jail.rs` decides what goes in it): folders nobody cannot pass (a
+/// 0700 /root holding the toolchain, a private temporary folder holding the workspace)
+/// are covered by an empty tmpfs, and the few paths the build needs are bound back at
+/// the same place, so every path, and every compiler message, reads as outside.
+#[derive(Debug, Default)]
+pub struct PrivateMounts {
+    /// Folders covered by an empty tmpfs (mode 0755), outermost first.
+    pub cover: Vec<std::ffi::CString>,
+    /// Folders made inside those (parents first) as mount points.
+    pub mkdirs: Vec<std::ffi::CString>,
+    /// Paths bound back at their own place (at most [`MAX_BINDS`]). Each is opened
+    /// in the child once its mount namespace exists (a bind mount's source must be in
+    /// the caller's namespace), before the covers hide it.
+    pub binds: Vec<std::ffi::CString>,
+    /// Where to change directory once the view is made (the program's working folder).
+    pub chdir: Option<std::ffi::CString>,
+}
+
+/// Most paths a [`PrivateMounts`] binds back (the child keeps their descriptors on its
+/// stack: nothing may allocate between fork and exec).
+pub const MAX_BINDS: usize = 16;
+
+/// `/proc/self/fd/FD` as a C string in `buf`, without allocating (between fork and exec).
+fn fd_path(fd: libc::c_int, buf: &mut [u8; 32]) -> *const libc::c_char {
+    let prefix = b"/proc/self/fd/";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 12];
+    let mut n = fd.unsigned_abs();
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[prefix.len() + i] = digits[len - 1 - i];
+    }
+    buf[prefix.len() + len] = 0;
+    buf.as_ptr().cast()
+}
+
 /// How a program gives up privilege before exec (see `grade/jail.rs` for the policy).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Privileges {
     /// A Landlock ruleset to enforce (`landlock_restrict_self`), kept open by the caller
     /// until the spawn returns.
@@ -322,6 +372,9 @@ pub struct Privileges {
     pub keep_net_raw: bool,
     /// Enter a new user + network namespace first (no network at all).
     pub own_netns: bool,
+    /// A root grader's build: new mount + network namespaces (no user namespace),
+    /// this view of the files, then the switch to `ids`.
+    pub mounts: Option<PrivateMounts>,
 }
 
 /// Header and data of capset(2), version 3 (two 32-bit words per set).
@@ -355,6 +408,75 @@ const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
 /// Call only in a `pre_exec` closure (a freshly forked, single-threaded child).
 unsafe fn drop_privileges(d: &Privileges, ns_maps: Option<&(Vec<u8>, Vec<u8>)>) -> io::Result<()> {
     let fail = || Err(io::Error::last_os_error());
+    if let Some(m) = &d.mounts {
+        if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET) != 0 {
+            return fail();
+        }
+        // Nothing mounted here may propagate back to the host's namespace.
+        let none = std::ptr::null::<libc::c_char>();
+        if libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return fail();
+        }
+        // Open what is bound back before the covers hide it.
+        let mut fds = [-1 as libc::c_int; MAX_BINDS];
+        if m.binds.len() > MAX_BINDS {
+            return Err(io::Error::from_raw_os_error(libc::E2BIG));
+        }
+        for (slot, path) in fds.iter_mut().zip(&m.binds) {
+            *slot = libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY,
+            );
+            if *slot < 0 {
+                return fail();
+            }
+        }
+        for dir in &m.cover {
+            if libc::mount(
+                c"tmpfs".as_ptr(),
+                dir.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"mode=0755,size=1m".as_ptr().cast(),
+            ) != 0
+            {
+                return fail();
+            }
+        }
+        for dir in &m.mkdirs {
+            if libc::mkdir(dir.as_ptr(), 0o755) != 0
+                && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+            {
+                return fail();
+            }
+        }
+        for (fd, to) in fds.iter().zip(&m.binds) {
+            let mut buf = [0u8; 32];
+            if libc::mount(
+                fd_path(*fd, &mut buf),
+                to.as_ptr(),
+                none,
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                return fail();
+            }
+            libc::close(*fd);
+        }
+        if let Some(dir) = &m.chdir {
+            if libc::chdir(dir.as_ptr()) != 0 {
+                return fail();
+            }
+        }
+    }
     if let Some((uid_map, gid_map)) = ns_maps {
         if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
             return fail();

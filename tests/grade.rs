@@ -198,6 +198,7 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "eof_half_close",
                 "restart_same_port",
                 "fd_leak",
+                "idle_client",
             ][..],
         ),
         (
@@ -252,6 +253,7 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "slow_reader",
                 "fd_cycles",
                 "vanished_receiver",
+                "idle_clients",
             ][..],
         ),
         (
@@ -266,6 +268,7 @@ fn mutant_metadata_names_real_checks_and_every_check_has_a_mutant() {
                 "kill_restart",
                 "two_senders",
                 "unicode_nested",
+                "idle_sender",
             ][..],
         ),
         (

@@ -53,7 +53,7 @@ fn solutions_get_full_marks() {
         assert_eq!(code, Some(0), "{cmd}: {v}");
         assert_eq!(v["lab"], "05-chat");
         assert_eq!(v["score"], v["max_score"], "{cmd}: {v}");
-        assert_eq!(v["max_score"], 11.0);
+        assert_eq!(v["max_score"], 12.0);
     }
 }
 

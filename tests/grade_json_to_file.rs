@@ -56,7 +56,7 @@ fn python_solution_gets_full_marks_and_leaves_no_scratch_folder() {
     );
     assert!(o.status.success(), "{r}");
     let s = statuses(&r);
-    assert_eq!(s.len(), 10);
+    assert_eq!(s.len(), 11);
     assert!(s.iter().all(|(_, st)| st == "pass"), "{s:?}");
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()

@@ -413,6 +413,228 @@ fn main() {{
     assert!(text.contains("\"starts\""), "{text}");
 }
 
+/// A build script that records what it runs as (uid, euid, capabilities) and tries to
+/// write outside its target folder, then fails the build on purpose, so everything it
+/// printed comes back in the report (a passing build's output is not shown).
+fn identity_build_script(outside: &Path, ws: &Path) -> String {
+    format!(
+        r#"
+fn main() {{
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for key in ["Uid:", "Gid:", "CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"] {{
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap_or("?");
+        println!("BUILDRS {{}}", line.split_whitespace().collect::<Vec<_>>().join(" "));
+    }}
+    let out = std::env::var("OUT_DIR").unwrap_or_default();
+    for (what, path) in [
+        ("outside", "{outside}/built-by-build-rs.txt".to_string()),
+        ("workspace", "{ws}/built-by-build-rs.txt".to_string()),
+        ("tmp", format!("/tmp/lab-sbx-build-rs-{{}}", std::process::id())),
+        ("target", format!("{{out}}/built-by-build-rs.txt")),
+    ] {{
+        match std::fs::write(&path, "x") {{
+            Ok(()) => println!("BUILDRS wrote {{what}}"),
+            Err(e) => println!("BUILDRS refused {{what}}: {{e}}"),
+        }}
+    }}
+    panic!("BUILDRS done");
+}}
+"#,
+        outside = outside.display(),
+        ws = ws.display(),
+    )
+}
+
+/// A `lab init` workspace in `parent` whose package has `build_rs` as its build script.
+fn workspace_with_build_script(parent: &Path, build_rs: &str) -> PathBuf {
+    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .args(["init"])
+        .arg(parent.join("w"))
+        .env(
+            "LAB_PROGRESS",
+            std::env::temp_dir().join(format!("lab-sbx-progress-{}", std::process::id())),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let w = parent.join("w");
+    let toml = std::fs::read_to_string(w.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        w.join("Cargo.toml"),
+        toml.replacen("[package]", "[package]\nbuild = \"build.rs\"", 1),
+    )
+    .unwrap();
+    std::fs::write(w.join("build.rs"), build_rs).unwrap();
+    w
+}
+
+/// The `BUILDRS ...` lines of a report, as one text.
+fn build_script_lines(text: &str) -> String {
+    text.split("\\n")
+        .flat_map(|l| l.lines())
+        .filter_map(|l| l.find("BUILDRS ").map(|i| l[i + 8..].trim().to_string()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A root grader builds as nobody (65534), without capabilities, writing nowhere but its
+/// target folder; a grader that is not root (nobody, through setpriv) builds as itself
+/// in its own user namespace, without capabilities, writing nowhere else either.
+#[test]
+fn a_build_script_runs_unprivileged_and_writes_only_its_target() {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(cargo) = Command::new("cargo").arg("--version").output() else {
+        eprintln!("SKIP: cargo is not installed");
+        return;
+    };
+    assert!(cargo.status.success());
+    let bin = env!("CARGO_BIN_EXE_lab");
+    // (grader, run as nobody through setpriv)
+    let mut graders = vec![("root", false)];
+    if root() {
+        let cargo_for_nobody = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args(["cargo", "--version"])
+            .output();
+        match cargo_for_nobody {
+            Err(_) => {
+                assert!(std::env::var_os("CI").is_none(), "setpriv missing in CI");
+                eprintln!("SKIP (partly): setpriv (util-linux) is not installed");
+            }
+            Ok(o) if !o.status.success() => eprintln!(
+                "SKIP (partly): nobody cannot run cargo here (the toolchain is in a private folder), so the non-root grader's build is not tried"
+            ),
+            Ok(_) => graders.push(("nobody", true)),
+        }
+    } else {
+        graders = vec![("this user", false)];
+    }
+    for (who, setpriv) in graders {
+        let outside = outside_dir();
+        let parent = tempfile::tempdir().unwrap();
+        if setpriv {
+            // The non-root grader must be able to write its own workspace.
+            std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o777))
+                .unwrap();
+        }
+        let w = parent.path().join("w");
+        let script = identity_build_script(outside.path(), &w);
+        let home = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut c = if setpriv {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                bin,
+            ]);
+            c
+        } else {
+            Command::new(bin)
+        };
+        if setpriv {
+            // Made by the grader itself, so it owns its workspace.
+            let mut init = Command::new("setpriv");
+            init.args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                bin,
+            ])
+            .arg("init")
+            .arg(&w)
+            .env("LAB_PROGRESS", home.path().join("progress"));
+            assert!(init.status().unwrap().success());
+            let toml = std::fs::read_to_string(w.join("Cargo.toml")).unwrap();
+            std::fs::write(
+                w.join("Cargo.toml"),
+                toml.replacen("[package]", "[package]\nbuild = \"build.rs\"", 1),
+            )
+            .unwrap();
+            std::fs::write(w.join("build.rs"), &script).unwrap();
+        } else {
+            workspace_with_build_script(parent.path(), &script);
+        }
+        c.args(["grade", "01", "--lang", "rust", "--dir"])
+            .arg(&w)
+            .env("HOME", home.path())
+            .env("NO_COLOR", "1")
+            .env("LAB_PROGRESS", home.path().join("progress"))
+            .env("FAKE_CI_TOKEN", secret())
+            .stdin(Stdio::null());
+        if setpriv {
+            // Its toolchain, where nobody reaches it (checked above).
+            for k in ["CARGO_HOME", "RUSTUP_HOME"] {
+                if let Some(v) = std::env::var_os(k) {
+                    c.env(k, v);
+                }
+            }
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let seen = build_script_lines(&text);
+        let ctx = format!("grader {who}:\n{seen}\n--- report ---\n{text}");
+        assert!(seen.contains("done"), "the build script did not run: {ctx}");
+        let uid = if who == "root" || setpriv {
+            "65534"
+        } else {
+            ""
+        };
+        if !uid.is_empty() {
+            assert!(
+                seen.contains(&format!("Uid: {uid} {uid} {uid} {uid}")),
+                "the build ran as another uid than {uid}: {ctx}"
+            );
+            assert!(seen.contains(&format!("Gid: {uid} {uid}")), "{ctx}");
+        }
+        assert!(!seen.contains("Uid: 0"), "the build ran as root: {ctx}");
+        for caps in ["CapEff:", "CapPrm:", "CapAmb:"] {
+            assert!(
+                seen.contains(&format!("{caps} 0000000000000000")),
+                "{caps} not empty: {ctx}"
+            );
+        }
+        // The outside folder and /tmp are open to all: only Landlock keeps them out.
+        let ll = text.contains("Landlock ABI");
+        for what in ["outside", "workspace", "tmp"] {
+            if ll || what == "workspace" {
+                assert!(
+                    seen.contains(&format!("refused {what}")),
+                    "it wrote {what}: {ctx}"
+                );
+            }
+        }
+        if !ll {
+            eprintln!(
+                "SKIP (partly): no Landlock here: writes to folders open to all are not refused"
+            );
+        }
+        assert!(seen.contains("wrote target"), "its own target: {ctx}");
+        assert!(
+            !outside.path().join("built-by-build-rs.txt").exists(),
+            "{ctx}"
+        );
+        assert!(!w.join("built-by-build-rs.txt").exists(), "{ctx}");
+        assert!(!text.contains(&secret()), "{ctx}");
+        // The report says what the build ran under, truthfully.
+        if who == "root" {
+            assert!(
+                text.contains("build: no_new_privs, no capabilities; uid/gid 65534 (nobody)"),
+                "{ctx}"
+            );
+        }
+    }
+}
+
 /// Runs `lab` with `args` in `dir`, human transcript without colours.
 fn lab_human(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> String {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));

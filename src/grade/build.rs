@@ -11,7 +11,7 @@ use anyhow::Result;
 use super::embedded::{self, ExerciseFiles};
 use super::jail::{self, Policy};
 use super::model::{Environment, LabReport};
-use super::sandbox::{run_to_end, Spawn};
+use super::sandbox::{run_to_end, run_to_end_under, Spawn};
 use super::{checks, ns, Job};
 use crate::catalog::Lab;
 use crate::error::LabError;
@@ -153,13 +153,33 @@ fn pick_lang(ws: &Path, ex: &ExerciseFiles, lang: Lang) -> Lang {
     }
 }
 
+/// What a build ran under, for the transcript: its `confined:` line and its
+/// `protection off:` lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuiltUnder {
+    /// What was enforced, as one line starting `build:`.
+    pub on: String,
+    /// What this machine could not give it.
+    pub off: Vec<String>,
+}
+
+/// Ten minutes: a std-only workspace builds in seconds; this stops a runaway build.
+const BUILD_DEADLINE: Duration = Duration::from_secs(600);
+
 /// `cargo build` of one binary, under limits and a deadline, in the same kind of jail
 /// as the program (a `build.rs` is untrusted code too): no capabilities, a clean
 /// environment, no network (its own network namespace, or Landlock's TCP rules where
 /// namespaces are off, plus `--offline`), read-only on the workspace and the toolchain,
-/// writable only on the target folder and a private HOME/CARGO_HOME. Ok(path to the
-/// binary) or Err(message with the compiler's output).
-pub fn build_rust(ws: &Path, bin: &str, target_dir: Option<&Path>) -> Result<PathBuf, String> {
+/// writable only on the target folder and a private HOME/CARGO_HOME. A root grader
+/// runs it as nobody, in a target folder of nobody's own (`TARGET/nobody`), through a
+/// private view of the files where nobody reaches the toolchain and the workspace even
+/// under a closed folder (a 0700 /root): see [`as_nobody`]. Ok(path to the binary) or
+/// Err(message with the compiler's output), and what the build ran under.
+pub fn build_rust(
+    ws: &Path,
+    bin: &str,
+    target_dir: Option<&Path>,
+) -> (Result<PathBuf, String>, BuiltUnder) {
     let target = target_dir
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
@@ -169,7 +189,11 @@ pub fn build_rust(ws: &Path, bin: &str, target_dir: Option<&Path>) -> Result<Pat
     let target = std::path::absolute(&target).unwrap_or(target);
     // Landlock rules name existing folders.
     let _ = std::fs::create_dir_all(&target);
-    let home = tempfile_dir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    let mut under = BuiltUnder::default();
+    let home = match tempfile_dir() {
+        Ok(h) => h,
+        Err(e) => return (Err(format!("cannot make a temporary folder: {e}")), under),
+    };
     let lock = ws.join("Cargo.lock");
     if !lock.exists() {
         // cargo writes Cargo.lock next to Cargo.toml; resolving runs no build script,
@@ -180,60 +204,124 @@ pub fn build_rust(ws: &Path, bin: &str, target_dir: Option<&Path>) -> Result<Pat
             &target,
             &home.0,
             vec![ws.to_path_buf()],
+            None,
         );
         let _ = run_to_end(&spawn, Duration::from_secs(120));
     }
-    let mut write = vec![target.clone()];
-    if lock.exists() {
-        write.push(lock);
-    }
-    let spawn = build_spawn(
-        ws,
-        &["build", "--quiet", "--offline", "--bin", bin],
-        &target,
-        &home.0,
-        write,
-    );
-    // Ten minutes: a std-only workspace builds in seconds; this stops a runaway build.
-    match run_to_end(&spawn, Duration::from_secs(600)) {
-        Ok((true, _, _)) => Ok(target.join("debug").join(bin)),
-        // cargo's own failures exit 101 too: not a panic, so no status decoding here.
-        Ok((false, out, how)) => {
-            let fetch = if out.contains("offline") || out.contains("no matching package") {
-                "\nnote: the build tried to fetch dependencies; builds run without network, and the exercises use the standard library only"
-            } else {
-                ""
-            };
-            // Silent failures (a signal, a sandbox refusal) still say how cargo ended.
-            let out = if out.trim().is_empty() {
-                format!("(no output; cargo {how})")
-            } else {
-                out.trim_end().to_string()
-            };
-            Err(format!("cargo build --bin {bin} failed:\n{out}{fetch}"))
+    let args = ["build", "--quiet", "--offline", "--bin", bin];
+    let mut off = Vec::new();
+    let fallback =
+        "so the build ran as uid 0 of its own user namespace (root outside), without capabilities";
+    let mut ran = None;
+    if crate::sys::euid() == 0 {
+        match as_nobody(ws, &target, &home.0) {
+            Ok((view, own)) => {
+                let spawn = build_spawn(ws, &args, &own, &home.0, vec![own.clone()], Some(view));
+                match run_to_end_under(&spawn, BUILD_DEADLINE) {
+                    Ok(r) => ran = Some((r, own)),
+                    Err(e) => {
+                        // Nothing ran (the namespaces could not be made: a container
+                        // without CAP_SYS_ADMIN), so a second try gives nothing away.
+                        off.push(format!(
+                            "build: uid drop: cannot make its own mount namespace here ({e}), {fallback}"
+                        ));
+                        let _ = std::os::unix::fs::chown(&home.0, Some(0), Some(0));
+                    }
+                }
+            }
+            Err(why) => off.push(format!("build: uid drop: {why}, {fallback}")),
         }
-        Err(e) => Err(format!(
-            "cannot run cargo: {e} (is Rust installed? https://rustup.rs)"
-        )),
     }
+    let ((ok, out, how, applied), target) = match ran {
+        Some(r) => r,
+        None => {
+            let mut write = vec![target.clone()];
+            if lock.exists() {
+                write.push(lock);
+            }
+            let spawn = build_spawn(ws, &args, &target, &home.0, write, None);
+            match run_to_end_under(&spawn, BUILD_DEADLINE) {
+                Ok(r) => (r, target),
+                Err(e) => {
+                    return (
+                        Err(format!(
+                            "cannot run cargo: {e} (is Rust installed? https://rustup.rs)"
+                        )),
+                        under,
+                    )
+                }
+            }
+        }
+    };
+    under = described(applied.unwrap_or_default(), off);
+    if ok {
+        return (Ok(target.join("debug").join(bin)), under);
+    }
+    // cargo's own failures exit 101 too: not a panic, so no status decoding here.
+    let fetch = if out.contains("offline") || out.contains("no matching package") {
+        "\nnote: the build tried to fetch dependencies; builds run without network, and the exercises use the standard library only"
+    } else {
+        ""
+    };
+    // Silent failures (a signal, a sandbox refusal) still say how cargo ended.
+    let out = if out.trim().is_empty() {
+        format!("(no output; cargo {how})")
+    } else {
+        out.trim_end().to_string()
+    };
+    (
+        Err(format!("cargo build --bin {bin} failed:\n{out}{fetch}")),
+        under,
+    )
 }
 
-/// What the build step runs under, for the transcript.
-pub fn build_sandbox() -> String {
-    let abi = jail::landlock_abi();
-    let net = if ns::available() {
-        "own network namespace (no network)"
-    } else if abi >= 4 {
-        "no TCP (Landlock), --offline"
-    } else {
-        "--offline only (network reachable: no namespaces, Landlock < 4)"
-    };
-    let files = if abi > 0 {
-        "Landlock: writes only to its target folder"
-    } else {
-        "no Landlock: files limited by uid and mode bits only"
-    };
-    format!("build: no capabilities, clean environment, {net}, {files}")
+/// A root grader's build as nobody: its target folder (`TARGET/nobody`, owned by
+/// nobody, readable by all: the program runs from it), its HOME made nobody's, and the
+/// view of the files in which nobody reaches the workspace, the toolchain and both.
+/// Err says why nobody cannot (a folder it needs is not readable by others).
+fn as_nobody(ws: &Path, target: &Path, home: &Path) -> Result<(jail::View, PathBuf), String> {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let own = target.join("nobody");
+    let nobody = Some(jail::NOBODY);
+    std::fs::create_dir_all(&own)
+        .and_then(|_| chown(&own, nobody, nobody))
+        .and_then(|_| std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| format!("cannot make {} nobody's: {e}", own.display()))?;
+    let (cargo_bin, rustup_home) = toolchain();
+    let need = [
+        ws.to_path_buf(),
+        rustup_home,
+        cargo_bin,
+        own.clone(),
+        home.to_path_buf(),
+    ];
+    let view = jail::plan_view(&need, Some(ws))?;
+    chown(home, nobody, nobody).map_err(|e| format!("cannot give nobody its HOME: {e}"))?;
+    Ok((view, own))
+}
+
+/// The transcript's account of a build from what its jail enforced.
+fn described(applied: jail::Applied, mut off: Vec<String>) -> BuiltUnder {
+    let mut on = applied.on;
+    let uid = crate::sys::euid();
+    if uid != 0 {
+        on.push(format!("uid {uid} (the grader's own)"));
+    }
+    // The jail's uid line speaks of programs in a namespace; the build's is above.
+    off.extend(
+        applied
+            .off
+            .into_iter()
+            .filter(|l| !l.starts_with("uid drop"))
+            .map(|l| format!("build: {l}")),
+    );
+    BuiltUnder {
+        on: format!(
+            "build: {}, clean environment, writes only to its target folder and a private HOME",
+            on.join("; ")
+        ),
+        off,
+    }
 }
 
 /// A private folder removed on drop (the build's HOME, TMPDIR and CARGO_HOME).
@@ -255,8 +343,8 @@ fn tempfile_dir() -> std::io::Result<TempDir> {
     Ok(TempDir(d))
 }
 
-/// A jailed `cargo ARGS` in `ws`.
-fn build_spawn(ws: &Path, args: &[&str], target: &Path, home: &Path, write: Vec<PathBuf>) -> Spawn {
+/// Where the toolchain is: (the folder of `cargo`, RUSTUP_HOME).
+fn toolchain() -> (PathBuf, PathBuf) {
     let user_home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();
@@ -266,6 +354,19 @@ fn build_spawn(ws: &Path, args: &[&str], target: &Path, home: &Path, write: Vec<
     let rustup_home = std::env::var_os("RUSTUP_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| user_home.join(".rustup"));
+    (cargo_home.join("bin"), rustup_home)
+}
+
+/// A jailed `cargo ARGS` in `ws`; with `view`, as nobody (a root grader's build).
+fn build_spawn(
+    ws: &Path,
+    args: &[&str],
+    target: &Path,
+    home: &Path,
+    write: Vec<PathBuf>,
+    view: Option<jail::View>,
+) -> Spawn {
+    let (cargo_bin, rustup_home) = toolchain();
     let mut spawn = Spawn::new(
         std::iter::once("cargo")
             .chain(args.iter().copied())
@@ -273,7 +374,7 @@ fn build_spawn(ws: &Path, args: &[&str], target: &Path, home: &Path, write: Vec<
             .collect(),
     );
     spawn.dir = Some(ws.to_path_buf());
-    let path = format!("{}:{}", cargo_home.join("bin").display(), jail::SYSTEM_PATH);
+    let path = format!("{}:{}", cargo_bin.display(), jail::SYSTEM_PATH);
     let mut extra = vec![
         ("CARGO_TARGET_DIR".to_string(), target.display().to_string()),
         ("CARGO_HOME".to_string(), home.display().to_string()),
@@ -287,15 +388,18 @@ fn build_spawn(ws: &Path, args: &[&str], target: &Path, home: &Path, write: Vec<
     write.push(home.to_path_buf());
     let netns = ns::available();
     spawn.jail = Some(Policy {
-        read: vec![ws.to_path_buf(), cargo_home, rustup_home],
+        // Only cargo's own folder of CARGO_HOME (its registry credentials stay out).
+        read: vec![ws.to_path_buf(), cargo_bin, rustup_home],
         write,
         devices: Vec::new(),
         // No namespace: Landlock refuses every TCP bind and connect.
         bind: (!netns).then(Vec::new),
         connect: (!netns).then(Vec::new),
         keep_net_raw: false,
-        drop_uid: false,
-        own_netns: netns,
+        drop_uid: view.is_some(),
+        // As nobody, its own mount and network namespaces (no user namespace).
+        own_netns: netns || view.is_some(),
+        view,
     });
     // Builds need more than a server: rustc's threads, its address space, big files.
     spawn.limits.address_space = None;
@@ -306,13 +410,12 @@ fn build_spawn(ws: &Path, args: &[&str], target: &Path, home: &Path, write: Vec<
     spawn
 }
 
-/// Resolves the program for a lab: Ok(argv, dir) or Err(build message).
-fn program(
-    lab: &Lab,
-    ws: &Path,
-    src: &Source,
-    target_dir: Option<&Path>,
-) -> Result<Result<(Vec<String>, PathBuf), String>> {
+/// The program for a lab, or why there is none.
+type Resolved = (Result<(Vec<String>, PathBuf), String>, Option<BuiltUnder>);
+
+/// Resolves the program for a lab: Ok(argv, dir) or Err(build message), and what its
+/// build ran under when there was one.
+fn program(lab: &Lab, ws: &Path, src: &Source, target_dir: Option<&Path>) -> Result<Resolved> {
     if let Some(cmd) = &src.cmd {
         // `sh -c 'exec CMD "$@"'` keeps the user's quoting and makes the program itself
         // the process the grader watches (exec replaces the shell).
@@ -327,7 +430,7 @@ fn program(
             Some(d) => d.clone(),
             None => std::env::current_dir().unwrap_or_else(|_| ws.to_path_buf()),
         };
-        return Ok(Ok((argv, dir)));
+        return Ok((Ok((argv, dir)), None));
     }
     let ex = exercise_of(lab)?;
     match pick_lang(ws, ex, src.lang) {
@@ -338,10 +441,10 @@ fn program(
                     .fix("run `lab init` to write the exercises workspace, or pass --dir PATH or --cmd CMD")
                     .into());
             }
-            Ok(Ok((
-                vec![python(), file.display().to_string()],
-                ws.to_path_buf(),
-            )))
+            Ok((
+                Ok((vec![python(), file.display().to_string()], ws.to_path_buf())),
+                None,
+            ))
         }
         _ => {
             if !ws.join(ex.rust).is_file() {
@@ -349,8 +452,11 @@ fn program(
                     .fix("run `lab init` to write the exercises workspace, or pass --dir PATH or --cmd CMD")
                     .into());
             }
-            Ok(build_rust(ws, ex.bin, target_dir)
-                .map(|exe| (vec![exe.display().to_string()], ws.to_path_buf())))
+            let (built, under) = build_rust(ws, ex.bin, target_dir);
+            Ok((
+                built.map(|exe| (vec![exe.display().to_string()], ws.to_path_buf())),
+                Some(under),
+            ))
         }
     }
 }
@@ -371,7 +477,8 @@ pub fn prepare(
         .as_ref()
         .map(|e| e.args.clone())
         .unwrap_or_default();
-    let (argv, dir) = match program(lab, ws, src, target_dir)? {
+    let (resolved, under) = program(lab, ws, src, target_dir)?;
+    let (argv, dir) = match resolved {
         Ok(p) => p,
         Err(msg) => {
             let mut r = LabReport::new(
@@ -382,13 +489,16 @@ pub fn prepare(
                 Vec::new(),
             );
             r.message = msg;
-            r.environment.sandbox = vec![build_sandbox()];
+            let under = under.unwrap_or_default();
+            r.environment.sandbox = vec![under.on];
+            r.environment.sandbox_off = under.off;
             r.total();
             return Ok(Err(r));
         }
     };
     // A program from the workspace's Rust file was built by cargo just now.
-    let built = src.cmd.is_none() && argv.len() == 1;
+    let under = under.unwrap_or_default();
+    let built = !under.on.is_empty();
     Ok(Ok(Job {
         lab: lab.id.clone(),
         argv,
@@ -404,8 +514,8 @@ pub fn prepare(
             .as_ref()
             .map(|p| crate::capture::path_for_lab(p, &lab.id, false))
             .map(|p| crate::capture::Request::new(&p, &lab.id, Some(seed))),
-        // A program from the workspace's Rust file was built by cargo just now.
-        built_under: built.then(build_sandbox),
+        built_under: built.then(|| under.on.clone()),
+        built_off: if built { under.off } else { Vec::new() },
     }))
 }
 

@@ -148,6 +148,7 @@ fn extra_job(
         fail_fast: false,
         capture: None,
         built_under: None,
+        built_off: Vec::new(),
     }))
 }
 

@@ -189,6 +189,10 @@ pub struct Harness {
     pub confinement: std::collections::BTreeSet<String>,
     /// Protections this machine could not give them.
     pub confinement_off: std::collections::BTreeSet<String>,
+    /// Connections a check's prologue opened and left idle (name, stream, last use,
+    /// what the check must remember of it: a nickname), taken back by
+    /// [`Harness::resume_idle`].
+    pub held: Vec<(String, TcpStream, Instant, String)>,
 }
 
 impl Harness {
@@ -207,6 +211,7 @@ impl Harness {
             scratch: None,
             confinement: Default::default(),
             confinement_off: Default::default(),
+            held: Vec::new(),
         }
     }
 
@@ -307,6 +312,7 @@ impl Harness {
             keep_net_raw: self.isolated && self.transport == Transport::Exits,
             drop_uid,
             own_netns: false,
+            view: None,
         };
         let env = jail::clean_env(&home, jail::SYSTEM_PATH, &self.target.env);
         (policy, env)
@@ -690,6 +696,54 @@ impl Harness {
         }
     }
 
+    /// Leaves client `name`'s connection idle while the other checks run (a check's
+    /// prologue); [`Harness::resume_idle`] takes it back.
+    pub fn hold_idle(&mut self, name: &str, s: TcpStream, note: &str) {
+        self.step(format!(
+            "client {name} stays connected and sends nothing while the other checks run"
+        ));
+        self.held
+            .push((name.to_string(), s, Instant::now(), note.to_string()));
+    }
+
+    /// Takes back the connection `name` a prologue left idle once it has sat idle for
+    /// [`IDLE`] (waiting only for what remains: the other checks usually took that
+    /// long). Err when the program closed or reset it meanwhile, saying after how long
+    /// and why that is a mistake (a socket timeout cuts off a person who pauses).
+    pub fn resume_idle(&mut self, name: &str) -> Outcome<(TcpStream, String)> {
+        let Some(i) = self.held.iter().position(|(n, ..)| n == name) else {
+            return Err(Unmet::error(format!(
+                "client {name} was never opened (a bug in lab: please report it)"
+            )));
+        };
+        let (_, s, since, note) = self.held.remove(i);
+        std::thread::sleep(IDLE.saturating_sub(since.elapsed()));
+        let idle = since.elapsed().as_secs_f64();
+        self.step(format!(
+            "client {name} has sent nothing for {idle:.1} s (a person at nc who pauses)"
+        ));
+        // What became of it, without waiting: data, EOF or a reset are all news.
+        let _ = s.set_nonblocking(true);
+        let mut b = [0u8; 64];
+        let state = s.peek(&mut b);
+        let _ = s.set_nonblocking(false);
+        let what = match state {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok((s, note)),
+            Ok(0) => "closed the connection (EOF)".to_string(),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                "reset the connection (RST)".to_string()
+            }
+            Ok(n) => {
+                return Err(Unmet::fail(format!(
+                    "client {name} sent nothing for {idle:.1} s but got \"{}\"",
+                    escape_bytes(&b[..n], SHOW_BYTES)
+                )))
+            }
+            Err(e) => format!("broke the connection ({e})"),
+        };
+        Err(idle_cut(name, &what, idle))
+    }
+
     /// Half-closes a client's sending side (the server reads EOF).
     pub fn shutdown_write(&mut self, name: &str, s: &TcpStream) {
         self.step(format!(
@@ -831,6 +885,20 @@ pub fn read_all(s: &mut TcpStream, max: usize, limit: Duration) -> (Vec<u8>, Opt
         }
     }
     (got, None)
+}
+
+/// How long [`Harness::resume_idle`] leaves a connection idle: longer than the 5 s
+/// socket timeouts students set, so a server that drops an idle client is seen to.
+pub const IDLE: Duration = Duration::from_secs(7);
+
+/// The failure of a client the program cut off while it sat idle `idle` seconds.
+pub fn idle_cut(name: &str, what: &str, idle: f64) -> Unmet {
+    Unmet::fail(format!(
+        "the program {what} after client {name} sat idle for {idle:.1} s: a socket timeout? \
+         A person typing at nc may pause for minutes; a timeout on the client's socket (settimeout(), \
+         set_read_timeout()) cuts them off. Fix: no timeout on client sockets (block in recv(), or wait \
+         in select/poll), or one of many minutes"
+    ))
 }
 
 /// Why a TCP client's write failed, in the order things happened: a write fails when

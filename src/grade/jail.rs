@@ -14,6 +14,10 @@
 //!   abstract UNIX sockets outside the sandbox;
 //! - a clean environment: PATH, HOME, TMPDIR, LANG and the lab's own variables, never
 //!   the grader's (CI tokens live there).
+//! - for a root grader's build ([`View`]): nobody, in its own mount and network
+//!   namespaces, where folders nobody cannot pass on the way to the toolchain or the
+//!   workspace (a 0700 /root) are covered by an empty tmpfs and only what the build
+//!   needs is bound back at its own path.
 //!
 //! Everything is best effort against what the kernel offers, and [`Applied`] records
 //! truthfully what was enforced, for the transcript.
@@ -86,6 +90,119 @@ pub struct Policy {
     /// Give the program its own user + network namespace with nothing but a down
     /// loopback (builds: no network at all).
     pub own_netns: bool,
+    /// A root grader's build run as nobody: the private view of the files that lets
+    /// nobody reach the toolchain and the workspace ([`plan_view`]); with it the build
+    /// gets its own mount and network namespaces, and no user namespace.
+    pub view: Option<View>,
+}
+
+/// A private view of the file system for a build run as nobody by a root grader:
+/// folders nobody cannot pass are covered with an empty tmpfs, and the paths the build
+/// needs are bound back at their own place (`sys::PrivateMounts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// Folders to cover (nobody cannot pass them: a 0700 /root).
+    pub cover: Vec<PathBuf>,
+    /// Paths to bind back inside them.
+    pub bind: Vec<PathBuf>,
+    /// The working folder, entered again once the view is made.
+    pub chdir: Option<PathBuf>,
+}
+
+/// Plans a [`View`] in which nobody reaches every folder of `need` (each must be
+/// readable and searchable by others itself; only the folders above it may be
+/// closed). Err says which one nobody cannot read, and the fix.
+pub fn plan_view(need: &[PathBuf], chdir: Option<&Path>) -> Result<View, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode());
+    let mut view = View {
+        chdir: chdir.map(Path::to_path_buf),
+        ..View::default()
+    };
+    for p in need {
+        if nobody_reaches(p) {
+            continue;
+        }
+        match mode(p) {
+            Ok(m) if m & 0o005 == 0o005 => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{} is not readable by others (chmod o+rX it)",
+                    p.display()
+                ))
+            }
+            Err(e) => return Err(format!("{}: {e}", p.display())),
+        }
+        // Inside a folder bound back already, with every folder between open to others.
+        if let Some(outer) = view.bind.iter().find(|b| p.starts_with(b)) {
+            let open = p
+                .ancestors()
+                .skip(1)
+                .take_while(|a| a != outer)
+                .all(|a| mode(a).is_ok_and(|m| m & 0o001 != 0));
+            if open {
+                continue;
+            }
+            return Err(format!(
+                "a folder between {} and {} is closed to others",
+                outer.display(),
+                p.display()
+            ));
+        }
+        // The outermost closed folder above it is covered; everything below it that the
+        // build needs is bound back.
+        let mut above: Vec<&Path> = p.ancestors().skip(1).collect();
+        above.reverse();
+        let Some(closed) = above
+            .into_iter()
+            .find(|a| mode(a).is_ok_and(|m| m & 0o001 == 0))
+        else {
+            return Err(format!("{} is not reachable by others", p.display()));
+        };
+        if closed == Path::new("/") {
+            return Err("/ is closed to others".to_string());
+        }
+        if !view.cover.iter().any(|c| c == closed) {
+            view.cover.push(closed.to_path_buf());
+        }
+        view.bind.push(p.clone());
+    }
+    Ok(view)
+}
+
+impl View {
+    /// The mounts to make, as the child between fork and exec needs them.
+    fn prepare(&self) -> std::io::Result<sys::PrivateMounts> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other)
+        };
+        let mut m = sys::PrivateMounts::default();
+        for dir in &self.cover {
+            m.cover.push(c(dir)?);
+        }
+        for p in &self.bind {
+            // Mount points: every folder from the covered one down to `p`.
+            let cover = self.cover.iter().find(|d| p.starts_with(d));
+            let mut below: Vec<&Path> = p
+                .ancestors()
+                .take_while(|a| Some(a) != cover.map(PathBuf::as_path).as_ref())
+                .collect();
+            below.reverse();
+            for d in below {
+                let d = c(d)?;
+                if !m.mkdirs.contains(&d) {
+                    m.mkdirs.push(d);
+                }
+            }
+            m.binds.push(c(p)?);
+        }
+        if m.binds.len() > sys::MAX_BINDS {
+            return Err(std::io::Error::other("too many paths to bind back"));
+        }
+        m.chdir = self.chdir.as_deref().map(c).transpose()?;
+        Ok(m)
+    }
 }
 
 /// What was enforced for one program, for the transcript.
@@ -109,6 +226,8 @@ pub struct Prepared {
     pub keep_net_raw: bool,
     /// Unshare user + network namespaces first.
     pub own_netns: bool,
+    /// A root grader's build: its own mount and network namespaces and this view.
+    pub mounts: Option<sys::PrivateMounts>,
     /// What is enforced.
     pub applied: Applied,
 }
@@ -183,7 +302,30 @@ impl Policy {
                 .push("CAP_NET_RAW kept over its own network namespace only".to_string());
         }
         let mut ids = None;
-        if !self.drop_uid && sys::euid() == 0 {
+        let mut mounts = None;
+        if let (Some(view), true) = (&self.view, sys::euid() == 0) {
+            // A build as nobody: the planner checked what nobody reaches in the view.
+            match view.prepare() {
+                Ok(m) => {
+                    mounts = Some(m);
+                    ids = Some((NOBODY, NOBODY));
+                    applied.on.push(format!("uid/gid {NOBODY} (nobody)"));
+                    if !view.cover.is_empty() {
+                        applied.on.push(format!(
+                            "own mount namespace: {} hidden but for what it needs",
+                            view.cover
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+                Err(e) => applied.off.push(format!(
+                    "uid drop: cannot prepare its view of the files ({e}), so it ran as uid 0 without capabilities"
+                )),
+            }
+        } else if !self.drop_uid && sys::euid() == 0 {
             applied.off.push(format!(
                 "uid drop: this user namespace maps only the grader's own uid (the grader is not root, and newuidmap is not used), so the program runs as uid 0 of its namespace (uid {} outside) without capabilities",
                 outer_uid_of_root()
@@ -227,6 +369,7 @@ impl Policy {
             ids,
             keep_net_raw: self.keep_net_raw,
             own_netns: self.own_netns,
+            mounts,
             applied,
         }
     }

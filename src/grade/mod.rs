@@ -75,6 +75,9 @@ pub struct Job {
     /// What the build step ran under (`build::build_sandbox`), when there was one.
     #[serde(default)]
     pub built_under: Option<String>,
+    /// What the build step lacked (`protection off:` lines), when there was one.
+    #[serde(default)]
+    pub built_off: Vec<String>,
 }
 
 /// A seed from the clock, for runs without `--seed`.
@@ -113,6 +116,15 @@ fn free_port(udp: bool) -> u16 {
             .map(|a| a.port())
             .unwrap_or(FALLBACK)
     }
+}
+
+/// Runs one step of a check, turning a panic of the grader into an error result.
+fn guarded(ctx: &mut Harness, step: fn(&mut Harness) -> harness::Outcome) -> harness::Outcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(ctx))).unwrap_or_else(|_| {
+        Err(Unmet::error(
+            "the grader itself panicked in this check (a bug in lab: please report it)",
+        ))
+    })
 }
 
 /// Runs a job's checks in this process and network namespace.
@@ -154,14 +166,20 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
     let mut cgroup = false;
     let mut confinement = std::collections::BTreeSet::new();
     let mut confinement_off = std::collections::BTreeSet::new();
-    for (index, check) in suite.checks.iter().enumerate() {
-        // Each check gets its own port: connections a previous check left in TIME_WAIT
-        // must not decide whether this one can bind (only `restart_same_port` tests that).
-        let port = if job.port == 0 {
+    // Checks whose prologue ran (their programs stay up meanwhile), by index.
+    let mut opened: std::collections::BTreeMap<usize, (Harness, harness::Outcome)> =
+        Default::default();
+    let port_of = |index: usize| {
+        if job.port == 0 {
             free_port(udp)
         } else {
             port.saturating_add(index as u16)
-        };
+        }
+    };
+    for (index, check) in suite.checks.iter().enumerate() {
+        // Each check gets its own port: connections a previous check left in TIME_WAIT
+        // must not decide whether this one can bind (only `restart_same_port` tests that).
+        let port = port_of(index);
         if !job.only.is_empty()
             && !job.only.iter().any(|n| n == check.name)
             && check.name != "starts"
@@ -188,20 +206,25 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             results.push(res);
             continue;
         }
-        let mut ctx = Harness::new(
-            target.clone(),
-            port,
-            check_seed(job.seed, check.name),
-            suite.transport,
-        );
-        ctx.isolated = namespaces;
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&mut ctx)))
-                .unwrap_or_else(|_| {
-                    Err(Unmet::error(
-                        "the grader itself panicked in this check (a bug in lab: please report it)",
-                    ))
-                });
+        // A check with a prologue began long ago and kept its program up: continue it.
+        let (mut ctx, outcome) = match opened.remove(&index) {
+            Some((ctx, Err(u))) => (ctx, Err(u)),
+            Some((mut ctx, Ok(()))) => {
+                let outcome = guarded(&mut ctx, check.run);
+                (ctx, outcome)
+            }
+            None => {
+                let mut ctx = Harness::new(
+                    target.clone(),
+                    port,
+                    check_seed(job.seed, check.name),
+                    suite.transport,
+                );
+                ctx.isolated = namespaces;
+                let outcome = guarded(&mut ctx, check.run);
+                (ctx, outcome)
+            }
+        };
         let (died, output) = ctx.finish();
         cgroup |= ctx.cgroup_used;
         confinement.append(&mut ctx.confinement);
@@ -228,9 +251,32 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             } else if job.fail_fast {
                 blocked = Some(format!("stopped at the first failure (`{}`)", check.name));
             }
+            if blocked.is_some() {
+                // Their programs are not needed any more.
+                opened.clear();
+            }
         }
         res.duration_ms = t0.elapsed().as_millis() as u64;
         results.push(res);
+        if check.name == "starts" && blocked.is_none() {
+            // The program starts: begin the checks that need time to pass (an idle
+            // connection), each on its own program, while the others run.
+            for (later, c) in suite.checks.iter().enumerate().skip(index + 1) {
+                let Some(prologue) = c.prologue else { continue };
+                if !job.only.is_empty() && !job.only.iter().any(|n| n == c.name) {
+                    continue;
+                }
+                let mut ctx = Harness::new(
+                    target.clone(),
+                    port_of(later),
+                    check_seed(job.seed, c.name),
+                    suite.transport,
+                );
+                ctx.isolated = namespaces;
+                let outcome = guarded(&mut ctx, prologue);
+                opened.insert(later, (ctx, outcome));
+            }
+        }
     }
     if let Some(c) = capture {
         c.stop_and_say();
@@ -255,7 +301,11 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
                 )
             }))
             .collect(),
-        sandbox_off: ns::why_off().into_iter().chain(confinement_off).collect(),
+        sandbox_off: ns::why_off()
+            .into_iter()
+            .chain(job.built_off.iter().cloned())
+            .chain(confinement_off)
+            .collect(),
     };
     let mut r = LabReport::new(&job.lab, target.shown(port), job.seed, env, results);
     r.duration_ms = began.elapsed().as_millis() as u64;

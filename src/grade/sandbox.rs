@@ -369,7 +369,7 @@ impl Program {
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
-        let prepared = spec.jail.as_ref().map(Policy::prepare);
+        let mut prepared = spec.jail.as_ref().map(Policy::prepare);
         let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cgroup = Cgroup::create(
             // Unique across namespaces too: inside each PID namespace the grader is pid 1,
@@ -378,11 +378,12 @@ impl Program {
             spec.pids_max,
         );
         use std::os::fd::AsRawFd;
-        let privileges = prepared.as_ref().map(|p| sys::Privileges {
+        let privileges = prepared.as_mut().map(|p| sys::Privileges {
             landlock_fd: p.ruleset.as_ref().map(|fd| fd.as_raw_fd()),
             ids: p.ids,
             keep_net_raw: p.keep_net_raw,
             own_netns: p.own_netns,
+            mounts: p.mounts.take(),
         });
         sys::confine(
             &mut cmd,
@@ -769,7 +770,16 @@ impl Drop for Program {
 /// Runs a command to completion under limits with a wall-clock deadline (builds):
 /// returns (success, combined output tail, description of the ending).
 pub fn run_to_end(spec: &Spawn, deadline: Duration) -> std::io::Result<(bool, String, String)> {
+    run_to_end_under(spec, deadline).map(|(ok, out, how, _)| (ok, out, how))
+}
+
+/// [`run_to_end`], with what the jail enforced (None without a jail).
+pub fn run_to_end_under(
+    spec: &Spawn,
+    deadline: Duration,
+) -> std::io::Result<(bool, String, String, Option<Applied>)> {
     let mut p = Program::start(spec)?;
+    let applied = p.applied.clone();
     match p.wait_for(deadline) {
         Some(e) => {
             // Anything the command left running would hold the pipes open: kill the
@@ -780,7 +790,7 @@ pub fn run_to_end(spec: &Spawn, deadline: Duration) -> std::io::Result<(bool, St
             }
             p.settle_readers();
             let out = p.output_tail();
-            Ok((e.status.success(), out, describe_status(e.status)))
+            Ok((e.status.success(), out, describe_status(e.status), applied))
         }
         None => {
             p.stop();
@@ -792,6 +802,7 @@ pub fn run_to_end(spec: &Spawn, deadline: Duration) -> std::io::Result<(bool, St
                     "did not finish within {} s and was stopped",
                     deadline.as_secs()
                 ),
+                applied,
             ))
         }
     }

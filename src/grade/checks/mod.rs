@@ -19,6 +19,10 @@ pub struct Check {
     pub hint: &'static str,
     /// Drives the program; the first `Err` is the first unmet expectation.
     pub run: fn(&mut Harness) -> Outcome,
+    /// Runs right after `starts` passes, on this check's own program, which then stays
+    /// up while the other checks run; `run` continues it at the end. For what only time
+    /// shows (a connection left idle for seconds) without making the suite that long.
+    pub prologue: Option<fn(&mut Harness) -> Outcome>,
 }
 
 /// A lab's checks and how its program is reached.

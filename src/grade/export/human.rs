@@ -51,7 +51,8 @@ pub fn render_with(reports: &[LabReport], verbose: bool) -> String {
             bold(&r.lab),
             dim(format!("seed {}", r.seed))
         ));
-        // A build failure has no program and no sandbox to describe.
+        // A build failure has no program and no sandbox of its own to describe, but the
+        // build's confinement is said all the same.
         if !r.program.is_empty() {
             s.push_str(&dim(format!(
                 "program: {}\nsandbox: {}{}, {}\n",
@@ -68,12 +69,12 @@ pub fn render_with(reports: &[LabReport], verbose: bool) -> String {
                 },
                 ports_line(r)
             )));
-            for c in &r.environment.sandbox {
-                s.push_str(&dim(format!("confined: {c}\n")));
-            }
-            for off in &r.environment.sandbox_off {
-                s.push_str(&format!("{} {off}\n", bad("protection off:")));
-            }
+        }
+        for c in &r.environment.sandbox {
+            s.push_str(&dim(format!("confined: {c}\n")));
+        }
+        for off in &r.environment.sandbox_off {
+            s.push_str(&format!("{} {off}\n", bad("protection off:")));
         }
         if !r.message.is_empty() {
             s.push_str(&format!("{} {}\n", bad("error:"), r.message));

@@ -14,7 +14,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::grade::checks::{starts, Check, Suite};
-use crate::grade::harness::{read_all, Harness, Outcome, Transport, Unmet, REPLY_TIMEOUT};
+use crate::grade::harness::{
+    idle_cut, read_all, Harness, Outcome, Transport, Unmet, IDLE, REPLY_TIMEOUT,
+};
 use crate::out::escape_bytes;
 
 /// The checks, in order.
@@ -28,6 +30,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the server must take its port from `--port N` and listen on it",
             hint: "Parse the argument after --port; bind 127.0.0.1 on that port, then listen().",
             run: starts,
+            prologue: None,
         },
         Check {
             name: "two_clients",
@@ -35,6 +38,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the line format is exactly `<NICK> TEXT`, and the first line a client sends is its nickname, not a message",
             hint: "Remember each client's first line as its nickname; send every later line to the others as b\"<\" + nick + b\"> \" + line + b\"\\n\".",
             run: two_clients,
+            prologue: None,
         },
         Check {
             name: "no_echo",
@@ -42,6 +46,7 @@ pub const SUITE: Suite = Suite {
             mistake: "echo to the sender: the broadcast loop sends to every client, the sender included",
             hint: "In the broadcast loop, skip the client the line came from.",
             run: no_echo,
+            prologue: None,
         },
         Check {
             name: "join_leave",
@@ -49,6 +54,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no join or leave announcement, or one that is sent to the wrong clients",
             hint: "After reading the nickname, send `* NICK joined` to the others; when recv() returns b\"\" (EOF), remove the client and send `* NICK left` to the rest.",
             run: join_leave,
+            prologue: None,
         },
         Check {
             name: "ten_clients",
@@ -56,6 +62,7 @@ pub const SUITE: Suite = Suite {
             mistake: "one client at a time, or lines lost or reordered when many clients talk at once",
             hint: "Serve every client at once (a thread per client, or one select/poll loop), and keep one list of connected clients for the broadcast.",
             run: ten_clients,
+            prologue: None,
         },
         Check {
             name: "byte_at_a_time",
@@ -63,6 +70,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no framing: each recv() was taken as a whole line, but TCP is a byte stream",
             hint: "Keep a buffer per client; append what recv() returns; act only on complete lines (up to '\\n').",
             run: byte_at_a_time,
+            prologue: None,
         },
         Check {
             name: "lines_in_one_write",
@@ -70,6 +78,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no framing: one recv() can hold several lines (even the nickname and the first messages)",
             hint: "Loop: while the buffer holds a '\\n', cut one line off the front and act on it; keep the rest for later.",
             run: lines_in_one_write,
+            prologue: None,
         },
         Check {
             name: "reset_mid_line",
@@ -77,6 +86,7 @@ pub const SUITE: Suite = Suite {
             mistake: "an unhandled ECONNRESET (ConnectionResetError) ended the server or the client's thread without `* NICK left`",
             hint: "Treat an error on a client's socket like EOF: remove the client, announce `* NICK left`, keep serving.",
             run: reset_mid_line,
+            prologue: None,
         },
         Check {
             name: "slow_reader",
@@ -84,6 +94,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a send to a client that does not read blocks, and stalls the sender and everyone waiting on it: forever if blocking, or for the whole send timeout per stuck client (worse under a lock every thread needs)",
             hint: "Never wait for one client: give each client its own outbound queue (a writer thread fed with put_nowait/try_send, or non-blocking sends with a buffer) and drop a client whose queue grows too long. Never hold the client-list lock while sending; a send timeout only helps if it is short, since each stuck client costs it once.",
             run: slow_reader,
+            prologue: None,
         },
         Check {
             name: "fd_cycles",
@@ -91,6 +102,7 @@ pub const SUITE: Suite = Suite {
             mistake: "sockets of departed clients are never closed (or never removed from the client list), so descriptors run out",
             hint: "When a client leaves, close its socket and remove it from the list (`with conn:` in Python, drop it in Rust).",
             run: fd_cycles,
+            prologue: None,
         },
         Check {
             name: "vanished_receiver",
@@ -98,6 +110,15 @@ pub const SUITE: Suite = Suite {
             mistake: "a failed send to a client that just vanished (EPIPE/ECONNRESET) is not handled: it kills the sender's thread or the server",
             hint: "Wrap each send of the broadcast in try/except (or match on the error): a receiver that fails is dropped, the loop goes on to the next.",
             run: vanished_receiver,
+            prologue: None,
+        },
+        Check {
+            name: "idle_clients",
+            description: "A and B join and A speaks, then both sit idle while every other check runs (7 s at least); then A speaks again and B hears it",
+            mistake: "a socket timeout on client connections (settimeout(5), set_read_timeout): a person at nc who pauses is dropped (and announced as left)",
+            hint: "Set no timeout on a client's socket: a blocking recv() waits as long as the client needs (or wait in select/poll).",
+            run: idle_clients,
+            prologue: Some(idle_clients_open),
         },
     ],
 };
@@ -345,6 +366,39 @@ fn pair(ctx: &mut Harness) -> Outcome<(Chatter, Chatter)> {
     let b = Chatter::join_seen(ctx, "B")?;
     a.expect(ctx, &joined(&b.nick))?;
     Ok((a, b))
+}
+
+/// `idle_clients`' start, right after `starts`: A and B join, A speaks, B hears; then
+/// both connections are left idle while the other checks run.
+fn idle_clients_open(ctx: &mut Harness) -> Outcome {
+    ctx.start()?;
+    let (mut a, mut b) = pair(ctx)?;
+    let t = text(ctx);
+    a.say(ctx, &t)?;
+    b.expect(ctx, &said(&a.nick, &t))?;
+    ctx.hold_idle("A", a.sock, &a.nick);
+    ctx.hold_idle("B", b.sock, &b.nick);
+    Ok(())
+}
+
+/// `idle_clients`' end: after 7 s idle at least, A speaks and B hears it.
+fn idle_clients(ctx: &mut Harness) -> Outcome {
+    let mut back = Vec::new();
+    for name in ["A", "B"] {
+        let (sock, nick) = ctx.resume_idle(name)?;
+        back.push(Chatter {
+            name: name.to_string(),
+            nick,
+            sock,
+            pending: Vec::new(),
+        });
+    }
+    let (mut b, mut a) = (back.remove(1), back.remove(0));
+    let t = text(ctx);
+    let idle = IDLE.as_secs_f64();
+    a.say(ctx, &t)
+        .map_err(|_| idle_cut("A", "closed or reset the connection", idle))?;
+    b.expect(ctx, &said(&a.nick, &t))
 }
 
 fn two_clients(ctx: &mut Harness) -> Outcome {

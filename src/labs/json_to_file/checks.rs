@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::grade::checks::{starts, Check, Suite};
-use crate::grade::harness::{Harness, Outcome, Transport, Unmet, REPLY_TIMEOUT};
+use crate::grade::harness::{idle_cut, Harness, Outcome, Transport, Unmet, IDLE, REPLY_TIMEOUT};
 use crate::out::escape_bytes;
 
 /// The checks, in order.
@@ -26,6 +26,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the receiver must take its port from `--port N` and its file from `--out FILE`",
             hint: "Parse the arguments after --port and --out; bind 127.0.0.1 on that port, then listen().",
             run: starts,
+            prologue: None,
         },
         Check {
             name: "one_record",
@@ -33,6 +34,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the reply is exactly `ok SEQ` and a newline, and the file holds one record per line (pretty-printed JSON spans several lines)",
             hint: "Write json.dumps(record) + \"\\n\" (no indent), then reply f\"ok {seq}\\n\".",
             run: one_record,
+            prologue: None,
         },
         Check {
             name: "many_in_one_write",
@@ -40,6 +42,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no framing: one recv() holds many lines; each one is a record",
             hint: "Keep a buffer per connection; while it holds a '\\n', cut one line off the front and handle it.",
             run: many_in_one_write,
+            prologue: None,
         },
         Check {
             name: "byte_at_a_time",
@@ -47,6 +50,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no framing: each recv() was treated as a whole record, but TCP is a byte stream",
             hint: "Append what recv() returns to the connection's buffer; handle only complete lines (up to '\\n').",
             run: byte_at_a_time,
+            prologue: None,
         },
         Check {
             name: "split_and_merged",
@@ -54,6 +58,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the unfinished end of a recv() was dropped instead of kept for the next one",
             hint: "After cutting off complete lines, keep the rest of the buffer: the next recv() completes it.",
             run: split_and_merged,
+            prologue: None,
         },
         Check {
             name: "invalid_lines",
@@ -61,6 +66,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a bad line must get a reply starting with `error`, must not reach the file, and must not end the connection",
             hint: "Parse first (json.loads raises ValueError, UnicodeDecodeError included); check isinstance(obj, dict) and an int seq; only then write.",
             run: invalid_lines,
+            prologue: None,
         },
         Check {
             name: "resend",
@@ -68,6 +74,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no idempotence: a record whose (sender, seq) was saved is a resend (its ack was lost); save it once",
             hint: "Remember the (sender, seq) pairs you saved (a set, or each sender's highest seq); for a resend reply ok and skip the write.",
             run: resend,
+            prologue: None,
         },
         Check {
             name: "kill_restart",
@@ -75,6 +82,7 @@ pub const SUITE: Suite = Suite {
             mistake: "acknowledged before the record was in the file (a buffered write not yet flushed), or forgot on restart what the file already holds",
             hint: "Flush (and fsync) before replying ok; on start, read the file back and remember every (sender, seq) in it.",
             run: kill_restart,
+            prologue: None,
         },
         Check {
             name: "two_senders",
@@ -82,6 +90,7 @@ pub const SUITE: Suite = Suite {
             mistake: "one connection at a time, or resends recognised by seq alone: a record is identified by sender AND seq",
             hint: "Serve each connection in a thread (or one event loop); key what you remember by (sender, seq).",
             run: two_senders,
+            prologue: None,
         },
         Check {
             name: "unicode_nested",
@@ -89,6 +98,15 @@ pub const SUITE: Suite = Suite {
             mistake: "bytes decoded with the wrong encoding, or only some fields saved: save the whole object, UTF-8",
             hint: "Decode as UTF-8 (json.loads on bytes does), and write the whole object: json.dumps(obj, ensure_ascii=False) encoded as UTF-8, or keep the line as it came.",
             run: unicode_nested,
+            prologue: None,
+        },
+        Check {
+            name: "idle_sender",
+            description: "a sender that saves a record, then sits idle while every other check runs (7 s at least), then sends the next",
+            mistake: "a socket timeout on the sender's connection (settimeout(5), set_read_timeout): a sender that pauses between records is cut off",
+            hint: "Set no timeout on a sender's socket: a blocking recv() waits as long as the sender needs (or wait in select/poll).",
+            run: idle_sender,
+            prologue: Some(idle_sender_open),
         },
     ],
 };
@@ -282,6 +300,28 @@ fn send_and_ack(ctx: &mut Harness, name: &str, s: &mut TcpStream, recs: &[Value]
 }
 
 // ----- the checks -----------------------------------------------------------------------
+
+/// `idle_sender`'s start, right after `starts`: record 1 acked, then the connection is
+/// left idle while the other checks run.
+fn idle_sender_open(ctx: &mut Harness) -> Outcome {
+    ctx.start()?;
+    let id = sender_id(ctx, "I");
+    let recs = records(ctx, &id, 1, 1);
+    let mut s = ctx.connect("I")?;
+    send_and_ack(ctx, "I", &mut s, &recs)?;
+    ctx.hold_idle("I", s, &id);
+    Ok(())
+}
+
+/// `idle_sender`'s end: after 7 s idle at least, record 2 is acked.
+fn idle_sender(ctx: &mut Harness) -> Outcome {
+    let (mut s, id) = ctx.resume_idle("I")?;
+    let recs = records(ctx, &id, 2, 2);
+    let idle = IDLE.as_secs_f64();
+    ctx.send("I", &mut s, &lines(&recs))
+        .map_err(|_| idle_cut("I", "closed or reset the connection", idle))?;
+    ctx.expect("I", &mut s, &acks(&recs))
+}
 
 fn one_record(ctx: &mut Harness) -> Outcome {
     ctx.start()?;

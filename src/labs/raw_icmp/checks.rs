@@ -29,6 +29,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the program could not open its raw socket, crashed, or ignores --count/--timeout",
             hint: "socket(AF_INET, SOCK_RAW, IPPROTO_ICMP); the grader gives you CAP_NET_RAW inside its namespace. Parse --target, --count, --timeout and --size.",
             run: starts,
+            prologue: None,
         },
         Check {
             name: "replies",
@@ -36,6 +37,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a wrong checksum (the kernel drops such a request silently, so no reply ever comes), or reply lines not in the contract's format",
             hint: "Checksum: sum 16-bit big-endian words with the checksum field at 0, fold the carries back in, take the complement (RFC 1071). Print `seq=1 ttl=64 time=0.045 ms` per reply.",
             run: replies,
+            prologue: None,
         },
         Check {
             name: "wire_format",
@@ -43,6 +45,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a wrong type/code or checksum, or a new identifier per request",
             hint: "Type 8 (echo request), code 0; identifier fixed for the run (ping uses its pid & 0xffff); sequence 1, 2, 3...",
             run: wire_format,
+            prologue: None,
         },
         Check {
             name: "own_requests",
@@ -50,6 +53,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the program counts its own echo requests (type 8), which a raw socket on loopback sees go by, as replies",
             hint: "A reply is type 0. Skip type 8: on loopback your raw socket receives your own requests too.",
             run: own_requests,
+            prologue: None,
         },
         Check {
             name: "other_identifier",
@@ -57,6 +61,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no identifier check: another program's replies (the grader injects some) are counted as yours",
             hint: "Keep only type 0 replies whose identifier is yours and whose sequence number you sent.",
             run: other_identifier,
+            prologue: None,
         },
         Check {
             name: "ip_options",
@@ -64,6 +69,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the ICMP message read at a fixed offset of 20 bytes instead of IHL x 4",
             hint: "ihl = (packet[0] & 0x0f) * 4; the ICMP message starts at packet[ihl:]. TTL is byte 8 of the IPv4 header.",
             run: ip_options,
+            prologue: None,
         },
         Check {
             name: "silent_target",
@@ -71,6 +77,7 @@ pub const SUITE: Suite = Suite {
             mistake: "recv without a timeout blocks forever when no reply comes",
             hint: "Set a receive timeout (settimeout / set_read_timeout) and stop waiting --timeout seconds after the last request.",
             run: silent_target,
+            prologue: None,
         },
         Check {
             name: "odd_size",
@@ -78,6 +85,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the checksum of an odd number of bytes: the last byte is the HIGH half of a word padded with zero",
             hint: "If the length is odd, add a zero byte at the END before summing 16-bit big-endian words (RFC 1071 section 1).",
             run: odd_size,
+            prologue: None,
         },
     ],
 };

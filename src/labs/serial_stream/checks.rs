@@ -33,6 +33,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the forwarder must take its serial device, port and buffer size from the arguments",
             hint: "Parse --serial, --port and --buffer; open the device, then listen on 127.0.0.1 (or 0.0.0.0) on the port.",
             run: starts,
+            prologue: None,
         },
         Check {
             name: "every_byte_in_order",
@@ -40,6 +41,7 @@ pub const SUITE: Suite = Suite {
             mistake: "samples lost, changed or reordered: bytes beyond K dropped when one read returns more, or samples sent as text",
             hint: "Append everything a read returns to the buffer; while it holds K or more, send the first K and keep the rest. Send the raw bytes (`sock.sendall(bytes(buf))`), never str() of them.",
             run: every_byte_in_order,
+            prologue: None,
         },
         Check {
             name: "two_clients",
@@ -47,6 +49,7 @@ pub const SUITE: Suite = Suite {
             mistake: "one client at a time: the program serves the first client and never accepts (or never sends to) the second",
             hint: "Keep a list of connected clients and send each buffer to every one; accept new clients while forwarding (a thread for accept, or select over the listener and the device).",
             run: two_clients,
+            prologue: None,
         },
         Check {
             name: "client_leaves",
@@ -54,6 +57,7 @@ pub const SUITE: Suite = Suite {
             mistake: "an error sending to a client that left (BrokenPipe, ConnectionReset) ended the program or its forwarding loop",
             hint: "Wrap each client's send in try/except OSError (match on the error in Rust): on error close that client and remove it from the list; keep going.",
             run: client_leaves,
+            prologue: None,
         },
         Check {
             name: "late_client_fresh",
@@ -61,6 +65,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a stale backlog: old samples (kept for new clients, or left unread in the device while no client was connected) sent to a client that just connected",
             hint: "Read the device all the time, clients or not, and start each client's buffer empty when it connects: a client gets samples read after it arrived.",
             run: late_client_fresh,
+            prologue: None,
         },
         Check {
             name: "slow_client",
@@ -68,6 +73,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a blocking send to a client that does not read: once its socket buffer is full, sendall() waits and every other client and the device reading wait with it",
             hint: "Use non-blocking sends (select/selectors, or a thread and a bounded queue per client); when a client's queue is full, skip its buffers or disconnect it.",
             run: slow_client,
+            prologue: None,
         },
         Check {
             name: "buffers_of_k",
@@ -75,6 +81,7 @@ pub const SUITE: Suite = Suite {
             mistake: "--buffer ignored: each sample sent as soon as it was read (or a fixed buffer size instead of K)",
             hint: "Collect samples into a buffer and send only when it holds exactly K; use the number after --buffer, not a constant.",
             run: buffers_of_k,
+            prologue: None,
         },
         Check {
             name: "sample_age",
@@ -82,6 +89,7 @@ pub const SUITE: Suite = Suite {
             mistake: "extra latency: samples held longer than the buffer asks (a read that waits for a big block, like a buffered file's read(1024), or a sleep in the loop)",
             hint: "Read whatever the device has (os.read(fd, 4096) or an unbuffered file returns as soon as there is a byte) and send the moment the buffer is full; never sleep to wait for data.",
             run: sample_age,
+            prologue: None,
         },
         Check {
             name: "quiet_serial_idle",
@@ -89,6 +97,7 @@ pub const SUITE: Suite = Suite {
             mistake: "busy-waiting: polling a non-blocking device (or select with a zero timeout) in a loop burns a whole CPU while no byte arrives",
             hint: "Let the program block: a blocking read on the device in its own thread, or select()/poll() with no timeout over the device and the sockets.",
             run: quiet_serial_idle,
+            prologue: None,
         },
     ],
 };

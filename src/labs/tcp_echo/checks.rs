@@ -5,7 +5,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::grade::checks::{starts, Check, Suite};
-use crate::grade::harness::{read_all, Harness, Outcome, Transport, Unmet, REPLY_TIMEOUT};
+use crate::grade::harness::{
+    idle_cut, read_all, Harness, Outcome, Transport, Unmet, IDLE, REPLY_TIMEOUT,
+};
 use crate::grade::sandbox::{describe_status, tcp_queues};
 
 /// The checks, in order.
@@ -19,6 +21,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the server must take its port from `--port N` and listen on it",
             hint: "Parse the argument after --port; bind 127.0.0.1 (or 0.0.0.0) on that port, then listen().",
             run: starts,
+            prologue: None,
         },
         Check {
             name: "one_line",
@@ -26,6 +29,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the reply format is exactly `Received: ` + the line + `\\n`",
             hint: "Reply b\"Received: \" + line + b\"\\n\", where line excludes its own newline.",
             run: one_line,
+            prologue: None,
         },
         Check {
             name: "byte_at_a_time",
@@ -33,6 +37,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no framing: each recv() was treated as a whole line, but TCP is a byte stream",
             hint: "Keep a buffer per client; append what recv() returns; reply only for complete lines (up to '\\n').",
             run: byte_at_a_time,
+            prologue: None,
         },
         Check {
             name: "lines_in_one_write",
@@ -40,6 +45,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no framing: one recv() can hold several lines; split the buffer at every '\\n'",
             hint: "Loop: while the buffer holds a '\\n', cut one line off the front and reply to it.",
             run: lines_in_one_write,
+            prologue: None,
         },
         Check {
             name: "utf8_split",
@@ -47,6 +53,7 @@ pub const SUITE: Suite = Suite {
             mistake: "decoding each chunk as text: a character split across recv() calls is not valid UTF-8 on its own",
             hint: "Work with bytes; only split at b'\\n' (a newline byte never occurs inside a UTF-8 character).",
             run: utf8_split,
+            prologue: None,
         },
         Check {
             name: "raw_bytes",
@@ -54,6 +61,7 @@ pub const SUITE: Suite = Suite {
             mistake: "lines handled as text: decoding fails on bytes that are not UTF-8 (the connection or the server dies), or \\r\\n is turned into \\n",
             hint: "Keep lines as bytes: split at b'\\n' only and send back exactly the bytes before it (a \\r included). No decode()/encode(), no text-mode makefile(), no lines() in Rust: read_until(b'\\n') into a Vec<u8>.",
             run: raw_bytes,
+            prologue: None,
         },
         Check {
             name: "silent_client",
@@ -61,6 +69,7 @@ pub const SUITE: Suite = Suite {
             mistake: "one client at a time: the server blocks in recv() on a silent client while another waits",
             hint: "Serve each client in its own thread, or use one event loop (select/poll, mio).",
             run: silent_client,
+            prologue: None,
         },
         Check {
             name: "many_clients",
@@ -68,6 +77,7 @@ pub const SUITE: Suite = Suite {
             mistake: "replies sent to the wrong client, or per-server instead of per-client buffers",
             hint: "Each connection needs its own buffer and its own socket to reply on.",
             run: many_clients,
+            prologue: None,
         },
         Check {
             name: "reset_mid_request",
@@ -75,6 +85,7 @@ pub const SUITE: Suite = Suite {
             mistake: "an unhandled ECONNRESET (ConnectionResetError) ended the server",
             hint: "Treat errors on one client's socket as that client leaving: close it and keep serving.",
             run: reset_mid_request,
+            prologue: None,
         },
         Check {
             name: "slow_reader",
@@ -82,6 +93,7 @@ pub const SUITE: Suite = Suite {
             mistake: "ignoring a partial send: send() (write() in Rust) may take only part of the bytes, and the rest was never sent",
             hint: "Use sendall() in Python or write_all() in Rust: a send() returns early when the send buffer is full and the socket has a timeout or is non-blocking, or when a signal interrupts it. With non-blocking sockets keep the unsent rest and wait for writable.",
             run: slow_reader,
+            prologue: None,
         },
         Check {
             name: "eof_half_close",
@@ -89,6 +101,7 @@ pub const SUITE: Suite = Suite {
             mistake: "spinning on EOF: recv() returning 0 bytes means the peer closed; looping on it burns a CPU",
             hint: "When recv() returns 0 (b'' in Python), reply to what is complete, close the socket and stop reading it.",
             run: eof_half_close,
+            prologue: None,
         },
         Check {
             name: "restart_same_port",
@@ -96,6 +109,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no SO_REUSEADDR: the old connections in TIME_WAIT keep the port, so bind() fails",
             hint: "Set SO_REUSEADDR on the listening socket before bind() (Rust's TcpListener already does).",
             run: restart_same_port,
+            prologue: None,
         },
         Check {
             name: "fd_leak",
@@ -103,9 +117,41 @@ pub const SUITE: Suite = Suite {
             mistake: "fd leak: sockets of finished clients are never closed, so accept() runs out of descriptors",
             hint: "Close every accepted socket when its client leaves (with `with conn:` in Python, or drop it in Rust).",
             run: fd_leak,
+            prologue: None,
+        },
+        Check {
+            name: "idle_client",
+            description: "a client that echoes a line, then sits idle while every other check runs (7 s at least), then sends another line",
+            mistake: "a socket timeout on client connections (settimeout(5), set_read_timeout): a person at nc who pauses is cut off",
+            hint: "Set no timeout on a client's socket: a blocking recv() waits as long as the client needs (or wait in select/poll). The exercise contract keeps a quiet client connected.",
+            run: idle_client,
+            prologue: Some(idle_client_open),
         },
     ],
 };
+
+/// `idle_client`'s start, right after `starts`: a line echoed, then the connection
+/// is left idle while the other checks run.
+fn idle_client_open(ctx: &mut Harness) -> Outcome {
+    ctx.start()?;
+    let mut s = ctx.connect("I")?;
+    let l = line(ctx);
+    ctx.send("I", &mut s, &[&l[..], b"\n"].concat())?;
+    ctx.expect("I", &mut s, &reply(&l))?;
+    ctx.hold_idle("I", s, "");
+    Ok(())
+}
+
+/// `idle_client`'s end: after 7 s idle at least, one more line gets its reply.
+fn idle_client(ctx: &mut Harness) -> Outcome {
+    let (mut s, _) = ctx.resume_idle("I")?;
+    let l = line(ctx);
+    // A reset can also show only now, when the line is written or its reply read.
+    let idle = IDLE.as_secs_f64();
+    ctx.send("I", &mut s, &[&l[..], b"\n"].concat())
+        .map_err(|_| idle_cut("I", "closed or reset the connection", idle))?;
+    ctx.expect("I", &mut s, &reply(&l))
+}
 
 /// A random printable line (no newline) from the seeded generator.
 fn line(ctx: &mut Harness) -> Vec<u8> {

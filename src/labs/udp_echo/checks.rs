@@ -15,6 +15,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the server must take its port from `--port N` and bind it",
             hint: "Parse the argument after --port and bind a UDP socket to 127.0.0.1 (or 0.0.0.0) on it.",
             run: starts,
+            prologue: None,
         },
         Check {
             name: "one_byte",
@@ -22,6 +23,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the echo must be the datagram itself, sent back with sendto() to the sender",
             hint: "data, addr = sock.recvfrom(65535); sock.sendto(data, addr)",
             run: one_byte,
+            prologue: None,
         },
         Check {
             name: "size_1472",
@@ -29,6 +31,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a receive buffer smaller than the datagram: the kernel silently cuts it",
             hint: "Receive into a 65535-byte buffer: recvfrom(65535).",
             run: size_1472,
+            prologue: None,
         },
         Check {
             name: "size_8000",
@@ -36,6 +39,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a receive buffer of 4096 or 8192 bytes truncates larger datagrams",
             hint: "Receive into a 65535-byte buffer: recvfrom(65535).",
             run: size_8000,
+            prologue: None,
         },
         Check {
             name: "size_65507",
@@ -43,6 +47,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the buffer must hold the largest datagram: 65535 - 20 (IP) - 8 (UDP) = 65507 bytes",
             hint: "Receive into a 65535-byte buffer; 65507 is the most UDP over IPv4 can carry.",
             run: size_65507,
+            prologue: None,
         },
         Check {
             name: "binary_bytes",
@@ -50,6 +55,7 @@ pub const SUITE: Suite = Suite {
             mistake: "treating datagrams as text: decoding, stripping or re-encoding changes the bytes",
             hint: "Echo the bytes exactly as received; do not decode(), strip() or add a newline.",
             run: binary_bytes,
+            prologue: None,
         },
         Check {
             name: "two_senders",
@@ -57,6 +63,7 @@ pub const SUITE: Suite = Suite {
             mistake: "replying to a fixed address (the first client, or a hard-coded port) instead of recvfrom()'s",
             hint: "Reply to the address that recvfrom() returned with this very datagram.",
             run: two_senders,
+            prologue: None,
         },
         Check {
             name: "burst",
@@ -64,6 +71,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the server stops after one datagram or handles them out of order",
             hint: "recvfrom() and sendto() in a loop that never ends.",
             run: burst,
+            prologue: None,
         },
     ],
 };

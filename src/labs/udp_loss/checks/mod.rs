@@ -36,6 +36,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the receiver must take its port from `--port N` and bind it",
             hint: "Parse the argument after --port and bind a UDP socket to 127.0.0.1 (or 0.0.0.0) on it.",
             run: starts,
+            prologue: None,
         },
         Check {
             name: "clean_run",
@@ -43,6 +44,7 @@ pub const SUITE: Suite = Suite {
             mistake: "the report must be ONE line of JSON with the four counts (Python's print(dict) writes single quotes: not JSON)",
             hint: "print(json.dumps({\"received\": r, \"lost\": l, \"duplicates\": d, \"out_of_order\": o}), flush=True)",
             run: clean_run,
+            prologue: None,
         },
         Check {
             name: "loss",
@@ -50,6 +52,7 @@ pub const SUITE: Suite = Suite {
             mistake: "counting gaps instead of missing datagrams (a burst of 3 is 3 losses), or not using the sender's count",
             hint: "lost = the end marker's count (its sequence field) - received.",
             run: loss,
+            prologue: None,
         },
         Check {
             name: "duplicates",
@@ -57,6 +60,7 @@ pub const SUITE: Suite = Suite {
             mistake: "duplicates counted as received: each duplicate then hides one loss",
             hint: "Remember the sequence numbers received; a repeat counts in duplicates only, never in received or out_of_order.",
             run: duplicates,
+            prologue: None,
         },
         Check {
             name: "reordering",
@@ -64,6 +68,7 @@ pub const SUITE: Suite = Suite {
             mistake: "out_of_order compared with the previous datagram (or counted from gaps) instead of the highest sequence received so far",
             hint: "A new sequence number lower than the HIGHEST received before it is out of order; keep the highest, not the last.",
             run: reordering,
+            prologue: None,
         },
         Check {
             name: "foreign",
@@ -71,6 +76,7 @@ pub const SUITE: Suite = Suite {
             mistake: "no session filter (or no length/magic check): foreign datagrams were counted, ended the run early, or crashed the receiver",
             hint: "Lock onto the session id and address of the first data datagram; ignore anything shorter than 32 bytes, without LAB3, version 1 and kind 0/1, or of another session or sender.",
             run: foreign,
+            prologue: None,
         },
         Check {
             name: "stranger_same_session",
@@ -78,6 +84,7 @@ pub const SUITE: Suite = Suite {
             mistake: "locked onto the session id alone: anyone who sends that id (from another port or address) was counted, or ended the run with their end marker",
             hint: "Keep the address recvfrom() returned with the first data datagram, (IP, port) both; a datagram of the same session from any other address is foreign.",
             run: stranger_same_session,
+            prologue: None,
         },
         Check {
             name: "bounded_memory",
@@ -85,6 +92,7 @@ pub const SUITE: Suite = Suite {
             mistake: "memory grows with the run: every sequence number ever received is kept (a set), or a table is sized by the sequence numbers",
             hint: "Only recent sequence numbers can still arrive (never more than 1,000 below the highest): keep a window, e.g. a list of W slots where slot seq % W holds the last sequence number stored there (a repeat finds itself), or a bitmap.",
             run: bounded_memory,
+            prologue: None,
         },
         Check {
             name: "near_u64_max",
@@ -92,6 +100,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a 32-bit (or signed) sequence number: 64-bit values are cut, wrap or turn negative",
             hint: "Read the session, sequence and time fields as unsigned 64-bit big-endian: struct's `Q`, or u64::from_be_bytes in Rust.",
             run: near_u64_max,
+            prologue: None,
         },
         Check {
             name: "end_marker_repeated",
@@ -99,6 +108,7 @@ pub const SUITE: Suite = Suite {
             mistake: "a report per end marker, or not exiting after the first (the sender repeats it only because it can be lost)",
             hint: "On the first end marker of your session: print the line, flush, and exit with status 0.",
             run: end_marker_repeated,
+            prologue: None,
         },
         Check {
             name: "tail_loss",
@@ -106,6 +116,7 @@ pub const SUITE: Suite = Suite {
             mistake: "loss counted up to the highest sequence seen (max + 1 - received) instead of from the sender's count: tail losses are invisible",
             hint: "lost = the end marker's count - received; nothing after the highest sequence reveals the datagrams lost behind it.",
             run: tail_loss,
+            prologue: None,
         },
     ],
 };
