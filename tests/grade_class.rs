@@ -237,6 +237,10 @@ fn a_hanging_program_is_stopped_at_the_student_timeout_and_the_others_still_grad
     )
     .unwrap();
     let out = tmp.path().join("grades");
+    // The grader's temporary folder: a grading stopped at the cap runs no cleanup of its
+    // own, and what it made there must not pile up over a class.
+    let tmpdir = tmp.path().join("tmp");
+    std::fs::create_dir(&tmpdir).unwrap();
     let o = lab()
         .args(["grade", "02", "--submissions"])
         .arg(&dir)
@@ -251,6 +255,7 @@ fn a_hanging_program_is_stopped_at_the_student_timeout_and_the_others_still_grad
             "junit",
         ])
         .env("LAB_READY_TIMEOUT_MS", "600000")
+        .env("TMPDIR", &tmpdir)
         .output()
         .unwrap();
     let said = text(&o);
@@ -277,6 +282,12 @@ fn a_hanging_program_is_stopped_at_the_student_timeout_and_the_others_still_grad
         left = leftovers(&needle);
     }
     assert!(left.is_empty(), "left running: {left:#?}");
+    let kept: Vec<_> = std::fs::read_dir(&tmpdir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(kept.is_empty(), "left in TMPDIR: {kept:#?}");
 }
 
 #[test]

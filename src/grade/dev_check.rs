@@ -167,14 +167,20 @@ enum Expect {
 /// mutant fails the check aimed at its bug, and every correct variant gets full marks.
 /// `root` holds `tests/mutants/` and `tests/variants/`.
 pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> Result<()> {
+    // Programs run from their own folders, so a relative root (`--root .`) would name the
+    // wrong file once they start: every Python mutant would then "fail" by not starting.
+    let root = &std::path::absolute(root)
+        .with_context(|| format!("cannot resolve --root {}", root.display()))?;
     let tmp = std::env::temp_dir().join(format!("lab-dev-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(tmp.clone());
     let (sol, start) = (tmp.join("solutions"), tmp.join("starters"));
     embedded::write_all(&embedded::solutions(), &sol, true)?;
     embedded::write_all(&embedded::starters(), &start, true)?;
-    let target = target_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| root.join("target").join("lab-exercises"));
+    let target = match target_dir {
+        Some(t) => std::path::absolute(t)
+            .with_context(|| format!("cannot resolve --target-dir {}", t.display()))?,
+        None => root.join("target").join("lab-exercises"),
+    };
     let seed = fresh_seed();
     say!("{} {}", bold("lab dev check"), dim(format!("seed {seed}")))?;
     // Build everything first (sequentially: cargo locks the target folder anyway).

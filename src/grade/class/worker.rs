@@ -29,7 +29,14 @@ pub(super) fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<Studen
         reports: Vec::new(),
     };
     let _ = std::fs::remove_file(&part);
+    // The grading's own temporary folder (its TMPDIR): a grading killed at the cap runs
+    // no cleanup of its own, so what it left there (build homes, check folders) goes
+    // with this folder, whatever way it ended.
+    let tmp = StudentTmp::new(name);
     let mut cmd = Command::new(&plan.exe);
+    if let Some(t) = &tmp {
+        cmd.env("TMPDIR", &t.0);
+    }
     cmd.arg("grade")
         .args(&plan.labs)
         .arg("--dir")
@@ -129,6 +136,33 @@ pub(super) fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<Studen
         );
     }
     Some(result)
+}
+
+/// A student's temporary folder under the grader's own, removed on drop.
+struct StudentTmp(std::path::PathBuf);
+
+impl StudentTmp {
+    /// None when it cannot be made: the grading then uses the grader's TMPDIR as before.
+    fn new(student: &str) -> Option<Self> {
+        let safe: String = student
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(40)
+            .collect();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let d = std::env::temp_dir().join(format!("lab-class-{safe}-{nanos:x}"));
+        std::fs::create_dir(&d).ok()?;
+        Some(StudentTmp(d))
+    }
+}
+
+impl Drop for StudentTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Kills a grading process and everything it started. Its own process group holds
