@@ -31,6 +31,9 @@ done
 if [ -z "$LAB" ]; then cargo build --release --quiet; LAB=$(pwd)/target/release/lab; fi
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+# lab run records progress; a benchmark is not the user's practice: keep it out of
+# ~/.local/state/lab (LAB_PROGRESS names the file; HOME too, for anything else).
+export LAB_PROGRESS="$TMP/progress.json" HOME="$TMP"
 
 # Whole run bounded: each round needs COUNT periods per tool plus start-up; ping's real
 # period is longer than INTERVAL (up to ~7 ms seen on a loaded machine): allow 20 ms.
