@@ -1468,8 +1468,10 @@ mod icmp_socket_tests {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let before = now_ns();
         tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
-        // The datagram waits in the queue; a stamp taken by the reader would be later
-        // than `read_at`.
+        // Once it is on the socket's queue (on a loaded machine the kernel may deliver it
+        // late, and stamp it then), it waits there; a stamp taken by the reader would
+        // be later than `read_at`.
+        assert!(wait_readable(&rx, Duration::from_secs(20)).unwrap());
         std::thread::sleep(Duration::from_millis(30));
         let read_at = now_ns();
         let mut buf = [0u8; 8];

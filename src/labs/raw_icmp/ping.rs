@@ -797,8 +797,10 @@ mod tests {
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         tx.send_to(b"ping", rx.local_addr().unwrap().as_socket().unwrap())
             .unwrap();
-        // The datagram waits queued while we sleep: its kernel stamp is before `asked`,
-        // a stamp taken by the program after recvmsg would be after it.
+        // Once queued on the socket (a loaded kernel may deliver it late), the datagram
+        // waits while we sleep: its kernel stamp is before `asked`, a stamp taken by the
+        // program after recvmsg would be after it.
+        assert!(crate::sys::wait_readable(&rx, Duration::from_secs(20)).unwrap());
         std::thread::sleep(Duration::from_millis(30));
         let asked = now_ns();
         let mut buf = [0u8; 16];
