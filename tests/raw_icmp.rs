@@ -211,6 +211,54 @@ fn with_no_way_to_send_icmp_it_exits_2_naming_the_fixes() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// The number in lab's "N packets on the socket were not ours" line, 0 without one.
+fn not_ours(out: &str) -> u32 {
+    out.lines()
+        .find(|l| l.contains("packets on the socket were not ours"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_kernel_filters_what_is_not_ours_as_for_ping() {
+    if !ready(&["ping"]) {
+        return;
+    }
+    // Alone on loopback: every request we send also arrives at our raw socket unless
+    // ICMP_FILTER drops echo requests, as ping's does; then nothing reaches us but the
+    // replies. And the summary shows the round trips as the program saw them next to
+    // the kernel-stamped ones.
+    let o = in_namespace("$LAB run 04 --count 5 --interval 0.01 --quiet");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("5 transmitted, 5 received"), "{out}");
+    assert_eq!(
+        not_ours(&out),
+        0,
+        "our own requests reached the socket:\n{out}"
+    );
+    assert!(
+        out.contains("as the program saw them: min/avg/max = "),
+        "{out}"
+    );
+    // With another ping running: its replies reach us until the first one makes lab
+    // attach the identifier filter, as ping does; then the kernel drops them. ping
+    // answers ~80 times while lab runs; without the filter lab would skip them all.
+    let o = in_namespace(
+        "ping -n -q -c 300 -i 0.005 127.0.0.1 > /dev/null & sleep 0.3\n\
+         $LAB run 04 --count 20 --interval 0.02 --quiet; echo \"lab rc=$?\"; wait",
+    );
+    let (out, err) = text(&o);
+    assert!(out.contains("lab rc=0"), "{out}{err}");
+    assert!(out.contains("20 transmitted, 20 received"), "{out}");
+    let n = not_ours(&out);
+    assert!(n >= 1, "the other ping's replies never showed up:\n{out}");
+    assert!(
+        n < 20,
+        "{n} replies of another ping reached the socket:\n{out}"
+    );
+}
+
 #[test]
 fn a_silent_target_gives_0_received_and_exit_1() {
     if !ready(&[]) {

@@ -53,6 +53,14 @@ pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data))
 }
 
+/// The checksum after bytes that were zero when `old` was computed are set to `added`,
+/// without summing the rest again (RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), with m = 0):
+/// how ping stamps the send time into a request already checksummed, at the last
+/// moment before sending. `added` must start at an even offset of the message.
+pub fn update_zeroed(old: u16, added: &[u8]) -> u16 {
+    !fold(sum_more(u32::from(!old), added))
+}
+
 /// True when `data`, checksum field included, sums to 0xffff: the check a receiver
 /// makes (RFC 1071 section 1, step 3).
 pub fn verify(data: &[u8]) -> bool {
@@ -102,6 +110,22 @@ mod tests {
             let mut padded = data.clone();
             padded.push(0);
             assert_eq!(checksum(&data), checksum(&padded), "length {n}");
+        }
+    }
+
+    #[test]
+    fn updating_for_zeroed_bytes_equals_recomputing() {
+        // Like a ping request: checksum over data whose first 8 bytes are zero, then the
+        // stamp written there and the checksum updated, not recomputed.
+        let mut rng = Rng::new(1624);
+        for n in [8usize, 9, 56, 57, 1000] {
+            let mut m = rng.bytes(8 + n);
+            m[2..4].fill(0);
+            m[8..16].fill(0);
+            let before = checksum(&m);
+            let stamp = rng.bytes(8);
+            m[8..16].copy_from_slice(&stamp);
+            assert_eq!(update_zeroed(before, &stamp), checksum(&m), "length {n}");
         }
     }
 

@@ -312,6 +312,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         &mut self.buffer.as_mut()[field::DATA..]
     }
 
+    /// Stores a checksum computed elsewhere (see [`checksum::update_zeroed`]).
+    pub fn set_checksum(&mut self, c: u16) {
+        self.set_u16(field::CHECKSUM, c);
+    }
+
     /// Computes and stores the checksum (last: it covers everything else).
     pub fn fill_checksum(&mut self) {
         self.set_u16(field::CHECKSUM, 0);

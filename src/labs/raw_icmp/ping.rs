@@ -9,11 +9,25 @@
 //! identifier: skipped), an error quoting one of our requests (reported, like ping's
 //! "Destination Host Unreachable"), or anything else (skipped).
 //!
-//! Round-trip times are taken like iputils ping takes them: the wall clock just before
-//! `sendto`, and the kernel's receive timestamp (SO_TIMESTAMPNS) of the reply, so the
-//! time our process took to wake up is not counted.
+//! On a raw socket we also ask the kernel to filter for us, as iputils ping does
+//! (`ping/ping.c`): `ICMP_FILTER` lets only echo replies and errors through, so our own
+//! requests never reach the socket (on loopback they otherwise arrive during our own
+//! `sendto`, and the kernel copies and queues each one before it answers it); and, the
+//! first time another program's reply shows up, a socket filter (classic BPF) that
+//! drops echo replies with another identifier. [`classify`] still skips both, since a
+//! ping socket or an older kernel may not filter.
+//!
+//! Round-trip times are taken like iputils ping takes them (`ping4_send_probe`,
+//! `main_loop`, `gather_statistics`): the wall clock read right before `sendto`, after
+//! the request is built (the stamp is written into the data and the checksum updated
+//! for those 8 bytes only, RFC 1624), and the kernel's receive timestamp of the reply
+//! (SO_TIMESTAMPNS, read from recvmsg's control message), which the kernel takes when
+//! the reply reaches the network stack, before any process is woken up. The summary
+//! also shows the times as the program itself saw them (its clock after recvmsg
+//! returned): the difference is the time from the kernel having the reply to the
+//! program holding it, which on loopback is the end of our own `sendto` (the kernel
+//! answers inside it), then poll and recvmsg, and elsewhere the process waking up.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,6 +37,7 @@ use socket2::{SockAddr, Socket};
 use super::dump;
 use super::privilege::Access;
 use crate::say;
+use crate::wire::checksum;
 use crate::wire::icmp::{self, Message};
 use crate::wire::ipv4;
 
@@ -68,8 +83,12 @@ pub struct Stats {
     pub errors: u32,
     /// Packets seen and skipped as not ours.
     pub skipped: u32,
-    /// Round-trip times in milliseconds, one per distinct reply (bounded by `count`).
+    /// Round-trip times in milliseconds, one per distinct reply (bounded by `count`):
+    /// send clock to the kernel's receive stamp when there is one.
     pub rtts_ms: Vec<f64>,
+    /// The same round trips ending at the program's own clock after recvmsg returned;
+    /// empty when the kernel gave no stamps (then `rtts_ms` already are these).
+    pub program_rtts_ms: Vec<f64>,
 }
 
 impl Stats {
@@ -96,6 +115,16 @@ impl Stats {
         let sq = self.rtts_ms.iter().map(|x| x * x).sum::<f64>() / n;
         Some((min, avg, max, (sq - avg * avg).max(0.0).sqrt()))
     }
+}
+
+/// min, avg and max of `v`.
+fn min_avg_max(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(0.0, f64::max);
+    Some((min, v.iter().sum::<f64>() / v.len() as f64, max))
 }
 
 /// What a received packet is, from our point of view.
@@ -218,14 +247,30 @@ pub fn classify(bytes: &[u8], ip_header: bool, ident: Option<u16>, from: Ipv4Add
     }
 }
 
-/// The echo data: the send time, then a counting pattern (ping's is 0x08, 0x09, ...;
-/// ours starts at 0x10) so a corrupted reply is visible in the dump.
-fn fill_data(data: &mut [u8], sent_ns: u64) {
+/// The echo data: room for the send time (zeros until [`stamp`] writes it), then a
+/// counting pattern (ping's is 0x08, 0x09, ...; ours starts at 0x10) so a corrupted
+/// reply is visible in the dump.
+fn fill_data(data: &mut [u8]) {
     for (i, b) in data.iter_mut().enumerate() {
-        *b = 0x10u8.wrapping_add(i as u8);
+        *b = if i < STAMP_LEN {
+            0
+        } else {
+            0x10u8.wrapping_add(i as u8)
+        };
     }
-    if data.len() >= STAMP_LEN {
-        data[..STAMP_LEN].copy_from_slice(&sent_ns.to_be_bytes());
+}
+
+/// Writes the send time into a request built and checksummed by [`fill_data`] and
+/// `emit`, and updates the checksum for those 8 bytes only, as ping does: the least
+/// work between reading the clock and `sendto`. Data shorter than the stamp carries
+/// none (ping's rule too); the reply is then timed by our table alone.
+fn stamp(request: &mut [u8], sent_ns: u64) {
+    let mut p = icmp::Packet::new_unchecked(request);
+    if p.data_mut().len() >= STAMP_LEN {
+        let bytes = sent_ns.to_be_bytes();
+        p.data_mut()[..STAMP_LEN].copy_from_slice(&bytes);
+        let c = checksum::update_zeroed(p.checksum(), &bytes);
+        p.set_checksum(c);
     }
 }
 
@@ -235,6 +280,14 @@ fn now_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// Where the request with sequence number `seq` is in the table of requests sent
+/// (index i went out with sequence number i + 1, which wraps at 65536): the latest
+/// one with that number, or `None` when we never sent it.
+fn index_of(seq: u16, sent: usize) -> Option<usize> {
+    let back = (sent as u16).wrapping_sub(seq) as usize;
+    sent.checked_sub(1)?.checked_sub(back)
 }
 
 /// One request we sent.
@@ -250,19 +303,85 @@ struct Sent {
     timed_out: bool,
 }
 
+/// The ICMP types a raw socket lets through (ping's `ICMP_FILTER`): echo replies and
+/// the errors that can quote our requests. Echo requests, ours included, are dropped
+/// by the kernel before they are copied for us.
+pub const RAW_FILTER_ALLOWS: [u8; 6] = [
+    0,  // echo reply
+    3,  // destination unreachable
+    4,  // source quench
+    5,  // redirect
+    11, // time exceeded
+    12, // parameter problem
+];
+
+/// Sets up the kernel's side of `sock` as ping does: receive timestamps, and on a raw
+/// socket the ICMP type filter. Returns whether replies carry kernel timestamps.
+/// A missing filter is only slower (classify skips what it would have dropped), so it
+/// is a warning, as in ping.
+fn prepare(sock: &Socket, access: Access, cfg: &Config) -> io::Result<bool> {
+    sock.set_ttl_v4(u32::from(cfg.ttl))?;
+    if access.sees_ip_header() {
+        if let Err(e) = crate::sys::set_icmp_filter(sock, &RAW_FILTER_ALLOWS) {
+            say!("warning: setsockopt(ICMP_FILTER): {e}; our own requests will reach us and be skipped")?;
+        }
+    }
+    // The kernel's receive time of each packet; without it we fall back to our own clock.
+    Ok(crate::sys::enable_rx_timestamps(sock).is_ok())
+}
+
+/// One packet read from the socket, with both ends of its timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// Bytes in the receive buffer.
+    pub len: usize,
+    /// Who sent it.
+    pub from: Ipv4Addr,
+    /// When it arrived: the kernel's stamp, or the program's clock when there is none.
+    pub at_ns: u64,
+    /// The program's clock right after recvmsg returned.
+    pub read_ns: u64,
+    /// True when `at_ns` is the kernel's stamp.
+    pub kernel_stamped: bool,
+}
+
+/// Reads one packet without waiting (`WouldBlock` when none is queued), timed by the
+/// kernel's receive stamp when the socket has SO_TIMESTAMPNS on.
+pub fn receive(sock: &Socket, buf: &mut [u8]) -> io::Result<Arrival> {
+    let got = crate::sys::recv_stamped(sock, buf)?;
+    let read_ns = now_ns();
+    let from = match got.from {
+        std::net::SocketAddr::V4(a) => *a.ip(),
+        std::net::SocketAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    Ok(Arrival {
+        len: got.len.min(buf.len()),
+        from,
+        at_ns: got.stamp_ns.unwrap_or(read_ns),
+        read_ns,
+        kernel_stamped: got.stamp_ns.is_some(),
+    })
+}
+
 /// Sends `cfg.count` requests on `sock` and prints what comes back; returns the stats.
 pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
-    sock.set_ttl_v4(u32::from(cfg.ttl))?;
-    // The kernel's receive time of each packet; without it we fall back to our own clock.
-    let stamped = crate::sys::enable_rx_metadata(sock).is_ok();
+    let stamped = prepare(sock, access, cfg)?;
     let dest = SockAddr::from(SocketAddrV4::new(cfg.target, 0));
     let ident = access.sees_ip_header().then_some(cfg.ident);
     let mut stats = Stats::default();
-    let mut sent: HashMap<u16, Sent> = HashMap::new();
+    // In send order, so the requests still waiting are after `oldest` and time out in
+    // order: each turn of the loop looks at a few entries, not at all of them (a scan
+    // of a thousand entries per turn cost more time than the round trip it measures,
+    // and evicted the kernel's send path from the CPU caches). Bounded by `count`.
+    let mut sent: Vec<Sent> = Vec::new();
+    // Every request before this index is answered or reported late.
+    let mut oldest = 0;
     let mut request = vec![0u8; icmp::HEADER_LEN + cfg.size];
+    let mut scratch = vec![0u8; cfg.size];
     // Room for the largest IPv4 packet: nothing received is ever cut.
-    let mut bufs = vec![vec![0u8; 65_536]];
-    let mut items = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    // Installed on the first reply of another program's ping, as ping does.
+    let mut ident_filter = false;
     let began = Instant::now();
     let mut next_send = began;
     let mut last_send = began;
@@ -270,9 +389,7 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
         let now = Instant::now();
         if stats.transmitted < cfg.count && now >= next_send {
             let seq = (stats.transmitted + 1) as u16;
-            let data = request.len() - icmp::HEADER_LEN;
-            let mut scratch = vec![0u8; data];
-            fill_data(&mut scratch, 0);
+            fill_data(&mut scratch);
             let repr = icmp::Repr::EchoRequest {
                 ident: cfg.ident,
                 seq_no: seq,
@@ -280,13 +397,11 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
             };
             repr.emit(&mut icmp::Packet::new_unchecked(&mut request[..]));
             // The clock is read as late as it can be, right before sendto, as iputils
-            // ping does (it too patches the stamp in after the rest is built): the RTT
-            // starts where ping's starts. The dump comes after, so printing it is not
-            // counted either.
+            // ping does: only the 8-byte stamp and a checksum update come between, so
+            // the RTT starts where ping's starts. The dump comes after, so printing it
+            // is not counted either.
             let at_ns = now_ns();
-            let mut packet = icmp::Packet::new_unchecked(&mut request[..]);
-            fill_data(packet.data_mut(), at_ns);
-            packet.fill_checksum();
+            stamp(&mut request, at_ns);
             let sent_ok = sock.send_to(&request, &dest);
             if cfg.dump {
                 dump::request(&request, cfg.target, access)?;
@@ -297,15 +412,12 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
                 Err(e) => say!("sendto {}: {e}", cfg.target)?,
             }
             stats.transmitted += 1;
-            sent.insert(
-                seq,
-                Sent {
-                    at_ns,
-                    at: now,
-                    replies: 0,
-                    timed_out: false,
-                },
-            );
+            sent.push(Sent {
+                at_ns,
+                at: now,
+                replies: 0,
+                timed_out: false,
+            });
             last_send = now;
             // The interval is the pause after this send, as ping's -i is ("wait
             // interval seconds between sending each packet"): a late wake-up does not
@@ -314,24 +426,29 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
             next_send = now + cfg.interval;
             continue;
         }
-        // Report requests whose time is up, once each.
-        let mut late: Vec<u16> = sent
-            .iter()
-            .filter(|(_, s)| s.replies == 0 && !s.timed_out && now >= s.at + cfg.timeout)
-            .map(|(q, _)| *q)
-            .collect();
-        late.sort_unstable();
-        for q in late {
-            if let Some(s) = sent.get_mut(&q) {
-                s.timed_out = true;
+        // Report requests whose time is up, once each, oldest first.
+        let waiting = |s: &Sent| s.replies == 0 && !s.timed_out;
+        while sent.get(oldest).is_some_and(|s| !waiting(s)) {
+            oldest += 1;
+        }
+        for (i, s) in sent.iter_mut().enumerate().skip(oldest) {
+            if now < s.at + cfg.timeout {
+                break;
             }
-            say!(
-                "no reply for seq={q} within {} s",
-                cfg.timeout.as_secs_f64()
-            )?;
+            if waiting(s) {
+                s.timed_out = true;
+                say!(
+                    "no reply for seq={} within {} s",
+                    (i + 1) as u16,
+                    cfg.timeout.as_secs_f64()
+                )?;
+            }
+        }
+        while sent.get(oldest).is_some_and(|s| !waiting(s)) {
+            oldest += 1;
         }
         let all_sent = stats.transmitted >= cfg.count;
-        let all_answered = sent.values().all(|s| s.replies > 0);
+        let all_answered = stats.received >= stats.transmitted;
         let end = last_send + cfg.timeout;
         if all_sent && (all_answered || now >= end) {
             break;
@@ -341,12 +458,7 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
         if !all_sent {
             wake = wake.min(next_send);
         }
-        if let Some(t) = sent
-            .values()
-            .filter(|s| s.replies == 0 && !s.timed_out)
-            .map(|s| s.at + cfg.timeout)
-            .min()
-        {
+        if let Some(t) = sent.get(oldest).map(|s| s.at + cfg.timeout) {
             wake = wake.min(t);
         }
         let wait = wake
@@ -360,44 +472,48 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
         if !crate::sys::wait_readable(sock, wait)? {
             continue;
         }
-        let n = match crate::sys::recv_batch(sock, &mut bufs, &mut items) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        let got_ns = now_ns();
-        for it in items.iter().take(n) {
-            let bytes = &bufs[0][..it.len];
-            let from = match it.from {
-                std::net::SocketAddr::V4(a) => *a.ip(),
-                std::net::SocketAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+        // Then read what is queued, one recvmsg each, as ping does; bounded so a flood
+        // of foreign ICMP cannot keep us from sending.
+        for _ in 0..64 {
+            let a = match receive(sock, &mut buf) {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
             };
-            let at_ns = if stamped {
-                it.stamp_ns.unwrap_or(got_ns)
-            } else {
-                got_ns
-            };
-            handle(
-                bytes, access, ident, from, at_ns, cfg, &mut sent, &mut stats,
-            )?;
+            let foreign = handle(&buf[..a.len], access, ident, a, cfg, &mut sent, &mut stats)?;
+            if foreign && !ident_filter && access.sees_ip_header() {
+                // Another program pings too: let the kernel drop its replies for us from
+                // now on (ping's `install_filter`). Failing only costs us the skipping.
+                ident_filter = true;
+                let _ = crate::sys::attach_echo_ident_filter(sock, cfg.ident);
+            }
         }
+    }
+    if !stamped {
+        stats.program_rtts_ms.clear();
     }
     Ok(stats)
 }
 
-/// Acts on one received packet: a line for ours, silence for the rest.
-#[allow(clippy::too_many_arguments)]
+/// Acts on one received packet: a line for ours, silence for the rest. True when it
+/// was another program's echo reply.
 fn handle(
     bytes: &[u8],
     access: Access,
     ident: Option<u16>,
-    from: Ipv4Addr,
-    at_ns: u64,
+    arrival: Arrival,
     cfg: &Config,
-    sent: &mut HashMap<u16, Sent>,
+    sent: &mut [Sent],
     stats: &mut Stats,
-) -> std::io::Result<()> {
-    let what = classify(bytes, access.sees_ip_header(), ident, from);
+) -> std::io::Result<bool> {
+    let what = classify(bytes, access.sees_ip_header(), ident, arrival.from);
+    let foreign = matches!(
+        what,
+        Incoming::Foreign {
+            message: Message::EchoReply,
+            ..
+        }
+    );
     match what {
         Incoming::Reply {
             seq,
@@ -406,22 +522,26 @@ fn handle(
             icmp_len,
             ..
         } => {
-            let Some(s) = sent.get_mut(&seq) else {
+            let Some(s) = index_of(seq, sent.len()).and_then(|i| sent.get_mut(i)) else {
                 // Our identifier but a sequence we never sent: a previous run's straggler.
                 stats.skipped += 1;
-                return Ok(());
+                return Ok(foreign);
             };
             if cfg.dump {
                 dump::reply(bytes, access)?;
             }
             s.replies += 1;
-            let ms = at_ns.saturating_sub(s.at_ns) as f64 / 1e6;
+            let ms = arrival.at_ns.saturating_sub(s.at_ns) as f64 / 1e6;
             let dup = s.replies > 1;
             if dup {
                 stats.duplicates += 1;
             } else {
                 stats.received += 1;
                 stats.rtts_ms.push(ms);
+                if arrival.kernel_stamped {
+                    let read = arrival.read_ns.saturating_sub(s.at_ns) as f64 / 1e6;
+                    stats.program_rtts_ms.push(read);
+                }
             }
             let ttl = ttl.map_or("?".to_string(), |t| t.to_string());
             say!(
@@ -436,7 +556,7 @@ fn handle(
             message,
             code,
             from,
-        } if sent.contains_key(&seq) => {
+        } if index_of(seq, sent.len()).is_some() => {
             if cfg.dump {
                 dump::reply(bytes, access)?;
             }
@@ -451,7 +571,7 @@ fn handle(
         // Our own requests, other programs' pings, other ICMP, garbage: not ours.
         _ => stats.skipped += 1,
     }
-    Ok(())
+    Ok(foreign)
 }
 
 /// ping's precision: 3 decimals under 10 ms, fewer above.
@@ -487,6 +607,21 @@ pub fn summary(cfg: &Config, stats: &Stats, elapsed: Duration) -> std::io::Resul
     say!("{line}")?;
     if let Some((min, avg, max, mdev)) = stats.rtt_summary() {
         say!("rtt min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms")?;
+    }
+    if stats.program_rtts_ms.len() == stats.rtts_ms.len() {
+        if let Some((min, avg, max)) = min_avg_max(&stats.program_rtts_ms) {
+            say!(
+                "as the program saw them: min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms \
+                 (its clock after recvmsg; the times above end at the kernel's receive stamp, \
+                 as ping's do: the difference is the kernel handing the reply over)"
+            )?;
+        }
+    }
+    if stats.skipped > 0 {
+        say!(
+            "{} packets on the socket were not ours (skipped)",
+            stats.skipped
+        )?;
     }
     Ok(())
 }
@@ -616,6 +751,63 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn sequence_numbers_find_the_latest_request_across_the_wrap() {
+        assert_eq!(index_of(1, 0), None);
+        assert_eq!(index_of(1, 1), Some(0));
+        assert_eq!(index_of(3, 5), Some(2));
+        assert_eq!(index_of(6, 5), None);
+        assert_eq!(index_of(0, 5), None);
+        // Index 65535 went out as seq 0, index 65536 as seq 1 again.
+        assert_eq!(index_of(0, 65_536), Some(65_535));
+        assert_eq!(index_of(1, 65_537), Some(65_536));
+        assert_eq!(index_of(2, 65_537), Some(1));
+    }
+
+    #[test]
+    fn the_late_stamp_keeps_the_checksum_valid() {
+        for size in [0usize, 7, 8, 9, 56, 57] {
+            let mut request = vec![0u8; icmp::HEADER_LEN + size];
+            let mut scratch = vec![0u8; size];
+            fill_data(&mut scratch);
+            icmp::Repr::EchoRequest {
+                ident: ME,
+                seq_no: 1,
+                data: &scratch,
+            }
+            .emit(&mut icmp::Packet::new_unchecked(&mut request[..]));
+            stamp(&mut request, 0x0123_4567_89ab_cdef);
+            let p = icmp::Packet::new_checked(&request[..]).unwrap();
+            assert!(p.verify_checksum(), "size {size}");
+            if size >= STAMP_LEN {
+                assert_eq!(&p.data()[..8], &0x0123_4567_89ab_cdefu64.to_be_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn arrivals_are_timed_by_the_kernel_not_by_the_read() {
+        use socket2::{Domain, Type};
+        let rx = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        rx.bind(&SockAddr::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)))
+            .unwrap();
+        crate::sys::enable_rx_timestamps(&rx).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"ping", rx.local_addr().unwrap().as_socket().unwrap())
+            .unwrap();
+        // Once queued on the socket (a loaded kernel may deliver it late), the datagram
+        // waits while we sleep: its kernel stamp is before `asked`, a stamp taken by the
+        // program after recvmsg would be after it.
+        assert!(crate::sys::wait_readable(&rx, Duration::from_secs(20)).unwrap());
+        std::thread::sleep(Duration::from_millis(30));
+        let asked = now_ns();
+        let mut buf = [0u8; 16];
+        let a = receive(&rx, &mut buf).unwrap();
+        assert!(a.kernel_stamped);
+        assert_eq!((a.len, a.from), (4, Ipv4Addr::LOCALHOST));
+        assert!(a.at_ns < asked && asked <= a.read_ns, "{a:?} asked {asked}");
     }
 
     #[test]
