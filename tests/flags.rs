@@ -210,40 +210,66 @@ fn run_bounded(args: &[String]) -> Option<(Option<i32>, String)> {
     }
 }
 
+/// Runs `lab ARGS` whose last word is `FLAG=VALUE`: None when it is refused cleanly
+/// (exit 2, naming the flag, no panic), else what went wrong.
+fn check_refused(args: &[String], flag: &str, value: &str) -> Option<String> {
+    let cmd = &args[..args.len() - 1];
+    let shown: String = value.chars().take(20).collect();
+    let Some((code, err)) = run_bounded(args) else {
+        return Some(format!(
+            "lab {} {flag}={shown:?}: still running after 30 s (killed)",
+            cmd.join(" ")
+        ));
+    };
+    if code != Some(2) || !err.contains(flag) || err.contains("panicked") {
+        return Some(format!(
+            "lab {} {flag}={shown:?}: exit {code:?}, stderr: {}",
+            cmd.join(" "),
+            err.lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(160)
+                .collect::<String>()
+        ));
+    }
+    None
+}
+
 #[test]
 fn every_numeric_flag_refuses_hostile_values_with_exit_2_naming_the_flag() {
     let long = "7".repeat(10_000);
     let mut values: Vec<&str> = HOSTILE.to_vec();
     values.push(&long);
-    let mut failures = Vec::new();
+    let mut cases: Vec<(Vec<String>, &str, &str)> = Vec::new();
     for (cmd, flag) in numeric_flags() {
         for value in &values {
             let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
             args.extend(bounds(cmd, flag).iter().map(|s| s.to_string()));
             // `--flag=VALUE`: so that `-1` reaches the flag's parser as its value.
             args.push(format!("{flag}={value}"));
-            let shown: String = value.chars().take(20).collect();
-            let Some((code, err)) = run_bounded(&args) else {
-                failures.push(format!(
-                    "lab {} {flag}={shown:?}: still running after 30 s (killed)",
-                    cmd.join(" ")
-                ));
-                continue;
-            };
-            if code != Some(2) || !err.contains(flag) || err.contains("panicked") {
-                failures.push(format!(
-                    "lab {} {flag}={shown:?}: exit {code:?}, stderr: {}",
-                    cmd.join(" "),
-                    err.lines()
-                        .next()
-                        .unwrap_or("")
-                        .chars()
-                        .take(160)
-                        .collect::<String>()
-                ));
-            }
+            cases.push((args, flag, value));
         }
     }
+    // About a thousand short runs: one after another they took 40 s of CI (mostly
+    // process start-up, one CPU busy). Four workers pull from one list; each run is its
+    // own process on ephemeral ports, so the order does not matter.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((args, flag, value)) = cases.get(i) else {
+                    break;
+                };
+                let failure = check_refused(args, flag, value);
+                failures.lock().unwrap().extend(failure);
+            });
+        }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
     assert!(
         failures.is_empty(),
         "{} of the hostile values were not refused cleanly:\n{}",

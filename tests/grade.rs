@@ -416,26 +416,71 @@ fn hostile_programs_get_a_clear_verdict_and_leave_no_process() {
 
 /// Grades lab 02 against a mutant that fails three size checks at once (fast: the
 /// truncated echo comes straight back) in `format`.
-fn grade_02(format: &str, seed: &str, extra_env: Option<(&str, &Path)>) -> Output {
+fn grade_02(format: &str, seed: &str) -> Command {
     let mut c = lab();
     c.args(["grade", "02", "--format", format, "--seed", seed, "--cmd"])
         .arg(format!(
             "python3 {}",
             repo().join("tests/mutants/udp_buffer_1024.py").display()
         ));
-    if let Some((k, v)) = extra_env {
-        c.env(k, v);
+    c
+}
+
+/// Runs commands side by side, four at a time (as `lab dev check` grades), and
+/// returns their outputs in order.
+fn outputs(cmds: Vec<Command>) -> Vec<Output> {
+    let mut cmds = cmds;
+    let mut out = Vec::new();
+    while !cmds.is_empty() {
+        let wave: Vec<Command> = cmds.drain(..cmds.len().min(4)).collect();
+        out.extend(std::thread::scope(|s| {
+            let hs: Vec<_> = wave
+                .into_iter()
+                .map(|mut c| s.spawn(move || c.output().unwrap()))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        }));
     }
-    c.output().unwrap()
+    out
 }
 
 #[test]
 fn every_output_format_is_valid() {
     let seed = seed("formats");
     let tmp = tempfile::tempdir().unwrap();
+    // The same program and seed in every format: gradings that wait on the network
+    // more than on the CPU, so they run side by side and are checked one by one after
+    // (one after another they took a minute of CI).
+    let gh_out = tmp.path().join("github_output");
+    let gh_out_actions = tmp.path().join("github_output_actions");
+    let human = tmp.path().join("report/human.txt");
+    let mut gh = grade_02("gh-classroom", &seed);
+    gh.env("GITHUB_OUTPUT", &gh_out);
+    // Under the workflow: GitHub Actions and a step-output file.
+    let mut actions = grade_02("gh-classroom", &seed);
+    actions
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &gh_out_actions);
+    let mut human_cmd = grade_02("human", &seed);
+    human_cmd.arg("--out").arg(&human);
+    let [json_o, again, junit_o, gh_o, actions_o, gradescope_o, exercism_o, human_o]: [Output; 8] =
+        outputs(vec![
+            grade_02("json", &seed),
+            grade_02("json", &seed),
+            grade_02("junit", &seed),
+            gh,
+            actions,
+            grade_02("gradescope", &seed),
+            grade_02("exercism", &seed),
+            human_cmd,
+        ])
+        .try_into()
+        .unwrap();
 
     // json: the shape; failed checks carry a message.
-    let o = grade_02("json", &seed, None);
+    let o = json_o;
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -460,14 +505,13 @@ fn every_output_format_is_valid() {
         .collect();
     assert_eq!(failed, ["size_1472", "size_8000", "size_65507"]);
     // Deterministic: the same seed gives the same document (random payloads included).
-    let again = grade_02("json", &seed, None);
     assert_eq!(
         String::from_utf8_lossy(&again.stdout),
         String::from_utf8_lossy(&o.stdout)
     );
 
     // junit: parses as XML (Python's parser), counts add up.
-    let o = grade_02("junit", &seed, None);
+    let o = junit_o;
     let xml = tmp.path().join("junit.xml");
     std::fs::write(&xml, &o.stdout).unwrap();
     let py = Command::new("python3")
@@ -491,8 +535,7 @@ fn every_output_format_is_valid() {
 
     // gh-classroom: ::notice lines, result= base64 of the documented JSON, also written
     // to $GITHUB_OUTPUT.
-    let gh_out = tmp.path().join("github_output");
-    let o = grade_02("gh-classroom", &seed, Some(("GITHUB_OUTPUT", &gh_out)));
+    let o = gh_o;
     let t = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
         t.contains("::notice title=Autograding complete::Points 5/8"),
@@ -537,34 +580,17 @@ fn every_output_format_is_valid() {
     assert_eq!(sum, 5.0, "scores sum to the points reported");
     // Under the workflow (GitHub Actions, a step-output file), the reporter prints the
     // notices: lab prints them only outside it, and still hands over `result`.
-    let gh_out = tmp.path().join("github_output_actions");
-    let mut c = lab();
-    c.args([
-        "grade",
-        "02",
-        "--format",
-        "gh-classroom",
-        "--seed",
-        &seed,
-        "--cmd",
-    ])
-    .arg(format!(
-        "python3 {}",
-        repo().join("tests/mutants/udp_buffer_1024.py").display()
-    ))
-    .env("GITHUB_ACTIONS", "true")
-    .env("GITHUB_OUTPUT", &gh_out);
-    let o = c.output().unwrap();
+    let o = actions_o;
     let t = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(!t.contains("::notice"), "the reporter prints these: {t}");
     assert!(t.contains("::error title=02-udp-echo size_1472::"), "{t}");
-    let file = std::fs::read_to_string(&gh_out).unwrap();
+    let file = std::fs::read_to_string(&gh_out_actions).unwrap();
     let printed = t.lines().find(|l| l.starts_with("result=")).unwrap_or("");
     assert!(printed.len() > 100, "{t}");
     assert_eq!(file.trim(), printed, "the reporter gets the result");
 
     // gradescope: exits 0 whatever the grade; documented fields.
-    let o = grade_02("gradescope", &seed, None);
+    let o = gradescope_o;
     assert!(o.status.success());
     let v = json(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(v["score"], 5.0);
@@ -584,7 +610,7 @@ fn every_output_format_is_valid() {
     }
 
     // exercism v2: exits 0; tests in order with pass/fail; output capped at 500.
-    let o = grade_02("exercism", &seed, None);
+    let o = exercism_o;
     assert!(o.status.success());
     let v = json(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(v["version"], 2);
@@ -605,19 +631,9 @@ fn every_output_format_is_valid() {
         .is_none_or(|s| s.chars().count() <= 500)));
 
     // human, written with --out.
-    let out = tmp.path().join("report/human.txt");
-    let o = lab()
-        .args(["grade", "02", "--format", "human", "--seed", &seed, "--out"])
-        .arg(&out)
-        .arg("--cmd")
-        .arg(format!(
-            "python3 {}",
-            repo().join("tests/mutants/udp_buffer_1024.py").display()
-        ))
-        .output()
-        .unwrap();
+    let o = human_o;
     assert_eq!(o.status.code(), Some(1));
-    let h = std::fs::read_to_string(&out).unwrap();
+    let h = std::fs::read_to_string(&human).unwrap();
     assert!(
         h.contains("size_1472")
             && h.contains("FAIL")
