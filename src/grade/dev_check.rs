@@ -342,6 +342,10 @@ fn judge(r: &LabReport, expect: &Expect) -> (bool, String) {
                     t.message.lines().next().unwrap_or("")
                 ),
             ),
+            // A grading that ended without running any check says why in its message.
+            None if r.tests.is_empty() && !r.message.is_empty() => {
+                (false, format!("{name} never ran: {}", r.message))
+            }
             None => (false, format!("no check named {name}")),
         },
     }
