@@ -613,3 +613,95 @@ fn agrees_with_serde_json_on_hand_written_lines() {
         Err(Invalid::Syntax)
     );
 }
+
+/// CPU time of this thread, in ns (from /proc: 10 ms ticks, so measure a second or more).
+fn thread_cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the command (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks * 1_000_000_000 / lab::sys::clock_ticks_per_sec()
+}
+
+/// Not a test: CPU ns per record of the old fast path (UTF-8 pass, compactness scan,
+/// serde reading `sender`/`seq` and skipping the rest) against the one-pass scan, on
+/// bench/json_to_file.sh's records, and of the sender table's lookup. CPU time, not wall
+/// time, so a loaded machine disturbs it less. Run:
+/// `cargo test --release --test json_scan -- --ignored --nocapture per_record_cost`
+#[test]
+#[ignore]
+fn per_record_cost() {
+    #[derive(serde::Deserialize)]
+    struct OldHead<'a> {
+        #[serde(borrow, default)]
+        sender: Option<&'a str>,
+        #[serde(default)]
+        seq: Option<u64>,
+    }
+    let mut rng = Rng::new(6);
+    let lines: Vec<String> = (1..=1_000_000u64)
+        .map(|seq| {
+            let value = rng.range(0, 10_240) as f64 / 10.0;
+            format!(
+                r#"{{"sender":"bench-1","seq":{seq},"sensor":"A0","value":{value:.1},"t_ms":{}}}"#,
+                seq * 2
+            )
+        })
+        .collect();
+    let n = lines.len() as u64;
+    let table = std::cell::RefCell::new(std::collections::HashMap::<String, u64>::new());
+    // Each case runs ROUNDS times, the cases alternating so drift hits them all; the
+    // least CPU time of each is kept (interference only ever adds).
+    type Case<'a> = (&'a str, Box<dyn Fn(&[u8]) -> u64 + 'a>);
+    let cases: Vec<Case> = vec![
+        (
+            "old: utf8 + compact + serde IgnoredAny walk",
+            Box::new(|l| {
+                let ok = memchr::memchr3(b' ', b'\t', b'\r', l).is_none();
+                let text = std::str::from_utf8(l).unwrap();
+                let h: OldHead = serde_json::from_str(text).unwrap();
+                assert!(ok && h.sender.is_some());
+                h.seq.unwrap()
+            }),
+        ),
+        (
+            "new: json_scan::scan",
+            Box::new(|l| {
+                let h = scan(l).unwrap();
+                assert!(h.as_is && h.sender.is_some());
+                h.seq.unwrap()
+            }),
+        ),
+        (
+            "new + sender table: std HashMap (SipHash)",
+            Box::new(|l| {
+                let h = scan(l).unwrap();
+                let (sender, seq) = (h.sender.unwrap(), h.seq.unwrap());
+                let mut t = table.borrow_mut();
+                match t.get_mut(&*sender) {
+                    Some(v) => *v = seq,
+                    None => {
+                        t.insert(sender.into_owned(), seq);
+                    }
+                }
+                seq
+            }),
+        ),
+    ];
+    let mut best = vec![u64::MAX; cases.len()];
+    for _ in 0..5 {
+        for (i, (name, f)) in cases.iter().enumerate() {
+            let t0 = thread_cpu_ns();
+            let sum: u64 = lines.iter().map(|l| f(l.as_bytes())).sum();
+            best[i] = best[i].min(thread_cpu_ns() - t0);
+            assert_eq!(sum, n * (n + 1) / 2, "{name}");
+        }
+    }
+    for ((name, _), ns) in cases.iter().zip(best) {
+        eprintln!("{name:<44} {:>6.1} ns/record", ns as f64 / n as f64);
+    }
+}

@@ -240,10 +240,14 @@ impl<'a> Scanner<'a> {
         if depth != 1 {
             return Ok(Key::Other);
         }
-        let name = self.text(s);
+        let name = if s.escaped {
+            Cow::Owned(unescape(&self.b[s.start..s.end]).into_bytes())
+        } else {
+            Cow::Borrowed(&self.b[s.start..s.end])
+        };
         Ok(match &*name {
-            "seq" => Key::Seq,
-            "sender" => Key::Sender,
+            b"seq" => Key::Seq,
+            b"sender" => Key::Sender,
             _ => Key::Other,
         })
     }
