@@ -5,14 +5,17 @@
 //! that is not UTF-8 JSON, but it saves a valid record byte for byte, so it needs a
 //! verdict and `sender`/`seq`, not a value. serde_json gives a verdict only by building
 //! a value (allocations) or by skipping fields with `IgnoredAny`, which checks neither
-//! UTF-8 nor `\u` surrogates, so a separate UTF-8 pass was needed too. Together they
-//! cost ~260 ns of the receiver's ~400 ns per 75-byte record (BENCHMARKS.md, 06). One
-//! walk that checks UTF-8 inside strings as it goes, and skips plain ASCII eight bytes
-//! at a time, does both jobs in one pass over the bytes.
+//! UTF-8 nor `\u` surrogates nor the range of numbers: the receiver's old fast path did
+//! that plus a UTF-8 pass, and so saved as they came lines (`"\udc00"`, `1e400`) that
+//! serde_json refuses to read back. One walk that checks UTF-8 inside strings as it goes
+//! (plain ASCII eight bytes at a time) does the whole job. Measured on 75-byte records
+//! it costs what the old path did (~130 ns, BENCHMARKS.md, 06): the gain is a verdict
+//! that is serde_json's, not speed.
 //!
-//! The verdict is meant to be serde_json's own, line for line (the property test below
-//! holds the two against each other): the grammar of RFC 8259 section 2 to 7, plus
-//! three rules of serde_json's that the RFC leaves to implementations:
+//! The verdict is meant to be serde_json's own, line for line (the property test in
+//! `tests/json_scan.rs` holds the two against each other): the grammar of RFC 8259
+//! sections 2 to 7, plus three rules of serde_json's that the RFC leaves to
+//! implementations:
 //!
 //! - nesting deeper than [`MAX_DEPTH`] arrays and objects is refused (section 9 allows a
 //!   limit; serde_json's keeps its recursion off the stack's edge);
