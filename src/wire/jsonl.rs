@@ -12,10 +12,16 @@
 //!
 //! Framing is [`crate::wire::lines`]'s: bytes up to `\n`, capped. Parsing a line here is
 //! strict (UTF-8, then JSON, then an object, then the types of `seq` and `sender`), and a
-//! record is written back compact, so one record is always exactly one line.
+//! record is written back compact, so one record is always exactly one line. [`parse`]
+//! builds serde_json's value (to stamp or rewrite a record); [`read`], the receiver's,
+//! checks a line in one pass ([`crate::wire::json_scan`]) and keeps it as it came when
+//! it is already a compact record.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
+
+use super::json_scan::{self, Head, Invalid};
 
 /// Longest record line, in bytes, without its newline. 64 KiB holds any sensor reading
 /// or log event with room to spare, and bounds what one peer makes the receiver hold.
@@ -96,71 +102,47 @@ pub fn parse(line: &[u8]) -> Result<Record, (Option<u64>, Reject)> {
     })
 }
 
-/// The two fields a receiver needs, borrowed from a line that is already a record in
-/// its final form: the fast path. Every other field is checked for syntax and skipped,
-/// with no allocation.
-#[derive(Debug, Deserialize)]
-struct Head<'a> {
-    /// Borrowed: a sender id with escapes fails here and takes the slow path. (A
-    /// `Cow` inside an `Option` would always be copied: serde borrows only bare `Cow`s.)
-    #[serde(borrow, default)]
-    sender: Option<&'a str>,
-    #[serde(default)]
-    seq: Option<u64>,
+/// A line that is a record, in the form the receiver saves it in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed<'a> {
+    /// Already a compact record with its `sender` and `seq`: it goes to the file byte
+    /// for byte (the common case, and the fast one: no value is built).
+    AsIs {
+        /// The `sender` field, unescaped; borrowed from the line unless it has escapes.
+        sender: Cow<'a, str>,
+        /// The `seq` field.
+        seq: u64,
+    },
+    /// Valid, but to be written back compact or stamped: serde_json's value of it.
+    Rewrite(Record),
 }
 
-/// A line that can be saved exactly as it came: a compact JSON object with a string
-/// `sender` and an integer `seq`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ready<'a> {
-    /// The `sender` field, borrowed from the line.
-    pub sender: &'a str,
-    /// The `seq` field.
-    pub seq: u64,
-}
-
-/// The fast path: `Some` when `line` is a compact JSON object with `sender` and `seq`,
-/// so it can go to the file byte for byte. `None` says nothing about validity: use
-/// [`parse`] for the verdict (and the compact form). Measured on the benchmark's
-/// records, this is several times faster than building a `Value` and writing it back.
-pub fn ready(line: &[u8]) -> Option<Ready<'_>> {
-    // An array would deserialize into the struct too (serde's sequence form): objects only.
-    if line.first() != Some(&b'{') || line.len() > MAX_RECORD || !is_compact(line) {
-        return None;
+/// Reads one line (without its newline) the way the receiver does: one pass of
+/// [`json_scan::scan`] checks all of it and finds `sender` and `seq`; serde_json runs
+/// only for a line that must be rewritten (whitespace, or no sender or seq: an `nc`
+/// line) and for the wording of a syntax error. Same verdicts and reasons as [`parse`].
+pub fn read(line: &[u8]) -> Result<Parsed<'_>, (Option<u64>, Reject)> {
+    if line.len() > MAX_RECORD {
+        return Err((None, Reject::TooLong));
     }
-    let text = std::str::from_utf8(line).ok()?;
-    let head: Head<'_> = serde_json::from_str(text).ok()?;
-    Some(Ready {
-        sender: head.sender?,
-        seq: head.seq?,
-    })
-}
-
-/// True when no whitespace stands outside strings: the line is already compact JSON.
-fn is_compact(line: &[u8]) -> bool {
-    // Most records hold no whitespace at all (no space inside their strings either), and
-    // a vectorised search proves that several times faster than the walk below, which
-    // tracks strings byte by byte. A line with a newline never gets here (it is framing).
-    if memchr::memchr3(b' ', b'\t', b'\r', line).is_none() {
-        return true;
+    match json_scan::scan(line) {
+        Ok(Head {
+            sender: Some(sender),
+            seq: Some(seq),
+            as_is: true,
+        }) => Ok(Parsed::AsIs { sender, seq }),
+        Ok(_) => parse(line).map(Parsed::Rewrite),
+        Err(Invalid::NotUtf8) => Err((None, Reject::NotUtf8)),
+        // serde_json words the error as the receiver always has (what, and where). Were
+        // it to accept the line, the scan would be wrong: its tests hold the two equal.
+        Err(Invalid::Syntax) => Err(match parse(line) {
+            Err(e) => e,
+            Ok(_) => (None, Reject::NotJson("refused by the validator".into())),
+        }),
+        Err(Invalid::NotObject) => Err((None, Reject::NotObject)),
+        Err(Invalid::BadSeq) => Err((None, Reject::BadSeq)),
+        Err(Invalid::BadSender(seq)) => Err((seq, Reject::BadSender)),
     }
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in line {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
-            return false;
-        }
-    }
-    !in_string
 }
 
 /// serde_json's message without its "at line 1 column N" tail when that is all it says.
@@ -308,29 +290,48 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_path_takes_only_compact_objects_with_sender_and_seq() {
-        let r = ready(br#"{"sender":"a","seq":3,"t":[1,{"x":"y z"}]}"#).unwrap();
-        assert_eq!((r.sender, r.seq), ("a", 3));
-        for slow in [
-            &br#"{"sender":"a\"b","seq":1}"#[..], // an escaped sender id: slow path
-            br#"{"sender": "a", "seq": 3}"#,      // spaces: written back compact
+    fn read_keeps_only_compact_records_with_sender_and_seq_as_they_came() {
+        let line = br#"{"sender":"a","seq":3,"t":[1,{"x":"y z"}]}"#;
+        let Ok(Parsed::AsIs { sender, seq }) = read(line) else {
+            panic!("not as is")
+        };
+        assert_eq!((&*sender, seq), ("a", 3));
+        // An escaped sender id is still saved as it came, and read unescaped.
+        let Ok(Parsed::AsIs { sender, .. }) = read(br#"{"sender":"a\"\u00e9","seq":1}"#) else {
+            panic!("not as is")
+        };
+        assert_eq!(sender, "a\"\u{e9}");
+        for rewrite in [
+            &br#"{"sender": "a", "seq": 3}"#[..], // spaces: written back compact
             br#"{"seq":3}"#,                      // no sender: stamped
-            br#"{"sender":"a"}"#,                 // no seq
-            br#"["a",3]"#,                        // an array, not an object
+            br#"{"msg":"hi"}"#,                   // neither: stamped
+            br#"{"sender":"a","seq":1,"seq":2}"#, // seq twice: written back once
+        ] {
+            let want = parse(rewrite).unwrap();
+            assert_eq!(
+                read(rewrite),
+                Ok(Parsed::Rewrite(want)),
+                "{}",
+                String::from_utf8_lossy(rewrite)
+            );
+        }
+        for bad in [
+            &br#"{"sender":"a"}"#[..], // no seq: the receiver's MissingSeq
+            br#"["a",3]"#,
             br#"{"sender":"a","seq":-3}"#,
             br#"{"sender":"a","seq":3,"x":tru}"#,
             b"{\"sender\":\"a\",\"seq\":3,\"x\":\"\xff\"}",
             br#"{"sender":"a","seq":3}{}"#,
+            br#"{"sender":"a","seq":3,"x":1e400}"#,
+            br#"{"sender":"\udc00","seq":3}"#,
         ] {
-            assert_eq!(ready(slow), None, "{}", String::from_utf8_lossy(slow));
+            let full = parse(bad).map(|r| (r.sender, r.seq));
+            let ours = read(bad).map(|p| match p {
+                Parsed::AsIs { sender, seq } => (Some(sender.into_owned()), Some(seq)),
+                Parsed::Rewrite(r) => (r.sender, r.seq),
+            });
+            assert_eq!(ours, full, "{}", String::from_utf8_lossy(bad));
         }
-        // Whatever the fast path takes, the full parser accepts with the same fields.
-        let line = br#"{"sender":"s","seq":9,"v":"caf\u00e9 \\ \"q\""}"#;
-        let (fast, full) = (ready(line).unwrap(), parse(line).unwrap());
-        assert_eq!(
-            (Some(fast.sender.to_string()), Some(fast.seq)),
-            (full.sender, full.seq)
-        );
     }
 
     #[test]

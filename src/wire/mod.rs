@@ -17,10 +17,9 @@
 //! - [`checksum`]: the Internet checksum (RFC 1071); [`ipv4`]: the IPv4 header
 //!   (RFC 791); [`icmp`]: ICMP echo, destination unreachable and time exceeded
 //!   (RFC 792), for lab 04-raw-icmp;
-//! - [`pcapng`]: the capture files `--pcap` writes (Wireshark, tshark).
-//!
-//! Room is kept for a bounded JSON-lines framing for lab 06-json-to-file (it will sit
-//! on [`lines`]).
+//! - [`pcapng`]: the capture files `--pcap` writes (Wireshark, tshark);
+//! - [`jsonl`]: JSON Lines records and their acks (lab 06-json-to-file, on [`lines`]),
+//!   checked in one pass by [`json_scan`], a JSON validator that agrees with serde_json.
 
 pub mod chat;
 pub mod checksum;
@@ -28,6 +27,7 @@ pub mod clock;
 pub mod hello;
 pub mod icmp;
 pub mod ipv4;
+pub mod json_scan;
 pub mod jsonl;
 pub mod lines;
 pub mod pcapng;

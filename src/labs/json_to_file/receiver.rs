@@ -5,8 +5,8 @@
 //! 1. **Start.** [`Store::open`] reads the file back, cuts a torn last line, and learns
 //!    each sender's highest `seq`: that is how a resend is recognised across restarts.
 //! 2. **Bytes arrive** ([`Handler::on_data`]). The line decoder frames them; each line
-//!    is parsed ([`jsonl::parse`]). A bad line gets `error ...` and nothing else
-//!    happens. A record whose seq is not above its sender's highest is a resend: it gets
+//!    is checked in one pass ([`jsonl::read`]). A bad line gets `error ...` and nothing
+//!    else happens. A record whose seq is not above its sender's highest is a resend: it gets
 //!    `ok SEQ` again and is not written. Any other record is added to the store's batch.
 //!    Replies are *not* sent yet: they wait, in order, for the commit.
 //! 3. **The loop turn ends** (a zero-delay timer fires after every event of this turn):
@@ -30,7 +30,7 @@ use super::store::{Recovery, Store, Syncer};
 use crate::core::{Closed, ConnId, Ctx, Handler, ListenerId, SendError, TimerId};
 use crate::out::{dim, escape_bytes, narrate, warn, OrStopLater};
 use crate::say;
-use crate::wire::jsonl::{self, Ack, Reject, MAX_RECORD};
+use crate::wire::jsonl::{self, Ack, Parsed, Reject, MAX_RECORD};
 use crate::wire::lines::{Line, LineDecoder};
 
 /// Distinct senders remembered. Each costs its id and a number; 100,000 of them is a few
@@ -172,26 +172,26 @@ impl Receiver {
             Line::Complete(b) => b,
             Line::TooLong => return Reply::Error(None, Reject::TooLong.to_string()),
         };
-        if let Some(r) = jsonl::ready(bytes) {
-            // The fast path: already a compact record with sender and seq; it goes to
-            // the file byte for byte, with one hash lookup and no allocation unless
-            // the sender is new.
-            let senders = self.highest.len();
-            let prev = match self.highest.get_mut(r.sender) {
-                Some(h) if r.seq <= *h => return Reply::Again(r.seq),
-                Some(h) => Some(std::mem::replace(h, r.seq)),
-                None if senders >= MAX_SENDERS => return too_many(r.seq),
-                None => {
-                    self.highest.insert(r.sender.to_string(), r.seq);
-                    None
-                }
-            };
-            self.store.append_line(bytes);
-            self.remember_undo(r.sender, prev);
-            return Reply::Saved(r.seq);
-        }
-        let mut rec = match jsonl::parse(bytes) {
-            Ok(r) => r,
+        let mut rec = match jsonl::read(bytes) {
+            Ok(Parsed::AsIs { sender, seq }) => {
+                // The fast path: already a compact record with sender and seq, checked
+                // in one pass; it goes to the file byte for byte, with one hash lookup
+                // and no allocation unless the sender is new.
+                let senders = self.highest.len();
+                let prev = match self.highest.get_mut(&*sender) {
+                    Some(h) if seq <= *h => return Reply::Again(seq),
+                    Some(h) => Some(std::mem::replace(h, seq)),
+                    None if senders >= MAX_SENDERS => return too_many(seq),
+                    None => {
+                        self.highest.insert(sender.to_string(), seq);
+                        None
+                    }
+                };
+                self.store.append_line(bytes);
+                self.remember_undo(&sender, prev);
+                return Reply::Saved(seq);
+            }
+            Ok(Parsed::Rewrite(r)) => r,
             Err((seq, why)) => return Reply::Error(seq, why.to_string()),
         };
         if rec.sender.is_some() && rec.seq.is_none() {
