@@ -239,7 +239,7 @@ pub trait Handler {
         ctx.stop();
     }
     /// [`LoopThread::stop`] asked the loop to end: last words (flush, count). The loop
-    /// stops after this turn whatever the handler does.
+    /// stops right after, whatever the handler does (rule 9).
     fn on_stop(&mut self, ctx: &mut Ctx) {}
 }
 
