@@ -4,8 +4,9 @@
 //! Demos and tests run a server in the same process as its client: the loop goes to a
 //! thread, the client runs, and the loop must then end cleanly (its handler printing
 //! totals, sockets closed) before the demo goes on. The stop request belongs to the core:
-//! a flag the loop checks when its [`Waker`] fires, so a handler needs no flag of its own;
-//! it hears [`Handler::on_stop`] once and the loop ends after that turn.
+//! a flag the loop checks before each read and event (rule 9; the [`Waker`] ends a poll
+//! that waits), so a handler needs no flag of its own; it hears [`Handler::on_stop`] once
+//! and the loop ends there, leaving the rest of that turn undone.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +44,7 @@ impl<H: Handler + Send + 'static> LoopThread<H> {
 }
 
 impl<H> LoopThread<H> {
-    /// Asks the loop to stop: it calls [`Handler::on_stop`] and ends that turn.
+    /// Asks the loop to stop: it calls [`Handler::on_stop`] and ends there.
     pub fn stop(&self) -> io::Result<()> {
         self.stop.store(true, Ordering::SeqCst);
         self.waker.wake()

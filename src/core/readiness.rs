@@ -57,6 +57,9 @@ impl EventLoop {
         }
         // Rule 5b: a connect flood gets a budget like a reader does, then waits its turn.
         for _ in 0..self.ctx.limits.reads_per_turn * 4 {
+            if self.stopping(handler) {
+                return; // rule 9
+            }
             let Some(Some(Source::Listener(l))) = self.ctx.slots.get(token.0) else {
                 return;
             };
@@ -100,6 +103,9 @@ impl EventLoop {
     pub(super) fn read_stream<H: Handler>(&mut self, handler: &mut H, token: Token) {
         let id = ConnId(self.ctx.key(token));
         for _ in 0..self.ctx.limits.reads_per_turn {
+            if self.stopping(handler) {
+                return; // rule 9: not even the rest of this connection's budget
+            }
             let Some(Some(Source::Stream(c))) = self.ctx.slots.get_mut(token.0) else {
                 return;
             };
@@ -147,6 +153,9 @@ impl EventLoop {
         }
         let id = UdpId(self.ctx.key(token));
         for _ in 0..self.ctx.limits.reads_per_turn * 4 {
+            if self.stopping(handler) {
+                return; // rule 9
+            }
             let Some(Some(Source::Udp(u))) = self.ctx.slots.get(token.0) else {
                 return;
             };

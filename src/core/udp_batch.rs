@@ -94,6 +94,10 @@ impl EventLoop {
     pub(super) fn recv_batched<H: Handler>(&mut self, handler: &mut H, token: Token) {
         let id = UdpId(self.ctx.key(token));
         for _ in 0..self.ctx.limits.reads_per_turn {
+            // Rule 9, between batches: a batch received is handed over whole.
+            if self.stopping(handler) {
+                return;
+            }
             let Some(Some(Source::Udp(u))) = self.ctx.slots.get_mut(token.0) else {
                 return;
             };

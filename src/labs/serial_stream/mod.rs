@@ -113,6 +113,14 @@ impl Framing {
             Framing::Stamped => stamped::emit_samples(samples, time, now, out),
         }
     }
+
+    /// The length on the wire of one buffer of `samples` samples.
+    pub fn frame_len(self, samples: usize) -> usize {
+        match self {
+            Framing::Raw => samples,
+            Framing::Stamped => stamped::HEADER_LEN + samples,
+        }
+    }
 }
 
 /// Flags of `lab run 07-serial-stream`.

@@ -121,6 +121,8 @@ pub(super) struct Streamer {
     pub(super) probe: Option<SyncSender<Stamp>>,
     /// Scratch for encoding one buffer, reused.
     frame: Vec<u8>,
+    /// Scratch for the chunks one wake-up takes from the channel, reused.
+    chunks: Vec<(Vec<u8>, Instant)>,
 }
 
 impl Streamer {
@@ -138,66 +140,93 @@ impl Streamer {
             verbose: !args.quiet,
             probe: None,
             frame: Vec::with_capacity(buffer),
+            chunks: Vec::new(),
         }
     }
 
-    /// A chunk of samples from the source, the last one born at `at`: add it to every
-    /// client's buffer.
-    fn forward(&mut self, ctx: &mut Ctx, data: &[u8], at: Instant) {
-        self.totals.samples += data.len() as u64;
+    /// The chunks of samples one wake-up took from the source, each with the birth of
+    /// its last sample: add them to every client's buffer.
+    fn forward(&mut self, ctx: &mut Ctx, chunks: &[(Vec<u8>, Instant)]) {
+        let count: u64 = chunks.iter().map(|(d, _)| d.len() as u64).sum();
+        self.totals.samples += count;
         if self.clients.is_empty() {
             // Nobody is watching: drop them now rather than hand them to a client
             // that connects later as if they were fresh.
-            self.totals.unwatched += data.len() as u64;
+            self.totals.unwatched += count;
             return;
         }
         let now = WallClock::now();
         let period = Duration::from_nanos(u64::from(self.period_ns));
         for (&token, c) in self.clients.iter_mut() {
-            if at < c.since || !c.subscribed {
-                // Born before this client connected (it waited in the channel): stale.
-                // Or a stamped client that has not subscribed yet: nothing wanted.
+            if !c.subscribed {
+                // A stamped client that has not subscribed yet: nothing wanted.
                 continue;
             }
-            let mut rest = data;
-            while !rest.is_empty() {
-                // Samples that arrived together were born one period apart, the last
-                // at `at`. A frame dates sample i of a buffer at oldest + i periods, so
-                // `oldest` must be early enough for every sample in it, including
-                // ones that came faster than the rate (a device catching up after a
-                // stall): the earliest of "birth minus place in the buffer".
-                let places = (rest.len() - 1 + c.pending.len()) as u32;
-                let candidate = at.checked_sub(period * places).unwrap_or(at);
-                if c.pending.is_empty() || candidate < c.oldest {
-                    c.oldest = candidate;
+            // A frame of this client's buffer, and how much of them we queue for it.
+            // At least two buffers, so a large buffer can still be queued at all.
+            let frame_len = self.framing.frame_len(c.buffer);
+            let max_queued = MAX_QUEUED.max(2 * frame_len);
+            for (data, at) in chunks {
+                if *at < c.since {
+                    // Born before this client connected (it waited in the channel).
+                    continue;
                 }
-                let take = (c.buffer - c.pending.len()).min(rest.len());
-                c.pending.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if c.pending.len() == c.buffer {
-                    let time = BufferTime {
-                        oldest: c.oldest,
-                        seq: c.seq,
-                        period_ns: self.period_ns,
-                    };
-                    self.frame.clear();
-                    self.framing.encode(&c.pending, time, now, &mut self.frame);
-                    c.pending.clear();
-                    c.seq += c.buffer as u64;
-                    // At least two buffers, so a large buffer can still be queued at all.
-                    let max_queued = MAX_QUEUED.max(2 * self.frame.len());
-                    let skipped =
-                        send_or_skip(ctx, token, c, &self.frame, max_queued, self.verbose);
-                    if skipped {
-                        c.skipped += c.buffer as u64;
-                        self.totals.skipped += c.buffer as u64;
-                    } else if c.probed {
-                        if let Some(p) = &self.probe {
-                            // A full probe channel only loses a latency reading.
-                            let _ = p.try_send(Stamp {
-                                end: c.sent,
-                                oldest: c.oldest,
-                            });
+                let mut rest = &data[..];
+                while !rest.is_empty() {
+                    if c.pending.is_empty()
+                        && rest.len() >= c.buffer
+                        && ctx.queued(token) + frame_len > max_queued
+                    {
+                        // Behind (it does not read): every whole buffer here would be
+                        // skipped like the last one, since nothing drains its queue
+                        // while we forward. Skip them without building them, so 300
+                        // such clients cost the loop next to nothing and it keeps up
+                        // with the source for the ones that do read.
+                        let whole = rest.len() / c.buffer * c.buffer;
+                        c.seq += whole as u64;
+                        c.skipped += whole as u64;
+                        self.totals.skipped += whole as u64;
+                        lagging(ctx, token, c, self.verbose);
+                        rest = &rest[whole..];
+                        continue;
+                    }
+                    // Samples that arrived together were born one period apart, the
+                    // last at `at`. A frame dates sample i of a buffer at oldest + i
+                    // periods, so `oldest` must be early enough for every sample in
+                    // it, including ones that came faster than the rate (a device
+                    // catching up after a stall): the earliest of "birth minus place
+                    // in the buffer".
+                    let places = (rest.len() - 1 + c.pending.len()) as u32;
+                    let candidate = at.checked_sub(period * places).unwrap_or(*at);
+                    if c.pending.is_empty() || candidate < c.oldest {
+                        c.oldest = candidate;
+                    }
+                    let take = (c.buffer - c.pending.len()).min(rest.len());
+                    c.pending.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if c.pending.len() == c.buffer {
+                        let time = BufferTime {
+                            oldest: c.oldest,
+                            seq: c.seq,
+                            period_ns: self.period_ns,
+                        };
+                        self.frame.clear();
+                        self.framing.encode(&c.pending, time, now, &mut self.frame);
+                        c.pending.clear();
+                        c.seq += c.buffer as u64;
+                        let skipped =
+                            send_or_skip(ctx, token, c, &self.frame, max_queued, self.verbose);
+                        if skipped {
+                            c.skipped += c.buffer as u64;
+                            self.totals.skipped += c.buffer as u64;
+                        } else if c.probed {
+                            if let Some(p) = &self.probe {
+                                // A full probe channel only loses a latency reading.
+                                let _ = p.try_send(Stamp {
+                                    end: c.sent,
+                                    oldest: c.oldest,
+                                });
+                            }
                         }
                     }
                 }
@@ -363,19 +392,24 @@ fn send_or_skip(
             false
         }
         Err(()) => {
-            if !c.lagging {
-                c.lagging = true;
-                if verbose {
-                    say!(
-                        "  {} client {} is not keeping up ({} bytes queued): skipping buffers",
-                        warn("slow"),
-                        c.peer,
-                        ctx.queued(token)
-                    )
-                    .or_stop_later();
-                }
-            }
+            lagging(ctx, token, c, verbose);
             true
+        }
+    }
+}
+
+/// A client is skipping buffers: say so once, when it starts.
+fn lagging(ctx: &Ctx, token: ConnId, c: &mut Client, verbose: bool) {
+    if !c.lagging {
+        c.lagging = true;
+        if verbose {
+            say!(
+                "  {} client {} is not keeping up ({} bytes queued): skipping buffers",
+                warn("slow"),
+                c.peer,
+                ctx.queued(token)
+            )
+            .or_stop_later();
         }
     }
 }
@@ -458,33 +492,47 @@ impl Handler for Streamer {
         // A bounded share per turn: the source refills the channel while we forward, so
         // "until empty" could last forever when forwarding to many clients is slower
         // than the source (300 clients at 50,000 samples/s), and the loop would never
-        // poll again: no accept, no Ctrl-C. What is left waits one turn (we wake
-        // ourselves). A loop that far behind also meets chunks that waited too long to
-        // be live: those are dropped and counted (apart from the ones the channel refused).
-        let mut forwarded = 0;
+        // poll again: no accept, no Ctrl-C. (Taking everything the channel holds at once
+        // was tried for issue 18: with 1-sample buffers a turn then made millions of
+        // sends, and after a stall a client that reads was called slow.) What is left
+        // waits one turn (we wake ourselves). A loop that far behind also meets chunks
+        // that waited too long to be live: those are dropped and counted (apart from
+        // the ones the channel refused).
+        let mut chunks = std::mem::take(&mut self.chunks);
+        let mut more = true;
+        let mut gone = false;
         for _ in 0..source::CHANNEL_CHUNKS {
             match self.source.rx.try_recv() {
                 Ok(SourceEvent::Samples { at, .. }) if at.elapsed() > STALE_AFTER => {
                     self.totals.stale += 1;
                 }
                 Ok(SourceEvent::Samples { data, at }) => {
-                    self.forward(ctx, &data, at);
-                    forwarded += 1;
-                    if forwarded == CHUNKS_PER_TURN {
+                    chunks.push((data, at));
+                    if chunks.len() == CHUNKS_PER_TURN {
                         break;
                     }
                 }
                 Ok(ev) => self.status(ev),
-                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Empty) => {
+                    more = false;
+                    break;
+                }
                 Err(TryRecvError::Disconnected) => {
-                    say!("  {} the source stopped", warn("serial")).or_stop_later();
-                    ctx.stop();
-                    return;
+                    gone = true;
+                    break;
                 }
             }
         }
-        // Share used up and maybe more waiting: come back after the next poll.
-        let _ = ctx.waker().wake();
+        self.forward(ctx, &chunks);
+        chunks.clear();
+        self.chunks = chunks;
+        if gone {
+            say!("  {} the source stopped", warn("serial")).or_stop_later();
+            ctx.stop();
+        } else if more {
+            // Share used up and maybe more waiting: come back after the next poll.
+            let _ = ctx.waker().wake();
+        }
     }
 }
 

@@ -335,8 +335,16 @@ const SLOW_LINES: [usize; 5] = [6 << 20, 17, 1 << 20, 29, 3 << 20];
 
 /// The longest the slow reader waits, reading nothing, for the server's send of the
 /// first long reply to fill its buffer. A correct server gets there in well under a
-/// second (a Python one reads the 6 MiB line first); 10 s covers a loaded machine.
+/// second (a Python one reads the 6 MiB line first); 10 s covers a slow one. Time the
+/// server spent waiting for a CPU is not charged (as for readiness, see
+/// [`crate::grade::harness::ready_deadline_passed`]): on a machine running 30 jobs at
+/// once a Python server once needed more than 10 s of wall time, the stops came before
+/// its send waited, and a send whose count is ignored passed.
 const SLOW_PAUSE: Duration = Duration::from_secs(10);
+
+/// However loaded the machine, the wait above ends after this many times its length of
+/// wall time (a server that never fills its buffer is stopped anyway).
+const SLOW_WALL_FACTOR: u32 = 6;
 
 /// How many times the grader stops and continues the server while its send waits, and
 /// the gap between two stops.
@@ -368,8 +376,9 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
         r
     });
     ctx.step(format!(
-        "client A reads nothing (a slow reader) until the server's send of the first reply has filled its buffer and waits, {} s at most",
-        SLOW_PAUSE.as_secs()
+        "client A reads nothing (a slow reader) until the server's send of the first reply has filled its buffer and waits, {} s at most (not counting time the server waited for a CPU; {} s on any machine)",
+        SLOW_PAUSE.as_secs(),
+        (SLOW_PAUSE * SLOW_WALL_FACTOR).as_secs()
     ));
     // A blocking send() waits for room and then takes everything, unless a signal
     // interrupts it: then it returns the count sent so far. Stopping and continuing the
@@ -384,14 +393,26 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
     // of over 1 MiB that has stopped growing (bounded: a server that never gets there
     // is stopped anyway, and fails or passes on what it sends).
     let local = a.local_addr().map(|l| l.port()).unwrap_or(0);
-    let mut last = 0;
-    while began.elapsed() < SLOW_PAUSE - STOP_GAP * STOPS {
+    let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
+    let queued_before = queued(ctx);
+    // Stable over three looks (150 ms), not one: a server descheduled in the middle of
+    // its send also shows a queue that does not move for 50 ms, and a stop that lands
+    // before the send waits interrupts nothing.
+    let (mut last, mut same) = (0, 0);
+    loop {
         std::thread::sleep(Duration::from_millis(50));
         let tx = tcp_queues(ctx.port, local).map_or(0, |(tx, _)| tx);
-        if tx > 1 << 20 && tx == last {
+        same = if tx == last { same + 1 } else { 0 };
+        if tx > 1 << 20 && same >= 3 {
             break;
         }
         last = tx;
+        let waited =
+            Duration::try_from_secs_f64((queued(ctx) - queued_before).max(0.0)).unwrap_or_default();
+        let charged = began.elapsed().saturating_sub(waited);
+        if charged > SLOW_PAUSE || began.elapsed() > SLOW_PAUSE * SLOW_WALL_FACTOR {
+            break;
+        }
     }
     ctx.step(format!(
         "after {} ms the server's end of A's connection holds {last} bytes not yet read by A{}",
