@@ -37,6 +37,11 @@
 //!    their own and [`Ctx::waker`]; the loop calls [`Handler::on_wake`].
 //! 8. **Ctrl-C** (SIGINT) and SIGTERM arrive as events when the loop was built with
 //!    [`EventLoop::with_signals`]; the default reply is to stop cleanly.
+//! 9. **End of turn.** Once every event of a turn is handled (readiness, reruns,
+//!    timers), [`Handler::on_turn_end`] runs once before the next poll: the place for
+//!    work gathered across the turn's events, such as one send per receiver of what
+//!    every sender said, rather than one per read. What it gathers must stay bounded
+//!    (a turn can read megabytes): flush early past a cap.
 //!
 //! Labs never call `read`, `write` or `accept` on a non-blocking socket themselves, and
 //! never see mio: they hold typed handles ([`ListenerId`], [`ConnId`], [`UdpId`]), each a
@@ -235,6 +240,10 @@ pub trait Handler {
     /// [`LoopThread::stop`] asked the loop to end: last words (flush, count). The loop
     /// stops after this turn whatever the handler does.
     fn on_stop(&mut self, ctx: &mut Ctx) {}
+    /// Every event of this turn has been handled (rule 9); the loop polls next. Called
+    /// once per turn, also after a turn with no events (a timeout), so it must be cheap
+    /// when there is nothing to do. Closures its sends cause are reported right after.
+    fn on_turn_end(&mut self, ctx: &mut Ctx) {}
 }
 
 /// One registered socket.
@@ -497,6 +506,9 @@ impl EventLoop {
             self.ctx.report(handler);
         }
         self.fire_timers(handler);
+        // Rule 9: work gathered across the turn, done once.
+        handler.on_turn_end(&mut self.ctx);
+        self.ctx.report(handler);
         Ok(())
     }
 }
