@@ -43,6 +43,11 @@
 //!    read, accept and event, and once stopped ([`Ctx::stop`], whoever called it)
 //!    it leaves the rest of the turn undone. Ctrl-C took 26 s with 300 clients flooding
 //!    a debug build's server when the turn ran to its end first.
+//! 10. **End of turn.** Once every event of a turn is handled (readiness, reruns,
+//!     timers), [`Handler::on_turn_end`] runs once before the next poll: the place for
+//!     work gathered across the turn's events, such as one send per receiver of what
+//!     every sender said, rather than one per read. What it gathers must stay bounded
+//!     (a turn can read megabytes): flush early past a cap. A stopped loop skips it.
 //!
 //! Labs never call `read`, `write` or `accept` on a non-blocking socket themselves, and
 //! never see mio: they hold typed handles ([`ListenerId`], [`ConnId`], [`UdpId`]), each a
@@ -241,6 +246,10 @@ pub trait Handler {
     /// [`LoopThread::stop`] asked the loop to end: last words (flush, count). The loop
     /// stops right after, whatever the handler does (rule 9).
     fn on_stop(&mut self, ctx: &mut Ctx) {}
+    /// Every event of this turn has been handled (rule 10); the loop polls next. Called
+    /// once per turn, also after a turn with no events (a timeout), so it must be cheap
+    /// when there is nothing to do. Closures its sends cause are reported right after.
+    fn on_turn_end(&mut self, ctx: &mut Ctx) {}
 }
 
 /// One registered socket.
@@ -515,6 +524,9 @@ impl EventLoop {
         }
         if !self.stopping(handler) {
             self.fire_timers(handler);
+            // Rule 10: work gathered across the turn, done once (not by a stopped loop).
+            handler.on_turn_end(&mut self.ctx);
+            self.ctx.report(handler);
         }
         Ok(())
     }

@@ -54,12 +54,15 @@ impl OutBuf {
         self.cap - self.len()
     }
 
-    /// Queues all of `data`, or none of it when it would not fit.
-    pub fn push(&mut self, data: &[u8]) -> Result<(), Full> {
-        if data.len() > self.room() {
+    /// Queues the bytes of `parts` (one after another) past the first `skip` of them
+    /// (those the kernel already took), all or none.
+    pub fn push_parts(&mut self, parts: &[&[u8]], mut skip: usize) -> Result<(), Full> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let offered = total.saturating_sub(skip);
+        if offered > self.room() {
             return Err(Full {
                 queued: self.len(),
-                offered: data.len(),
+                offered,
             });
         }
         if self.start > 0 && self.start >= self.buf.len() / 2 {
@@ -68,7 +71,11 @@ impl OutBuf {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.extend_from_slice(data);
+        for p in parts {
+            let from = skip.min(p.len());
+            skip -= from;
+            self.buf.extend_from_slice(&p[from..]);
+        }
         Ok(())
     }
 
@@ -105,6 +112,12 @@ impl OutBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl OutBuf {
+        fn push(&mut self, data: &[u8]) -> Result<(), Full> {
+            self.push_parts(&[data], 0)
+        }
+    }
 
     /// A writer that accepts at most `per_call` bytes per write and then blocks after
     /// `budget` bytes in total, like a socket whose send buffer fills up.
@@ -143,6 +156,26 @@ mod tests {
         assert_eq!(b.len(), 8);
         b.push(b"ab").unwrap();
         assert_eq!(b.room(), 0);
+    }
+
+    #[test]
+    fn parts_are_queued_whole_past_what_was_already_sent() {
+        let mut b = OutBuf::new(8);
+        assert_eq!(
+            b.push_parts(&[b"abcd", b"efgh", b"ij"], 1),
+            Err(Full {
+                queued: 0,
+                offered: 9
+            })
+        );
+        b.push_parts(&[b"abcd", b"efgh", b"ij"], 5).unwrap();
+        let mut w = Trickle {
+            got: vec![],
+            per_call: 3,
+            budget: usize::MAX,
+        };
+        b.flush_to(&mut w).unwrap();
+        assert_eq!(w.got, b"fghij");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`Ctx`]'s socket actions: opening listeners, connections and UDP sockets, sending,
 //! closing, and the slab of slots (with generations, see `handles`) they live in.
 
-use std::io;
+use std::io::{self, IoSlice, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use mio::{Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{
-    Closed, Conn, ConnId, Ctx, Handle, Key, ListenerId, OutBuf, SendError, Source, Udp, UdpId,
+    Closed, Conn, ConnId, Ctx, Full, Handle, Key, ListenerId, OutBuf, SendError, Source, Udp, UdpId,
 };
 
 impl Ctx {
@@ -211,6 +211,15 @@ impl Ctx {
     /// (and all of it queued once this turn's [`Limits::writes_per_turn`] is spent).
     /// All or nothing: when the rest would not fit, nothing is sent and `Full` returned.
     pub fn send(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
+        self.send_parts(conn, &[data])
+    }
+
+    /// [`Ctx::send`] for bytes in pieces, sent as one stream of bytes (`writev`): a lab
+    /// that sends each peer its own selection of one buffer (a chat leaving out the
+    /// receiver's own lines) need not copy the selection together first. When nothing
+    /// is queued for the connection, the bytes go from the caller's buffers straight to
+    /// the kernel and only what it does not take is copied into the queue.
+    pub fn send_parts(&mut self, conn: ConnId, parts: &[&[u8]]) -> Result<(), SendError> {
         let token = self.live(conn.0).ok_or(SendError::Gone)?;
         let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) else {
             return Err(SendError::Gone);
@@ -218,12 +227,17 @@ impl Ctx {
         if c.closing {
             return Err(SendError::Gone);
         }
-        if let Err(full) = c.out.push(data) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > c.out.room() {
             // Past the budget, bytes may be waiting that the kernel would take now: try
             // them before calling the peer full, so the budget never turns a reader that
             // keeps up into a "too slow" one (a chat once dropped readers that read as
             // fast as they could). Once the kernel has refused this connection's bytes
             // in this turn, it is full: no more writes for it until the next turn.
+            let full = Full {
+                queued: c.out.len(),
+                offered: total,
+            };
             if c.connecting || c.blocked_turn == self.turn {
                 return Err(SendError::Full(full));
             }
@@ -234,18 +248,38 @@ impl Ctx {
             if !c.out.is_empty() {
                 c.blocked_turn = self.turn;
             }
-            if let Err(full) = c.out.push(data) {
+            if total > c.out.room() {
+                let queued = c.out.len();
                 self.update_interest(token);
-                return Err(SendError::Full(full));
+                return Err(SendError::Full(Full {
+                    queued,
+                    offered: total,
+                }));
             }
         }
         // Rule 5b: past the turn's write budget the bytes wait for the writable event.
+        // `push_parts` cannot fail below: the room was checked above, and the queue
+        // has only shrunk since.
         if !c.connecting && self.writes_left > 0 {
             self.writes_left -= 1;
-            if let Err(e) = c.out.flush_to(&mut c.stream) {
+            let wrote = if c.out.is_empty() {
+                // Nothing older waits: straight from the caller's buffers.
+                write_parts(&mut c.stream, parts, total).map(|n| {
+                    if n < total {
+                        let _ = c.out.push_parts(parts, n);
+                    }
+                })
+            } else {
+                // Older bytes go first: queue behind them, then write the queue.
+                let _ = c.out.push_parts(parts, 0);
+                c.out.flush_to(&mut c.stream).map(|_| ())
+            };
+            if let Err(e) = wrote {
                 self.drop_source(token, Closed::Error(e));
                 return Ok(()); // reported through on_closed
             }
+        } else {
+            let _ = c.out.push_parts(parts, 0);
         }
         self.update_interest(token);
         Ok(())
@@ -297,4 +331,39 @@ impl Ctx {
             self.drop_source(token, Closed::ByUs);
         }
     }
+}
+
+/// Writes `parts` (`total` bytes in all) until done or the kernel would block; returns
+/// the bytes written. At most 64 pieces per `writev`, far below Linux's `IOV_MAX` (1024).
+fn write_parts(w: &mut impl Write, parts: &[&[u8]], total: usize) -> io::Result<usize> {
+    let mut done = 0;
+    while done < total {
+        // The pieces from the first unwritten byte on.
+        let mut skip = done;
+        let mut slices = Vec::with_capacity(parts.len().min(64));
+        for p in parts {
+            if slices.len() == 64 {
+                break;
+            }
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            slices.push(IoSlice::new(&p[skip..]));
+            skip = 0;
+        }
+        let r = if let [one] = slices.as_slice() {
+            w.write(one)
+        } else {
+            w.write_vectored(&slices)
+        };
+        match r {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
