@@ -906,6 +906,26 @@ mod tests {
     }
 
     #[test]
+    fn any_wait_charges_only_the_programs_own_time() {
+        let ms = Duration::from_millis;
+        // 03's drain wait (1 s) and report wait (2 s), 07's stall (3 s).
+        assert!(deadline_passed(ms(1000), ms(1001), 0.0), "idle: 1 s is 1 s");
+        assert!(
+            !deadline_passed(ms(1000), ms(5000), 4.5),
+            "4.5 s of 5 waiting for a CPU: 0.5 s charged"
+        );
+        assert!(deadline_passed(ms(2000), ms(9000), 6.0), "3 s charged");
+        assert!(
+            deadline_passed(ms(2000), ms(24_001), 24.0),
+            "however loaded, 12 times the limit ends the wait"
+        );
+        assert!(
+            !deadline_passed(ms(2000), ms(1000), -5.0),
+            "a negative figure (a thread that exited) charges the whole wait, no more"
+        );
+    }
+
+    #[test]
     fn a_failed_send_says_the_program_closed_first() {
         let pipe = std::io::Error::from(ErrorKind::BrokenPipe);
         let text = send_failed("A", &pipe).message;
