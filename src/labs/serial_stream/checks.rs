@@ -304,14 +304,29 @@ fn client_leaves(ctx: &mut Harness) -> Outcome {
     Ok(())
 }
 
-/// Checks that client `c`'s first sample was read around or after it connected.
-fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize) -> Outcome {
+/// The most [`fresh`] adds to its slack for time the program waited for a CPU (its
+/// reader, starved, then reads what queued up in the pty meanwhile): 0.4 s + this, with
+/// K at most 48, stays under the 1 s (896 samples) backlog of the mistake it catches.
+const FRESH_QUEUED_CAP_SECS: f64 = 0.4;
+
+/// The program's CPU-queue time so far, for [`fresh`]'s allowance.
+fn program_queued(ctx: &mut Harness) -> f64 {
+    ctx.program().map_or(0.0, |p| p.queued_seconds())
+}
+
+/// Checks that client `c`'s first sample was read around or after it connected;
+/// `queued_since` is [`program_queued`] before the stream that led up to it.
+fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize, queued_since: f64) -> Outcome {
     let (first, end) = contiguous(dev, c)?;
+    let queued = (program_queued(ctx) - queued_since).clamp(0.0, FRESH_QUEUED_CAP_SECS);
     ctx.step(format!(
-        "client {} connected when sample {} was being written; it received samples {first}..{end}",
-        c.name, c.joined_at
+        "client {} connected when sample {} was being written; it received samples {first}..{end} (allowed: {} samples older, {:.0} ms of them for time the program waited for a CPU)",
+        c.name,
+        c.joined_at,
+        k as u64 + (RATE * (FRESH_SLACK_SECS + queued)) as u64,
+        queued * 1000.0
     ));
-    let slack = k as u64 + (RATE * FRESH_SLACK_SECS) as u64;
+    let slack = k as u64 + (RATE * (FRESH_SLACK_SECS + queued)) as u64;
     if first + slack < c.joined_at {
         let old = c.joined_at - first;
         return Err(Unmet::fail(format!(
@@ -327,13 +342,15 @@ fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize) -> Outcome {
 fn late_client_fresh(ctx: &mut Harness) -> Outcome {
     let (dev, k) = begin(ctx)?;
     ctx.step("no client is connected yet");
+    let q = program_queued(ctx);
     stream(ctx, &dev, 1.0);
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 0.7);
-    fresh(ctx, &dev, &a, k)?;
+    fresh(ctx, &dev, &a, k, q)?;
+    let q = program_queued(ctx);
     let b = Client::connect(ctx, &dev, "B")?;
     stream(ctx, &dev, 0.7);
-    fresh(ctx, &dev, &b, k)
+    fresh(ctx, &dev, &b, k, q)
 }
 
 fn slow_client(ctx: &mut Harness) -> Outcome {
