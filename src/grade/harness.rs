@@ -29,10 +29,34 @@ const READY_WALL_FACTOR: u32 = 12;
 /// program that never listens is still judged after the deadline on an idle machine,
 /// and after `READY_WALL_FACTOR` times it on any machine.
 pub fn ready_deadline_passed(elapsed: Duration, queued: f64) -> bool {
-    let limit = ready_timeout();
+    deadline_passed(ready_timeout(), elapsed, queued)
+}
+
+/// Whether a wait of `limit` for the program (to start, to answer, to read its queue)
+/// is over after `elapsed`, of which the program spent `queued` seconds runnable but
+/// waiting for a CPU: that time is not charged, up to [`READY_WALL_FACTOR`] times
+/// `limit` of wall-clock time. The same rule as readiness, for every wait that a loaded
+/// machine stretches and a wrong program never ends.
+pub fn deadline_passed(limit: Duration, elapsed: Duration, queued: f64) -> bool {
     let queued = Duration::try_from_secs_f64(queued.max(0.0)).unwrap_or(elapsed);
     let charged = elapsed.saturating_sub(queued);
     charged > limit || elapsed > limit * READY_WALL_FACTOR
+}
+
+/// Seconds the grader's own threads (this process: its device writer, its clients'
+/// readers) were runnable but waited for a CPU, from /proc/self/task/*/schedstat: a
+/// reply timed late by a starved grader is not the program's delay. 0 where the kernel
+/// does not keep schedstat.
+pub fn own_queued_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
 }
 
 /// The readiness deadline: [`READY_TIMEOUT`], or `LAB_READY_TIMEOUT_MS` (slow machines
@@ -560,7 +584,10 @@ impl Harness {
     /// one when several), within `limit`.
     pub fn expect_stdout_line(&mut self, what: &str, limit: Duration) -> Outcome<String> {
         self.step(format!("the grader expects {what} on the program's stdout"));
-        let until = Instant::now() + limit;
+        let began = Instant::now();
+        // Time the program waits for a CPU is not charged (a loaded machine's, not its):
+        // counted from here, as the run delay its threads gather from now on.
+        let queued_before = self.programs.last().map_or(0.0, |p| p.queued_seconds());
         loop {
             let Some(p) = self.programs.last_mut() else {
                 return Err(Unmet::error("no program is running"));
@@ -577,7 +604,8 @@ impl Harness {
                     .trim_end_matches('\r')
                     .to_string());
             }
-            if ended || Instant::now() >= until {
+            if ended || deadline_passed(limit, began.elapsed(), p.queued_seconds() - queued_before)
+            {
                 return Err(Unmet::fail(format!(
                     "expected {what} on stdout within {} s but got \"{}\"",
                     limit.as_secs_f64(),
@@ -942,6 +970,26 @@ mod tests {
         assert!(
             !ready_deadline_passed(s(6), 1e300),
             "a huge figure cannot panic"
+        );
+    }
+
+    #[test]
+    fn any_wait_charges_only_the_programs_own_time() {
+        let ms = Duration::from_millis;
+        // 03's drain wait (1 s) and report wait (2 s), 07's stall (3 s).
+        assert!(deadline_passed(ms(1000), ms(1001), 0.0), "idle: 1 s is 1 s");
+        assert!(
+            !deadline_passed(ms(1000), ms(5000), 4.5),
+            "4.5 s of 5 waiting for a CPU: 0.5 s charged"
+        );
+        assert!(deadline_passed(ms(2000), ms(9000), 6.0), "3 s charged");
+        assert!(
+            deadline_passed(ms(2000), ms(24_001), 24.0),
+            "however loaded, 12 times the limit ends the wait"
+        );
+        assert!(
+            !deadline_passed(ms(2000), ms(1000), -5.0),
+            "a negative figure (a thread that exited) charges the whole wait, no more"
         );
     }
 

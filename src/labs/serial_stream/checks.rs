@@ -17,7 +17,9 @@ mod device;
 use std::time::{Duration, Instant};
 
 use crate::grade::checks::{Check, Suite};
-use crate::grade::harness::{Harness, Outcome, Transport, Unmet};
+use crate::grade::harness::{
+    deadline_passed, own_queued_seconds, Harness, Outcome, Transport, Unmet,
+};
 use crate::out::escape_bytes;
 use client::Client;
 use device::Device;
@@ -117,6 +119,13 @@ const FRESH_SLACK_SECS: f64 = 0.4;
 /// Slack for "no extra latency": a sample may wait K samples' time in the buffer, plus
 /// this much for scheduling on a busy machine (a loopback send takes microseconds).
 const AGE_MARGIN: Duration = Duration::from_millis(400);
+
+/// The most [`sample_age`] adds to its limit for time the program and the grader's
+/// threads waited for a CPU. A program that holds samples back until 1,024 have come
+/// (a buffered read) keeps its oldest one at least 1,023 samples' time, 1.14 s: the
+/// largest limit, 48 samples' time + [`AGE_MARGIN`] + this, stays under that however
+/// loaded the machine.
+const AGE_QUEUED_CAP: Duration = Duration::from_millis(600);
 
 /// The slow-client burst: the most a send buffer may grow to (the kernel's tcp_wmem
 /// maximum, 4 MiB by default; a blocking sender to a client that reads nothing was
@@ -218,10 +227,30 @@ fn up_to_date(c: &Client, end: u64, k: usize, written: u64) -> Outcome {
     Ok(())
 }
 
-/// Waits (bounded) until client `c` has received at least `n` bytes.
-fn wait_count(c: &Client, n: usize, limit: Duration) {
-    let until = Instant::now() + limit;
-    while c.count() < n && Instant::now() < until {
+/// How long [`caught_up`] waits for a client to get the samples written so far, not
+/// counting time the program waits for a CPU.
+const CATCH_UP: Duration = Duration::from_secs(1);
+
+/// Waits until client `c` is within `k` samples and 0.5 s of samples of `written` (a
+/// count, which a stuck program never reaches), for [`CATCH_UP`] of the program's own
+/// time; returns what it got, located, for [`up_to_date`] to judge.
+fn caught_up(
+    ctx: &mut Harness,
+    dev: &Device,
+    c: &Client,
+    k: usize,
+    written: u64,
+) -> Outcome<(u64, u64)> {
+    let slack = k as u64 + (RATE * 0.5) as u64;
+    let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
+    let began = Instant::now();
+    let queued_before = queued(ctx);
+    loop {
+        let got = c.count() as u64;
+        let behind = c.joined_at + got + slack < written;
+        if !behind || deadline_passed(CATCH_UP, began.elapsed(), queued(ctx) - queued_before) {
+            return contiguous(dev, c);
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -240,9 +269,7 @@ fn every_byte_in_order(ctx: &mut Harness) -> Outcome {
     dev.burst(4096);
     stream(ctx, &dev, 1.0);
     let written = dev.written();
-    let due = (written - a.joined_at).saturating_sub(k as u64 + (RATE * FRESH_SLACK_SECS) as u64);
-    wait_count(&a, due as usize, Duration::from_secs(1));
-    let (first, end) = contiguous(&dev, &a)?;
+    let (first, end) = caught_up(ctx, &dev, &a, k, written)?;
     ctx.step(format!(
         "client A received samples {first}..{end}, unchanged and in order"
     ));
@@ -256,7 +283,7 @@ fn two_clients(ctx: &mut Harness) -> Outcome {
     stream(ctx, &dev, 1.5);
     let written = dev.written();
     for c in [&b, &a] {
-        let (first, end) = contiguous(&dev, c)?;
+        let (first, end) = caught_up(ctx, &dev, c, k, written)?;
         ctx.step(format!("client {} received samples {first}..{end}", c.name));
         up_to_date(c, end, k, written)?;
     }
@@ -274,7 +301,7 @@ fn client_leaves(ctx: &mut Harness) -> Outcome {
     let left_at = dev.written();
     stream(ctx, &dev, 1.0);
     let written = dev.written();
-    let (first, end) = contiguous(&dev, &b)
+    let (first, end) = caught_up(ctx, &dev, &b, k, written)
         .map_err(|u| Unmet::fail(format!("after client A left: {}", u.message)))?;
     ctx.step(format!("client B received samples {first}..{end}"));
     up_to_date(&b, end, k, written)
@@ -286,14 +313,29 @@ fn client_leaves(ctx: &mut Harness) -> Outcome {
     Ok(())
 }
 
-/// Checks that client `c`'s first sample was read around or after it connected.
-fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize) -> Outcome {
+/// The most [`fresh`] adds to its slack for time the program waited for a CPU (its
+/// reader, starved, then reads what queued up in the pty meanwhile): 0.4 s + this, with
+/// K at most 48, stays under the 1 s (896 samples) backlog of the mistake it catches.
+const FRESH_QUEUED_CAP_SECS: f64 = 0.4;
+
+/// The program's CPU-queue time so far, for [`fresh`]'s allowance.
+fn program_queued(ctx: &mut Harness) -> f64 {
+    ctx.program().map_or(0.0, |p| p.queued_seconds())
+}
+
+/// Checks that client `c`'s first sample was read around or after it connected;
+/// `queued_since` is [`program_queued`] before the stream that led up to it.
+fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize, queued_since: f64) -> Outcome {
     let (first, end) = contiguous(dev, c)?;
+    let queued = (program_queued(ctx) - queued_since).clamp(0.0, FRESH_QUEUED_CAP_SECS);
     ctx.step(format!(
-        "client {} connected when sample {} was being written; it received samples {first}..{end}",
-        c.name, c.joined_at
+        "client {} connected when sample {} was being written; it received samples {first}..{end} (allowed: {} samples older, {:.0} ms of them for time the program waited for a CPU)",
+        c.name,
+        c.joined_at,
+        k as u64 + (RATE * (FRESH_SLACK_SECS + queued)) as u64,
+        queued * 1000.0
     ));
-    let slack = k as u64 + (RATE * FRESH_SLACK_SECS) as u64;
+    let slack = k as u64 + (RATE * (FRESH_SLACK_SECS + queued)) as u64;
     if first + slack < c.joined_at {
         let old = c.joined_at - first;
         return Err(Unmet::fail(format!(
@@ -309,13 +351,15 @@ fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize) -> Outcome {
 fn late_client_fresh(ctx: &mut Harness) -> Outcome {
     let (dev, k) = begin(ctx)?;
     ctx.step("no client is connected yet");
+    let q = program_queued(ctx);
     stream(ctx, &dev, 1.0);
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 0.7);
-    fresh(ctx, &dev, &a, k)?;
+    fresh(ctx, &dev, &a, k, q)?;
+    let q = program_queued(ctx);
     let b = Client::connect(ctx, &dev, "B")?;
     stream(ctx, &dev, 0.7);
-    fresh(ctx, &dev, &b, k)
+    fresh(ctx, &dev, &b, k, q)
 }
 
 fn slow_client(ctx: &mut Harness) -> Outcome {
@@ -331,13 +375,15 @@ fn slow_client(ctx: &mut Harness) -> Outcome {
     dev.burst(burst);
     // The pty only takes bytes as fast as the program reads them: a program stuck in a
     // send to S stops reading, and the writer stops making progress. 3 s without any
-    // progress is a stall whatever the machine's load.
-    let mut last = (dev.written(), Instant::now());
-    while dev.written() < goal && last.1.elapsed() < STALL {
+    // progress is a stall; time the program spent waiting for a CPU is not charged
+    // (a program stuck in a send sleeps, it does not queue for a CPU).
+    let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
+    let mut last = (dev.written(), Instant::now(), queued(ctx));
+    while dev.written() < goal && !deadline_passed(STALL, last.1.elapsed(), queued(ctx) - last.2) {
         std::thread::sleep(Duration::from_millis(20));
         let now = dev.written();
         if now != last.0 {
-            last = (now, Instant::now());
+            last = (now, Instant::now(), queued(ctx));
         }
     }
     let written = dev.written();
@@ -425,19 +471,48 @@ fn buffers_of_k(ctx: &mut Harness) -> Outcome {
 
 fn sample_age(ctx: &mut Harness) -> Outcome {
     let (dev, k) = begin(ctx)?;
+    let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
+    let queued_before = queued(ctx);
+    let grader_before = own_queued_seconds();
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 2.0);
     dev.pause();
     let written = dev.written();
-    let limit = Duration::from_secs_f64(k as f64 / RATE) + AGE_MARGIN;
+    let buffer = Duration::from_secs_f64(k as f64 / RATE);
+    // The samples of the last, unfinished buffer may stay; older ones must come, however
+    // long a loaded machine takes to run the program: a count, not a time. A program
+    // that holds samples back never sends them (it waits for more), so waiting longer
+    // does not let it pass; the wait charges only time it had a CPU.
+    let due = written.saturating_sub(k as u64);
     ctx.step(format!(
-        "the Arduino stops at sample {written}; every sample but the last buffer's must reach client A within {} ms of being written ({k} samples' time, {} ms, plus {} ms)",
-        limit.as_millis(),
-        (k as f64 / RATE * 1000.0).round(),
-        AGE_MARGIN.as_millis()
+        "the Arduino stops at sample {written}; client A must get every sample up to {due} (all but the last buffer's {k})"
     ));
-    std::thread::sleep(limit);
-    let (first, end) = contiguous(&dev, &a)?;
+    let paused = Instant::now();
+    let queued_paused = queued(ctx);
+    let wait = buffer + AGE_MARGIN;
+    let (first, end) = loop {
+        let (first, end) = contiguous(&dev, &a)?;
+        if end >= due || deadline_passed(wait, paused.elapsed(), queued(ctx) - queued_paused) {
+            break (first, end);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if end < due && dev.written_at(end).is_some() {
+        return Err(Unmet::fail(format!(
+            "client A received samples up to {end}, but sample {end} was written {} ms ago and is still not there (the grader stopped writing at {written}, so only the last {k} may wait for a full buffer)",
+            dev.written_at(end)
+                .map(|w| w.elapsed().as_millis())
+                .unwrap_or(0)
+        )));
+    }
+    // Time the program and the grader's threads spent waiting for a CPU is the machine's:
+    // not charged, up to a cap that still catches a program holding samples back.
+    let queued_secs =
+        (queued(ctx) - queued_before).max(0.0) + (own_queued_seconds() - grader_before).max(0.0);
+    let not_charged = Duration::try_from_secs_f64(queued_secs)
+        .unwrap_or(AGE_QUEUED_CAP)
+        .min(AGE_QUEUED_CAP);
+    let limit = buffer + AGE_MARGIN + not_charged;
     let (_, recvs, _) = a.received();
     let mut worst = (Duration::ZERO, first);
     let mut at = 0usize;
@@ -453,27 +528,24 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
         at = total;
     }
     ctx.step(format!(
-        "client A received samples {first}..{end}; the longest wait was {} ms (sample {})",
+        "client A received samples {first}..{end}; the longest wait was {} ms (sample {}), against a limit of {} ms ({k} samples' time, {} ms, plus {} ms, plus {} ms the program and the grader waited for a CPU ({} ms measured, at most {} ms counted))",
         worst.0.as_millis(),
-        worst.1
+        worst.1,
+        limit.as_millis(),
+        buffer.as_millis(),
+        AGE_MARGIN.as_millis(),
+        not_charged.as_millis(),
+        (queued_secs * 1000.0).round(),
+        AGE_QUEUED_CAP.as_millis()
     ));
     if worst.0 > limit {
         return Err(Unmet::fail(format!(
-            "sample {} waited {} ms between the grader writing it and client A receiving it; with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin",
+            "sample {} waited {} ms between the grader writing it and client A receiving it; with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin (and {} ms the program and the grader waited for a CPU)",
             worst.1,
             worst.0.as_millis(),
-            (k as f64 / RATE * 1000.0).round(),
-            AGE_MARGIN.as_millis()
-        )));
-    }
-    // The samples of the last, unfinished buffer may stay; older ones must have come.
-    let due = written.saturating_sub(k as u64);
-    if end < due && dev.written_at(end).is_some() {
-        return Err(Unmet::fail(format!(
-            "client A received samples up to {end}, but sample {end} was written {} ms ago and is still not there (the grader stopped writing at {written}, so only the last {k} may wait for a full buffer)",
-            dev.written_at(end)
-                .map(|w| w.elapsed().as_millis())
-                .unwrap_or(0)
+            buffer.as_millis(),
+            AGE_MARGIN.as_millis(),
+            not_charged.as_millis()
         )));
     }
     Ok(())

@@ -93,7 +93,7 @@ pub(super) fn bounded_memory(ctx: &mut Harness) -> Outcome {
                 // Paced all along, even after a wait runs out (a receiver without the CPU
                 // for a second on a loaded runner): the kernel's drop counter, read while
                 // waiting, then says whether anything was lost at its socket.
-                drained(&mut net, ctx.port);
+                drained(ctx, &mut net);
                 unpaced = 0;
             }
         }
@@ -116,7 +116,7 @@ pub(super) fn bounded_memory(ctx: &mut Harness) -> Outcome {
     // the report then comes within the usual reply timeout. A receiver starved of the
     // CPU on a loaded runner gets up to 10 s to catch up.
     for _ in 0..10 {
-        if drained(&mut net, ctx.port) {
+        if drained(ctx, &mut net) {
             break;
         }
     }
