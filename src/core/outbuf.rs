@@ -8,6 +8,9 @@
 
 use std::io::{self, Write};
 
+/// Capacity a drained buffer keeps for the next short write; more is freed.
+const KEEP_AFTER_DRAIN: usize = 4096;
+
 /// Bytes queued for one connection, consumed from the front as the socket takes them.
 #[derive(Debug)]
 pub struct OutBuf {
@@ -100,9 +103,12 @@ impl OutBuf {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
-            if self.buf.capacity() > 1 << 20 {
-                // A burst once needed a large buffer; give the memory back.
-                self.buf.shrink_to(64 * 1024);
+            if self.buf.capacity() > KEEP_AFTER_DRAIN {
+                // A burst once needed a large buffer; give the memory back. A queue
+                // only fills while the kernel refuses bytes, so refilling it is rare,
+                // and a room of idle peers must not keep every burst's capacity (1000
+                // chat clients each keeping a 256 KiB queue would be 256 MiB).
+                self.buf = Vec::new();
             }
         }
         Ok(written)
@@ -140,6 +146,31 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_drained_buffer_gives_a_bursts_memory_back() {
+        let mut b = OutBuf::new(256 * 1024);
+        b.push(&vec![7u8; 200 * 1024]).unwrap();
+        let mut w = Trickle {
+            got: vec![],
+            per_call: usize::MAX,
+            budget: usize::MAX,
+        };
+        b.flush_to(&mut w).unwrap();
+        assert_eq!(w.got.len(), 200 * 1024);
+        assert!(
+            b.buf.capacity() <= 4096,
+            "an idle peer keeps {} bytes of queue (at most 4 KiB)",
+            b.buf.capacity()
+        );
+        // A small queue keeps its allocation for the next short write.
+        b.push(b"hello").unwrap();
+        w.budget = 0;
+        b.flush_to(&mut w).unwrap();
+        w.budget = usize::MAX;
+        b.flush_to(&mut w).unwrap();
+        assert!(b.buf.capacity() >= 5);
     }
 
     #[test]
