@@ -15,14 +15,17 @@
 //! reaches other machines when you do have CAP_NET_RAW.
 //!
 //! The files, in the order a packet meets them: [`privilege`] (which socket we may
-//! open), [`ping`] (build, send, receive, match, summarise), [`dump`] (the annotated
+//! open), [`ping`] (build, send, receive), [`classify`] (is it ours?), [`summary`]
+//! (ping's statistics), [`dump`] (the annotated
 //! bytes), [`checks`] and [`tap`] (the grader's checks of your own mini ping). The byte formats
 //! are in `crate::wire::{checksum, ipv4, icmp}`.
 
 pub mod checks;
+pub mod classify;
 pub mod dump;
 pub mod ping;
 pub mod privilege;
+pub mod summary;
 pub mod tap;
 
 use std::net::{Ipv4Addr, ToSocketAddrs};
@@ -95,7 +98,7 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
     let began = Instant::now();
     let stats = ping::run(&opened.socket, opened.access, &cfg)
         .map_err(|e| LabError::usage(format!("the raw socket failed: {e}")))?;
-    ping::summary(&cfg, &stats, began.elapsed())?;
+    summary::summary(&cfg, &stats, began.elapsed())?;
     if stats.received == 0 {
         return Err(LabError::failed(format!(
             "no reply from {} to {} requests",
