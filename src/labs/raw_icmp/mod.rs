@@ -16,7 +16,8 @@
 //!
 //! The files, in the order a packet meets them: [`privilege`] (which socket we may
 //! open), [`ping`] (build, send, receive), [`classify`] (is it ours?), [`summary`]
-//! (ping's statistics), [`dump`] (the annotated
+//! (ping's statistics), [`wait`] (spin or sleep between
+//! requests, as ping decides), [`dump`] (the annotated
 //! bytes), [`checks`] and [`tap`] (the grader's checks of your own mini ping). The byte formats
 //! are in `crate::wire::{checksum, ipv4, icmp}`.
 
@@ -27,6 +28,7 @@ pub mod ping;
 pub mod privilege;
 pub mod summary;
 pub mod tap;
+pub mod wait;
 
 use std::net::{Ipv4Addr, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -62,6 +64,12 @@ pub(crate) struct Args {
     /// Seconds to wait for each reply.
     #[arg(long, short = 'W', default_value = "2", value_name = "SECONDS", value_parser = units::seconds)]
     timeout: Duration,
+    /// Between requests: auto spins (sched_yield + non-blocking recvmsg) when the next
+    /// request is due within 10 ms and no reply is pending, else sleeps, as iputils
+    /// ping does; a spinning CPU stays warm, so short intervals read shorter round
+    /// trips. sleep: always sleep (ppoll). spin: spin at any interval (keeps a CPU busy).
+    #[arg(long, value_enum, default_value_t = wait::Mode::Auto)]
+    wait: wait::Mode,
     /// Only ping's lines, no annotated hex dump.
     #[arg(long, short)]
     quiet: bool,
@@ -153,6 +161,7 @@ fn config(a: &Args) -> Result<ping::Config, LabError> {
         dump: !a.quiet,
         // ping's choice: the process id, cut to 16 bits.
         ident: std::process::id() as u16,
+        wait: a.wait,
     })
 }
 

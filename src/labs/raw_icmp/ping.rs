@@ -38,6 +38,7 @@ use super::classify::{classify, Incoming};
 use super::dump;
 use super::privilege::Access;
 use super::summary::{format_ms, Stats};
+use super::wait::{self, Wait};
 use crate::say;
 use crate::wire::checksum;
 use crate::wire::icmp::{self, Message};
@@ -69,6 +70,8 @@ pub struct Config {
     pub dump: bool,
     /// Our identifier (ping uses its process id; a ping socket's kernel overrides it).
     pub ident: u16,
+    /// Spin or sleep between requests (`--wait`; auto decides as ping does).
+    pub wait: wait::Mode,
 }
 
 /// The echo data: room for the send time (zeros until [`stamp`] writes it), then a
@@ -277,24 +280,40 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
         if all_sent && (all_answered || now >= end) {
             break;
         }
-        // Sleep in recv until the next thing we must do: a send, a timeout, the end.
-        let mut wake = end;
-        if !all_sent {
-            wake = wake.min(next_send);
-        }
-        if let Some(t) = sent.get(oldest).map(|s| s.at + cfg.timeout) {
-            wake = wake.min(t);
-        }
-        let wait = wake
-            .saturating_duration_since(now)
-            .max(Duration::from_micros(100));
-        // Sleep until a packet waits or the next deadline, then read it with its kernel
-        // timestamp. The wait is a nanosecond timer (ppoll), not the socket's receive
-        // timeout: SO_RCVTIMEO counts in scheduler ticks (4 ms at HZ=250), so "every
-        // 2 ms" became bursts of back-to-back requests every 8 ms, whose round trips
-        // run on a hot CPU and look 3x shorter than ping's, which really paces.
-        if !crate::sys::wait_readable(sock, wait)? {
-            continue;
+        // Spin or sleep, as ping decides (see [`wait`]): a sleep shorter than a
+        // scheduler tick is not trusted to end on time, and spinning keeps the CPU warm.
+        let until_send = (!all_sent).then(|| next_send.saturating_duration_since(now));
+        let reply_pending = sent.last().is_some_and(|s| s.replies == 0 && !s.timed_out);
+        match wait::choose(cfg.wait, until_send, reply_pending) {
+            Wait::Spin => {
+                // ping's `sched_yield()`, then the non-blocking reads below.
+                stats.waits.spins += 1;
+                std::thread::yield_now();
+            }
+            Wait::Sleep(at_most) => {
+                // Until the next thing we must do: a send (or ping's 10 ms poll while a
+                // reply is pending), a timeout, the end.
+                let mut wake = end;
+                if let Some(d) = at_most {
+                    wake = wake.min(now + d);
+                }
+                if let Some(t) = sent.get(oldest).map(|s| s.at + cfg.timeout) {
+                    wake = wake.min(t);
+                }
+                let wait = wake
+                    .saturating_duration_since(now)
+                    .max(Duration::from_micros(100));
+                // Sleep until a packet waits or the deadline, then read it with its
+                // kernel timestamp. The wait is a nanosecond timer (ppoll), not the
+                // socket's receive timeout: SO_RCVTIMEO counts in scheduler ticks (4 ms
+                // at HZ=250), so "every 2 ms" became bursts of back-to-back requests
+                // every 8 ms, whose round trips run on a hot CPU and look 3x shorter
+                // than ping's, which really paces.
+                stats.waits.sleeps += 1;
+                if !crate::sys::wait_readable(sock, wait)? {
+                    continue;
+                }
+            }
         }
         // Then read what is queued, one recvmsg each, as ping does; bounded so a flood
         // of foreign ICMP cannot keep us from sending.

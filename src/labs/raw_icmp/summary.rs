@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::ping::Config;
+use super::wait::Tally;
 use crate::say;
 
 /// Counters and round-trip statistics, as ping's summary reports them.
@@ -26,6 +27,8 @@ pub struct Stats {
     /// The same round trips ending at the program's own clock after recvmsg returned;
     /// empty when the kernel gave no stamps (then `rtts_ms` already are these).
     pub program_rtts_ms: Vec<f64>,
+    /// How the loop waited between requests: spins and sleeps.
+    pub waits: Tally,
 }
 
 impl Stats {
@@ -107,6 +110,14 @@ pub fn summary(cfg: &Config, stats: &Stats, elapsed: Duration) -> std::io::Resul
             )?;
         }
     }
+    // Which wait was used, as counts: at -i 0.002 "auto" spins as ping does, at -i 0.02
+    // it sleeps; the round trips differ with it (see `wait.rs`).
+    say!(
+        "waited between requests (--wait {}): {} spins (sched_yield + non-blocking recvmsg), {} sleeps (ppoll)",
+        cfg.wait.name(),
+        stats.waits.spins,
+        stats.waits.sleeps
+    )?;
     if stats.skipped > 0 {
         say!(
             "{} packets on the socket were not ours (skipped)",
