@@ -24,6 +24,8 @@ INTERVAL=${INTERVAL:-0.002}
 CPU=${CPU:-1}
 # LAB=path: a release binary built elsewhere from the same commit (no build here).
 LAB=${LAB:-}
+# LAB_FLAGS: extra flags for lab, e.g. "--wait sleep" to compare with ping's spinning.
+LAB_FLAGS=${LAB_FLAGS:-}
 
 for tool in unshare ip ping taskset python3 timeout; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing" >&2; exit 2; }
@@ -50,7 +52,7 @@ timeout "$LIMIT" unshare -Urn sh -c '
         # COUNT-1 periods), so both tools leave the CPU idle for the same gaps.
         pace=$(python3 -c "import re,sys; t=int(re.search(r\"time (\\d+)ms\", open(sys.argv[1]).read()).group(1)); print(f\"{max(t / (int(sys.argv[2]) - 1) / 1000, 0.002):.6f}\")" '"$TMP"'/ping.$r '"$COUNT"')
         echo "$pace" > '"$TMP"'/pace.$r
-        taskset -c '"$CPU"' '"$LAB"' run 04 --count '"$COUNT"' --interval "$pace" --size 56 --quiet > '"$TMP"'/lab.$r
+        taskset -c '"$CPU"' '"$LAB"' run 04 --count '"$COUNT"' --interval "$pace" --size 56 --quiet '"$LAB_FLAGS"' > '"$TMP"'/lab.$r
     done
 '
 python3 - "$TMP" "$ROUNDS" "$COUNT" <<'PY'
@@ -79,4 +81,10 @@ seen = [float(m.group(1)) for r in range(1, rounds + 1) for m in
         re.finditer(r"as the program saw them: min/avg/max = [\d.]+/([\d.]+)/", open(f"{tmp}/lab.{r}").read())]
 if seen:
     print(f"lab as the program saw them: mean {statistics.mean(seen)*1000:.1f} us (kernel-stamped mean above)")
+# How lab waited between requests (its summary's counts): spinning like ping below
+# 10 ms with --wait auto, sleeping in ppoll otherwise.
+waits = [m.groups() for r in range(1, rounds + 1) for m in
+         re.finditer(r"waited between requests \(--wait (\w+)\): (\d+) spins.*?, (\d+) sleeps", open(f"{tmp}/lab.{r}").read())]
+if waits:
+    print("lab waits per round (--wait " + waits[0][0] + "): " + ", ".join(f"{s} spins/{z} sleeps" for _, s, z in waits))
 PY

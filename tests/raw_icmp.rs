@@ -259,6 +259,55 @@ fn the_kernel_filters_what_is_not_ours_as_for_ping() {
     );
 }
 
+/// `(spins, sleeps, mode)` from the summary's "waited between requests" line.
+fn waits(out: &str) -> (u64, u64, String) {
+    let l = out
+        .lines()
+        .find(|l| l.starts_with("waited between requests"))
+        .unwrap_or_else(|| panic!("no \"waited between requests\" line:\n{out}"));
+    let mode = l.split("--wait ").nth(1).and_then(|m| m.split(')').next());
+    let num = |after: &str| -> u64 {
+        l.split(after)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{l}"))
+    };
+    (
+        num("): "),
+        num("recvmsg), "),
+        mode.unwrap_or("?").to_string(),
+    )
+}
+
+#[test]
+fn short_intervals_spin_like_ping_and_long_ones_sleep() {
+    if !ready(&[]) {
+        return;
+    }
+    // iputils ping's rule: with the next request due within 10 ms and no reply
+    // pending, spin (sched_yield + non-blocking recvmsg); otherwise sleep. At -i 0.002
+    // every gap after a reply is under 10 ms, so lab spins.
+    let run = |flags: &str| {
+        let o = in_namespace(&format!("$LAB run 04 --quiet {flags}"));
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{flags}: {out}{err}");
+        waits(&out)
+    };
+    let (spins, _, mode) = run("--count 10 --interval 0.002");
+    assert_eq!(mode, "auto");
+    assert!(spins > 0, "at a 2 ms interval lab never spun");
+    // At 20 ms each gap starts 20 ms away from the next send: sleep, never spin (a
+    // spin would need the process held off the CPU for 10 ms right after a reply).
+    let (spins, sleeps, _) = run("--count 5 --interval 0.02");
+    assert_eq!(spins, 0, "at a 20 ms interval lab spun");
+    assert!(sleeps >= 5, "{sleeps} sleeps for 5 requests");
+    // The flag overrides the rule either way.
+    let (spins, _, mode) = run("--count 5 --interval 0.002 --wait sleep");
+    assert_eq!((spins, mode.as_str()), (0, "sleep"));
+    let (spins, _, _) = run("--count 3 --interval 0.02 --wait spin");
+    assert!(spins > 0, "--wait spin never spun");
+}
+
 #[test]
 fn a_silent_target_gives_0_received_and_exit_1() {
     if !ready(&[]) {

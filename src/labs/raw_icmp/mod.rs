@@ -15,15 +15,20 @@
 //! reaches other machines when you do have CAP_NET_RAW.
 //!
 //! The files, in the order a packet meets them: [`privilege`] (which socket we may
-//! open), [`ping`] (build, send, receive, match, summarise), [`dump`] (the annotated
+//! open), [`ping`] (build, send, receive), [`classify`] (is it ours?), [`summary`]
+//! (ping's statistics), [`wait`] (spin or sleep between
+//! requests, as ping decides), [`dump`] (the annotated
 //! bytes), [`checks`] and [`tap`] (the grader's checks of your own mini ping). The byte formats
 //! are in `crate::wire::{checksum, ipv4, icmp}`.
 
 pub mod checks;
+pub mod classify;
 pub mod dump;
 pub mod ping;
 pub mod privilege;
+pub mod summary;
 pub mod tap;
+pub mod wait;
 
 use std::net::{Ipv4Addr, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -59,6 +64,12 @@ pub(crate) struct Args {
     /// Seconds to wait for each reply.
     #[arg(long, short = 'W', default_value = "2", value_name = "SECONDS", value_parser = units::seconds)]
     timeout: Duration,
+    /// Between requests: auto spins (sched_yield + non-blocking recvmsg) when the next
+    /// request is due within 10 ms and no reply is pending, else sleeps, as iputils
+    /// ping does; a spinning CPU stays warm, so short intervals read shorter round
+    /// trips. sleep: always sleep (ppoll). spin: spin at any interval (keeps a CPU busy).
+    #[arg(long, value_enum, default_value_t = wait::Mode::Auto)]
+    wait: wait::Mode,
     /// Only ping's lines, no annotated hex dump.
     #[arg(long, short)]
     quiet: bool,
@@ -95,7 +106,7 @@ pub fn run(lab: &Lab, args: &[String]) -> Result<()> {
     let began = Instant::now();
     let stats = ping::run(&opened.socket, opened.access, &cfg)
         .map_err(|e| LabError::usage(format!("the raw socket failed: {e}")))?;
-    ping::summary(&cfg, &stats, began.elapsed())?;
+    summary::summary(&cfg, &stats, began.elapsed())?;
     if stats.received == 0 {
         return Err(LabError::failed(format!(
             "no reply from {} to {} requests",
@@ -150,6 +161,7 @@ fn config(a: &Args) -> Result<ping::Config, LabError> {
         dump: !a.quiet,
         // ping's choice: the process id, cut to 16 bits.
         ident: std::process::id() as u16,
+        wait: a.wait,
     })
 }
 
