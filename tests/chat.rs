@@ -202,13 +202,18 @@ fn nc_ncat_python_and_a_socket_chat_together_in_order_per_sender() {
     let port = srv.addr.port().to_string();
     let mut watch = Peer::named(srv.addr, "watch", &mut []);
 
-    let mut peers = [
-        ProcPeer::spawn("nc", "nc", &["127.0.0.1", &port]),
-        ProcPeer::spawn("ncat", "ncat", &["127.0.0.1", &port]),
-        ProcPeer::spawn("py", "python3", &["-c", PY_CLIENT, &port]),
-    ];
+    // One at a time, each welcomed before the next starts: clients that connect at
+    // once are accepted in an order nobody controls, so the guest numbers (and what
+    // each earlier peer hears) would be up to the scheduler.
     let names = ["nc", "ncat", "py"];
-    for (p, name) in peers.iter_mut().zip(names) {
+    let mut peers = Vec::new();
+    let mut guests = Vec::new();
+    for name in names {
+        let mut p = match name {
+            "nc" => ProcPeer::spawn("nc", "nc", &["127.0.0.1", &port]),
+            "ncat" => ProcPeer::spawn("ncat", "ncat", &["127.0.0.1", &port]),
+            _ => ProcPeer::spawn("py", "python3", &["-c", PY_CLIENT, &port]),
+        };
         let welcome = p.line();
         let guest = welcome
             .strip_prefix("* welcome, you are ")
@@ -219,14 +224,15 @@ fn nc_ncat_python_and_a_socket_chat_together_in_order_per_sender() {
         p.send(&format!("/nick {name}"));
         p.expect(&format!("* {guest} is now {name}"));
         watch.expect(&format!("* {guest} is now {name}"));
+        peers.push(p);
+        guests.push(guest);
     }
     // Everyone else hears each join and rename that came after their own.
-    peers[0].expect("* guest3 joined");
-    peers[0].expect("* guest3 is now ncat");
-    peers[0].expect("* guest4 joined");
-    peers[0].expect("* guest4 is now py");
-    peers[1].expect("* guest4 joined");
-    peers[1].expect("* guest4 is now py");
+    for (k, later) in [(0, 1), (0, 2), (1, 2)] {
+        let (guest, name) = (&guests[later], names[later]);
+        peers[k].expect(&format!("* {guest} joined"));
+        peers[k].expect(&format!("* {guest} is now {name}"));
+    }
 
     // All three talk at once, 50 lines each; nobody hears itself.
     const N: usize = 50;

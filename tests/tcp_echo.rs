@@ -5,6 +5,8 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -247,6 +249,8 @@ fn a_client_that_never_reads_cannot_stall_the_others() {
     const SENT_LIMIT: usize = 32 << 20;
     let mut w = hog.try_clone().unwrap();
     w.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::clone(&progress);
     let writer = thread::spawn(move || {
         let lines = "x\n".repeat(32 * 1024);
         // A generous bound for a loaded machine, not a measurement.
@@ -258,12 +262,26 @@ fn a_client_that_never_reads_cannot_stall_the_others() {
                 // Timed out (the server stopped reading) or reset (it dropped us).
                 Err(_) => return (sent, true),
             }
+            shared.store(sent, Ordering::Relaxed);
         }
         (sent, false)
     });
-    thread::sleep(Duration::from_millis(500));
+    // The polite clients come once the hog is a real hog: 256 KiB of its lines are
+    // 1.5 MiB of replies, past the server's high-water mark (or it stalled sooner).
+    // Waiting on that, not on a nap, keeps the test's point when the hog is slow to
+    // get a CPU; the bound is only a hang guard.
+    let until = Instant::now() + Duration::from_secs(60);
+    while progress.load(Ordering::Relaxed) < 256 << 10
+        && !writer.is_finished()
+        && Instant::now() < until
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
     for i in 0..20 {
         let mut c = connect(s.addr);
+        // A stalled server never answers; a starved one answers late. The timeout only
+        // guards against the hang, so it is generous for a loaded 2-CPU machine.
+        c.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
         let line = format!("polite {i}\n");
         c.write_all(line.as_bytes()).unwrap();
         let want = format!("Received: {line}");

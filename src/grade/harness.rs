@@ -476,6 +476,11 @@ impl Harness {
                 break;
             }
             if let Some(e) = p.try_ended() {
+                // What it printed as it died (a traceback) may still sit in the pipe, or
+                // in a reader that has not had a CPU since: kill what is left of its
+                // group and read both streams to EOF before quoting them.
+                p.stop();
+                p.settle_readers();
                 let out = p.output_tail();
                 return Err(Unmet::error(format!(
                     "the program {} before it would {what} port {}{}{}",
@@ -574,6 +579,8 @@ impl Harness {
                     super::sandbox::TERM_GRACE.as_millis()
                 ));
             }
+            // Its last words may still be in the pipe: read to EOF before quoting.
+            p.settle_readers();
             output = p.output_tail();
         }
         self.programs.clear();

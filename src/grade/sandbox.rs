@@ -443,13 +443,15 @@ impl Program {
         })
     }
 
-    /// Waits (up to 500 ms) for the output readers to reach EOF and joins them; a reader
+    /// Waits (up to 2 s) for the output readers to reach EOF and joins them; a reader
     /// still blocked after that (a pipe held by a process that escaped every kill) is
     /// left to finish on its own rather than hang the grader. Checks call it once the
     /// program has exited, before reading what it printed: what it wrote just before
-    /// exiting may still sit in the pipe.
+    /// exiting may still sit in the pipe. The bound is generous because a reader whose
+    /// pipe is at EOF still needs a CPU to get there, which a loaded machine can take
+    /// hundreds of milliseconds to give; only a process that escaped every kill costs it.
     pub fn settle_readers(&mut self) {
-        let until = Instant::now() + Duration::from_millis(500);
+        let until = Instant::now() + Duration::from_secs(2);
         while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(2));
         }
