@@ -1232,47 +1232,51 @@ pub fn packet_socket(name: &str) -> io::Result<std::os::fd::OwnedFd> {
 /// `recvmsg(2)` of one frame from a [`packet_socket`], with its timestamp and
 /// direction. Blocks as the socket does (a read timeout gives `WouldBlock`).
 pub fn recv_frame(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Frame> {
-    // SAFETY (zeroed): sockaddr_ll and msghdr are plain C structs.
+    // SAFETY: all-zero bytes are a valid sockaddr_ll (a plain C struct).
     let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    // MSG_TRUNC: the return value is the frame's full length even when `buf` cut it.
+    let (wire_len, stamp_ns) = recvmsg_stamped(sock, &mut from, buf, libc::MSG_TRUNC)?;
+    Ok(Frame {
+        len: wire_len.min(buf.len()),
+        wire_len,
+        stamp_ns,
+        outgoing: from.sll_pkttype == PACKET_OUTGOING,
+    })
+}
+
+/// One `recvmsg(2)` into `buf`, the sender's address written into `addr` (a C socket
+/// address struct), and the SO_TIMESTAMPNS stamp read from the control data by
+/// [`cmsg_stamp_ns`] when the socket has the option on. Returns recvmsg's count.
+fn recvmsg_stamped<A>(
+    sock: &impl AsRawFd,
+    addr: &mut A,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, Option<u64>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
+    // u64 elements: a control buffer must be aligned for cmsghdr.
     let mut ctrl = [0u64; CTRL_LEN / 8];
+    // SAFETY: all-zero bytes are a valid msghdr.
     let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-    h.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
-    h.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    h.msg_name = (addr as *mut A).cast();
+    h.msg_namelen = std::mem::size_of::<A>() as libc::socklen_t;
     h.msg_iov = &mut iov;
     h.msg_iovlen = 1;
     h.msg_control = ctrl.as_mut_ptr().cast();
     h.msg_controllen = CTRL_LEN as _;
-    // SAFETY: the header points at `from`, `iov` (over `buf`) and `ctrl`, all live for
-    // the call and of the stated sizes. MSG_TRUNC: the return value is the frame's full
-    // length even when `buf` cut it.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut h, libc::MSG_TRUNC) };
+    // SAFETY: the header points at `addr`, `iov` (over `buf`) and `ctrl`, all alive for
+    // the call and of the stated sizes.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut h, flags) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let wire_len = n as usize;
-    let mut frame = Frame {
-        len: wire_len.min(buf.len()),
-        wire_len,
-        stamp_ns: None,
-        outgoing: from.sll_pkttype == PACKET_OUTGOING,
-    };
-    // SAFETY: the kernel wrote msg_controllen bytes of well-formed cmsgs into `ctrl`;
-    // the CMSG_* macros walk them within those bounds.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&h);
-        while !c.is_null() {
-            if ((*c).cmsg_level, (*c).cmsg_type) == (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
-                frame.stamp_ns = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-            }
-            c = libc::CMSG_NXTHDR(&h, c);
-        }
-    }
-    Ok(frame)
+    // SAFETY: `ctrl` is CTRL_LEN initialised bytes; u8 has no alignment to keep.
+    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(ctrl.as_ptr().cast(), CTRL_LEN) };
+    let used = (h.msg_controllen as usize).min(CTRL_LEN);
+    Ok((n as usize, cmsg_stamp_ns(&bytes[..used])))
 }
 
 /// `sll_pkttype` of a frame this host sent (<linux/if_packet.h>).
@@ -1449,34 +1453,14 @@ pub struct Stamped {
 /// with its SO_TIMESTAMPNS control message read by [`cmsg_stamp_ns`]: the same call
 /// iputils ping makes for each reply.
 pub fn recv_stamped(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Stamped> {
-    // SAFETY: all-zero bytes are a valid sockaddr_storage and msghdr.
+    // SAFETY: all-zero bytes are a valid sockaddr_storage.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // u64 elements: a control buffer must be aligned for cmsghdr.
-    let mut ctrl = [0u64; CTRL_LEN / 8];
-    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-    h.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-    h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    h.msg_iov = &mut iov;
-    h.msg_iovlen = 1;
-    h.msg_control = ctrl.as_mut_ptr().cast();
-    h.msg_controllen = CTRL_LEN as _;
-    // SAFETY: the header points at buffers of the stated sizes owned by this frame (or
-    // by `buf`), all alive for the call.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut h, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let (len, stamp_ns) = recvmsg_stamped(sock, &mut addr, buf, libc::MSG_DONTWAIT)?;
     let from = sockaddr_to_std(&addr).ok_or_else(|| io::Error::other("unknown address family"))?;
-    let ctrl_bytes: Vec<u8> = ctrl.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    let used = (h.msg_controllen as usize).min(ctrl_bytes.len());
     Ok(Stamped {
-        len: n as usize,
+        len,
         from,
-        stamp_ns: cmsg_stamp_ns(&ctrl_bytes[..used]),
+        stamp_ns,
     })
 }
 
