@@ -33,6 +33,7 @@ pub mod plot;
 mod ports;
 mod server;
 pub mod source;
+mod staged;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,7 +1,12 @@
 //! The server: samples in from the source thread, buffers of N out to every client.
 //!
-//! Each client collects the samples that arrived after it connected into its own
-//! buffer of N, and gets it sent when full; a client whose socket is backed up skips
+//! Each wake-up takes everything the source's channel holds into one shared queue
+//! ([`super::staged`]). Each client reads that queue from a position of its own: from
+//! the first sample born after it connected, N samples at a time, each buffer sent as
+//! one frame when all N are there. A turn of the loop builds and sends at most
+//! [`TURN_BUDGET`] bytes of frames, shared equally among the clients with buffers
+//! ready (and rotating, when the budget is smaller than a round), so the loop always
+//! gets back to accepting and hearing Ctrl-C. A client whose socket is backed up skips
 //! buffers instead of slowing anyone down. With `--framing stamped` a client first
 //! subscribes (choosing its buffer size) and may ask for our clock.
 
@@ -15,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::source::{self, SourceEvent, SourceHandle};
+use super::staged::Staged;
 use super::{duration_limit, source_spec, Args, Framing, BACKLOG, MAX_CLIENT_INBOUND, MAX_QUEUED};
 use crate::core::{Closed, ConnId, Ctx, EventLoop, Handler, ListenerId, SendError};
 use crate::error::bind_error;
@@ -24,14 +30,27 @@ use crate::say;
 use crate::wire::stamped::{self, BufferTime, Request};
 use crate::wire::{epoch_ns, WallClock};
 
-/// Source chunks forwarded per turn of the loop. The simulator sends one a millisecond,
-/// so a healthy loop sees one or two per turn (and turns thousands of times a second);
-/// 8 keeps each turn short even when a chunk goes to hundreds of clients, so the loop
-/// keeps accepting and hearing Ctrl-C.
-const CHUNKS_PER_TURN: usize = 8;
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
 
-/// A chunk that waited this long in the channel is not live any more (a plot would lag
-/// by that much): a loop this far behind drops it, counted, to catch up with the present.
+/// Bytes of frames one turn of the loop builds and hands to sockets, all clients
+/// together. The simulator makes a chunk a millisecond and the loop turns thousands of
+/// times a second, so a healthy loop needs a few KiB a turn; 256 KiB lets one that fell
+/// behind catch up in a few turns, and keeps the turn to a fraction of a millisecond of
+/// copying (at 300 clients and 1-sample buffers, about 4,000 sends), so the loop keeps
+/// accepting and hearing Ctrl-C whatever the rate and the number of clients.
+const TURN_BUDGET: usize = 256 * 1024;
+
+/// What a frame costs the budget beyond its bytes (building it, one `Ctx::send`), and
+/// what skipping a client's buffers costs: 1-sample frames are cheap in bytes, not in
+/// calls.
+const FRAME_COST: usize = 64;
+
+/// A buffer complete for this long and still not sent is not live any more (a plot
+/// would lag by that much): a loop this far behind skips it, counted, to catch up with
+/// the present. Chunks that waited this long in the channel (a stalled loop) are
+/// dropped before they are staged.
 const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// What the server keeps per client.
@@ -49,17 +68,14 @@ struct Client {
     /// Stamped framing: bytes received and not yet parsed; at most
     /// [`MAX_CLIENT_INBOUND`].
     inbound: Vec<u8>,
-    /// Samples collected for its next buffer; sent when it holds `buffer` of them.
-    pending: Vec<u8>,
-    /// When the first sample in `pending` was born; earlier if a later one came
-    /// sooner than the rate says, so that no sample i is dated after `oldest` + i
-    /// periods (see [`Streamer::forward`]).
-    oldest: Instant,
-    /// Index of the first sample in `pending`, counted from when it connected.
+    /// Number (in the staged queue) of the first sample of its next buffer; `None`
+    /// until the first sample born after `since` is staged.
+    pos: Option<u64>,
+    /// Index of the first sample of its next buffer, counted from when it connected.
     seq: u64,
     /// Bytes handed to the socket so far.
     sent: u64,
-    /// Samples skipped because the client was not keeping up.
+    /// Samples skipped because the client was not keeping up (or the loop was not).
     skipped: u64,
     /// It is skipping now (so the log says so once, not once per buffer).
     lagging: bool,
@@ -92,10 +108,14 @@ pub(super) struct Totals {
     pub(super) lost: u64,
     /// Reopen attempts that failed.
     pub(super) retries: u64,
-    /// Chunks that waited over `STALE_AFTER` for a loop that was behind, and were
-    /// dropped to catch up (apart from the reader's drops: a full channel means the
+    /// Chunks that waited over `STALE_AFTER` in the channel for a stalled loop, and
+    /// were dropped to catch up (apart from the reader's drops: a full channel means the
     /// serial side had to wait, a stale chunk means the loop did).
     pub(super) stale: u64,
+    /// Samples skipped for clients the loop served too late (whole buffers complete for
+    /// over `STALE_AFTER`, or dropped from the staged queue at its cap), all clients
+    /// together: the loop was behind, not the client.
+    pub(super) late: u64,
 }
 
 /// The streaming server: the event loop's handler.
@@ -113,16 +133,23 @@ pub(super) struct Streamer {
     nodelay: bool,
     /// Open clients by token; removed in `on_closed`.
     clients: HashMap<ConnId, Client>,
+    /// The same clients in the order they are served; a turn starts at `cursor`,
+    /// where the last one's budget ran out.
+    order: Vec<ConnId>,
+    /// Index in `order` of the client the next turn serves first.
+    cursor: usize,
+    /// Samples from the source that some client has yet to get.
+    staged: Staged,
     /// Counters for the closing summary.
     pub(super) totals: Totals,
     /// Log every client (false with --quiet).
     pub(super) verbose: bool,
     /// The demo's latency probe: stamps for the first client.
     pub(super) probe: Option<SyncSender<Stamp>>,
+    /// Scratch for one buffer's samples, reused.
+    samples: Vec<u8>,
     /// Scratch for encoding one buffer, reused.
     frame: Vec<u8>,
-    /// Scratch for the chunks one wake-up takes from the channel, reused.
-    chunks: Vec<(Vec<u8>, Instant)>,
 }
 
 impl Streamer {
@@ -136,104 +163,221 @@ impl Streamer {
             framing: args.framing,
             nodelay: args.nodelay,
             clients: HashMap::new(),
+            order: Vec::new(),
+            cursor: 0,
+            staged: Staged::default(),
             totals: Totals::default(),
             verbose: !args.quiet,
             probe: None,
+            samples: Vec::with_capacity(buffer),
             frame: Vec::with_capacity(buffer),
-            chunks: Vec::new(),
         }
     }
 
-    /// The chunks of samples one wake-up took from the source, each with the birth of
-    /// its last sample: add them to every client's buffer.
-    fn forward(&mut self, ctx: &mut Ctx, chunks: &[(Vec<u8>, Instant)]) {
-        let count: u64 = chunks.iter().map(|(d, _)| d.len() as u64).sum();
-        self.totals.samples += count;
-        if self.clients.is_empty() {
-            // Nobody is watching: drop them now rather than hand them to a client
-            // that connects later as if they were fresh.
-            self.totals.unwatched += count;
-            return;
+    /// Takes what the source handed over into the staged queue: bounded by the
+    /// channel's size, since the source refills it while we take. Returns whether the
+    /// source is gone, and whether the channel may hold more.
+    fn stage(&mut self) -> (bool, bool) {
+        for _ in 0..source::CHANNEL_CHUNKS {
+            match self.source.rx.try_recv() {
+                Ok(SourceEvent::Samples { at, .. }) if at.elapsed() > STALE_AFTER => {
+                    self.totals.stale += 1;
+                }
+                Ok(SourceEvent::Samples { data, at }) => {
+                    self.totals.samples += data.len() as u64;
+                    if self.clients.is_empty() {
+                        // Nobody is watching: drop them now rather than hand them to a
+                        // client that connects later as if they were fresh.
+                        self.totals.unwatched += data.len() as u64;
+                    } else {
+                        self.staged.push(&data, at);
+                    }
+                }
+                Ok(ev) => self.status(ev),
+                Err(TryRecvError::Empty) => return (false, false),
+                Err(TryRecvError::Disconnected) => return (true, false),
+            }
         }
-        let now = WallClock::now();
-        let period = Duration::from_nanos(u64::from(self.period_ns));
-        for (&token, c) in self.clients.iter_mut() {
-            if !c.subscribed {
-                // A stamped client that has not subscribed yet: nothing wanted.
+        (false, true)
+    }
+
+    /// One turn's sending: clients in `order` from `cursor`, each up to an equal share
+    /// of [`TURN_BUDGET`] (at least one frame), until the budget is spent. Returns
+    /// whether some client still has a whole buffer ready (then we come back).
+    fn serve(&mut self, ctx: &mut Ctx) -> bool {
+        let n = self.order.len();
+        if n == 0 {
+            return false;
+        }
+        let fresh_from = Instant::now()
+            .checked_sub(STALE_AFTER)
+            .map_or(self.staged.base(), |t| self.staged.fresh_from(t));
+        let mut turn = Turn {
+            staged: &self.staged,
+            totals: &mut self.totals,
+            probe: self.probe.as_ref(),
+            samples: &mut self.samples,
+            frame: &mut self.frame,
+            framing: self.framing,
+            period_ns: self.period_ns,
+            verbose: self.verbose,
+            wall: WallClock::now(),
+            fresh_from,
+            share: TURN_BUDGET / n,
+        };
+        let mut budget = TURN_BUDGET;
+        let mut more = false;
+        let mut visited = 0;
+        while visited < n && budget > 0 {
+            let token = self.order[(self.cursor + visited) % n];
+            visited += 1;
+            let Some(c) = self.clients.get_mut(&token) else {
                 continue;
-            }
-            // A frame of this client's buffer, and how much of them we queue for it.
-            // At least two buffers, so a large buffer can still be queued at all.
-            let frame_len = self.framing.frame_len(c.buffer);
-            let max_queued = MAX_QUEUED.max(2 * frame_len);
-            for (data, at) in chunks {
-                if *at < c.since {
-                    // Born before this client connected (it waited in the channel).
-                    continue;
-                }
-                let mut rest = &data[..];
-                while !rest.is_empty() {
-                    if c.pending.is_empty()
-                        && rest.len() >= c.buffer
-                        && ctx.queued(token) + frame_len > max_queued
-                    {
-                        // Behind (it does not read): every whole buffer here would be
-                        // skipped like the last one, since nothing drains its queue
-                        // while we forward. Skip them without building them, so 300
-                        // such clients cost the loop next to nothing and it keeps up
-                        // with the source for the ones that do read.
-                        let whole = rest.len() / c.buffer * c.buffer;
-                        c.seq += whole as u64;
-                        c.skipped += whole as u64;
-                        self.totals.skipped += whole as u64;
-                        lagging(ctx, token, c, self.verbose);
-                        rest = &rest[whole..];
-                        continue;
-                    }
-                    // Samples that arrived together were born one period apart, the
-                    // last at `at`. A frame dates sample i of a buffer at oldest + i
-                    // periods, so `oldest` must be early enough for every sample in
-                    // it, including ones that came faster than the rate (a device
-                    // catching up after a stall): the earliest of "birth minus place
-                    // in the buffer".
-                    let places = (rest.len() - 1 + c.pending.len()) as u32;
-                    let candidate = at.checked_sub(period * places).unwrap_or(*at);
-                    if c.pending.is_empty() || candidate < c.oldest {
-                        c.oldest = candidate;
-                    }
-                    let take = (c.buffer - c.pending.len()).min(rest.len());
-                    c.pending.extend_from_slice(&rest[..take]);
-                    rest = &rest[take..];
-                    if c.pending.len() == c.buffer {
-                        let time = BufferTime {
-                            oldest: c.oldest,
-                            seq: c.seq,
-                            period_ns: self.period_ns,
-                        };
-                        self.frame.clear();
-                        self.framing.encode(&c.pending, time, now, &mut self.frame);
-                        c.pending.clear();
-                        c.seq += c.buffer as u64;
-                        let skipped =
-                            send_or_skip(ctx, token, c, &self.frame, max_queued, self.verbose);
-                        if skipped {
-                            c.skipped += c.buffer as u64;
-                            self.totals.skipped += c.buffer as u64;
-                        } else if c.probed {
-                            if let Some(p) = &self.probe {
-                                // A full probe channel only loses a latency reading.
-                                let _ = p.try_send(Stamp {
-                                    end: c.sent,
-                                    oldest: c.oldest,
-                                });
-                            }
-                        }
-                    }
+            };
+            let (spent, left) = turn.serve(ctx, token, c);
+            budget = budget.saturating_sub(spent);
+            more |= left;
+        }
+        self.cursor = (self.cursor + visited) % n;
+        // Clients the budget did not reach this turn may have buffers ready too.
+        more || visited < n
+    }
+
+    /// Forgets staged samples that no client needs any more: those before every
+    /// client's position (a client waiting for its first sample needs those born after
+    /// it connected).
+    fn trim(&mut self) {
+        let head = self.staged.head();
+        let needed = self
+            .clients
+            .values()
+            .filter(|c| c.subscribed)
+            .map(|c| {
+                c.pos
+                    .or_else(|| self.staged.first_since(c.since))
+                    .unwrap_or(head)
+            })
+            .min()
+            .unwrap_or(head);
+        self.staged.drop_before(needed);
+    }
+}
+
+/// One turn's sending: what every client's share is served with.
+struct Turn<'a> {
+    /// The samples.
+    staged: &'a Staged,
+    /// Counts skips.
+    totals: &'a mut Totals,
+    /// The demo's latency probe.
+    probe: Option<&'a SyncSender<Stamp>>,
+    /// Scratch for one buffer's samples.
+    samples: &'a mut Vec<u8>,
+    /// Scratch for one frame.
+    frame: &'a mut Vec<u8>,
+    /// Wire format.
+    framing: Framing,
+    /// The source's nominal time between samples, ns.
+    period_ns: u32,
+    /// Log lagging clients.
+    verbose: bool,
+    /// Our wall clock now, for the stamped frames.
+    wall: WallClock,
+    /// Buffers whose last sample is numbered below this were complete over
+    /// `STALE_AFTER` ago: not live any more.
+    fresh_from: u64,
+    /// Bytes of frames one client may have this turn (it always gets one frame).
+    share: usize,
+}
+
+impl Turn<'_> {
+    /// Serves one client its share of the turn. Returns what it cost the budget, and
+    /// whether it still has a whole buffer ready.
+    fn serve(&mut self, ctx: &mut Ctx, token: ConnId, c: &mut Client) -> (usize, bool) {
+        if !c.subscribed {
+            // A stamped client that has not subscribed yet: nothing wanted.
+            return (0, false);
+        }
+        let Some(mut pos) = c.pos.or_else(|| self.staged.first_since(c.since)) else {
+            // Nothing born since it arrived yet.
+            return (0, false);
+        };
+        let k = c.buffer as u64;
+        let head = self.staged.head();
+        if pos + k > head {
+            // Waiting for the source to fill its buffer: costs nothing.
+            c.pos = Some(pos);
+            return (0, false);
+        }
+        let mut spent = 0;
+        // Skips, whole buffers at a time so that `seq` stays a multiple of the buffer:
+        // samples the queue's cap dropped under it, then buffers too old to be live.
+        // Both mean the loop did not come round in time, not that the client is slow.
+        let base = self.staged.base();
+        let mut late = 0;
+        if pos < base {
+            late += (base - pos).div_ceil(k) * k;
+        }
+        if pos + late < self.fresh_from {
+            late += (self.fresh_from - pos - late) / k * k;
+        }
+        if late > 0 {
+            pos += late;
+            c.seq += late;
+            c.skipped += late;
+            self.totals.late += late;
+            spent += FRAME_COST;
+        }
+        // A frame of this client's buffer, and how much of them we queue for it.
+        // At least two buffers, so a large buffer can still be queued at all.
+        let frame_len = self.framing.frame_len(c.buffer);
+        let max_queued = MAX_QUEUED.max(2 * frame_len);
+        if pos + k <= head && ctx.queued(token) + frame_len > max_queued {
+            // Behind (it does not read): every whole buffer ready would be skipped like
+            // the last one, since nothing drains its queue while we serve. Skip them
+            // without building them, so 300 such clients cost the loop next to nothing.
+            let whole = (head - pos) / k * k;
+            pos += whole;
+            c.seq += whole;
+            c.skipped += whole;
+            self.totals.skipped += whole;
+            lagging(ctx, token, c, self.verbose);
+            spent += FRAME_COST;
+        }
+        let period = Duration::from_nanos(u64::from(self.period_ns));
+        while pos + k <= head && (spent == 0 || spent + frame_len + FRAME_COST <= self.share) {
+            let time = BufferTime {
+                oldest: self.staged.oldest(pos, c.buffer, period),
+                seq: c.seq,
+                period_ns: self.period_ns,
+            };
+            self.samples.clear();
+            self.staged.copy(pos, c.buffer, self.samples);
+            self.frame.clear();
+            self.framing
+                .encode(self.samples, time, self.wall, self.frame);
+            pos += k;
+            c.seq += k;
+            spent += frame_len + FRAME_COST;
+            if send_or_skip(ctx, token, c, self.frame, max_queued, self.verbose) {
+                c.skipped += k;
+                self.totals.skipped += k;
+            } else if c.probed {
+                if let Some(p) = self.probe {
+                    // A full probe channel only loses a latency reading.
+                    let _ = p.try_send(Stamp {
+                        end: c.sent,
+                        oldest: time.oldest,
+                    });
                 }
             }
         }
+        c.pos = Some(pos);
+        (spent, pos + k <= head)
     }
+}
 
+impl Streamer {
     /// The device went away or came back: say so.
     fn status(&mut self, ev: SourceEvent) {
         match ev {
@@ -318,7 +462,7 @@ impl Streamer {
                     c.buffer = if asked == 0 { self.buffer } else { asked };
                     c.subscribed = true;
                     c.since = Instant::now();
-                    c.pending.clear();
+                    c.pos = None;
                     c.seq = 0;
                     if self.verbose {
                         let note = if theirs != 0
@@ -430,8 +574,7 @@ impl Handler for Streamer {
                 buffer: self.buffer,
                 subscribed: self.framing == Framing::Raw,
                 inbound: Vec::new(),
-                pending: Vec::with_capacity(self.buffer),
-                oldest: Instant::now(),
+                pos: None,
                 seq: 0,
                 sent: 0,
                 skipped: 0,
@@ -439,6 +582,7 @@ impl Handler for Streamer {
                 probed,
             },
         );
+        self.order.push(conn);
         if self.verbose {
             say!("  client {peer} connected ({} open)", self.clients.len()).or_stop_later();
         }
@@ -470,6 +614,16 @@ impl Handler for Streamer {
     // The client left: forget it.
     fn on_closed(&mut self, _ctx: &mut Ctx, conn: ConnId, why: Closed) {
         if let Some(c) = self.clients.remove(&conn) {
+            if let Some(i) = self.order.iter().position(|&t| t == conn) {
+                self.order.remove(i);
+                // The turn that comes next still starts with the same client.
+                if i < self.cursor {
+                    self.cursor -= 1;
+                }
+                if self.cursor >= self.order.len() {
+                    self.cursor = 0;
+                }
+            }
             if self.verbose {
                 let how = match why {
                     Closed::Error(e) => format!(", {e}"),
@@ -489,48 +643,21 @@ impl Handler for Streamer {
 
     // The source thread has news (the demo's stop request comes through the core).
     fn on_wake(&mut self, ctx: &mut Ctx) {
-        // A bounded share per turn: the source refills the channel while we forward, so
-        // "until empty" could last forever when forwarding to many clients is slower
-        // than the source (300 clients at 50,000 samples/s), and the loop would never
-        // poll again: no accept, no Ctrl-C. (Taking everything the channel holds at once
-        // was tried for issue 18: with 1-sample buffers a turn then made millions of
-        // sends, and after a stall a client that reads was called slow.) What is left
-        // waits one turn (we wake ourselves). A loop that far behind also meets chunks
-        // that waited too long to be live: those are dropped and counted (apart from
-        // the ones the channel refused).
-        let mut chunks = std::mem::take(&mut self.chunks);
-        let mut more = true;
-        let mut gone = false;
-        for _ in 0..source::CHANNEL_CHUNKS {
-            match self.source.rx.try_recv() {
-                Ok(SourceEvent::Samples { at, .. }) if at.elapsed() > STALE_AFTER => {
-                    self.totals.stale += 1;
-                }
-                Ok(SourceEvent::Samples { data, at }) => {
-                    chunks.push((data, at));
-                    if chunks.len() == CHUNKS_PER_TURN {
-                        break;
-                    }
-                }
-                Ok(ev) => self.status(ev),
-                Err(TryRecvError::Empty) => {
-                    more = false;
-                    break;
-                }
-                Err(TryRecvError::Disconnected) => {
-                    gone = true;
-                    break;
-                }
-            }
-        }
-        self.forward(ctx, &chunks);
-        chunks.clear();
-        self.chunks = chunks;
+        // Everything the channel holds goes into the staged queue at once (cheap: no
+        // client is served there), so samples born after a client connected never wait
+        // behind a backlog. Then a bounded turn of sending: the source may produce
+        // faster than we can serve hundreds of clients (300 at 50,000 samples/s), and
+        // serving "until done" would never poll again: no accept, no Ctrl-C. (Serving
+        // the whole channel at once was tried for issue 18: with 1-sample buffers a
+        // turn made millions of sends.) What is left waits one turn: we wake ourselves.
+        let (gone, more_waiting) = self.stage();
+        let more_to_send = self.serve(ctx);
+        self.trim();
         if gone {
             say!("  {} the source stopped", warn("serial")).or_stop_later();
             ctx.stop();
-        } else if more {
-            // Share used up and maybe more waiting: come back after the next poll.
+        } else if more_waiting || more_to_send {
+            // Come back after the next poll.
             let _ = ctx.waker().wake();
         }
     }
@@ -586,8 +713,8 @@ pub(super) fn serve(args: &Args) -> Result<()> {
     let t = &server.totals;
     let dropped = server.source.dropped.load(Ordering::Relaxed);
     say!(
-        "server stopped: {} samples read, {} clients served, {} samples skipped for slow clients, {} read with no client, device lost {} times ({} failed reopens), {} chunks dropped by the reader, {} stale chunks dropped by a loop that fell behind",
-        t.samples, t.clients, t.skipped, t.unwatched, t.lost, t.retries, dropped, t.stale
+        "server stopped: {} samples read, {} clients served, {} samples skipped for slow clients, {} read with no client, device lost {} times ({} failed reopens), {} chunks dropped by the reader, {} stale chunks dropped by a loop that fell behind, {} samples skipped for clients it served too late",
+        t.samples, t.clients, t.skipped, t.unwatched, t.lost, t.retries, dropped, t.stale, t.late
     )?;
     Ok(())
 }

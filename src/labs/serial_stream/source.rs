@@ -193,6 +193,21 @@ impl Drop for SourceHandle {
     }
 }
 
+impl SourceHandle {
+    /// A source with no thread: the test feeds the channel itself.
+    #[cfg(test)]
+    pub(super) fn manual() -> (SyncSender<SourceEvent>, SourceHandle) {
+        let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
+        let handle = SourceHandle {
+            rx,
+            dropped: Arc::default(),
+            stop: Arc::default(),
+            thread: None,
+        };
+        (tx, handle)
+    }
+}
+
 /// Opens the source and starts its thread. A port that cannot be opened at start is a
 /// usage error naming the fix; once running, a lost device is retried instead.
 pub fn start(spec: &SourceSpec, waker: Waker) -> Result<SourceHandle, LabError> {
