@@ -14,9 +14,11 @@
 //! Read along in the order bytes travel:
 //! 1. the source ([`source`]): a reader thread (or the simulator) hands chunks of
 //!    samples to the event loop through a bounded channel and the core's waker;
-//! 2. the server ([`server`]): each client collects the samples that arrived after it
-//!    connected into its own buffer of N, and gets it sent when full; a client whose
-//!    socket is backed up skips buffers instead of slowing anyone down;
+//! 2. the server ([`server`]): each wake-up takes the whole channel into one queue
+//!    ([`staged`]); each client reads it from its own position, from the first sample
+//!    read after it connected, and gets a buffer of N sent when one is full, under a
+//!    budget per turn of the loop shared equally among clients; a client whose socket
+//!    is backed up skips buffers instead of slowing anyone down;
 //! 3. the client ([`client`]): plain blocking `recv` calls, like the course's Python
 //!    client, drawing an oscilloscope ([`plot`]) or printing a summary.
 //!
