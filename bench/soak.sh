@@ -1,6 +1,6 @@
 #!/bin/sh
 # Soak every server under issue 18's hostile clients; see bench/soak.py.
-# Bounded: SOAK_SECS per server (default 20, at most 60), eight servers.
+# Bounded: SOAK_SECS per server (default 20, at most 60), nine cases.
 set -eu
 cd "$(dirname "$0")/.."
 : "${LAB:=target/release/lab}"
