@@ -21,18 +21,22 @@ use anyhow::{Context, Result};
 
 use super::source::{self, SourceEvent, SourceHandle};
 use super::staged::Staged;
-use super::{duration_limit, source_spec, Args, Framing, BACKLOG, MAX_CLIENT_INBOUND, MAX_QUEUED};
-use crate::core::{Closed, ConnId, Ctx, EventLoop, Handler, ListenerId, SendError};
+use super::{duration_limit, source_spec, Args, Framing, BACKLOG, MAX_CLIENT_INBOUND};
+use crate::core::{Closed, ConnId, Ctx, EventLoop, Handler, ListenerId};
 use crate::error::bind_error;
 use crate::out::OrStopLater;
 use crate::out::{bold, code, dim, warn};
 use crate::say;
-use crate::wire::stamped::{self, BufferTime, Request};
+use crate::wire::stamped::{self, Request};
 use crate::wire::{epoch_ns, WallClock};
 
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[path = "server_turn.rs"]
+mod turn;
+use turn::Turn;
 
 /// Bytes of frames one turn of the loop builds and hands to sockets, all clients
 /// together. The simulator makes a chunk a millisecond and the loop turns thousands of
@@ -263,120 +267,6 @@ impl Streamer {
     }
 }
 
-/// One turn's sending: what every client's share is served with.
-struct Turn<'a> {
-    /// The samples.
-    staged: &'a Staged,
-    /// Counts skips.
-    totals: &'a mut Totals,
-    /// The demo's latency probe.
-    probe: Option<&'a SyncSender<Stamp>>,
-    /// Scratch for one buffer's samples.
-    samples: &'a mut Vec<u8>,
-    /// Scratch for one frame.
-    frame: &'a mut Vec<u8>,
-    /// Wire format.
-    framing: Framing,
-    /// The source's nominal time between samples, ns.
-    period_ns: u32,
-    /// Log lagging clients.
-    verbose: bool,
-    /// Our wall clock now, for the stamped frames.
-    wall: WallClock,
-    /// Buffers whose last sample is numbered below this were complete over
-    /// `STALE_AFTER` ago: not live any more.
-    fresh_from: u64,
-    /// Bytes of frames one client may have this turn (it always gets one frame).
-    share: usize,
-}
-
-impl Turn<'_> {
-    /// Serves one client its share of the turn. Returns what it cost the budget, and
-    /// whether it still has a whole buffer ready.
-    fn serve(&mut self, ctx: &mut Ctx, token: ConnId, c: &mut Client) -> (usize, bool) {
-        if !c.subscribed {
-            // A stamped client that has not subscribed yet: nothing wanted.
-            return (0, false);
-        }
-        let Some(mut pos) = c.pos.or_else(|| self.staged.first_since(c.since)) else {
-            // Nothing born since it arrived yet.
-            return (0, false);
-        };
-        let k = c.buffer as u64;
-        let head = self.staged.head();
-        if pos + k > head {
-            // Waiting for the source to fill its buffer: costs nothing.
-            c.pos = Some(pos);
-            return (0, false);
-        }
-        let mut spent = 0;
-        // Skips, whole buffers at a time so that `seq` stays a multiple of the buffer:
-        // samples the queue's cap dropped under it, then buffers too old to be live.
-        // Both mean the loop did not come round in time, not that the client is slow.
-        let base = self.staged.base();
-        let mut late = 0;
-        if pos < base {
-            late += (base - pos).div_ceil(k) * k;
-        }
-        if pos + late < self.fresh_from {
-            late += (self.fresh_from - pos - late) / k * k;
-        }
-        if late > 0 {
-            pos += late;
-            c.seq += late;
-            c.skipped += late;
-            self.totals.late += late;
-            spent += FRAME_COST;
-        }
-        // A frame of this client's buffer, and how much of them we queue for it.
-        // At least two buffers, so a large buffer can still be queued at all.
-        let frame_len = self.framing.frame_len(c.buffer);
-        let max_queued = MAX_QUEUED.max(2 * frame_len);
-        if pos + k <= head && ctx.queued(token) + frame_len > max_queued {
-            // Behind (it does not read): every whole buffer ready would be skipped like
-            // the last one, since nothing drains its queue while we serve. Skip them
-            // without building them, so 300 such clients cost the loop next to nothing.
-            let whole = (head - pos) / k * k;
-            pos += whole;
-            c.seq += whole;
-            c.skipped += whole;
-            self.totals.skipped += whole;
-            lagging(ctx, token, c, self.verbose);
-            spent += FRAME_COST;
-        }
-        let period = Duration::from_nanos(u64::from(self.period_ns));
-        while pos + k <= head && (spent == 0 || spent + frame_len + FRAME_COST <= self.share) {
-            let time = BufferTime {
-                oldest: self.staged.oldest(pos, c.buffer, period),
-                seq: c.seq,
-                period_ns: self.period_ns,
-            };
-            self.samples.clear();
-            self.staged.copy(pos, c.buffer, self.samples);
-            self.frame.clear();
-            self.framing
-                .encode(self.samples, time, self.wall, self.frame);
-            pos += k;
-            c.seq += k;
-            spent += frame_len + FRAME_COST;
-            if send_or_skip(ctx, token, c, self.frame, max_queued, self.verbose) {
-                c.skipped += k;
-                self.totals.skipped += k;
-            } else if c.probed {
-                if let Some(p) = self.probe {
-                    // A full probe channel only loses a latency reading.
-                    let _ = p.try_send(Stamp {
-                        end: c.sent,
-                        oldest: time.oldest,
-                    });
-                }
-            }
-        }
-        c.pos = Some(pos);
-        (spent, pos + k <= head)
-    }
-}
-
 impl Streamer {
     /// The device went away or came back: say so.
     fn status(&mut self, ev: SourceEvent) {
@@ -493,67 +383,6 @@ impl Streamer {
                 // Samples or clock replies are ours to send, not to receive: ignored.
                 Request::Other(_) => {}
             }
-        }
-    }
-}
-
-/// Sends one buffer to a client, or skips it when the client is too far behind. A
-/// skipped buffer is lost for that client only: the others and the serial reading go
-/// on. Returns true if skipped.
-fn send_or_skip(
-    ctx: &mut Ctx,
-    token: ConnId,
-    c: &mut Client,
-    frame: &[u8],
-    max_queued: usize,
-    verbose: bool,
-) -> bool {
-    let behind = ctx.queued(token) + frame.len() > max_queued;
-    let result = if behind {
-        Err(())
-    } else {
-        match ctx.send(token, frame) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(_)) => Err(()),
-            // Closing: on_closed will tell us; nothing to count.
-            Err(SendError::Gone) => return false,
-        }
-    };
-    match result {
-        Ok(()) => {
-            c.sent += frame.len() as u64;
-            if c.lagging {
-                c.lagging = false;
-                if verbose {
-                    say!(
-                        "  client {} caught up ({} samples skipped so far)",
-                        c.peer,
-                        c.skipped
-                    )
-                    .or_stop_later();
-                }
-            }
-            false
-        }
-        Err(()) => {
-            lagging(ctx, token, c, verbose);
-            true
-        }
-    }
-}
-
-/// A client is skipping buffers: say so once, when it starts.
-fn lagging(ctx: &Ctx, token: ConnId, c: &mut Client, verbose: bool) {
-    if !c.lagging {
-        c.lagging = true;
-        if verbose {
-            say!(
-                "  {} client {} is not keeping up ({} bytes queued): skipping buffers",
-                warn("slow"),
-                c.peer,
-                ctx.queued(token)
-            )
-            .or_stop_later();
         }
     }
 }
