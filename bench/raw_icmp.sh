@@ -10,7 +10,8 @@
 # softirq, so one CPU is the whole path. Both take the time the same way: wall clock
 # before sendto, the kernel's receive timestamp (SO_TIMESTAMP[NS]) of the reply, and
 # print it in ms with 3 decimals: 1 us steps, the finest figure both print (ping's
-# stamps are timevals, whole microseconds).
+# stamps are timevals, whole microseconds; lab cuts its nanosecond stamps to whole
+# microseconds before subtracting, so both step alike).
 #
 # Why the design (a tail is the machine's as much as the program's): p99 of a few
 # thousand round trips is the worst few dozen, and on a shared VM whole seconds go
@@ -36,7 +37,9 @@
 # at 2 ms and at ping's 3.2 ms: p50 7 vs 10 us). PACE=ping paces lab at the period the
 # latest ping run kept instead (what this script did while lab slept between requests).
 #
-# Usage: bench/raw_icmp.sh          (needs unshare, ip, ping, taskset, python3, timeout)
+# Usage: bench/raw_icmp.sh          (needs unshare, ip, ping, taskset, python3, timeout;
+#        build first, e.g. `nice -n 19 cargo build --release --locked`, so that the
+#        build this script starts when LAB is unset has nothing to do under the lock)
 #        ROUNDS=24 COUNT=500 CPU=1 bench/raw_icmp.sh       (the defaults; ~90 s)
 #        LAB=path LAB_B=path-to-other-build bench/raw_icmp.sh
 #        AA=0 (no ping2), INTERVAL=0.02 (both sleep), LAB_FLAGS="--wait sleep"
