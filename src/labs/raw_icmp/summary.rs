@@ -67,14 +67,20 @@ fn min_avg_max(v: &[f64]) -> Option<(f64, f64, f64)> {
     Some((min, v.iter().sum::<f64>() / v.len() as f64, max))
 }
 
-/// ping's precision: 3 decimals under 10 ms, fewer above.
-pub fn format_ms(ms: f64) -> String {
-    if ms < 10.0 {
-        format!("{ms:.3}")
-    } else if ms < 100.0 {
-        format!("{ms:.2}")
-    } else {
-        format!("{ms:.1}")
+/// Milliseconds with ping's precision: 3 decimals under 10 ms, fewer above. A
+/// `Display`, so a reply's line is formatted without a `String` of its own.
+pub struct Ms(pub f64);
+
+impl std::fmt::Display for Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0;
+        if ms < 10.0 {
+            write!(f, "{ms:.3}")
+        } else if ms < 100.0 {
+            write!(f, "{ms:.2}")
+        } else {
+            write!(f, "{ms:.1}")
+        }
     }
 }
 
@@ -144,6 +150,8 @@ mod tests {
         assert_eq!((min, avg, max), (1.0, 2.0, 3.0));
         // sqrt((1 + 4 + 9) / 3 - 4) = sqrt(2/3)
         assert!((mdev - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
-        assert_eq!(format_ms(0.04512), "0.045");
+        assert_eq!(Ms(0.04512).to_string(), "0.045");
+        assert_eq!(Ms(12.5).to_string(), "12.50");
+        assert_eq!(Ms(150.0).to_string(), "150.0");
     }
 }
