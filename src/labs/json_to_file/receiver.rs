@@ -21,7 +21,7 @@
 //!    forgotten, so the sender's resend is saved later.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 
 use std::time::{Duration, Instant};
@@ -76,16 +76,69 @@ struct Client {
     owed: usize,
 }
 
-/// A reply waiting for the commit.
+/// Replies waiting for the commit. A sender's records mostly come with consecutive
+/// seqs, so one entry stands for a run of them (`first`, and how many): a turn of
+/// 30,000 records queues a handful of entries, not 30,000 (one per record cost 48 bytes
+/// each, ~70 MB of fresh pages per 100 MB received, and their page faults).
 #[derive(Debug)]
 enum Reply {
-    /// A record added to this batch: `ok` if the commit succeeds, `error` if not.
-    Saved(u64),
-    /// Saved earlier (a resend): `ok` once everything before it is durable.
-    Again(u64),
+    /// Records added to this batch (`first`, count): `ok` each if the commit succeeds,
+    /// `error` if not.
+    Saved(u64, u64),
+    /// Saved earlier (resends, `first`, count): `ok` once everything before is durable.
+    Again(u64, u64),
     /// A line that is not a record.
     Error(Option<u64>, String),
 }
+
+impl Reply {
+    /// Replies (lines) this entry stands for.
+    fn count(&self) -> u64 {
+        match self {
+            Reply::Saved(_, n) | Reply::Again(_, n) => *n,
+            Reply::Error(..) => 1,
+        }
+    }
+}
+
+/// Queues `reply` (a single one, as `take_line` makes it) for `conn`, extending the last
+/// entry when it continues that entry's run.
+fn queue_reply(waiting: &mut Vec<(ConnId, Reply)>, conn: ConnId, reply: Reply) {
+    if let Some((c, last)) = waiting.last_mut() {
+        if *c == conn {
+            match (last, &reply) {
+                (Reply::Saved(first, n), Reply::Saved(seq, 1))
+                | (Reply::Again(first, n), Reply::Again(seq, 1))
+                    if first.checked_add(*n) == Some(*seq) =>
+                {
+                    *n += 1;
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+    waiting.push((conn, reply));
+}
+
+/// Reply lines the entries stand for.
+fn lines_in(replies: &[(ConnId, Reply)]) -> usize {
+    replies.iter().map(|(_, r)| r.count() as usize).sum()
+}
+
+/// Unsynced bytes (written or batched, not yet covered by an fdatasync) past which the
+/// receiver stops reading from its connections until a sync returns: senders then wait
+/// in TCP. Without it a slow disk and a fast sender grow the page cache's dirty data and
+/// the reply queue without limit. 16 MiB is several fsyncs' worth on this lab's disks
+/// (BENCHMARKS.md, 06: ~5 MB per fsync at full speed), so it does not cut the batches.
+pub const MAX_UNSYNCED: u64 = 16 << 20;
+
+/// Reply lines owed (waiting for a sync) past which reading stops likewise. It bounds
+/// the reply queue (a run of consecutive seqs is one entry, but a peer that skips seqs
+/// or sends bad lines makes one per line, ~50 bytes each: 128 Ki is ~6 MiB) and the acks
+/// one sync releases at once (~1.5 MB of `ok SEQ`), which must fit the core's 4 MiB
+/// per-connection queue when the peer reads slowly. At full speed a sync covers ~50,000.
+pub const MAX_PENDING: usize = 128 << 10;
 
 /// One loop turn's work: written (or failed), waiting for the sync that covers `end`.
 struct Batch {
@@ -93,6 +146,8 @@ struct Batch {
     end: u64,
     /// Replies in arrival order.
     replies: Vec<(ConnId, Reply)>,
+    /// Reply lines they stand for.
+    lines: usize,
     /// Why the write failed: every `Saved` becomes `error SEQ not saved: ...`.
     failure: Option<String>,
     /// Narrate its sync and acks.
@@ -112,6 +167,14 @@ pub struct Receiver {
     clients: HashMap<ConnId, Client>,
     /// Replies in arrival order, sent after the next commit.
     waiting: Vec<(ConnId, Reply)>,
+    /// Reply lines owed in `waiting` and `queue` (see [`MAX_PENDING`]).
+    pending: usize,
+    /// Reading from every connection is stopped until a sync returns (back-pressure:
+    /// [`MAX_UNSYNCED`], [`MAX_PENDING`]).
+    holding: bool,
+    /// Per-connection reply buffers, kept across batches so sending acks allocates
+    /// (and page-faults) nothing in the steady state.
+    spare: Vec<Vec<u8>>,
     /// The end-of-turn timer, while one is set.
     commit_timer: Option<TimerId>,
     /// True while writes fail, so the failure is reported once, not per batch.
@@ -152,6 +215,9 @@ impl Receiver {
             undo: Vec::new(),
             clients: HashMap::new(),
             waiting: Vec::new(),
+            pending: 0,
+            holding: false,
+            spare: Vec::new(),
             commit_timer: None,
             failing: false,
             queue: VecDeque::new(),
@@ -179,7 +245,7 @@ impl Receiver {
                 // and no allocation unless the sender is new.
                 let senders = self.highest.len();
                 let prev = match self.highest.get_mut(&*sender) {
-                    Some(h) if seq <= *h => return Reply::Again(seq),
+                    Some(h) if seq <= *h => return Reply::Again(seq, 1),
                     Some(h) => Some(std::mem::replace(h, seq)),
                     None if senders >= MAX_SENDERS => return too_many(seq),
                     None => {
@@ -189,7 +255,7 @@ impl Receiver {
                 };
                 self.store.append_line(bytes);
                 self.remember_undo(&sender, prev);
-                return Reply::Saved(seq);
+                return Reply::Saved(seq, 1);
             }
             Ok(Parsed::Rewrite(r)) => r,
             Err((seq, why)) => return Reply::Error(seq, why.to_string()),
@@ -204,7 +270,7 @@ impl Receiver {
         let seq = rec.seq.unwrap_or(prev.map_or(1, |h| h + 1));
         if prev.is_some_and(|h| seq <= h) {
             // Saved before: this is a resend whose ack was lost. Acknowledge, do not save.
-            return Reply::Again(seq);
+            return Reply::Again(seq, 1);
         }
         if prev.is_none() && self.highest.len() >= MAX_SENDERS {
             return too_many(seq);
@@ -214,7 +280,7 @@ impl Receiver {
         }
         self.store.append(&rec.to_line());
         self.note(&sender, prev, seq);
-        Reply::Saved(seq)
+        Reply::Saved(seq, 1)
     }
 
     /// Records `seq` as `sender`'s highest, remembering what to restore if the batch's
@@ -246,22 +312,32 @@ impl Receiver {
         };
         // The client is out of the map for the moment, so its decoder and `self` can
         // both be borrowed: each line is handled straight from the received bytes.
-        let before = self.waiting.len();
+        let mut lines = 0;
         let anon = &client.anon;
         client.lines.push(data, |line| {
             let reply = self.take_line(anon, line);
-            self.waiting.push((conn, reply));
+            queue_reply(&mut self.waiting, conn, reply);
+            lines += 1;
         });
         if eof {
             // A last line without its newline (`printf '{...}' | nc`) still counts.
             if let Some(last) = client.lines.take_partial() {
                 let reply = self.take_line(&client.anon, Line::Complete(&last));
-                self.waiting.push((conn, reply));
+                queue_reply(&mut self.waiting, conn, reply);
+                lines += 1;
             }
             client.eof = true;
         }
-        client.owed += self.waiting.len() - before;
+        client.owed += lines;
+        self.pending += lines;
         self.clients.insert(conn, client);
+        if !self.holding && self.over_cap() {
+            // Back-pressure: stop reading everyone until a sync returns (`advance`).
+            self.holding = true;
+            for &c in self.clients.keys() {
+                ctx.hold_reading(c, true);
+            }
+        }
         if !self.waiting.is_empty() && self.commit_timer.is_none() {
             // Zero delay: it fires at the end of this loop turn, after every connection
             // that had data this turn has been read. That is the whole group-commit
@@ -321,6 +397,7 @@ impl Receiver {
         };
         self.queue.push_back(Batch {
             end: self.store.len(),
+            lines: lines_in(&self.waiting),
             replies: std::mem::take(&mut self.waiting),
             failure,
             narrate: narrate_now,
@@ -342,6 +419,29 @@ impl Receiver {
             self.sync_began = Instant::now();
             self.syncer.request(self.store.len());
         }
+        // Resume below half the caps, so one sync's worth of room is there to fill
+        // before the next hold (no stop-start per read).
+        if self.holding && !self.fatal && self.under_half_cap() {
+            self.holding = false;
+            for &c in self.clients.keys() {
+                ctx.hold_reading(c, false);
+            }
+        }
+    }
+
+    /// Bytes received and saved (in the batch or the file) that no sync covers yet.
+    fn unsynced(&self) -> u64 {
+        (self.store.len() + self.store.pending_bytes() as u64).saturating_sub(self.synced)
+    }
+
+    /// Past a cap: stop reading ([`MAX_UNSYNCED`], [`MAX_PENDING`]).
+    fn over_cap(&self) -> bool {
+        self.unsynced() > MAX_UNSYNCED || self.pending > MAX_PENDING
+    }
+
+    /// Room again: resume reading.
+    fn under_half_cap(&self) -> bool {
+        self.unsynced() <= MAX_UNSYNCED / 2 && self.pending <= MAX_PENDING / 2
     }
 
     /// A sync returned.
@@ -374,6 +474,7 @@ impl Receiver {
                 );
                 self.fatal = true;
                 self.queue.clear();
+                self.pending = lines_in(&self.waiting);
                 ctx.stop();
             }
         }
@@ -385,6 +486,7 @@ impl Receiver {
             let Some(batch) = self.queue.pop_front() else {
                 break;
             };
+            self.pending -= batch.lines;
             self.send_replies(ctx, batch);
         }
     }
@@ -414,40 +516,44 @@ impl Receiver {
 
     /// Sends one batch's replies, one `send` per connection.
     fn send_replies(&mut self, ctx: &mut Ctx, batch: Batch) {
-        // Per connection: the reply bytes and how many replies they hold.
+        // Per connection: the reply bytes and how many replies they hold. The buffers
+        // come from `spare` and go back to it.
         let mut out: Vec<(ConnId, Vec<u8>, usize)> = Vec::new();
         for (conn, reply) in batch.replies {
             let at = match out.iter().position(|(c, _, _)| *c == conn) {
                 Some(i) => i,
                 None => {
-                    out.push((conn, Vec::new(), 0));
+                    out.push((conn, self.spare.pop().unwrap_or_default(), 0));
                     out.len() - 1
                 }
             };
-            out[at].2 += 1;
+            out[at].2 += reply.count() as usize;
             let buf = &mut out[at].1;
             // Written straight into the connection's buffer: no string per ack.
-            let _ = match reply {
-                Reply::Saved(seq) => match &batch.failure {
+            match reply {
+                Reply::Saved(first, n) => match &batch.failure {
                     None => {
-                        self.totals.saved += 1;
-                        ok_line(buf, seq)
+                        self.totals.saved += n;
+                        ok_lines(buf, first, n);
                     }
                     Some(why) => {
-                        buf.write_all(Ack::Error(Some(seq), why.clone()).to_line().as_bytes())
+                        for seq in first..first + n {
+                            let line = Ack::Error(Some(seq), why.clone()).to_line();
+                            buf.extend_from_slice(line.as_bytes());
+                        }
                     }
                 },
-                Reply::Again(seq) => {
-                    self.totals.duplicates += 1;
-                    ok_line(buf, seq)
+                Reply::Again(first, n) => {
+                    self.totals.duplicates += n;
+                    ok_lines(buf, first, n);
                 }
                 Reply::Error(seq, why) => {
                     self.totals.rejected += 1;
-                    buf.write_all(Ack::Error(seq, why).to_line().as_bytes())
+                    buf.extend_from_slice(Ack::Error(seq, why).to_line().as_bytes());
                 }
-            };
+            }
         }
-        for (conn, bytes, n) in out {
+        for (conn, mut bytes, n) in out {
             if batch.narrate {
                 narrate(
                     "receiver",
@@ -480,13 +586,25 @@ impl Receiver {
                     ctx.close(conn);
                 }
             }
+            // Kept for the next batch unless a burst made it large (then let it go).
+            if bytes.capacity() <= 4 << 20 && self.spare.len() < 16 {
+                bytes.clear();
+                self.spare.push(bytes);
+            }
         }
+    }
+}
+
+/// Appends `ok SEQ\n` for `n` consecutive seqs from `first`.
+fn ok_lines(buf: &mut Vec<u8>, first: u64, n: u64) {
+    for seq in first..first.saturating_add(n) {
+        ok_line(buf, seq);
     }
 }
 
 /// Appends `ok SEQ\n` to `buf` without going through `fmt`: one per record, so at a
 /// million records a second the formatting machinery was a few percent of the time.
-fn ok_line(buf: &mut Vec<u8>, seq: u64) -> io::Result<()> {
+fn ok_line(buf: &mut Vec<u8>, seq: u64) {
     let mut digits = [0u8; 20]; // u64::MAX has 20 digits
     let mut at = digits.len();
     let mut n = seq;
@@ -501,7 +619,6 @@ fn ok_line(buf: &mut Vec<u8>, seq: u64) -> io::Result<()> {
     buf.extend_from_slice(b"ok ");
     buf.extend_from_slice(&digits[at..]);
     buf.push(b'\n');
-    Ok(())
 }
 
 /// The reply when the sender table is full.
@@ -530,6 +647,10 @@ impl Handler for Receiver {
                 owed: 0,
             },
         );
+        // Accepted while the receiver holds back: it waits like the others.
+        if self.holding {
+            ctx.hold_reading(conn, true);
+        }
     }
 
     // Once per back-off period of the core's retries (see `Handler::on_accept_error`).
