@@ -168,7 +168,9 @@ impl<'a> Scanner<'a> {
                 Some(b'n') => self.literal(b"null")?,
                 _ => return Err(Invalid::Syntax),
             }
-            top.note(field, found_seq, found_sender);
+            if field != Key::Other {
+                top.note(field, found_seq, found_sender);
+            }
             // After a value: a comma, the end of containers, or the end of the line.
             loop {
                 self.ws();
@@ -325,12 +327,20 @@ impl<'a> Scanner<'a> {
         match b.get(i) {
             Some(b'0') => i += 1,
             Some(b'1'..=b'9') => {
+                // Any 19 digits fit in a u64, so the loop needs no overflow checks (they
+                // were a fifth of the scan); only a 20-digit run is redone with them.
+                let mut v = 0u64;
                 while let Some(&d @ b'0'..=b'9') = b.get(i) {
-                    value = value
-                        .and_then(|v| v.checked_mul(10))
-                        .and_then(|v| v.checked_add(u64::from(d - b'0')));
+                    v = v.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
                     i += 1;
                 }
+                value = match i - int_start {
+                    ..=19 => Some(v),
+                    20 => b[int_start..i].iter().try_fold(0u64, |v, &d| {
+                        v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                    }),
+                    _ => None,
+                };
             }
             _ => return Err(Invalid::Syntax),
         }
