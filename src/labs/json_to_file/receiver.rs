@@ -19,6 +19,10 @@
 //! 4. **A write fails** (disk full, file-size limit): the store cuts the file back, the
 //!    batch's records get `error SEQ not saved: ...` instead of `ok`, and their seqs are
 //!    forgotten, so the sender's resend is saved later.
+//! 5. **The disk is slow** (an fsync takes seconds): past [`MAX_UNSYNCED`] bytes not yet
+//!    synced or [`MAX_PENDING`] replies owed, the receiver stops reading every connection
+//!    ([`Ctx::hold_reading`]) until a sync returns. The senders wait in TCP, and the
+//!    receiver's memory stays bounded however fast they send.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
