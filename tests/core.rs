@@ -409,3 +409,72 @@ fn a_connect_flood_is_accepted_over_several_turns() {
         "the first turn accepted {first} of {FLOOD}: a budget, not all at once"
     );
 }
+
+/// `hold_reading`: once held, a connection gets no `on_data` however much its peer
+/// sends (the bytes wait in the kernel); once released, everything arrives, in order,
+/// and then the EOF, though no new readiness event came for the bytes that waited.
+#[test]
+fn a_held_connection_is_not_read_until_released_then_loses_nothing() {
+    struct Hold {
+        conn: Option<ConnId>,
+        held: bool,
+        released: Option<TimerId>,
+        read_while_held: usize,
+        got: Vec<u8>,
+        eof: bool,
+    }
+    impl Handler for Hold {
+        fn on_data(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
+            if self.held {
+                self.read_while_held += data.len();
+            }
+            self.got.extend_from_slice(data);
+            if self.conn.is_none() {
+                // The first bytes: hold for 300 ms while the peer sends the rest.
+                self.conn = Some(conn);
+                self.held = true;
+                ctx.hold_reading(conn, true);
+                self.released = Some(ctx.timer_after(Duration::from_millis(300)));
+            }
+        }
+        fn on_timer(&mut self, ctx: &mut Ctx, timer: TimerId) {
+            if Some(timer) == self.released {
+                self.held = false;
+                if let Some(c) = self.conn {
+                    ctx.hold_reading(c, false);
+                }
+            }
+        }
+        fn on_eof(&mut self, ctx: &mut Ctx, conn: ConnId) {
+            self.eof = true;
+            ctx.close(conn);
+            ctx.stop();
+        }
+    }
+    let mut ev = EventLoop::new().unwrap();
+    let l = ev.ctx().listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+    let addr = ev.ctx().local_addr(l).unwrap();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let sent = data.clone();
+    let client = thread::spawn(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(&sent[..10]).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        c.write_all(&sent[10..]).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut h = Hold {
+        conn: None,
+        held: false,
+        released: None,
+        read_while_held: 0,
+        got: Vec::new(),
+        eof: false,
+    };
+    ev.run_for(&mut h, Duration::from_secs(30)).unwrap();
+    client.join().unwrap();
+    assert_eq!(h.read_while_held, 0, "bytes were read while held");
+    assert!(h.eof, "no EOF after release");
+    assert_eq!(h.got.len(), data.len());
+    assert!(h.got == data, "bytes out of order or changed");
+}

@@ -559,3 +559,119 @@ fn a_half_closed_sender_gets_every_ack_then_eof_while_a_neighbour_keeps_sending(
         .count();
     assert_eq!(half, 1000);
 }
+
+/// The receiver's peak resident memory (`VmHWM`, KiB) from /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
+/// Record `k` of the memory test (~80 bytes): odd seqs, so no two replies share a run
+/// and every record costs the receiver a queued reply entry until its sync returns.
+fn odd_record(out: &mut Vec<u8>, k: u64) {
+    let seq = 2 * k + 1;
+    writeln!(
+        out,
+        "{{\"sender\":\"m\",\"seq\":{seq},\"pad\":\"{:0>40}\"}}",
+        k
+    )
+    .unwrap();
+}
+
+/// A stalled disk and a fast sender: the receiver stops reading while too much waits
+/// for a sync (back-pressure: the sender waits in TCP), so its memory stays bounded, and
+/// every record still arrives and is acknowledged. The first fdatasync is made to take
+/// 15 s for real by the receiver's test-only `LAB_TEST_SLOW_FSYNC_MS` (a sleep in its
+/// sync thread). Without the bound the receiver reads on during the stall and queues a
+/// reply (~50 bytes) per record, and once the sync returns it owes more acks than a
+/// connection may queue (4 MiB) and drops the sender.
+#[test]
+fn a_slow_disk_bounds_the_receivers_memory_and_loses_nothing() {
+    const RECORDS: u64 = 2_600_000; // ~80 bytes each: 208 MB
+    const CAP_KIB: u64 = 56 << 10; // measured 25-37 MiB (debug build) with the bound
+    let dir = tmp();
+    let file = dir.path().join("r.jsonl");
+    let mut child = lab()
+        .args([
+            "run",
+            "06",
+            "--role",
+            "receiver",
+            "--bind",
+            "127.0.0.1:0",
+            "--quiet",
+        ])
+        .arg("--out")
+        .arg(&file)
+        .env(lab::labs::json_to_file::store::SLOW_SYNC_ENV, "15000,1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr: SocketAddr = first
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("{first}"));
+    let mut child = Reaper(child);
+    let pid = child.0.id();
+    let c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut buf = Vec::with_capacity(1 << 20);
+        let mut sent = 0u64;
+        for k in 0..RECORDS {
+            odd_record(&mut buf, k);
+            if buf.len() >= 1 << 20 || k + 1 == RECORDS {
+                w.write_all(&buf).unwrap();
+                sent += buf.len() as u64;
+                buf.clear();
+            }
+        }
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+        sent
+    });
+    let mut r = BufReader::with_capacity(1 << 16, c);
+    let mut line = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for k in 0..RECORDS {
+        line.clear();
+        let read = r.read_until(b'\n', &mut line);
+        let want = format!("ok {}\n", 2 * k + 1);
+        assert!(
+            read.is_ok() && line == want.as_bytes(),
+            "ack {k}: {read:?}, got {:?} for {want:?} (the receiver's peak RSS so far: {} KiB)",
+            String::from_utf8_lossy(&line),
+            peak_rss_kib(pid)
+        );
+        assert!(Instant::now() < deadline, "600 s and only {k} acks");
+    }
+    let sent = writer.join().unwrap();
+    assert!(sent >= 200_000_000, "only {sent} bytes sent");
+    let peak = peak_rss_kib(pid);
+    let _ = lab::sys::send_signal(pid, libc::SIGTERM);
+    let _ = child.0.wait();
+    // Every record is in the file once, as sent, in order.
+    let data = std::fs::read(&file).unwrap();
+    assert_eq!(data.len() as u64, sent);
+    let mut expect = Vec::new();
+    for (k, got) in data.split_inclusive(|&b| b == b'\n').enumerate() {
+        expect.clear();
+        odd_record(&mut expect, k as u64);
+        assert_eq!(got, &expect[..], "line {}", k + 1);
+    }
+    assert!(
+        peak < CAP_KIB,
+        "the receiver peaked at {peak} KiB of memory (bound {CAP_KIB} KiB) while a slow disk held its syncs"
+    );
+    eprintln!("receiver peak RSS {peak} KiB for {sent} bytes");
+}

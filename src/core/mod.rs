@@ -21,7 +21,9 @@
 //!    drop the peer or skip data, and memory never grows without bound.
 //! 5. **Back-pressure:** while a connection owes more than [`Limits::high_water`] bytes,
 //!    the core stops reading from it (a client that does not read its replies gets no
-//!    more served) and resumes once the buffer drains below half of that.
+//!    more served) and resumes once the buffer drains below half of that. A lab whose
+//!    own queue is full (lab 06's receiver, while an fsync is slow) stops reading a
+//!    connection with [`Ctx::hold_reading`]: the sender then waits in TCP.
 //!    **A write budget per turn** (rule 5b): [`Ctx::send`] writes at once only while the turn's
 //!    [`Limits::writes_per_turn`] lasts; past it, bytes wait in the `OutBuf` and go out
 //!    on the connection's writable event, one write per connection however many sends
@@ -274,6 +276,8 @@ struct Conn {
     eof: bool,
     /// Reading stopped by back-pressure (see rule 5).
     paused: bool,
+    /// Reading stopped by the lab ([`Ctx::hold_reading`]): its own back-pressure.
+    held: bool,
     /// An event said the peer closed or reset: drain until EOF or an error, since no
     /// further event will come (see the short-read rule in `read_stream`).
     read_closed: bool,

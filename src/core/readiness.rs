@@ -109,7 +109,7 @@ impl EventLoop {
             let Some(Some(Source::Stream(c))) = self.ctx.slots.get_mut(token.0) else {
                 return;
             };
-            if c.eof || c.paused || c.connecting {
+            if c.eof || c.paused || c.held || c.connecting {
                 return;
             }
             let chunk = self.ctx.limits.read_chunk.min(self.scratch.len());

@@ -96,6 +96,7 @@ impl Ctx {
             closing: false,
             eof: false,
             paused: false,
+            held: false,
             read_closed: false,
             blocked_turn: u64::MAX,
         }));
@@ -309,6 +310,24 @@ impl Ctx {
         u.queue.push_back((data.to_vec(), to));
         self.update_interest(token);
         Ok(true)
+    }
+
+    /// Stops (`true`) or resumes (`false`) reading from a connection, for a lab whose
+    /// own queue is full: bytes wait in the kernel's receive buffer, the peer's window
+    /// closes and the sender waits in TCP, so nothing piles up in this process.
+    /// Resuming reads again at the next turn (no new readiness event would say the
+    /// bytes that waited are there). No-op on a closed connection.
+    pub fn hold_reading(&mut self, conn: ConnId, hold: bool) {
+        let Some(token) = self.live(conn.0) else {
+            return;
+        };
+        if let Some(Some(Source::Stream(c))) = self.slots.get_mut(token.0) {
+            let resumed = c.held && !hold;
+            c.held = hold;
+            if resumed {
+                self.rerun.push(token);
+            }
+        }
     }
 
     /// Closes a connection once everything queued has been sent (no-op if closed).

@@ -149,6 +149,11 @@ impl Store {
         self.batch_records
     }
 
+    /// Bytes appended and not yet written.
+    pub fn pending_bytes(&self) -> usize {
+        self.batch.len()
+    }
+
     /// Adds one record line (newline included) to the batch. Nothing touches the file
     /// until [`Store::commit`].
     pub fn append(&mut self, line: &[u8]) {
@@ -212,6 +217,25 @@ impl Store {
     }
 }
 
+/// Test-only: `MS` or `MS,N`: the [`Syncer`] sleeps MS milliseconds before each of its
+/// first N fdatasyncs (every one without N), to stand for a slow or stalled disk. Read
+/// once when the syncer starts; not for use outside tests.
+pub const SLOW_SYNC_ENV: &str = "LAB_TEST_SLOW_FSYNC_MS";
+
+/// [`SLOW_SYNC_ENV`] read: the sleep and how many syncs get it (0: none).
+fn slow_sync_setting() -> (std::time::Duration, u64) {
+    let Ok(v) = std::env::var(SLOW_SYNC_ENV) else {
+        return (std::time::Duration::ZERO, 0);
+    };
+    let (ms, n) = v.split_once(',').unwrap_or((&v, ""));
+    let ms = ms.trim().parse::<u64>().unwrap_or(0);
+    let n = n.trim().parse::<u64>().unwrap_or(u64::MAX);
+    (
+        std::time::Duration::from_millis(ms),
+        if ms == 0 { 0 } else { n },
+    )
+}
+
 /// fdatasync in a helper thread, so the event loop keeps reading and writing while the
 /// disk works: the next batch gathers during this one's sync (pipelined group commit).
 /// One sync at a time; each covers everything written before it started.
@@ -225,6 +249,9 @@ pub struct Syncer {
 
 impl Syncer {
     fn start(file: File, waker: crate::core::Waker) -> io::Result<Syncer> {
+        // For tests only: a disk made slow for real, to exercise the receiver's bound on
+        // what waits for a sync (tests/json_to_file.rs). Read once, here.
+        let (delay, mut slow_syncs) = slow_sync_setting();
         let (ask, asked) = mpsc::channel::<u64>();
         let (tell, done) = mpsc::channel();
         std::thread::Builder::new()
@@ -232,6 +259,10 @@ impl Syncer {
             .spawn(move || {
                 // Ends when the receiver drops its Syncer (the channel closes).
                 while let Ok(end) = asked.recv() {
+                    if slow_syncs > 0 {
+                        slow_syncs -= 1;
+                        std::thread::sleep(delay);
+                    }
                     let r = file.sync_data();
                     if tell.send((end, r)).is_err() {
                         return;
