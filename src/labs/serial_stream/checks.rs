@@ -300,7 +300,8 @@ fn client_leaves(ctx: &mut Harness) -> Outcome {
         .map_err(|u| Unmet::fail(format!("{} (client A left at sample {left_at})", u.message)))?;
     let c = Client::connect(ctx, &dev, "C")?;
     stream(ctx, &dev, 0.5);
-    let (first, end) = contiguous(&dev, &c)?;
+    // Waited for, not looked at once: at load 30 C had received nothing yet.
+    let (first, end) = caught_up(&dev, &c, k, dev.written())?;
     ctx.step(format!("client C received samples {first}..{end}"));
     Ok(())
 }
@@ -318,7 +319,7 @@ fn program_queued(ctx: &mut Harness) -> f64 {
 /// Checks that client `c`'s first sample was read around or after it connected;
 /// `queued_since` is [`program_queued`] before the stream that led up to it.
 fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize, queued_since: f64) -> Outcome {
-    let (first, end) = contiguous(dev, c)?;
+    let (first, end) = caught_up(dev, c, k, dev.written())?;
     let queued = (program_queued(ctx) - queued_since).clamp(0.0, FRESH_QUEUED_CAP_SECS);
     ctx.step(format!(
         "client {} connected when sample {} was being written; it received samples {first}..{end} (allowed: {} samples older, {:.0} ms of them for time the program waited for a CPU)",
@@ -420,10 +421,9 @@ fn buffers_of_k(ctx: &mut Harness) -> Outcome {
     let (dev, k) = begin(ctx)?;
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 1.5);
+    // Received something (or fails saying so), waited for with the load in mind.
+    caught_up(&dev, &a, k, dev.written())?;
     let (_, recvs, _) = a.received();
-    if recvs.is_empty() {
-        return contiguous(&dev, &a).map(|_| ());
-    }
     let sizes: Vec<usize> = recvs
         .iter()
         .scan(0, |prev, &(total, _)| {
@@ -462,7 +462,12 @@ fn buffers_of_k(ctx: &mut Harness) -> Outcome {
 }
 
 fn sample_age(ctx: &mut Harness) -> Outcome {
-    let (dev, k) = begin(ctx)?;
+    let (mut dev, k) = begin(ctx)?;
+    if let Err(e) = dev.watch_delivery() {
+        ctx.step(format!(
+            "(the grader cannot open a control pty, {e}: the machine's own pty delay is not measured)"
+        ));
+    }
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 2.0);
     dev.pause();
@@ -498,11 +503,13 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
         )));
     }
     // Each sample's wait, from the grader writing it to client A's recv returning it,
-    // minus what the program and A's reader spent waiting for a CPU in between: on a
-    // machine running 30 jobs on 2 CPUs a correct program's samples arrive a second or
-    // more late, all of it time the scheduler withheld. A program holding samples back
-    // sleeps in a read (or in a sleep) meanwhile, never queued, so it is charged the
-    // whole wait however loaded the machine. Per sample, not over the whole check, so
+    // minus what the machine added: the time the program and A's reader spent waiting
+    // for a CPU in between, and the pty's own delay for that sample (the control pty's,
+    // see `device`). On a machine running 30 jobs on 2 CPUs a correct program's samples
+    // arrive a second or more late, all of it time the scheduler withheld. A program
+    // holding samples back sleeps in a read (or in a sleep) meanwhile, never queued,
+    // while the control delivers at once, so it is charged the whole wait unless the
+    // machine was as slow at that very moment. Per sample, not over the whole check, so
     // the queueing of one moment cannot excuse a hold at another.
     let limit = buffer + AGE_MARGIN;
     let (_, recvs, _) = a.received();
@@ -525,7 +532,8 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
             .or(timeline.first())
             .map_or(0.0, |&(_, q)| q);
         let after = timeline.get(r + 1).map_or(before, |&(_, q)| q);
-        let queued = (after - before).max(0.0);
+        let machine = dev.machine_delay(i).unwrap_or_default().as_secs_f64();
+        let queued = (after - before).max(0.0) + machine;
         let excused = Duration::try_from_secs_f64(queued)
             .unwrap_or(waited)
             .min(waited);
@@ -546,7 +554,7 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
         return Ok(());
     };
     ctx.step(format!(
-        "client A received samples {first}..{end}; the longest wait was {} ms (sample {}), {} ms of it while the program or the grader's reader waited for a CPU, against a limit of {} ms ({k} samples' time, {} ms, plus {} ms; time spent waiting for a CPU is not counted, up to {} ms of wall time)",
+        "client A received samples {first}..{end}; the longest wait was {} ms (sample {}), {} ms of it while the pty, the program or the grader's reader waited for a CPU, against a limit of {} ms ({k} samples' time, {} ms, plus {} ms; time spent waiting for a CPU is not counted, up to {} ms of wall time)",
         worst.waited.as_millis(),
         worst.sample,
         (worst.waited - worst.charged).as_millis(),
@@ -557,7 +565,7 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
     ));
     if worst.failed {
         return Err(Unmet::fail(format!(
-            "sample {} waited {} ms between the grader writing it and client A receiving it ({} ms of it while the program had a CPU); with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin",
+            "sample {} waited {} ms between the grader writing it and client A receiving it ({} ms of it while the machine was not holding it up); with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin",
             worst.sample,
             worst.waited.as_millis(),
             worst.charged.as_millis(),
@@ -574,7 +582,8 @@ struct Age {
     sample: u64,
     /// From the grader writing it to client A's recv returning it.
     waited: Duration,
-    /// `waited` less the time the program and A's reader waited for a CPU meanwhile.
+    /// `waited` less what the machine added (the pty's delay, and the time the program
+    /// and A's reader waited for a CPU meanwhile).
     charged: Duration,
     /// Whether that is over the limit (or the wall-time cap).
     failed: bool,

@@ -51,7 +51,7 @@ pub struct Client {
     stop: Arc<AtomicBool>,
     /// The reader, joined on drop.
     thread: Option<JoinHandle<()>>,
-    /// Samples written when it connected.
+    /// Samples written just before it connected.
     pub joined_at: u64,
 }
 
@@ -60,8 +60,12 @@ impl Client {
     /// program (the newest one `ctx` started) and of the reader (see [`Client::queued`]).
     pub fn connect(ctx: &mut Harness, dev: &Device, name: &str) -> Outcome<Client> {
         let meter = ctx.program().map(|p| p.meter());
-        let s = ctx.connect(name)?;
+        // Counted before connecting: the client connects after this sample. Counted
+        // after, a grader thread that waited for a CPU between its connect and the
+        // count dated the client late by that wait, and a correct program's first
+        // samples looked like a stale backlog (0.49 s of them, at load 25).
         let joined_at = dev.written();
+        let s = ctx.connect(name)?;
         Client::reading(name, s, joined_at, meter)
     }
 
