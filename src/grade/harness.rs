@@ -368,15 +368,9 @@ impl Harness {
     /// couple of milliseconds, at least [`BUSY_LOOKS`] times. Not from schedstat's
     /// counters: the kernel adds a wait to them only when the thread gets its CPU, so a
     /// spinning program queued behind busier work for the whole window showed 0% and
-    /// passed as idle on a loaded machine. A look sees `R` then too. Where the states
-    /// cannot be read, the program's CPU time over the window stands in.
+    /// passed as idle on a loaded machine. A look sees `R` then too. (CPU time is no
+    /// stand-in: a starved busy loop gets little of it.)
     pub fn busy_share(&mut self, window: Duration) -> Outcome<f64> {
-        let Some(p) = self.program() else {
-            return Err(Unmet::error("the grader lost track of the program"));
-        };
-        let pid = p.pid;
-        let meter = p.meter();
-        let cpu_before = p.cpu_seconds();
         let t = Instant::now();
         let (mut looks, mut busy) = (0u32, 0u32);
         // Bounded: at most READY_WALL_FACTOR windows of wall time, however few looks a
@@ -384,24 +378,36 @@ impl Harness {
         while (t.elapsed() < window || looks < BUSY_LOOKS)
             && t.elapsed() < window * READY_WALL_FACTOR
         {
-            match meter.runnable_now() {
+            let Some(p) = self.program() else {
+                return Err(Unmet::error("the grader lost track of the program"));
+            };
+            match p.meter().runnable_now() {
                 Some(r) => {
                     looks += 1;
                     busy += u32::from(r);
                 }
-                None => break,
+                // No thread to look at: it ended (a program that ends is not idle).
+                None if !p.alive() => {
+                    return Err(Unmet::fail(format!(
+                        "the program {} while the grader watched it",
+                        p.try_ended()
+                            .map_or("ended".into(), |e| describe_status(e.status))
+                    )))
+                }
+                None => {}
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        if looks > 0 {
-            return Ok(f64::from(busy) / f64::from(looks));
+        self.step(format!(
+            "{looks} looks at the program's threads in {} ms: runnable at {busy}",
+            t.elapsed().as_millis()
+        ));
+        if looks == 0 {
+            return Err(Unmet::error(
+                "the grader could not read the program's state from /proc",
+            ));
         }
-        let (Some(before), Some(after)) = (cpu_before, p.cpu_seconds()) else {
-            return Err(Unmet::error(format!(
-                "cannot read the state or the CPU use of pid {pid} from /proc"
-            )));
-        };
-        Ok((after - before) / t.elapsed().as_secs_f64())
+        Ok(f64::from(busy) / f64::from(looks))
     }
 
     /// Stops the newest program for `how_long` and continues it (SIGSTOP, then SIGCONT

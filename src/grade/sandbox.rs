@@ -89,8 +89,8 @@ impl QueueMeter {
     }
 
     /// Whether any thread of the program (or of its cgroup) is runnable right now:
-    /// state `R` in its /proc stat, running or waiting for a CPU. None when no thread's
-    /// state can be read (the program is gone).
+    /// state `R` in its /proc stat, running or waiting for a CPU. None when no live
+    /// thread's state can be read (the program is gone, or a zombie).
     pub fn runnable_now(&self) -> Option<bool> {
         let mut any = None;
         for t in self.tasks() {
@@ -101,10 +101,12 @@ impl QueueMeter {
             let state = stat
                 .rfind(')')
                 .and_then(|i| stat[i + 1..].split_whitespace().next());
-            if state == Some("R") {
-                return Some(true);
+            match state {
+                Some("R") => return Some(true),
+                // A zombie (or dead) thread is no thread to look at.
+                Some("Z" | "X") | None => {}
+                Some(_) => any = Some(false),
             }
-            any = Some(false);
         }
         any
     }
