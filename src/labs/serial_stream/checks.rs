@@ -111,10 +111,18 @@ const RATE: f64 = super::ARDUINO_RATE;
 const BUFFERS: [usize; 4] = [8, 24, 32, 48];
 
 /// Slack for "fresh": besides the K samples a buffer may hold from before a client
-/// arrived, 0.4 s of samples read around the moment it connected (a reader thread
-/// delayed on a loaded machine reads what queued up meanwhile; a backlog is a second
-/// or more, the mutants' 896 samples).
-const FRESH_SLACK_SECS: f64 = 0.4;
+/// arrived, 1 s of samples read around the moment it connected (a reader thread
+/// delayed on a loaded machine reads what queued up meanwhile: at load 30 a correct
+/// program's first samples were 0.55-0.84 s older than the client, its pty's bytes
+/// having waited in the kernel). A backlog is everything written before the client
+/// came: [`FRESH_LEAD_SECS`] or more, which slack, K and the CPU-queue allowance stay
+/// well under.
+const FRESH_SLACK_SECS: f64 = 1.0;
+
+/// How long late_client_fresh streams before the first client comes: the backlog a
+/// stale program hands it, a second over [`FRESH_SLACK_SECS`] +
+/// [`FRESH_QUEUED_CAP_SECS`] + 48 samples (1.45 s).
+const FRESH_LEAD_SECS: f64 = 2.5;
 
 /// Slack for "no extra latency": a sample may wait K samples' time in the buffer, plus
 /// this much for what [`sample_age`] does not measure (a loopback send takes
@@ -223,8 +231,11 @@ fn up_to_date(c: &Client, end: u64, k: usize, written: u64) -> Outcome {
 }
 
 /// How long [`caught_up`] waits for a client to get the samples written so far, not
-/// counting time the program or the client's reader waits for a CPU.
-const CATCH_UP: Duration = Duration::from_secs(1);
+/// counting time the program or the client's reader waits for a CPU. A wait for a
+/// count, which a correct program reaches in milliseconds on an idle machine: 3 s also
+/// covers the kernel's pty work starved on a loaded one (a correct program's client was
+/// 1.2 s behind after 1 s at load 30), and costs only a program that never gets there.
+const CATCH_UP: Duration = Duration::from_secs(3);
 
 /// Waits until client `c` is within `k` samples and 0.5 s of samples of `written` (a
 /// count, which a stuck program never reaches), for [`CATCH_UP`] of the program's and
@@ -307,8 +318,8 @@ fn client_leaves(ctx: &mut Harness) -> Outcome {
 }
 
 /// The most [`fresh`] adds to its slack for time the program waited for a CPU (its
-/// reader, starved, then reads what queued up in the pty meanwhile): 0.4 s + this, with
-/// K at most 48, stays under the 1 s (896 samples) backlog of the mistake it catches.
+/// reader, starved, then reads what queued up in the pty meanwhile): with the slack and
+/// K at most 48, 1.45 s, under the [`FRESH_LEAD_SECS`] backlog of the mistake it catches.
 const FRESH_QUEUED_CAP_SECS: f64 = 0.4;
 
 /// The program's CPU-queue time so far, for [`fresh`]'s allowance.
@@ -345,7 +356,14 @@ fn late_client_fresh(ctx: &mut Harness) -> Outcome {
     let (dev, k) = begin(ctx)?;
     ctx.step("no client is connected yet");
     let q = program_queued(ctx);
-    stream(ctx, &dev, 1.0);
+    stream(ctx, &dev, FRESH_LEAD_SECS);
+    // The lead is a count: a writer thread starved on a loaded machine writes late, and
+    // the backlog a stale program hands the client is what was written. Bounded.
+    let lead = (RATE * FRESH_LEAD_SECS) as u64;
+    let until = Instant::now() + Duration::from_secs(10);
+    while dev.written() < lead && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 0.7);
     fresh(ctx, &dev, &a, k, q)?;
@@ -514,7 +532,7 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
     let limit = buffer + AGE_MARGIN;
     let (_, recvs, _) = a.received();
     let timeline = a.queued();
-    let mut worst: Option<Age> = None;
+    let mut ages: Vec<Age> = Vec::with_capacity(recvs.len());
     let mut at = 0usize;
     for (r, &(total, t)) in recvs.iter().enumerate() {
         // Samples first+at..first+total arrived at t; the oldest waited longest.
@@ -537,24 +555,34 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
         let excused = Duration::try_from_secs_f64(queued)
             .unwrap_or(waited)
             .min(waited);
-        let age = Age {
+        ages.push(Age {
             sample: i,
             waited,
             charged: waited - excused,
             failed: deadline_passed(limit, waited, queued),
-        };
-        let worse = worst.as_ref().is_none_or(|w| {
-            (age.failed, age.charged, age.waited) > (w.failed, w.charged, w.waited)
         });
-        if worse {
-            worst = Some(age);
-        }
     }
-    let Some(worst) = worst else {
+    // The typical recv is judged, not the worst: a program that holds samples back
+    // holds every buffer (a read(1024) makes every recv's oldest sample ~0.6 s old on
+    // average, as its own count check above also shows), while a loaded machine
+    // delays a moment's worth. At load 30 the kernel's pty work was seen holding a
+    // correct program's samples 0.5-1 s (samples 408-608, in three runs), with
+    // neither the program nor any reader queued and a second pty unaffected: nothing
+    // the grader can measure to excuse. Any sample over the wall cap still fails. The
+    // price: a loop that sleeps between reads passes when its sleep is under about
+    // twice the limit (its recvs' ages spread evenly from the sleep down to 0).
+    ages.sort_by_key(|a| (a.failed, a.charged));
+    let Some(worst) = ages
+        .iter()
+        .rev()
+        .find(|a| a.waited > limit * READY_WALL_FACTOR)
+        .or(ages.get(ages.len() / 2))
+    else {
         return Ok(());
     };
     ctx.step(format!(
-        "client A received samples {first}..{end}; the longest wait was {} ms (sample {}), {} ms of it while the pty, the program or the grader's reader waited for a CPU, against a limit of {} ms ({k} samples' time, {} ms, plus {} ms; time spent waiting for a CPU is not counted, up to {} ms of wall time)",
+        "client A received samples {first}..{end} in {} reads; the median read's oldest sample waited {} ms (sample {}), {} ms of it while the pty, the program or the grader's reader waited for a CPU, against a limit of {} ms ({k} samples' time, {} ms, plus {} ms; time spent waiting for a CPU is not counted; any sample over {} ms fails)",
+        ages.len(),
         worst.waited.as_millis(),
         worst.sample,
         (worst.waited - worst.charged).as_millis(),
@@ -565,7 +593,8 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
     ));
     if worst.failed {
         return Err(Unmet::fail(format!(
-            "sample {} waited {} ms between the grader writing it and client A receiving it ({} ms of it while the machine was not holding it up); with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin",
+            "samples are held back: half of client A's reads brought a sample that had waited {} ms or more (sample {} waited {} ms between the grader writing it and client A receiving it, {} ms of it while the machine was not holding it up); with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin",
+            worst.charged.as_millis(),
             worst.sample,
             worst.waited.as_millis(),
             worst.charged.as_millis(),
