@@ -364,8 +364,9 @@ impl Harness {
     /// a CPU): a busy loop fills it whatever the machine's load, a blocked program
     /// leaves it near 0.
     ///
-    /// Measured by looking at its threads' states (`R` in /proc/PID/task/*/stat) every
-    /// couple of milliseconds, at least [`BUSY_LOOKS`] times. Not from schedstat's
+    /// Measured by looking at its threads' states (`R` or `D` in /proc/PID/task/*/stat,
+    /// see `QueueMeter::runnable_now`) every couple of milliseconds, at least
+    /// [`BUSY_LOOKS`] times. Not from schedstat's
     /// counters: the kernel adds a wait to them only when the thread gets its CPU, so a
     /// spinning program queued behind busier work for the whole window showed 0% and
     /// passed as idle on a loaded machine. A look sees `R` then too. (CPU time is no
@@ -399,7 +400,7 @@ impl Harness {
             std::thread::sleep(Duration::from_millis(2));
         }
         self.step(format!(
-            "{looks} looks at the program's threads in {} ms: runnable at {busy}",
+            "{looks} looks at the program's threads in {} ms: running, waiting for a CPU or in the kernel (R or D) at {busy}",
             t.elapsed().as_millis()
         ));
         if looks == 0 {

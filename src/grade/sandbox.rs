@@ -88,9 +88,13 @@ impl QueueMeter {
         ns as f64 / 1e9
     }
 
-    /// Whether any thread of the program (or of its cgroup) is runnable right now:
-    /// state `R` in its /proc stat, running or waiting for a CPU. None when no live
-    /// thread's state can be read (the program is gone, or a zombie).
+    /// Whether any thread of the program (or of its cgroup) is busy right now: state `R`
+    /// in its /proc stat (running or waiting for a CPU), or `D` (in the kernel on its
+    /// behalf, uninterruptibly). A loop polling a non-blocking pty is in `D` much of the
+    /// time on a loaded machine: each empty read waits for the kernel's pty worker
+    /// (`__flush_work`), seen 29 times in 130 looks at load 30, where it read as idle;
+    /// an idle program sleeps in `S`. None when no live thread's state can be read (the
+    /// program is gone, or a zombie).
     pub fn runnable_now(&self) -> Option<bool> {
         let mut any = None;
         for t in self.tasks() {
@@ -102,7 +106,7 @@ impl QueueMeter {
                 .rfind(')')
                 .and_then(|i| stat[i + 1..].split_whitespace().next());
             match state {
-                Some("R") => return Some(true),
+                Some("R" | "D") => return Some(true),
                 // A zombie (or dead) thread is no thread to look at.
                 Some("Z" | "X") | None => {}
                 Some(_) => any = Some(false),
