@@ -117,7 +117,8 @@ fn the_course_python_client_works_unchanged() {
         .status()
         .is_err()
     {
-        eprintln!("SKIPPED: python3 is not installed (apt-get install python3)");
+        // In CI (python3 is in .ci/apt-packages) a skip is a broken setup: it fails.
+        common::skip("python3 is not installed (apt-get install python3)");
         return;
     }
     let mut server = Server::start(&["--waveform", "ramp", "--rate", "5000"]);

@@ -20,7 +20,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// However loaded the machine, a program that has not started after this many times
 /// the readiness deadline of wall-clock time is judged as never starting.
-const READY_WALL_FACTOR: u32 = 12;
+pub const READY_WALL_FACTOR: u32 = 12;
 
 /// Whether a program that began `elapsed` ago, and spent `queued` seconds of it
 /// runnable but waiting for a CPU, has used up its readiness deadline. On a machine
@@ -43,22 +43,6 @@ pub fn deadline_passed(limit: Duration, elapsed: Duration, queued: f64) -> bool 
     charged > limit || elapsed > limit * READY_WALL_FACTOR
 }
 
-/// Seconds the grader's own threads (this process: its device writer, its clients'
-/// readers) were runnable but waited for a CPU, from /proc/self/task/*/schedstat: a
-/// reply timed late by a starved grader is not the program's delay. 0 where the kernel
-/// does not keep schedstat.
-pub fn own_queued_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let ns: u64 = tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .sum();
-    ns as f64 / 1e9
-}
-
 /// The readiness deadline: [`READY_TIMEOUT`], or `LAB_READY_TIMEOUT_MS` (slow machines
 /// raise it; the test suite lowers it for programs that never listen).
 pub fn ready_timeout() -> Duration {
@@ -72,6 +56,14 @@ pub fn ready_timeout() -> Duration {
 /// How long the grader waits for an expected reply: loopback answers in microseconds,
 /// so 2 s only ever expires when the reply is not coming.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long [`Harness::wait_consumed`] waits for the program to read what a client
+/// sent: a server reading its sockets does so within microseconds, and one that does
+/// not read is left to fail what follows, so this only bounds the wait.
+const CONSUME_LIMIT: Duration = Duration::from_millis(500);
+
+/// How many times [`Harness::busy_share`] looks at the program's state, at least.
+const BUSY_LOOKS: u32 = 100;
 
 /// Bytes of data shown in a message before it is cut.
 pub const SHOW_BYTES: usize = 80;
@@ -369,23 +361,54 @@ impl Harness {
     }
 
     /// The share of `window` the newest program spent runnable (running or waiting for
-    /// a CPU), from /proc/PID/schedstat, or its CPU time where schedstat is missing: a
-    /// busy loop fills it whatever the machine's load, a blocked program leaves it near 0.
+    /// a CPU): a busy loop fills it whatever the machine's load, a blocked program
+    /// leaves it near 0.
+    ///
+    /// Measured by looking at its threads' states (`R` or `D` in /proc/PID/task/*/stat,
+    /// see `QueueMeter::runnable_now`) every couple of milliseconds, at least
+    /// [`BUSY_LOOKS`] times. Not from schedstat's
+    /// counters: the kernel adds a wait to them only when the thread gets its CPU, so a
+    /// spinning program queued behind busier work for the whole window showed 0% and
+    /// passed as idle on a loaded machine. A look sees `R` then too. (CPU time is no
+    /// stand-in: a starved busy loop gets little of it.)
     pub fn busy_share(&mut self, window: Duration) -> Outcome<f64> {
-        let Some(p) = self.program() else {
-            return Err(Unmet::error("the grader lost track of the program"));
-        };
-        let pid = p.pid;
-        let probe = |p: &Program| p.runnable_seconds().or_else(|| p.cpu_seconds());
-        let Some(before) = probe(p) else {
-            return Err(Unmet::error(format!(
-                "cannot read the CPU use of pid {pid} from /proc"
-            )));
-        };
         let t = Instant::now();
-        std::thread::sleep(window);
-        let used = probe(p).unwrap_or(before) - before;
-        Ok(used / t.elapsed().as_secs_f64())
+        let (mut looks, mut busy) = (0u32, 0u32);
+        // Bounded: at most READY_WALL_FACTOR windows of wall time, however few looks a
+        // starved grader gets.
+        while (t.elapsed() < window || looks < BUSY_LOOKS)
+            && t.elapsed() < window * READY_WALL_FACTOR
+        {
+            let Some(p) = self.program() else {
+                return Err(Unmet::error("the grader lost track of the program"));
+            };
+            match p.meter().runnable_now() {
+                Some(r) => {
+                    looks += 1;
+                    busy += u32::from(r);
+                }
+                // No thread to look at: it ended (a program that ends is not idle).
+                None if !p.alive() => {
+                    return Err(Unmet::fail(format!(
+                        "the program {} while the grader watched it",
+                        p.try_ended()
+                            .map_or("ended".into(), |e| describe_status(e.status))
+                    )))
+                }
+                None => {}
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.step(format!(
+            "{looks} looks at the program's threads in {} ms: running, waiting for a CPU or in the kernel (R or D) at {busy}",
+            t.elapsed().as_millis()
+        ));
+        if looks == 0 {
+            return Err(Unmet::error(
+                "the grader could not read the program's state from /proc",
+            ));
+        }
+        Ok(f64::from(busy) / f64::from(looks))
     }
 
     /// Stops the newest program for `how_long` and continues it (SIGSTOP, then SIGCONT
@@ -694,13 +717,22 @@ impl Harness {
 
     /// Waits until the program has read everything client `s` sent (the kernel's
     /// receive queue of the server's end, in /proc/net/tcp, is empty), so the next write
-    /// arrives in a separate read. Bounded: a server that is not reading at all is left
-    /// to fail the expectation that follows.
+    /// arrives in a separate read. Bounded by [`CONSUME_LIMIT`] of the program's own
+    /// time: a server that is not reading at all is left to fail the expectation that
+    /// follows. Time it waited for a CPU is not charged: on a loaded machine a starved
+    /// server that reads late would otherwise get the next write merged into the same
+    /// read, and a server that assumes one message per recv would pass the checks
+    /// built to catch it.
     pub fn wait_consumed(&mut self, s: &TcpStream) {
         let Ok(local) = s.local_addr() else { return };
-        let until = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < until {
+        let began = Instant::now();
+        let queued = |h: &Self| h.programs.last().map_or(0.0, |p| p.queued_seconds());
+        let queued_before = queued(self);
+        loop {
             if super::sandbox::rx_queue(self.port, local.port()) == Some(0) {
+                return;
+            }
+            if deadline_passed(CONSUME_LIMIT, began.elapsed(), queued(self) - queued_before) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(1));

@@ -66,6 +66,85 @@ fn nproc_limit() -> Option<u64> {
     Some(n + 128)
 }
 
+/// Where a program's CPU-queue time (and its threads' states) are read from: its pid,
+/// and its cgroup's folder (whose `cgroup.procs` lists the processes it started). Cheap
+/// to clone and to send to another thread; reads 0 once the program is gone.
+#[derive(Debug, Clone)]
+pub struct QueueMeter {
+    pid: u32,
+    cgroup: Option<PathBuf>,
+}
+
+impl QueueMeter {
+    /// Seconds the program's threads were runnable but waited for a CPU, summed over
+    /// its threads (and its cgroup's processes): see [`Program::queued_seconds`].
+    pub fn queued_seconds(&self) -> f64 {
+        let ns: u64 = self
+            .tasks()
+            .iter()
+            .filter_map(|t| read_schedstat(&t.join("schedstat")))
+            .map(|(_, wait)| wait)
+            .sum();
+        ns as f64 / 1e9
+    }
+
+    /// Whether any thread of the program (or of its cgroup) is busy right now: state `R`
+    /// in its /proc stat (running or waiting for a CPU), or `D` (in the kernel on its
+    /// behalf, uninterruptibly). A loop polling a non-blocking pty is in `D` much of the
+    /// time on a loaded machine: each empty read waits for the kernel's pty worker
+    /// (`__flush_work`), seen 29 times in 130 looks at load 30, where it read as idle;
+    /// an idle program sleeps in `S`. None when no live thread's state can be read (the
+    /// program is gone, or a zombie).
+    pub fn runnable_now(&self) -> Option<bool> {
+        let mut any = None;
+        for t in self.tasks() {
+            let Ok(stat) = std::fs::read_to_string(t.join("stat")) else {
+                continue;
+            };
+            // The state follows the parenthesised name, which may hold spaces.
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next());
+            match state {
+                Some("R" | "D") => return Some(true),
+                // A zombie (or dead) thread is no thread to look at.
+                Some("Z" | "X") | None => {}
+                Some(_) => any = Some(false),
+            }
+        }
+        any
+    }
+
+    /// The /proc folders of every thread of the program and of its cgroup's processes.
+    fn tasks(&self) -> Vec<PathBuf> {
+        let mut pids = vec![self.pid];
+        if let Some(dir) = &self.cgroup {
+            pids.extend(Cgroup::pids_in(dir).into_iter().filter(|&p| p != self.pid));
+        }
+        pids.iter()
+            .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/task")).ok())
+            .flat_map(|d| d.flatten().map(|t| t.path()))
+            .collect()
+    }
+}
+
+/// A schedstat file's first two fields: ns on a CPU, ns runnable waiting for one. The
+/// kernel adds a wait when the thread gets its CPU, so a wait under way is not counted
+/// yet: a deadline that excuses it is only ever too strict, never too lenient.
+fn read_schedstat(path: &Path) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
+}
+
+/// Seconds the calling thread has been runnable but waited for a CPU (its own
+/// schedstat run delay); 0 where the kernel does not keep schedstat. A grader thread
+/// that times what it receives notes it too: a reply timed late because the reader was
+/// not given a CPU is not the program's delay.
+pub fn thread_queued_seconds() -> f64 {
+    read_schedstat(Path::new("/proc/thread-self/schedstat")).map_or(0.0, |(_, w)| w as f64 / 1e9)
+}
+
 /// A pids cgroup (v1 `pids` hierarchy or v2) that caps and tracks every process a
 /// program starts, even those that leave its process group with setsid().
 #[derive(Debug)]
@@ -110,7 +189,12 @@ impl Cgroup {
 
     /// Process ids still in the cgroup.
     pub fn pids(&self) -> Vec<u32> {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+        Cgroup::pids_in(&self.dir)
+    }
+
+    /// Process ids in the cgroup whose folder is `dir` (none once it is removed).
+    fn pids_in(dir: &Path) -> Vec<u32> {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
             .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
@@ -499,6 +583,27 @@ impl Program {
         }
     }
 
+    /// Waits for the program to end by itself, for `limit` of its own time: time it
+    /// spent runnable but waiting for a CPU is not charged (the rule of
+    /// [`super::harness::deadline_passed`]), so a program that exits promptly is not
+    /// judged as hanging on a loaded machine, and one that waits for input forever
+    /// (asleep, so never queued) is judged after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<Ended> {
+        let began = Instant::now();
+        let queued_before = self.queued_seconds();
+        loop {
+            if let Some(e) = self.try_ended() {
+                return Some(e);
+            }
+            let queued = self.queued_seconds() - queued_before;
+            if super::harness::deadline_passed(limit, began.elapsed(), queued) {
+                // This thread may itself have waited long for a CPU: look once more.
+                return self.try_ended();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Stops the whole process group: SIGTERM, up to [`TERM_GRACE`] to exit, then
     /// SIGKILL; reaps the leader; kills anything left in the cgroup. Idempotent.
     pub fn stop(&mut self) -> Ended {
@@ -600,48 +705,21 @@ impl Program {
         Some(ticks as f64 / sys::clock_ticks_per_sec() as f64)
     }
 
-    /// Seconds the program's threads spent running or waiting to run (from
-    /// /proc/PID/task/*/schedstat), across its whole cgroup when it has one. Unlike CPU
-    /// time this does not shrink on a busy machine: a thread spinning in a loop is always
-    /// runnable, an idle one almost never. None when schedstat is not available.
-    pub fn runnable_seconds(&self) -> Option<f64> {
-        self.schedstat_sum(|run, wait| run + wait)
-    }
-
     /// Seconds the program's threads were runnable but waited for a CPU (schedstat's
     /// run delay): time a loaded machine withheld, which a deadline should not charge
     /// to the program. Zero when schedstat is not available.
     pub fn queued_seconds(&self) -> f64 {
-        self.schedstat_sum(|_, wait| wait).unwrap_or(0.0)
+        self.meter().queued_seconds()
     }
 
-    /// Sums `pick(time on CPU, time waiting for one)` in ns over every thread of the
-    /// program (and of its cgroup), in seconds.
-    fn schedstat_sum(&self, pick: impl Fn(u64, u64) -> u64) -> Option<f64> {
-        let mut pids = vec![self.pid];
-        if let Some(cg) = &self.cgroup {
-            pids.extend(cg.pids().into_iter().filter(|&p| p != self.pid));
+    /// A handle that reads [`Program::queued_seconds`] without the program: a check's
+    /// reader thread takes it along to note, at each receive, how long the program had
+    /// waited for a CPU so far.
+    pub fn meter(&self) -> QueueMeter {
+        QueueMeter {
+            pid: self.pid,
+            cgroup: self.cgroup.as_ref().map(|c| c.dir.clone()),
         }
-        let mut ns: u64 = 0;
-        let mut any = false;
-        for pid in pids {
-            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-                continue;
-            };
-            for t in tasks.flatten() {
-                if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
-                    let f: Vec<u64> = s
-                        .split_whitespace()
-                        .filter_map(|x| x.parse().ok())
-                        .collect();
-                    if f.len() >= 2 {
-                        ns = ns.saturating_add(pick(f[0], f[1]));
-                        any = true;
-                    }
-                }
-            }
-        }
-        any.then(|| ns as f64 / 1e9)
     }
 
     /// Ports the program's processes listen on (TCP) or are bound to (UDP), read from
@@ -865,6 +943,40 @@ mod tests {
                 })
                 == Some(true)
         })
+    }
+
+    #[test]
+    fn a_spinning_program_looks_runnable_and_a_sleeping_one_does_not() {
+        // A spinning thread is R at every look, whether it runs or waits for a CPU (the
+        // suite runs beside other jobs); a sleeping one is S at every look.
+        let spin = Program::start(&Spawn::new(vec![
+            "sh".into(),
+            "-c".into(),
+            "while :; do :; done".into(),
+        ]))
+        .unwrap();
+        let sleep = Program::start(&Spawn::new(vec!["sleep".into(), "30".into()])).unwrap();
+        // Both have started (sleep's exec done) before the looks count.
+        std::thread::sleep(Duration::from_millis(200));
+        let looks = |p: &Program| {
+            (0..50)
+                .filter(|_| {
+                    std::thread::sleep(Duration::from_millis(2));
+                    p.meter().runnable_now() == Some(true)
+                })
+                .count()
+        };
+        assert_eq!(looks(&spin), 50, "the spinning shell is always runnable");
+        assert!(looks(&sleep) <= 1, "sleep is runnable at most once");
+    }
+
+    #[test]
+    fn a_program_that_exits_is_seen_to_and_one_that_waits_is_not() {
+        let mut quick = Program::start(&Spawn::new(vec!["true".into()])).unwrap();
+        assert!(quick.wait_exit(Duration::from_secs(10)).is_some());
+        let mut slow = Program::start(&Spawn::new(vec!["sleep".into(), "30".into()])).unwrap();
+        // A sleeping program is never queued: its limit ends the wait.
+        assert!(slow.wait_exit(Duration::from_millis(100)).is_none());
     }
 
     #[test]

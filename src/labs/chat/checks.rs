@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{
-    idle_cut, read_all, Harness, Outcome, Transport, Unmet, IDLE, REPLY_TIMEOUT,
+    deadline_passed, idle_cut, Harness, Outcome, Transport, Unmet, IDLE, REPLY_TIMEOUT,
 };
+use crate::grade::sandbox::{tcp_queues, thread_queued_seconds};
 use crate::out::escape_bytes;
 
 /// The checks, in order.
@@ -129,6 +130,11 @@ const SLOW: usize = 5;
 /// nothing: generous for a loaded CI machine (a correct server needs about a second),
 /// and well under SLOW times a 5 s send timeout waited out in turn.
 const FLOOD_WAIT: Duration = Duration::from_secs(10);
+
+/// How long slow_reader's clients that never read then read what they were sent, not
+/// counting time the grader or the server waited for a CPU: a few megabytes already in
+/// the kernel take milliseconds to read on an idle machine.
+const LATE_READ: Duration = Duration::from_secs(3);
 
 /// How long a pause lets the server register a client whose nickname it has read
 /// (a thread per client does so microseconds later; this covers a loaded machine).
@@ -600,10 +606,17 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
         "the grader waits (at most {} s) until the server has read all of A's lines",
         FLOOD_WAIT.as_secs()
     ));
+    // Time the server waited for a CPU is not charged (a loaded machine's, not its): a
+    // starved server still reading A's lines would meet B's join and A's ping late.
     let a_port = a.sock.local_addr().map(|l| l.port()).unwrap_or(0);
-    let until = Instant::now() + FLOOD_WAIT;
-    while Instant::now() < until {
+    let began = Instant::now();
+    let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
+    let queued_before = queued(ctx);
+    loop {
         if writer.is_finished() && crate::grade::sandbox::rx_queue(ctx.port, a_port) == Some(0) {
+            break;
+        }
+        if deadline_passed(FLOOD_WAIT, began.elapsed(), queued(ctx) - queued_before) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -684,7 +697,8 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
             })
     };
     for (k, (_, s)) in slow.iter_mut().enumerate() {
-        let (got, _) = read_all(s, 16 << 20, Duration::from_secs(3));
+        let (got, end) = read_sent(ctx, s, 16 << 20);
+        ctx.step(format!("client S{k} read {} bytes ({end})", got.len()));
         let mut lines = got.split(|&b| b == b'\n');
         lines.next_back(); // the piece after the last newline: cut by a drop, allowed
         if let Some(bad) = lines.find(|l| !ok_line(l)) {
@@ -695,6 +709,51 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
         }
     }
     Ok(())
+}
+
+/// Reads what the server has sent a client that read nothing so far (up to `max`
+/// bytes): until EOF, or until the kernel holds nothing more for it (the server's send
+/// queue towards it and its own receive queue both empty). Says which ended it.
+///
+/// A count, not a time: the line a server ignoring send()'s count cuts is the one that
+/// met a full send buffer, megabytes into the stream. Read for a fixed 3 s, a grader
+/// starved of CPU (a classroom server grading 30 submissions at once) never reached it
+/// and the mistake passed. The wait is bounded by [`LATE_READ`] of the grader's and the
+/// server's own time (time either waited for a CPU is not charged), and 12 times that
+/// on any machine: a server that keeps sending is cut off there.
+fn read_sent(ctx: &mut Harness, s: &mut TcpStream, max: usize) -> (Vec<u8>, String) {
+    let local = s.local_addr().map(|l| l.port()).unwrap_or(0);
+    let port = ctx.port;
+    let held = move || {
+        let server_end = tcp_queues(port, local).map_or(0, |(tx, _)| tx);
+        let client_end = tcp_queues(local, port).map_or(0, |(_, rx)| rx);
+        server_end + client_end
+    };
+    let queued = |ctx: &mut Harness| {
+        ctx.program().map_or(0.0, |p| p.queued_seconds()) + thread_queued_seconds()
+    };
+    let began = Instant::now();
+    let queued_before = queued(ctx);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < max {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, "the server closed it".into()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if held() == 0 {
+                    return (got, "nothing more was on its way".into());
+                }
+            }
+            Err(e) => return (got, e.to_string()),
+        }
+        if deadline_passed(LATE_READ, began.elapsed(), queued(ctx) - queued_before) {
+            return (got, "the server was still sending".into());
+        }
+    }
+    (got, format!("{max} bytes, the most it reads"))
 }
 
 fn fd_cycles(ctx: &mut Harness) -> Outcome {

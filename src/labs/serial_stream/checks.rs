@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::grade::checks::{Check, Suite};
 use crate::grade::harness::{
-    deadline_passed, own_queued_seconds, Harness, Outcome, Transport, Unmet,
+    deadline_passed, Harness, Outcome, Transport, Unmet, READY_WALL_FACTOR,
 };
 use crate::out::escape_bytes;
 use client::Client;
@@ -111,21 +111,24 @@ const RATE: f64 = super::ARDUINO_RATE;
 const BUFFERS: [usize; 4] = [8, 24, 32, 48];
 
 /// Slack for "fresh": besides the K samples a buffer may hold from before a client
-/// arrived, 0.4 s of samples read around the moment it connected (a reader thread
-/// delayed on a loaded machine reads what queued up meanwhile; a backlog is a second
-/// or more, the mutants' 896 samples).
-const FRESH_SLACK_SECS: f64 = 0.4;
+/// arrived, 1 s of samples read around the moment it connected (a reader thread
+/// delayed on a loaded machine reads what queued up meanwhile: at load 30 a correct
+/// program's first samples were 0.55-0.84 s older than the client, its pty's bytes
+/// having waited in the kernel). A backlog is everything written before the client
+/// came: [`FRESH_LEAD_SECS`] or more, which slack, K and the CPU-queue allowance stay
+/// well under.
+const FRESH_SLACK_SECS: f64 = 1.0;
+
+/// How long late_client_fresh streams before the first client comes: the backlog a
+/// stale program hands it, a second over [`FRESH_SLACK_SECS`] +
+/// [`FRESH_QUEUED_CAP_SECS`] + 48 samples (1.45 s).
+const FRESH_LEAD_SECS: f64 = 2.5;
 
 /// Slack for "no extra latency": a sample may wait K samples' time in the buffer, plus
-/// this much for scheduling on a busy machine (a loopback send takes microseconds).
+/// this much for what [`sample_age`] does not measure (a loopback send takes
+/// microseconds; the kernel's pty and TCP work, and the grader's writer, on a busy
+/// machine). Time the program and the grader's reader waited for a CPU comes on top.
 const AGE_MARGIN: Duration = Duration::from_millis(400);
-
-/// The most [`sample_age`] adds to its limit for time the program and the grader's
-/// threads waited for a CPU. A program that holds samples back until 1,024 have come
-/// (a buffered read) keeps its oldest one at least 1,023 samples' time, 1.14 s: the
-/// largest limit, 48 samples' time + [`AGE_MARGIN`] + this, stays under that however
-/// loaded the machine.
-const AGE_QUEUED_CAP: Duration = Duration::from_millis(600);
 
 /// The slow-client burst: the most a send buffer may grow to (the kernel's tcp_wmem
 /// maximum, 4 MiB by default; a blocking sender to a client that reads nothing was
@@ -228,27 +231,27 @@ fn up_to_date(c: &Client, end: u64, k: usize, written: u64) -> Outcome {
 }
 
 /// How long [`caught_up`] waits for a client to get the samples written so far, not
-/// counting time the program waits for a CPU.
-const CATCH_UP: Duration = Duration::from_secs(1);
+/// counting time the program or the client's reader waits for a CPU. A wait for a
+/// count, which a correct program reaches in milliseconds on an idle machine: 3 s also
+/// covers the kernel's pty work starved on a loaded one (a correct program's client was
+/// 1.2 s behind after 1 s at load 30), and costs only a program that never gets there.
+const CATCH_UP: Duration = Duration::from_secs(3);
 
 /// Waits until client `c` is within `k` samples and 0.5 s of samples of `written` (a
-/// count, which a stuck program never reaches), for [`CATCH_UP`] of the program's own
-/// time; returns what it got, located, for [`up_to_date`] to judge.
-fn caught_up(
-    ctx: &mut Harness,
-    dev: &Device,
-    c: &Client,
-    k: usize,
-    written: u64,
-) -> Outcome<(u64, u64)> {
+/// count, which a stuck program never reaches), for [`CATCH_UP`] of the program's and
+/// the client's reader's own time; returns what it got, located, for [`up_to_date`].
+fn caught_up(dev: &Device, c: &Client, k: usize, written: u64) -> Outcome<(u64, u64)> {
     let slack = k as u64 + (RATE * 0.5) as u64;
-    let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
+    // Time the program or the client's reader waited for a CPU is not charged: on a
+    // loaded machine the samples can sit in the client's socket while its reader waits
+    // its turn. Judged before looking, so a look delayed by a busy machine still counts.
     let began = Instant::now();
-    let queued_before = queued(ctx);
+    let queued_before = c.queued_now();
     loop {
+        let over = deadline_passed(CATCH_UP, began.elapsed(), c.queued_now() - queued_before);
         let got = c.count() as u64;
         let behind = c.joined_at + got + slack < written;
-        if !behind || deadline_passed(CATCH_UP, began.elapsed(), queued(ctx) - queued_before) {
+        if !behind || over {
             return contiguous(dev, c);
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -269,7 +272,7 @@ fn every_byte_in_order(ctx: &mut Harness) -> Outcome {
     dev.burst(4096);
     stream(ctx, &dev, 1.0);
     let written = dev.written();
-    let (first, end) = caught_up(ctx, &dev, &a, k, written)?;
+    let (first, end) = caught_up(&dev, &a, k, written)?;
     ctx.step(format!(
         "client A received samples {first}..{end}, unchanged and in order"
     ));
@@ -283,7 +286,7 @@ fn two_clients(ctx: &mut Harness) -> Outcome {
     stream(ctx, &dev, 1.5);
     let written = dev.written();
     for c in [&b, &a] {
-        let (first, end) = caught_up(ctx, &dev, c, k, written)?;
+        let (first, end) = caught_up(&dev, c, k, written)?;
         ctx.step(format!("client {} received samples {first}..{end}", c.name));
         up_to_date(c, end, k, written)?;
     }
@@ -301,21 +304,22 @@ fn client_leaves(ctx: &mut Harness) -> Outcome {
     let left_at = dev.written();
     stream(ctx, &dev, 1.0);
     let written = dev.written();
-    let (first, end) = caught_up(ctx, &dev, &b, k, written)
+    let (first, end) = caught_up(&dev, &b, k, written)
         .map_err(|u| Unmet::fail(format!("after client A left: {}", u.message)))?;
     ctx.step(format!("client B received samples {first}..{end}"));
     up_to_date(&b, end, k, written)
         .map_err(|u| Unmet::fail(format!("{} (client A left at sample {left_at})", u.message)))?;
     let c = Client::connect(ctx, &dev, "C")?;
     stream(ctx, &dev, 0.5);
-    let (first, end) = contiguous(&dev, &c)?;
+    // Waited for, not looked at once: at load 30 C had received nothing yet.
+    let (first, end) = caught_up(&dev, &c, k, dev.written())?;
     ctx.step(format!("client C received samples {first}..{end}"));
     Ok(())
 }
 
 /// The most [`fresh`] adds to its slack for time the program waited for a CPU (its
-/// reader, starved, then reads what queued up in the pty meanwhile): 0.4 s + this, with
-/// K at most 48, stays under the 1 s (896 samples) backlog of the mistake it catches.
+/// reader, starved, then reads what queued up in the pty meanwhile): with the slack and
+/// K at most 48, 1.45 s, under the [`FRESH_LEAD_SECS`] backlog of the mistake it catches.
 const FRESH_QUEUED_CAP_SECS: f64 = 0.4;
 
 /// The program's CPU-queue time so far, for [`fresh`]'s allowance.
@@ -326,7 +330,7 @@ fn program_queued(ctx: &mut Harness) -> f64 {
 /// Checks that client `c`'s first sample was read around or after it connected;
 /// `queued_since` is [`program_queued`] before the stream that led up to it.
 fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize, queued_since: f64) -> Outcome {
-    let (first, end) = contiguous(dev, c)?;
+    let (first, end) = caught_up(dev, c, k, dev.written())?;
     let queued = (program_queued(ctx) - queued_since).clamp(0.0, FRESH_QUEUED_CAP_SECS);
     ctx.step(format!(
         "client {} connected when sample {} was being written; it received samples {first}..{end} (allowed: {} samples older, {:.0} ms of them for time the program waited for a CPU)",
@@ -352,7 +356,14 @@ fn late_client_fresh(ctx: &mut Harness) -> Outcome {
     let (dev, k) = begin(ctx)?;
     ctx.step("no client is connected yet");
     let q = program_queued(ctx);
-    stream(ctx, &dev, 1.0);
+    stream(ctx, &dev, FRESH_LEAD_SECS);
+    // The lead is a count: a writer thread starved on a loaded machine writes late, and
+    // the backlog a stale program hands the client is what was written. Bounded.
+    let lead = (RATE * FRESH_LEAD_SECS) as u64;
+    let until = Instant::now() + Duration::from_secs(10);
+    while dev.written() < lead && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 0.7);
     fresh(ctx, &dev, &a, k, q)?;
@@ -428,10 +439,9 @@ fn buffers_of_k(ctx: &mut Harness) -> Outcome {
     let (dev, k) = begin(ctx)?;
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 1.5);
+    // Received something (or fails saying so), waited for with the load in mind.
+    caught_up(&dev, &a, k, dev.written())?;
     let (_, recvs, _) = a.received();
-    if recvs.is_empty() {
-        return contiguous(&dev, &a).map(|_| ());
-    }
     let sizes: Vec<usize> = recvs
         .iter()
         .scan(0, |prev, &(total, _)| {
@@ -470,10 +480,12 @@ fn buffers_of_k(ctx: &mut Harness) -> Outcome {
 }
 
 fn sample_age(ctx: &mut Harness) -> Outcome {
-    let (dev, k) = begin(ctx)?;
-    let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
-    let queued_before = queued(ctx);
-    let grader_before = own_queued_seconds();
+    let (mut dev, k) = begin(ctx)?;
+    if let Err(e) = dev.watch_delivery() {
+        ctx.step(format!(
+            "(the grader cannot open a control pty, {e}: the machine's own pty delay is not measured)"
+        ));
+    }
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 2.0);
     dev.pause();
@@ -482,17 +494,20 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
     // The samples of the last, unfinished buffer may stay; older ones must come, however
     // long a loaded machine takes to run the program: a count, not a time. A program
     // that holds samples back never sends them (it waits for more), so waiting longer
-    // does not let it pass; the wait charges only time it had a CPU.
+    // does not let it pass; the wait charges only time the program and client A's
+    // reader had a CPU.
     let due = written.saturating_sub(k as u64);
     ctx.step(format!(
         "the Arduino stops at sample {written}; client A must get every sample up to {due} (all but the last buffer's {k})"
     ));
     let paused = Instant::now();
-    let queued_paused = queued(ctx);
+    let queued_paused = a.queued_now();
     let wait = buffer + AGE_MARGIN;
     let (first, end) = loop {
+        // Judged before looking, so a look delayed by a busy machine still counts.
+        let over = deadline_passed(wait, paused.elapsed(), a.queued_now() - queued_paused);
         let (first, end) = contiguous(&dev, &a)?;
-        if end >= due || deadline_passed(wait, paused.elapsed(), queued(ctx) - queued_paused) {
+        if end >= due || over {
             break (first, end);
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -505,50 +520,102 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
                 .unwrap_or(0)
         )));
     }
-    // Time the program and the grader's threads spent waiting for a CPU is the machine's:
-    // not charged, up to a cap that still catches a program holding samples back.
-    let queued_secs =
-        (queued(ctx) - queued_before).max(0.0) + (own_queued_seconds() - grader_before).max(0.0);
-    let not_charged = Duration::try_from_secs_f64(queued_secs)
-        .unwrap_or(AGE_QUEUED_CAP)
-        .min(AGE_QUEUED_CAP);
-    let limit = buffer + AGE_MARGIN + not_charged;
+    // Each sample's wait, from the grader writing it to client A's recv returning it,
+    // minus what the machine added: the time the program and A's reader spent waiting
+    // for a CPU in between, and the pty's own delay for that sample (the control pty's,
+    // see `device`). On a machine running 30 jobs on 2 CPUs a correct program's samples
+    // arrive a second or more late, all of it time the scheduler withheld. A program
+    // holding samples back sleeps in a read (or in a sleep) meanwhile, never queued,
+    // while the control delivers at once, so it is charged the whole wait unless the
+    // machine was as slow at that very moment. Per sample, not over the whole check, so
+    // the queueing of one moment cannot excuse a hold at another.
+    let limit = buffer + AGE_MARGIN;
     let (_, recvs, _) = a.received();
-    let mut worst = (Duration::ZERO, first);
+    let timeline = a.queued();
+    let mut ages: Vec<Age> = Vec::with_capacity(recvs.len());
     let mut at = 0usize;
-    for &(total, t) in &recvs {
-        // Samples first+at..first+total arrived at t.
+    for (r, &(total, t)) in recvs.iter().enumerate() {
+        // Samples first+at..first+total arrived at t; the oldest waited longest.
         let i = first + at as u64;
-        if let Some(w) = dev.written_at(i) {
-            let age = t.saturating_duration_since(w);
-            if age > worst.0 {
-                worst = (age, i);
-            }
-        }
         at = total;
+        let Some(w) = dev.written_at(i) else { continue };
+        let waited = t.saturating_duration_since(w);
+        // The program's and the reader's queue time from the last note at or before
+        // the write (the reader's start, or an earlier recv) to this recv.
+        let before = timeline
+            .iter()
+            .take(r + 1)
+            .rev()
+            .find(|(when, _)| *when <= w)
+            .or(timeline.first())
+            .map_or(0.0, |&(_, q)| q);
+        let after = timeline.get(r + 1).map_or(before, |&(_, q)| q);
+        let machine = dev.machine_delay(i).unwrap_or_default().as_secs_f64();
+        let queued = (after - before).max(0.0) + machine;
+        let excused = Duration::try_from_secs_f64(queued)
+            .unwrap_or(waited)
+            .min(waited);
+        ages.push(Age {
+            sample: i,
+            waited,
+            charged: waited - excused,
+            failed: deadline_passed(limit, waited, queued),
+        });
     }
+    // The typical recv is judged, not the worst: a program that holds samples back
+    // holds every buffer (a read(1024) makes every recv's oldest sample ~0.6 s old on
+    // average, as its own count check above also shows), while a loaded machine
+    // delays a moment's worth. At load 30 the kernel's pty work was seen holding a
+    // correct program's samples 0.5-1 s (samples 408-608, in three runs), with
+    // neither the program nor any reader queued and a second pty unaffected: nothing
+    // the grader can measure to excuse. Any sample over the wall cap still fails. The
+    // price: a loop that sleeps between reads passes when its sleep is under about
+    // twice the limit (its recvs' ages spread evenly from the sleep down to 0).
+    ages.sort_by_key(|a| (a.failed, a.charged));
+    let Some(worst) = ages
+        .iter()
+        .rev()
+        .find(|a| a.waited > limit * READY_WALL_FACTOR)
+        .or(ages.get(ages.len() / 2))
+    else {
+        return Ok(());
+    };
     ctx.step(format!(
-        "client A received samples {first}..{end}; the longest wait was {} ms (sample {}), against a limit of {} ms ({k} samples' time, {} ms, plus {} ms, plus {} ms the program and the grader waited for a CPU ({} ms measured, at most {} ms counted))",
-        worst.0.as_millis(),
-        worst.1,
+        "client A received samples {first}..{end} in {} reads; the median read's oldest sample waited {} ms (sample {}), {} ms of it while the pty, the program or the grader's reader waited for a CPU, against a limit of {} ms ({k} samples' time, {} ms, plus {} ms; time spent waiting for a CPU is not counted; any sample over {} ms fails)",
+        ages.len(),
+        worst.waited.as_millis(),
+        worst.sample,
+        (worst.waited - worst.charged).as_millis(),
         limit.as_millis(),
         buffer.as_millis(),
         AGE_MARGIN.as_millis(),
-        not_charged.as_millis(),
-        (queued_secs * 1000.0).round(),
-        AGE_QUEUED_CAP.as_millis()
+        (limit * READY_WALL_FACTOR).as_millis()
     ));
-    if worst.0 > limit {
+    if worst.failed {
         return Err(Unmet::fail(format!(
-            "sample {} waited {} ms between the grader writing it and client A receiving it; with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin (and {} ms the program and the grader waited for a CPU)",
-            worst.1,
-            worst.0.as_millis(),
+            "samples are held back: half of client A's reads brought a sample that had waited {} ms or more (sample {} waited {} ms between the grader writing it and client A receiving it, {} ms of it while the machine was not holding it up); with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin",
+            worst.charged.as_millis(),
+            worst.sample,
+            worst.waited.as_millis(),
+            worst.charged.as_millis(),
             buffer.as_millis(),
-            AGE_MARGIN.as_millis(),
-            not_charged.as_millis()
+            AGE_MARGIN.as_millis()
         )));
     }
     Ok(())
+}
+
+/// One sample's wait in [`sample_age`].
+struct Age {
+    /// Its index in the waveform.
+    sample: u64,
+    /// From the grader writing it to client A's recv returning it.
+    waited: Duration,
+    /// `waited` less what the machine added (the pty's delay, and the time the program
+    /// and A's reader waited for a CPU meanwhile).
+    charged: Duration,
+    /// Whether that is over the limit (or the wall-time cap).
+    failed: bool,
 }
 
 fn quiet_serial_idle(ctx: &mut Harness) -> Outcome {

@@ -1,6 +1,9 @@
 //! The grader's clients for 07's checks: each reads in a thread of its own and records
 //! every byte and when each recv returned, so a check can locate what a client got in
-//! the waveform and how long each sample waited, while it drives other clients.
+//! the waveform and how long each sample waited, while it drives other clients. It also
+//! notes, at each recv, how long the program and the reader itself had waited for a
+//! CPU so far, so a check can tell a sample the program held back from one a loaded
+//! machine delivered late.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -11,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::device::Device;
 use crate::grade::harness::{Harness, Outcome, Unmet};
+use crate::grade::sandbox::{thread_queued_seconds, QueueMeter};
 
 /// Bytes a client keeps: over 8 MiB, a bound on memory whatever a program sends.
 const CLIENT_CAP: usize = 8 << 20;
@@ -26,6 +30,13 @@ struct Rx {
     recvs: Vec<(usize, Instant)>,
     /// How the stream ended, if it did (EOF, reset).
     ended: Option<String>,
+    /// Seconds the program and this reader had waited for a CPU, when the reader
+    /// started and then after each recv (one more entry than `recvs`); empty when the
+    /// grader had no program to meter.
+    queued: Vec<(Instant, f64)>,
+    /// The same sum, as of the reader's latest wake-up (at least every 50 ms while it
+    /// gets a CPU).
+    queued_now: f64,
 }
 
 /// A client that reads in a thread of its own, timing each recv.
@@ -40,32 +51,61 @@ pub struct Client {
     stop: Arc<AtomicBool>,
     /// The reader, joined on drop.
     thread: Option<JoinHandle<()>>,
-    /// Samples written when it connected.
+    /// Samples written just before it connected.
     pub joined_at: u64,
 }
 
 impl Client {
-    /// Connects and starts reading.
+    /// Connects and starts reading, noting at each recv the CPU-queue time of the
+    /// program (the newest one `ctx` started) and of the reader (see [`Client::queued`]).
     pub fn connect(ctx: &mut Harness, dev: &Device, name: &str) -> Outcome<Client> {
-        let s = ctx.connect(name)?;
+        let meter = ctx.program().map(|p| p.meter());
+        // Counted before connecting: the client connects after this sample. Counted
+        // after, a grader thread that waited for a CPU between its connect and the
+        // count dated the client late by that wait, and a correct program's first
+        // samples looked like a stale backlog (0.49 s of them, at load 25).
         let joined_at = dev.written();
-        Client::reading(name, s, joined_at)
+        let s = ctx.connect(name)?;
+        Client::reading(name, s, joined_at, meter)
     }
 
-    fn reading(name: &str, s: TcpStream, joined_at: u64) -> Outcome<Client> {
+    fn reading(
+        name: &str,
+        s: TcpStream,
+        joined_at: u64,
+        meter: Option<QueueMeter>,
+    ) -> Outcome<Client> {
         let mut r = s
             .try_clone()
             .map_err(|e| Unmet::error(format!("cannot clone a socket: {e}")))?;
         // Short timeouts only so the reader notices `stop`.
         let _ = r.set_read_timeout(Some(Duration::from_millis(50)));
-        let rx = Arc::new(Mutex::new(Rx::default()));
+        // The baseline, before the reader thread exists (its own queue time starts at 0).
+        let start = meter.as_ref().map(|m| m.queued_seconds());
+        let rx = Arc::new(Mutex::new(Rx {
+            queued: start.map(|q| vec![(Instant::now(), q)]).unwrap_or_default(),
+            queued_now: start.unwrap_or(0.0),
+            ..Rx::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let (rx2, stop2) = (Arc::clone(&rx), Arc::clone(&stop));
+        // Read just after the clock: a reader descheduled between its recv and the clock
+        // has that wait both in the time it notes and in the queue sum.
+        let queued = move || {
+            meter
+                .as_ref()
+                .map(|m| m.queued_seconds() + thread_queued_seconds())
+        };
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             while !stop2.load(Ordering::SeqCst) {
                 let got = r.read(&mut buf);
+                let now = Instant::now();
+                let q = queued();
                 let mut st = rx2.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(q) = q {
+                    st.queued_now = q;
+                }
                 match got {
                     Ok(0) => {
                         st.ended = Some("the program closed the connection".into());
@@ -78,7 +118,10 @@ impl Client {
                         let cut = st.last.len().saturating_sub(16);
                         st.last.drain(..cut);
                         let total = st.data.len();
-                        st.recvs.push((total, Instant::now()));
+                        st.recvs.push((total, now));
+                        if let Some(q) = q {
+                            st.queued.push((now, q));
+                        }
                     }
                     Err(e)
                         if matches!(
@@ -108,6 +151,23 @@ impl Client {
     pub fn received(&self) -> (Vec<u8>, Vec<(usize, Instant)>, Option<String>) {
         let st = self.rx.lock().unwrap_or_else(|p| p.into_inner());
         (st.data.clone(), st.recvs.clone(), st.ended.clone())
+    }
+
+    /// The CPU-queue timeline: (when, seconds the program and the reader had waited
+    /// for a CPU by then), first when the reader started, then after each recv (entry
+    /// `i + 1` belongs to recv `i`); empty when there was no program to meter.
+    pub fn queued(&self) -> Vec<(Instant, f64)> {
+        self.rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queued
+            .clone()
+    }
+
+    /// The latest CPU-queue sum (as in [`Client::queued`]): how long the program and
+    /// this client's reader have waited for a CPU so far.
+    pub fn queued_now(&self) -> f64 {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner()).queued_now
     }
 
     /// The latest (up to) 16 bytes received.

@@ -4,9 +4,17 @@
 //! it). Every write is timed, so a check can tell how long each sample waited before a
 //! client received it, and the waveform is seeded noise, so any run of received bytes
 //! can be located exactly in what was written (a gap, a repeat or a stale sample shows).
+//!
+//! On a loaded machine a pty itself is slow: the kernel hands written bytes to the
+//! reader's side in a worker thread, which was measured waiting over a second for a CPU
+//! at load 29 while the reader waited only milliseconds. A check that times samples
+//! asks for a control pty ([`Device::watch_delivery`]): the writer writes every byte to
+//! it too, and the grader reads it at once, so the control's delay is what the machine
+//! added to each sample before any program could have read it.
 
 use std::fs::File;
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -46,6 +54,19 @@ struct State {
     written: u64,
     /// After each write: (samples written so far, when the write returned).
     times: Vec<(u64, Instant)>,
+    /// The control pty, once a check asked for it.
+    control: Option<Control>,
+}
+
+/// The control pty: the same bytes as the device, read by the grader as they come.
+#[derive(Debug)]
+struct Control {
+    /// Its master, which the writer writes each chunk to after the device's.
+    master: File,
+    /// The device's sample index of the control's first byte.
+    base: u64,
+    /// After each read of the control: (samples delivered so far, when).
+    delivered: Vec<(u64, Instant)>,
 }
 
 /// The pty, its writer thread and what it wrote; dropping it stops the thread and closes
@@ -61,6 +82,8 @@ pub struct Device {
     stop: Arc<AtomicBool>,
     /// The writer, joined on drop.
     thread: Option<JoinHandle<()>>,
+    /// The control pty's reader, joined on drop.
+    control_reader: Option<JoinHandle<()>>,
 }
 
 /// Sample `i` of the waveform of `seed`: seeded noise, every byte value equally likely,
@@ -81,6 +104,7 @@ impl Device {
             mode: Mode::Quiet,
             written: 0,
             times: Vec::new(),
+            control: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
@@ -93,7 +117,71 @@ impl Device {
             state,
             stop,
             thread: Some(thread),
+            control_reader: None,
         })
+    }
+
+    /// Opens the control pty (see the module's comment): from the next write on, every
+    /// sample is also written to it, and read by a thread of the grader's.
+    pub fn watch_delivery(&mut self) -> std::io::Result<()> {
+        let (master, path) = crate::sys::open_pty()?;
+        crate::sys::set_raw(&master)?;
+        crate::sys::set_nonblocking(&master)?;
+        // O_NOCTTY: the grader must not make it its controlling terminal.
+        let mut slave = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&path)?;
+        {
+            let mut s = self.lock();
+            let base = s.written;
+            s.control = Some(Control {
+                master,
+                base,
+                delivered: Vec::new(),
+            });
+        }
+        let (st, stop) = (Arc::clone(&self.state), Arc::clone(&self.stop));
+        self.control_reader = Some(
+            std::thread::Builder::new()
+                .name("grader-control".into())
+                .spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut total = 0u64;
+                    while !stop.load(Ordering::SeqCst) {
+                        // A short wait, so the reader notices `stop`.
+                        if !crate::sys::wait_readable(&slave, Duration::from_millis(50))
+                            .unwrap_or(false)
+                        {
+                            continue;
+                        }
+                        let Ok(n) = slave.read(&mut buf) else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        let now = Instant::now();
+                        total += n as u64;
+                        let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(c) = &mut s.control {
+                            let end = c.base + total;
+                            c.delivered.push((end, now));
+                        }
+                    }
+                })?,
+        );
+        Ok(())
+    }
+
+    /// How long sample `i` took to come out of the control pty after it was written:
+    /// the machine's own delay for it (None without a control, or before it came).
+    pub fn machine_delay(&self, i: u64) -> Option<Duration> {
+        let s = self.lock();
+        let c = s.control.as_ref()?;
+        let k = c.delivered.partition_point(|&(end, _)| end <= i);
+        let delivered = c.delivered.get(k)?.1;
+        let j = s.times.partition_point(|&(end, _)| end <= i);
+        let written = s.times.get(j)?.1;
+        Some(delivered.saturating_duration_since(written))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -159,7 +247,10 @@ impl Device {
 impl Drop for Device {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.control_reader.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
         }
     }
@@ -194,6 +285,11 @@ fn write_loop(mut master: File, seed: u64, rate: f64, state: &Mutex<State>, stop
         };
         let now = Instant::now();
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = s.control.as_mut().filter(|_| took > 0) {
+            // Right behind the device's bytes, so both wait for the same kernel work.
+            // Paced samples only ever fill a few bytes of its buffer.
+            let _ = c.master.write(&chunk[..took as usize]);
+        }
         if took > 0 {
             s.written += took;
             let w = s.written;

@@ -428,13 +428,16 @@ fn end_marker_repeated(ctx: &mut Harness) -> Outcome {
         let _ = net.s.send_to(&end(sess, n).bytes, ctx.addr());
     }
     ctx.step(format!(
-        "the grader expects the program to exit with status 0 within {} s of the first end marker",
+        "the grader expects the program to exit with status 0 within {} s of the repeated end markers (not counting time it waited for a CPU)",
         REPLY_TIMEOUT.as_secs()
     ));
     let Some(p) = ctx.program() else {
         return Err(Unmet::error("no program is running"));
     };
-    let ended = p.wait_for(REPLY_TIMEOUT);
+    // A correct receiver exits microseconds after its report; one that keeps listening
+    // sleeps in recv and is judged after the limit. On a loaded machine the exit itself
+    // can wait seconds for a CPU, which is the machine's time, not the program's.
+    let ended = p.wait_exit(REPLY_TIMEOUT);
     if ended.is_some() {
         // Everything it wrote before exiting, drained from the pipe.
         p.settle_readers();
@@ -443,7 +446,7 @@ fn end_marker_repeated(ctx: &mut Harness) -> Outcome {
     let lines = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
     match ended {
         None => Err(Unmet::fail(format!(
-            "the program printed its report but was still running {} s after the first end marker{}: it must exit (status 0) after the first one",
+            "the program printed its report but was still running {} s after the end markers{}: it must exit (status 0) after the first one",
             REPLY_TIMEOUT.as_secs(),
             if lines > 1 {
                 format!(", having printed {lines} lines")
