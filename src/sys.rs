@@ -282,6 +282,7 @@ pub fn confine(
         (libc::RLIMIT_AS, limits.address_space),
         (libc::RLIMIT_NOFILE, limits.nofile),
     ];
+    let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure only makes async-signal-safe system calls (prctl, setrlimit,
     // open, write, close) on data captured before the fork; it allocates nothing.
     unsafe {
@@ -309,6 +310,13 @@ pub fn confine(
             }
             if let Some(d) = &privileges {
                 drop_privileges(d, ns_maps.as_ref())?;
+                // A change of uid clears the parent-death signal (prctl(2)): set it
+                // again, or a program run as nobody outlives a grader killed with
+                // SIGKILL (it was found reparented to init).
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
@@ -683,6 +691,28 @@ pub fn landlock_abi() -> i32 {
 pub fn set_not_dumpable() {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
+/// Makes `cmd`'s process die with SIGKILL when the thread that spawned it ends
+/// (PR_SET_PDEATHSIG): the isolated grading run must not outlive a grader that was
+/// killed (`timeout lab grade ...` left `lab __grade-inner` running, reparented to init).
+/// Spawn and wait on the same thread: the signal follows the spawning thread, not the
+/// process. A parent that died before the prctl is caught by comparing getppid.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure makes only async-signal-safe calls (prctl, getppid).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER):

@@ -101,6 +101,7 @@ pub fn grade(job: &Job) -> Result<LabReport> {
             cmd.env(k, v);
         }
     }
+    crate::sys::die_with_parent(&mut cmd);
     let mut child = cmd
         .arg("--")
         .arg(exe)

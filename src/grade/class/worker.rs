@@ -50,6 +50,8 @@ pub(super) fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<Studen
         // Its own process group: the terminal's Ctrl-C reaches only us, and a stop
         // kills the grader with everything it started (see `kill_tree`).
         .process_group(0);
+    // A class grader that is killed (not stopped) takes this grading with it.
+    crate::sys::die_with_parent(&mut cmd);
     let log = match cmd.spawn() {
         Err(e) => format!("cannot start {}: {e}", plan.exe.display()),
         Ok(mut child) => {
