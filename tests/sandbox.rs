@@ -791,3 +791,114 @@ fn a_grader_that_is_not_root_blocks_the_hostile_program_too() {
         assert!(leftovers(&mark).is_empty(), "{ctx}");
     }
 }
+
+/// Exercism's results for `lab grade 01 --lang LANG --dir WS` run by this (root) user.
+fn grade_workspace(ws: &Path, lang: &str, namespaces: bool, home: &Path) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.args(["grade", "01", "--seed", "15", "--format", "exercism"])
+        .args(["--lang", lang, "--dir"])
+        .arg(ws)
+        .env("LAB_PROGRESS", home.join("progress"))
+        .env("LAB_READY_TIMEOUT_MS", "8000")
+        .stdin(Stdio::null());
+    if !namespaces {
+        c.env("LAB_NO_NAMESPACES", "1");
+    }
+    let o = c.output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A root grader's workspace in a folder nobody cannot pass (a 0700 temporary folder,
+/// as under /root), with its files 0600: the reference solutions, each printing its uid
+/// first, get full marks, and run as nobody (65534), never as root; with and without
+/// namespaces. (Before the fix they ran as uid 0 and the transcript said "protection
+/// off".)
+#[test]
+fn a_root_graders_private_workspace_is_graded_as_nobody() {
+    use std::os::unix::fs::PermissionsExt;
+    if !python_ok() {
+        return;
+    }
+    if !root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root"
+        );
+        eprintln!("SKIP: needs a root grader (the uid drop is root's)");
+        return;
+    }
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let w = private.path().join("w");
+    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .arg("init")
+        .arg(&w)
+        .env("LAB_PROGRESS", home.path().join("progress"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let solutions = Path::new(env!("CARGO_MANIFEST_DIR")).join("solutions");
+    let py = std::fs::read_to_string(solutions.join("python/01-tcp-echo.py")).unwrap();
+    let py = py.replacen(
+        "import threading\n",
+        "import threading\nprint('UID', [l.split()[1] for l in open('/proc/self/status') if l.startswith('Uid:')][0], file=sys.stderr, flush=True)\n",
+        1,
+    );
+    let rs = std::fs::read_to_string(solutions.join("rust/01-tcp-echo.rs")).unwrap();
+    let main = "fn main() -> std::io::Result<()> {";
+    assert!(rs.contains(main), "the Rust solution's main changed");
+    let rs = rs.replacen(
+        main,
+        &format!("{main}\n    eprintln!(\"UID {{}}\", std::fs::read_to_string(\"/proc/self/status\").unwrap_or_default().lines().find(|l| l.starts_with(\"Uid:\")).and_then(|l| l.split_whitespace().nth(1)).unwrap_or(\"?\").to_string());"),
+        1,
+    );
+    std::fs::write(w.join("rust/01-tcp-echo.rs"), rs).unwrap();
+    let f = w.join("python/01-tcp-echo.py");
+    std::fs::write(&f, py).unwrap();
+    // Only root may read the script: the copy nobody gets has sane modes. (The Rust
+    // source stays readable: the build binds the workspace itself, see grading.md.)
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for namespaces in [true, false] {
+        for lang in ["python", "rust"] {
+            let text = grade_workspace(&w, lang, namespaces, home.path());
+            let ctx = format!("{lang}, namespaces {namespaces}:\n{text}");
+            assert!(
+                text.contains("\"status\": \"pass\""),
+                "not full marks: {ctx}"
+            );
+            assert!(!text.contains("\"status\": \"fail\""), "{ctx}");
+            assert!(text.contains("UID 65534"), "not run as nobody: {ctx}");
+            assert!(!text.contains("UID 0"), "run as root: {ctx}");
+        }
+    }
+    // Fail closed: where nobody cannot be given the files (here, each check's HOME would
+    // be in a private TMPDIR), nothing runs, and the message names the fix.
+    let private_tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private_tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.args(["grade", "01", "--seed", "15", "--format", "exercism"])
+        .args(["--lang", "python", "--dir"])
+        .arg(&w)
+        .env("TMPDIR", private_tmp.path())
+        .env("LAB_PROGRESS", home.path().join("progress"))
+        .stdin(Stdio::null());
+    let o = c.output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(!text.contains("UID"), "the program ran: {text}");
+    assert!(
+        text.contains("never as root") && text.contains("set TMPDIR"),
+        "no reason or fix given: {text}"
+    );
+    // Nothing of the grading is left in the temporary folder (nobody's copy is gone).
+    let left: Vec<_> = std::fs::read_dir(private_tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -516,6 +516,7 @@ pub fn prepare(
             .map(|p| crate::capture::Request::new(&p, &lab.id, Some(seed))),
         built_under: built.then(|| under.on.clone()),
         built_off: if built { under.off } else { Vec::new() },
+        view: None,
     }))
 }
 
