@@ -6,6 +6,8 @@
 //! Needs python3; parts that need root (a secret only root can read) or Landlock say
 //! so and skip loudly.
 
+mod common;
+
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -237,11 +239,16 @@ fn workspace(name: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn landlock() -> bool {
-    // Landlock ABI via the kernel's sysfs-less probe: lab doctor prints it; here the
-    // LSM list is enough.
-    let on = std::fs::read_to_string("/sys/kernel/security/lsm")
-        .map(|s| s.contains("landlock"))
-        .unwrap_or(false);
+    // What the grader itself finds: `lab doctor` probes the kernel's Landlock ABI
+    // (/sys/kernel/security/lsm is missing where securityfs is not mounted, as here).
+    let doctor = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .arg("doctor")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let on = doctor.contains("Landlock ABI");
     if !on {
         eprintln!(
             "SKIP (partly): Landlock is not enabled here; only uid and mode bits protect files"
@@ -348,8 +355,7 @@ fn a_hostile_build_script_reads_and_reaches_nothing() {
         return;
     }
     let Ok(cargo) = Command::new("cargo").arg("--version").output() else {
-        eprintln!("SKIP: cargo is not installed");
-        return;
+        return common::skip("cargo is not installed");
     };
     assert!(cargo.status.success());
     let outside = outside_dir();
@@ -484,27 +490,25 @@ fn build_script_lines(text: &str) -> String {
 fn a_build_script_runs_unprivileged_and_writes_only_its_target() {
     use std::os::unix::fs::PermissionsExt;
     let Ok(cargo) = Command::new("cargo").arg("--version").output() else {
-        eprintln!("SKIP: cargo is not installed");
-        return;
+        return common::skip("cargo is not installed");
     };
     assert!(cargo.status.success());
     let bin = env!("CARGO_BIN_EXE_lab");
-    // (grader, run as nobody through setpriv)
+    // The non-root grader is nobody, in a mount namespace of the test's own where it
+    // reaches the lab binary and the toolchain even under a 0700 /root (CI's).
+    let (cargo_home, rustup_home) = common::toolchain_homes();
+    let reach = [
+        PathBuf::from(bin),
+        cargo_home.join("bin"),
+        rustup_home.clone(),
+    ];
     let mut graders = vec![("root", false)];
     if root() {
-        let cargo_for_nobody = Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .args(["cargo", "--version"])
-            .output();
-        match cargo_for_nobody {
-            Err(_) => {
-                assert!(std::env::var_os("CI").is_none(), "setpriv missing in CI");
-                eprintln!("SKIP (partly): setpriv (util-linux) is not installed");
-            }
-            Ok(o) if !o.status.success() => eprintln!(
-                "SKIP (partly): nobody cannot run cargo here (the toolchain is in a private folder), so the non-root grader's build is not tried"
-            ),
+        match common::as_nobody_reaching(&reach) {
             Ok(_) => graders.push(("nobody", true)),
+            Err(why) => common::skip(&format!(
+                "(partly) the non-root grader's build is not tried: {why}"
+            )),
         }
     } else {
         graders = vec![("this user", false)];
@@ -521,34 +525,22 @@ fn a_build_script_runs_unprivileged_and_writes_only_its_target() {
         let script = identity_build_script(outside.path(), &w);
         let home = tempfile::tempdir().unwrap();
         std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut c = if setpriv {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                bin,
-            ]);
-            c
-        } else {
-            Command::new(bin)
+        let mut stages = Vec::new();
+        let mut nobody = || match common::as_nobody_reaching(&reach) {
+            Ok((mut c, stage)) => {
+                c.arg(bin);
+                stages.push(stage);
+                c
+            }
+            Err(why) => panic!("cannot run the grader as nobody here: {why}"),
         };
+        let mut c = if setpriv { nobody() } else { Command::new(bin) };
         if setpriv {
             // Made by the grader itself, so it owns its workspace.
-            let mut init = Command::new("setpriv");
-            init.args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                bin,
-            ])
-            .arg("init")
-            .arg(&w)
-            .env("LAB_PROGRESS", home.path().join("progress"));
+            let mut init = nobody();
+            init.arg("init")
+                .arg(&w)
+                .env("LAB_PROGRESS", home.path().join("progress"));
             assert!(init.status().unwrap().success());
             let toml = std::fs::read_to_string(w.join("Cargo.toml")).unwrap();
             std::fs::write(
@@ -568,12 +560,9 @@ fn a_build_script_runs_unprivileged_and_writes_only_its_target() {
             .env("FAKE_CI_TOKEN", secret())
             .stdin(Stdio::null());
         if setpriv {
-            // Its toolchain, where nobody reaches it (checked above).
-            for k in ["CARGO_HOME", "RUSTUP_HOME"] {
-                if let Some(v) = std::env::var_os(k) {
-                    c.env(k, v);
-                }
-            }
+            // Its toolchain, which nobody reaches in its mount namespace.
+            c.env("CARGO_HOME", &cargo_home)
+                .env("RUSTUP_HOME", &rustup_home);
         }
         let o = c.output().unwrap();
         let text = format!(
@@ -714,27 +703,21 @@ fn a_grader_that_is_not_root_blocks_the_hostile_program_too() {
         return;
     }
     if !root() {
-        eprintln!("SKIP: needs root to run the grader as another user (setpriv)");
-        return;
+        return common::skip("needs root to run the grader as another user (setpriv)");
     }
     let bin = env!("CARGO_BIN_EXE_lab");
-    let as_nobody = |c: &mut Command| {
-        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+    // nobody reaches the lab binary in a mount namespace of the test's own, even when
+    // the clone is in a private folder (CI's 0700 /root).
+    let as_nobody = || match common::as_nobody_reaching(&[PathBuf::from(bin)]) {
+        Ok(c) => c,
+        Err(why) => panic!("cannot run the grader as nobody here: {why}"),
     };
-    let mut probe = Command::new("setpriv");
-    as_nobody(&mut probe);
-    match probe.args(["test", "-x", bin]).status() {
-        Err(_) => {
-            assert!(std::env::var_os("CI").is_none(), "setpriv missing in CI");
-            eprintln!("SKIP: setpriv (util-linux) is not installed");
-            return;
-        }
-        Ok(s) if !s.success() => {
-            eprintln!("SKIP: nobody cannot run {bin} (a folder above it is private)");
-            return;
-        }
-        Ok(_) => {}
-    }
+    let (mut probe, _stage) = as_nobody();
+    let probe = probe.args(["test", "-x", bin]).status().unwrap();
+    assert!(
+        probe.success(),
+        "nobody cannot run {bin} even in its own view"
+    );
     let ll = landlock();
     for namespaces in [true, false] {
         let home = tempfile::tempdir().unwrap();
@@ -744,8 +727,7 @@ fn a_grader_that_is_not_root_blocks_the_hostile_program_too() {
         let (ws, file) = workspace("hostile.py", HOSTILE);
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mark = format!("nobody-{namespaces}-{}", std::process::id());
-        let mut c = Command::new("setpriv");
-        as_nobody(&mut c);
+        let (mut c, _stage) = as_nobody();
         c.arg(bin)
             .args(["grade", "01", "--seed", "15", "--cmd"])
             .arg(format!(

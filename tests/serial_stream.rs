@@ -117,8 +117,7 @@ fn the_course_python_client_works_unchanged() {
         .status()
         .is_err()
     {
-        eprintln!("SKIPPED: python3 is not installed (apt-get install python3)");
-        return;
+        return common::skip("python3 is not installed (apt-get install python3)");
     }
     let mut server = Server::start(&["--waveform", "ramp", "--rate", "5000"]);
     // The course's client, as students have it: recv(16) into uint8 values.
