@@ -139,7 +139,7 @@ pub fn prepare(argv: &[String], dir: Option<&Path>) -> Result<Option<(ProgramVie
     })?;
     let copy = area.0.join("workspace");
     let mut budget = (MAX_FILES, MAX_BYTES);
-    copy_tree(dir, &copy, &mut budget).map_err(|e| {
+    copy_tree(dir, &copy, &area.0, &mut budget).map_err(|e| {
         format!(
             "cannot copy {} for nobody (a root grader runs programs as nobody, who cannot read it where it is): {e}; make it readable by others (chmod -R o+rX on it and the folders above it), or grade a smaller folder",
             dir.display()
@@ -199,8 +199,14 @@ fn make_area(tmp: &Path) -> std::io::Result<Area> {
 
 /// Copies the tree at `from` into `to` (made here): folders 0755, files 0644 or 0755,
 /// symbolic links as links (never followed), other kinds (sockets, fifos, devices) left
-/// out, and so are `.git` anywhere and `target` at the top. Stops at the budget.
-fn copy_tree(from: &Path, to: &Path, budget: &mut (usize, u64)) -> std::io::Result<()> {
+/// out, and so are `.git` anywhere, `target` at the top and `skip` (the copy's own
+/// folder, should the workspace hold TMPDIR). Stops at the budget.
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    skip: &Path,
+    budget: &mut (usize, u64),
+) -> std::io::Result<()> {
     let mut stack = vec![(from.to_path_buf(), to.to_path_buf())];
     let mut top = true;
     while let Some((src, dst)) = stack.pop() {
@@ -209,7 +215,7 @@ fn copy_tree(from: &Path, to: &Path, budget: &mut (usize, u64)) -> std::io::Resu
         for e in std::fs::read_dir(&src)? {
             let e = e?;
             let name = e.file_name();
-            if name == ".git" || (top && name == "target") {
+            if name == ".git" || (top && name == "target") || e.path() == skip {
                 continue;
             }
             spend(budget, 0)?;
@@ -282,7 +288,7 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink("/etc/hostname", ws.join("link")).unwrap();
         let to = d.path().join("copy");
-        copy_tree(&ws, &to, &mut (MAX_FILES, MAX_BYTES)).unwrap();
+        copy_tree(&ws, &to, &to, &mut (MAX_FILES, MAX_BYTES)).unwrap();
         let mode = |p: &str| {
             std::fs::symlink_metadata(to.join(p))
                 .unwrap()
@@ -298,7 +304,8 @@ mod tests {
             Path::new("/etc/hostname")
         );
         // The budget stops a big folder.
-        let err = copy_tree(&ws, &d.path().join("small"), &mut (2, MAX_BYTES)).unwrap_err();
+        let small = d.path().join("small");
+        let err = copy_tree(&ws, &small, &small, &mut (2, MAX_BYTES)).unwrap_err();
         assert!(err.to_string().contains("more than"), "{err}");
     }
 }
