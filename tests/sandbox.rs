@@ -842,9 +842,11 @@ fn a_root_graders_private_workspace_is_graded_as_nobody() {
     std::fs::write(w.join("rust/01-tcp-echo.rs"), rs).unwrap();
     let f = w.join("python/01-tcp-echo.py");
     std::fs::write(&f, py).unwrap();
-    // Only root may read the script: the copy nobody gets has sane modes. (The Rust
-    // source stays readable: the build binds the workspace itself, see grading.md.)
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Only root may read the script and the source: the copy nobody gets (the build's,
+    // then the program's) has sane modes.
+    for f in [&f, &w.join("rust/01-tcp-echo.rs")] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     for namespaces in [true, false] {
         for lang in ["python", "rust"] {
             let text = grade_workspace(&w, lang, namespaces, home.path());
@@ -883,4 +885,165 @@ fn a_root_graders_private_workspace_is_graded_as_nobody() {
         .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Every file and folder under `dir` but `skip` (path, mode, contents): what a grading
+/// must leave as it was.
+fn snapshot(dir: &Path, skip: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut seen = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p == skip {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let body = if meta.is_file() {
+                std::fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            if meta.is_dir() {
+                stack.push(p.clone());
+            }
+            seen.push((p, meta.permissions().mode(), body));
+        }
+    }
+    seen.sort();
+    seen
+}
+
+/// A build script that records its uid in its OUT_DIR (the build passes, so its output
+/// is not shown) and tries to write the workspace, its source, the private folder above
+/// it and a folder open to all.
+fn recording_build_script(ws: &Path, private: &Path, outside: &Path) -> String {
+    format!(
+        r#"
+use std::io::Write;
+fn main() {{
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("Uid: ?");
+    let mut log = format!("{{}}\n", uid.split_whitespace().collect::<Vec<_>>().join(" "));
+    for (what, path) in [
+        ("workspace", "{ws}/built-by-build-rs.txt"),
+        ("source", "{ws}/rust/01-tcp-echo.rs"),
+        ("private", "{private}/built-by-build-rs.txt"),
+        ("outside", "{outside}/built-by-build-rs.txt"),
+    ] {{
+        let wrote = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(b"\n// build.rs was here\n"));
+        log += &format!("{{what}}: {{}}\n", if wrote.is_ok() {{ "wrote" }} else {{ "refused" }});
+    }}
+    std::fs::write(format!("{{}}/build-rs.log", std::env::var("OUT_DIR").unwrap()), log).unwrap();
+}}
+"#,
+        ws = ws.display(),
+        private = private.display(),
+        outside = outside.display(),
+    )
+}
+
+/// A root grader's Rust workspace nobody cannot reach (a 0700 folder in a 0700
+/// temporary folder, as under /root) with its source and build script 0600: the build
+/// runs as nobody (65534), from nobody's copy of the workspace, and the reference
+/// solution built there gets full marks; the build script writes nothing outside the
+/// target folder (not even Cargo.lock), and nothing of the grading is left in TMPDIR.
+/// (Before the fix the build fell back to uid 0, said as `protection off: build: uid
+/// drop`, and its lockfile step wrote the workspace's Cargo.lock.)
+#[test]
+fn a_root_graders_private_rust_workspace_builds_as_nobody() {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(cargo) = Command::new("cargo").arg("--version").output() else {
+        return common::skip("cargo is not installed");
+    };
+    assert!(cargo.status.success());
+    if !root() {
+        return common::skip("needs a root grader (the build's uid drop is root's)");
+    }
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let private = tempfile::tempdir().unwrap();
+    mode(private.path(), 0o700);
+    let outside = outside_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    mode(tmp.path(), 0o1777);
+    let w = private.path().join("w");
+    workspace_with_build_script(
+        private.path(),
+        &recording_build_script(&w, private.path(), outside.path()),
+    );
+    let solution = Path::new(env!("CARGO_MANIFEST_DIR")).join("solutions/rust/01-tcp-echo.rs");
+    std::fs::copy(solution, w.join("rust/01-tcp-echo.rs")).unwrap();
+    mode(&w.join("rust/01-tcp-echo.rs"), 0o600);
+    mode(&w.join("build.rs"), 0o600);
+    mode(&w, 0o700);
+    let target = w.join("target");
+    let before = snapshot(private.path(), &target);
+    // Without Landlock, nobody's uid and the copy's modes alone keep the build out.
+    for landlock_off in [false, true] {
+        let _ = std::fs::remove_dir_all(&target);
+        let text = lab_human(
+            &["grade", "01", "--lang", "rust", "--seed", "15", "--dir"]
+                .into_iter()
+                .chain([w.to_str().unwrap()])
+                .collect::<Vec<_>>(),
+            private.path(),
+            &[
+                ("TMPDIR", tmp.path().to_str().unwrap()),
+                ("LAB_READY_TIMEOUT_MS", "8000"),
+                ("LAB_NO_LANDLOCK", if landlock_off { "1" } else { "0" }),
+            ],
+        );
+        let ctx = format!("--- Landlock off: {landlock_off}; transcript ---\n{text}");
+        assert!(
+            text.contains("build: no_new_privs, no capabilities; uid/gid 65534 (nobody)"),
+            "{ctx}"
+        );
+        assert!(!text.contains("protection off: build: uid"), "{ctx}");
+        assert!(
+            text.contains("score 14/14: all checks passed"),
+            "not full marks: {ctx}"
+        );
+        // What the build script recorded, in its OUT_DIR (under the target folder).
+        let log = std::fs::read_dir(target.join("nobody/debug/build"))
+            .unwrap_or_else(|e| panic!("no build folder ({e}): {ctx}"))
+            .flatten()
+            .map(|e| e.path().join("out/build-rs.log"))
+            .find(|p| p.is_file())
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .unwrap_or_else(|| panic!("the build script left no log: {ctx}"));
+        let ctx = format!("--- build.rs ---\n{log}{ctx}");
+        assert!(log.contains("Uid: 65534 65534 65534 65534"), "{ctx}");
+        let ll = text.contains("Landlock ABI");
+        assert!(!(ll && landlock_off), "{ctx}");
+        for what in ["workspace", "source", "private", "outside"] {
+            // The outside folder is open to all: only Landlock keeps it out.
+            if ll || what != "outside" {
+                assert!(log.contains(&format!("{what}: refused")), "{ctx}");
+            }
+        }
+        if ll {
+            assert!(
+                !outside.path().join("built-by-build-rs.txt").exists(),
+                "{ctx}"
+            );
+        }
+        assert_eq!(
+            snapshot(private.path(), &target),
+            before,
+            "written outside the target folder: {ctx}"
+        );
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}\n{ctx}");
+    }
 }

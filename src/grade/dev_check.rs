@@ -150,6 +150,7 @@ fn extra_job(
         built_under: None,
         built_off: Vec::new(),
         view: None,
+        copied: None,
     }))
 }
 

@@ -15,11 +15,12 @@
 //! - a clean environment: PATH, HOME, TMPDIR, LANG and the lab's own variables, never
 //!   the grader's (CI tokens live there).
 //! - for a root grader's build ([`View`]): nobody, in its own mount and network
-//!   namespaces, where folders nobody cannot pass on the way to the toolchain or the
+//!   namespaces, reading a readable copy of the workspace bound at the workspace's path
+//!   (`nobody.rs`), where folders nobody cannot pass on the way to the toolchain or the
 //!   workspace (a 0700 /root) are covered by an empty tmpfs and only what the build
 //!   needs is bound back at its own path; for a root grader's program whose files
-//!   nobody cannot reach, the same kind of view in its own mount namespace, with a
-//!   readable copy of the workspace bound at the workspace's path (`nobody.rs`).
+//!   nobody cannot reach (or whose build read a copy), the same kind of view in its own
+//!   mount namespace, with that copy at the workspace's path.
 //!
 //! Everything is best effort against what the kernel offers, and [`Applied`] records
 //! truthfully what was enforced, for the transcript.
@@ -92,15 +93,16 @@ pub struct Policy {
     /// Give the program its own user + network namespace with nothing but a down
     /// loopback (builds: no network at all).
     pub own_netns: bool,
-    /// A root grader's build run as nobody: the private view of the files that lets
-    /// nobody reach the toolchain and the workspace ([`plan_view`]); with it the build
-    /// gets its own mount and network namespaces, and no user namespace.
+    /// A root grader's build or program run as nobody: the private view of the files
+    /// that lets nobody reach the toolchain and nobody's copy of the workspace
+    /// ([`plan_view`], `nobody.rs`); with it the build gets its own mount and network
+    /// namespaces, and no user namespace.
     pub view: Option<View>,
 }
 
 /// A private view of the file system for a build or a program run as nobody by a root
 /// grader: folders nobody cannot pass are covered with an empty tmpfs, the paths the
-/// build needs are bound back at their own place, and a program's workspace copy is
+/// build needs are bound back at their own place, and nobody's copy of the workspace is
 /// bound at the workspace's path (`sys::PrivateMounts`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct View {
@@ -188,9 +190,12 @@ impl View {
         for dir in &self.cover {
             m.cover.push(c(dir)?);
         }
-        let binds = self.bind.iter().map(|p| (p, p));
-        let copies = self.copy.iter().map(|(from, at)| (from, at));
-        for (from, at) in binds.chain(copies) {
+        // Shallower first: a build's target folder inside the workspace is bound over
+        // the copy shown there, never hidden under it.
+        let mut mounts: Vec<(&PathBuf, &PathBuf)> = self.bind.iter().map(|p| (p, p)).collect();
+        mounts.extend(self.copy.iter().map(|(from, at)| (from, at)));
+        mounts.sort_by_key(|(_, at)| at.components().count());
+        for (from, at) in mounts {
             // Mount points: every folder from the covered one down to `at` (none when
             // nothing above it is covered: it exists already).
             if let Some(cover) = self.cover.iter().find(|d| at.starts_with(d)) {

@@ -7,7 +7,7 @@
 //!   gradescope, exercism);
 //! - [`sandbox`]: process groups, limits, capped output, deadlines, always reaped;
 //! - [`jail`]: what a program may touch; [`nobody`]: a root grader's copy of the
-//!   workspace, so its programs always run as nobody;
+//!   workspace, so its builds and programs always run as nobody;
 //! - [`ns`]: re-runs a grading job inside fresh PID + network namespaces when the
 //!   machine allows, so two gradings can use the same port and nothing outlives them;
 //! - [`harness`]: what a check sees (start, probe readiness, clients, transcript);
@@ -85,6 +85,10 @@ pub struct Job {
     /// `ns::grade` before any program runs, when nobody cannot reach them where they are.
     #[serde(default)]
     pub view: Option<nobody::ProgramView>,
+    /// nobody's copy of the workspace, made by a root grader before the build that read
+    /// it: the program runs from the same copy (`ns::grade`). Stays in the outer grader.
+    #[serde(skip)]
+    pub copied: nobody::Shared,
 }
 
 /// A seed from the clock, for runs without `--seed`.

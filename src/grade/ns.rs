@@ -66,19 +66,20 @@ pub fn available() -> bool {
 }
 
 /// Grades a job isolated when possible, else in this process. A root grader's
-/// programs run as nobody, always: when nobody cannot reach their files where they are,
-/// they get a copy first (`nobody.rs`); when that cannot be made, or nobody cannot be
-/// mapped into the namespace, nothing runs and the report says why (fail closed).
+/// programs run as nobody, always: from the copy of the workspace their build made and
+/// read, or, when nobody cannot reach their files where they are, from a copy made now
+/// (`nobody.rs`); when that cannot be made, or nobody cannot be mapped into the
+/// namespace, nothing runs and the report says why (fail closed).
 pub fn grade(job: &Job) -> Result<LabReport> {
-    // Removes nobody's copy of the workspace once the grading is over, here in the
+    // Holds nobody's copy of the workspace until the grading is over, here in the
     // outer grader, so an inner run that dies cannot leave it behind.
-    let mut _area = None;
+    let mut _copied = None;
     let mut job = job.clone();
     if super::nobody::root_grader() {
-        match super::nobody::prepare(&job.argv, job.dir.as_deref()) {
-            Ok(Some((view, area))) => {
+        match super::nobody::prepare(&job.argv, job.dir.as_deref(), job.copied.take()) {
+            Ok(Some((view, copied))) => {
                 job.view = Some(view);
-                _area = Some(area);
+                _copied = copied;
             }
             Ok(None) => {}
             Err(why) => return Ok(refused(&job, &why)),
