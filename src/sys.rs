@@ -323,21 +323,24 @@ pub fn confine(
     }
 }
 
-/// A private view of the file system, made by a root grader for a build it runs as
-/// nobody (`grade/jail.rs` decides what goes in it): folders nobody cannot pass (a
-/// 0700 /root holding the toolchain, a private temporary folder holding the workspace)
-/// are covered by an empty tmpfs, and the few paths the build needs are bound back at
-/// the same place, so every path, and every compiler message, reads as outside.
+/// A private view of the file system, made by a root grader for a build or a program
+/// it runs as nobody (`grade/jail.rs` decides what goes in it): folders nobody cannot
+/// pass (a 0700 /root holding the toolchain, a private temporary folder holding the
+/// workspace) are covered by an empty tmpfs, and the few paths the build needs are
+/// bound back at the same place (a program's workspace: its readable copy, bound at
+/// the workspace's path), so every path, and every compiler message, reads as outside.
 #[derive(Debug, Default)]
 pub struct PrivateMounts {
     /// Folders covered by an empty tmpfs (mode 0755), outermost first.
     pub cover: Vec<std::ffi::CString>,
     /// Folders made inside those (parents first) as mount points.
     pub mkdirs: Vec<std::ffi::CString>,
-    /// Paths bound back at their own place (at most [`MAX_BINDS`]). Each is opened
-    /// in the child once its mount namespace exists (a bind mount's source must be in
-    /// the caller's namespace), before the covers hide it.
-    pub binds: Vec<std::ffi::CString>,
+    /// Bind mounts, (from, at): a path bound back at its own place (from = at), or a
+    /// root grader's copy of a workspace shown at the workspace's path (at most
+    /// [`MAX_BINDS`]). Each source is opened in the child once its mount namespace
+    /// exists (a bind mount's source must be in the caller's namespace), before the
+    /// covers hide it.
+    pub binds: Vec<(std::ffi::CString, std::ffi::CString)>,
     /// Where to change directory once the view is made (the program's working folder).
     pub chdir: Option<std::ffi::CString>,
 }
@@ -380,8 +383,9 @@ pub struct Privileges {
     pub keep_net_raw: bool,
     /// Enter a new user + network namespace first (no network at all).
     pub own_netns: bool,
-    /// A root grader's build: new mount + network namespaces (no user namespace),
-    /// this view of the files, then the switch to `ids`.
+    /// A root grader's build or program: a new mount namespace (and, with
+    /// `own_netns`, a new network namespace; no user namespace), this view of the
+    /// files, then the switch to `ids`.
     pub mounts: Option<PrivateMounts>,
 }
 
@@ -417,7 +421,9 @@ const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
 unsafe fn drop_privileges(d: &Privileges, ns_maps: Option<&(Vec<u8>, Vec<u8>)>) -> io::Result<()> {
     let fail = || Err(io::Error::last_os_error());
     if let Some(m) = &d.mounts {
-        if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET) != 0 {
+        // A build gets no network at all; a program keeps the grading's loopback.
+        let net = if d.own_netns { libc::CLONE_NEWNET } else { 0 };
+        if libc::unshare(libc::CLONE_NEWNS | net) != 0 {
             return fail();
         }
         // Nothing mounted here may propagate back to the host's namespace.
@@ -437,7 +443,7 @@ unsafe fn drop_privileges(d: &Privileges, ns_maps: Option<&(Vec<u8>, Vec<u8>)>) 
         if m.binds.len() > MAX_BINDS {
             return Err(io::Error::from_raw_os_error(libc::E2BIG));
         }
-        for (slot, path) in fds.iter_mut().zip(&m.binds) {
+        for (slot, (path, _)) in fds.iter_mut().zip(&m.binds) {
             *slot = libc::open(
                 path.as_ptr(),
                 libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY,
@@ -465,7 +471,7 @@ unsafe fn drop_privileges(d: &Privileges, ns_maps: Option<&(Vec<u8>, Vec<u8>)>) 
                 return fail();
             }
         }
-        for (fd, to) in fds.iter().zip(&m.binds) {
+        for (fd, (_, to)) in fds.iter().zip(&m.binds) {
             let mut buf = [0u8; 32];
             if libc::mount(
                 fd_path(*fd, &mut buf),

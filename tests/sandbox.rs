@@ -6,6 +6,8 @@
 //! Needs python3; parts that need root (a secret only root can read) or Landlock say
 //! so and skip loudly.
 
+mod common;
+
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -237,11 +239,16 @@ fn workspace(name: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn landlock() -> bool {
-    // Landlock ABI via the kernel's sysfs-less probe: lab doctor prints it; here the
-    // LSM list is enough.
-    let on = std::fs::read_to_string("/sys/kernel/security/lsm")
-        .map(|s| s.contains("landlock"))
-        .unwrap_or(false);
+    // What the grader itself finds: `lab doctor` probes the kernel's Landlock ABI
+    // (/sys/kernel/security/lsm is missing where securityfs is not mounted, as here).
+    let doctor = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .arg("doctor")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    let on = doctor.contains("Landlock ABI");
     if !on {
         eprintln!(
             "SKIP (partly): Landlock is not enabled here; only uid and mode bits protect files"
@@ -348,8 +355,7 @@ fn a_hostile_build_script_reads_and_reaches_nothing() {
         return;
     }
     let Ok(cargo) = Command::new("cargo").arg("--version").output() else {
-        eprintln!("SKIP: cargo is not installed");
-        return;
+        return common::skip("cargo is not installed");
     };
     assert!(cargo.status.success());
     let outside = outside_dir();
@@ -484,27 +490,25 @@ fn build_script_lines(text: &str) -> String {
 fn a_build_script_runs_unprivileged_and_writes_only_its_target() {
     use std::os::unix::fs::PermissionsExt;
     let Ok(cargo) = Command::new("cargo").arg("--version").output() else {
-        eprintln!("SKIP: cargo is not installed");
-        return;
+        return common::skip("cargo is not installed");
     };
     assert!(cargo.status.success());
     let bin = env!("CARGO_BIN_EXE_lab");
-    // (grader, run as nobody through setpriv)
+    // The non-root grader is nobody, in a mount namespace of the test's own where it
+    // reaches the lab binary and the toolchain even under a 0700 /root (CI's).
+    let (cargo_home, rustup_home) = common::toolchain_homes();
+    let reach = [
+        PathBuf::from(bin),
+        cargo_home.join("bin"),
+        rustup_home.clone(),
+    ];
     let mut graders = vec![("root", false)];
     if root() {
-        let cargo_for_nobody = Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .args(["cargo", "--version"])
-            .output();
-        match cargo_for_nobody {
-            Err(_) => {
-                assert!(std::env::var_os("CI").is_none(), "setpriv missing in CI");
-                eprintln!("SKIP (partly): setpriv (util-linux) is not installed");
-            }
-            Ok(o) if !o.status.success() => eprintln!(
-                "SKIP (partly): nobody cannot run cargo here (the toolchain is in a private folder), so the non-root grader's build is not tried"
-            ),
+        match common::as_nobody_reaching(&reach) {
             Ok(_) => graders.push(("nobody", true)),
+            Err(why) => common::skip(&format!(
+                "(partly) the non-root grader's build is not tried: {why}"
+            )),
         }
     } else {
         graders = vec![("this user", false)];
@@ -521,34 +525,22 @@ fn a_build_script_runs_unprivileged_and_writes_only_its_target() {
         let script = identity_build_script(outside.path(), &w);
         let home = tempfile::tempdir().unwrap();
         std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut c = if setpriv {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                bin,
-            ]);
-            c
-        } else {
-            Command::new(bin)
+        let mut stages = Vec::new();
+        let mut nobody = || match common::as_nobody_reaching(&reach) {
+            Ok((mut c, stage)) => {
+                c.arg(bin);
+                stages.push(stage);
+                c
+            }
+            Err(why) => panic!("cannot run the grader as nobody here: {why}"),
         };
+        let mut c = if setpriv { nobody() } else { Command::new(bin) };
         if setpriv {
             // Made by the grader itself, so it owns its workspace.
-            let mut init = Command::new("setpriv");
-            init.args([
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-                bin,
-            ])
-            .arg("init")
-            .arg(&w)
-            .env("LAB_PROGRESS", home.path().join("progress"));
+            let mut init = nobody();
+            init.arg("init")
+                .arg(&w)
+                .env("LAB_PROGRESS", home.path().join("progress"));
             assert!(init.status().unwrap().success());
             let toml = std::fs::read_to_string(w.join("Cargo.toml")).unwrap();
             std::fs::write(
@@ -568,12 +560,9 @@ fn a_build_script_runs_unprivileged_and_writes_only_its_target() {
             .env("FAKE_CI_TOKEN", secret())
             .stdin(Stdio::null());
         if setpriv {
-            // Its toolchain, where nobody reaches it (checked above).
-            for k in ["CARGO_HOME", "RUSTUP_HOME"] {
-                if let Some(v) = std::env::var_os(k) {
-                    c.env(k, v);
-                }
-            }
+            // Its toolchain, which nobody reaches in its mount namespace.
+            c.env("CARGO_HOME", &cargo_home)
+                .env("RUSTUP_HOME", &rustup_home);
         }
         let o = c.output().unwrap();
         let text = format!(
@@ -714,27 +703,21 @@ fn a_grader_that_is_not_root_blocks_the_hostile_program_too() {
         return;
     }
     if !root() {
-        eprintln!("SKIP: needs root to run the grader as another user (setpriv)");
-        return;
+        return common::skip("needs root to run the grader as another user (setpriv)");
     }
     let bin = env!("CARGO_BIN_EXE_lab");
-    let as_nobody = |c: &mut Command| {
-        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+    // nobody reaches the lab binary in a mount namespace of the test's own, even when
+    // the clone is in a private folder (CI's 0700 /root).
+    let as_nobody = || match common::as_nobody_reaching(&[PathBuf::from(bin)]) {
+        Ok(c) => c,
+        Err(why) => panic!("cannot run the grader as nobody here: {why}"),
     };
-    let mut probe = Command::new("setpriv");
-    as_nobody(&mut probe);
-    match probe.args(["test", "-x", bin]).status() {
-        Err(_) => {
-            assert!(std::env::var_os("CI").is_none(), "setpriv missing in CI");
-            eprintln!("SKIP: setpriv (util-linux) is not installed");
-            return;
-        }
-        Ok(s) if !s.success() => {
-            eprintln!("SKIP: nobody cannot run {bin} (a folder above it is private)");
-            return;
-        }
-        Ok(_) => {}
-    }
+    let (mut probe, _stage) = as_nobody();
+    let probe = probe.args(["test", "-x", bin]).status().unwrap();
+    assert!(
+        probe.success(),
+        "nobody cannot run {bin} even in its own view"
+    );
     let ll = landlock();
     for namespaces in [true, false] {
         let home = tempfile::tempdir().unwrap();
@@ -744,8 +727,7 @@ fn a_grader_that_is_not_root_blocks_the_hostile_program_too() {
         let (ws, file) = workspace("hostile.py", HOSTILE);
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mark = format!("nobody-{namespaces}-{}", std::process::id());
-        let mut c = Command::new("setpriv");
-        as_nobody(&mut c);
+        let (mut c, _stage) = as_nobody();
         c.arg(bin)
             .args(["grade", "01", "--seed", "15", "--cmd"])
             .arg(format!(
@@ -789,5 +771,279 @@ fn a_grader_that_is_not_root_blocks_the_hostile_program_too() {
             assert_eq!(uid_off, 0, "{ctx}");
         }
         assert!(leftovers(&mark).is_empty(), "{ctx}");
+    }
+}
+
+/// Exercism's results for `lab grade 01 --lang LANG --dir WS` run by this (root) user.
+fn grade_workspace(ws: &Path, lang: &str, namespaces: bool, home: &Path) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.args(["grade", "01", "--seed", "15", "--format", "exercism"])
+        .args(["--lang", lang, "--dir"])
+        .arg(ws)
+        .env("LAB_PROGRESS", home.join("progress"))
+        .env("LAB_READY_TIMEOUT_MS", "8000")
+        .stdin(Stdio::null());
+    if !namespaces {
+        c.env("LAB_NO_NAMESPACES", "1");
+    }
+    let o = c.output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A root grader's workspace in a folder nobody cannot pass (a 0700 temporary folder,
+/// as under /root), with its files 0600: the reference solutions, each printing its uid
+/// first, get full marks, and run as nobody (65534), never as root; with and without
+/// namespaces. (Before the fix they ran as uid 0 and the transcript said "protection
+/// off".)
+#[test]
+fn a_root_graders_private_workspace_is_graded_as_nobody() {
+    use std::os::unix::fs::PermissionsExt;
+    if !python_ok() {
+        return;
+    }
+    if !root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root"
+        );
+        eprintln!("SKIP: needs a root grader (the uid drop is root's)");
+        return;
+    }
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let w = private.path().join("w");
+    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+        .arg("init")
+        .arg(&w)
+        .env("LAB_PROGRESS", home.path().join("progress"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let solutions = Path::new(env!("CARGO_MANIFEST_DIR")).join("solutions");
+    let py = std::fs::read_to_string(solutions.join("python/01-tcp-echo.py")).unwrap();
+    let py = py.replacen(
+        "import threading\n",
+        "import threading\nprint('UID', [l.split()[1] for l in open('/proc/self/status') if l.startswith('Uid:')][0], file=sys.stderr, flush=True)\n",
+        1,
+    );
+    let rs = std::fs::read_to_string(solutions.join("rust/01-tcp-echo.rs")).unwrap();
+    let main = "fn main() -> std::io::Result<()> {";
+    assert!(rs.contains(main), "the Rust solution's main changed");
+    let rs = rs.replacen(
+        main,
+        &format!("{main}\n    eprintln!(\"UID {{}}\", std::fs::read_to_string(\"/proc/self/status\").unwrap_or_default().lines().find(|l| l.starts_with(\"Uid:\")).and_then(|l| l.split_whitespace().nth(1)).unwrap_or(\"?\").to_string());"),
+        1,
+    );
+    std::fs::write(w.join("rust/01-tcp-echo.rs"), rs).unwrap();
+    let f = w.join("python/01-tcp-echo.py");
+    std::fs::write(&f, py).unwrap();
+    // Only root may read the script and the source: the copy nobody gets (the build's,
+    // then the program's) has sane modes.
+    for f in [&f, &w.join("rust/01-tcp-echo.rs")] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    for namespaces in [true, false] {
+        for lang in ["python", "rust"] {
+            let text = grade_workspace(&w, lang, namespaces, home.path());
+            let ctx = format!("{lang}, namespaces {namespaces}:\n{text}");
+            assert!(
+                text.contains("\"status\": \"pass\""),
+                "not full marks: {ctx}"
+            );
+            assert!(!text.contains("\"status\": \"fail\""), "{ctx}");
+            assert!(text.contains("UID 65534"), "not run as nobody: {ctx}");
+            assert!(!text.contains("UID 0"), "run as root: {ctx}");
+        }
+    }
+    // Fail closed: where nobody cannot be given the files (here, each check's HOME would
+    // be in a private TMPDIR), nothing runs, and the message names the fix.
+    let private_tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private_tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.args(["grade", "01", "--seed", "15", "--format", "exercism"])
+        .args(["--lang", "python", "--dir"])
+        .arg(&w)
+        .env("TMPDIR", private_tmp.path())
+        .env("LAB_PROGRESS", home.path().join("progress"))
+        .stdin(Stdio::null());
+    let o = c.output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(!text.contains("UID"), "the program ran: {text}");
+    assert!(
+        text.contains("never as root") && text.contains("set TMPDIR"),
+        "no reason or fix given: {text}"
+    );
+    // Nothing of the grading is left in the temporary folder (nobody's copy is gone).
+    let left: Vec<_> = std::fs::read_dir(private_tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Every file and folder under `dir` but `skip` (path, mode, contents): what a grading
+/// must leave as it was.
+fn snapshot(dir: &Path, skip: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut seen = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p == skip {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let body = if meta.is_file() {
+                std::fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            if meta.is_dir() {
+                stack.push(p.clone());
+            }
+            seen.push((p, meta.permissions().mode(), body));
+        }
+    }
+    seen.sort();
+    seen
+}
+
+/// A build script that records its uid in its OUT_DIR (the build passes, so its output
+/// is not shown) and tries to write the workspace, its source, the private folder above
+/// it and a folder open to all.
+fn recording_build_script(ws: &Path, private: &Path, outside: &Path) -> String {
+    format!(
+        r#"
+use std::io::Write;
+fn main() {{
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("Uid: ?");
+    let mut log = format!("{{}}\n", uid.split_whitespace().collect::<Vec<_>>().join(" "));
+    for (what, path) in [
+        ("workspace", "{ws}/built-by-build-rs.txt"),
+        ("source", "{ws}/rust/01-tcp-echo.rs"),
+        ("private", "{private}/built-by-build-rs.txt"),
+        ("outside", "{outside}/built-by-build-rs.txt"),
+    ] {{
+        let wrote = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(b"\n// build.rs was here\n"));
+        log += &format!("{{what}}: {{}}\n", if wrote.is_ok() {{ "wrote" }} else {{ "refused" }});
+    }}
+    std::fs::write(format!("{{}}/build-rs.log", std::env::var("OUT_DIR").unwrap()), log).unwrap();
+}}
+"#,
+        ws = ws.display(),
+        private = private.display(),
+        outside = outside.display(),
+    )
+}
+
+/// A root grader's Rust workspace nobody cannot reach (a 0700 folder in a 0700
+/// temporary folder, as under /root) with its source and build script 0600: the build
+/// runs as nobody (65534), from nobody's copy of the workspace, and the reference
+/// solution built there gets full marks; the build script writes nothing outside the
+/// target folder (not even Cargo.lock), and nothing of the grading is left in TMPDIR.
+/// (Before the fix the build fell back to uid 0, said as `protection off: build: uid
+/// drop`, and its lockfile step wrote the workspace's Cargo.lock.)
+#[test]
+fn a_root_graders_private_rust_workspace_builds_as_nobody() {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(cargo) = Command::new("cargo").arg("--version").output() else {
+        return common::skip("cargo is not installed");
+    };
+    assert!(cargo.status.success());
+    if !root() {
+        return common::skip("needs a root grader (the build's uid drop is root's)");
+    }
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    let private = tempfile::tempdir().unwrap();
+    mode(private.path(), 0o700);
+    let outside = outside_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    mode(tmp.path(), 0o1777);
+    let w = private.path().join("w");
+    workspace_with_build_script(
+        private.path(),
+        &recording_build_script(&w, private.path(), outside.path()),
+    );
+    let solution = Path::new(env!("CARGO_MANIFEST_DIR")).join("solutions/rust/01-tcp-echo.rs");
+    std::fs::copy(solution, w.join("rust/01-tcp-echo.rs")).unwrap();
+    mode(&w.join("rust/01-tcp-echo.rs"), 0o600);
+    mode(&w.join("build.rs"), 0o600);
+    mode(&w, 0o700);
+    let target = w.join("target");
+    let before = snapshot(private.path(), &target);
+    // Without Landlock, nobody's uid and the copy's modes alone keep the build out.
+    for landlock_off in [false, true] {
+        let _ = std::fs::remove_dir_all(&target);
+        let text = lab_human(
+            &["grade", "01", "--lang", "rust", "--seed", "15", "--dir"]
+                .into_iter()
+                .chain([w.to_str().unwrap()])
+                .collect::<Vec<_>>(),
+            private.path(),
+            &[
+                ("TMPDIR", tmp.path().to_str().unwrap()),
+                ("LAB_READY_TIMEOUT_MS", "8000"),
+                ("LAB_NO_LANDLOCK", if landlock_off { "1" } else { "0" }),
+            ],
+        );
+        let ctx = format!("--- Landlock off: {landlock_off}; transcript ---\n{text}");
+        assert!(
+            text.contains("build: no_new_privs, no capabilities; uid/gid 65534 (nobody)"),
+            "{ctx}"
+        );
+        assert!(!text.contains("protection off: build: uid"), "{ctx}");
+        assert!(
+            text.contains("score 14/14: all checks passed"),
+            "not full marks: {ctx}"
+        );
+        // What the build script recorded, in its OUT_DIR (under the target folder).
+        let log = std::fs::read_dir(target.join("nobody/debug/build"))
+            .unwrap_or_else(|e| panic!("no build folder ({e}): {ctx}"))
+            .flatten()
+            .map(|e| e.path().join("out/build-rs.log"))
+            .find(|p| p.is_file())
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .unwrap_or_else(|| panic!("the build script left no log: {ctx}"));
+        let ctx = format!("--- build.rs ---\n{log}{ctx}");
+        assert!(log.contains("Uid: 65534 65534 65534 65534"), "{ctx}");
+        let ll = text.contains("Landlock ABI");
+        assert!(!(ll && landlock_off), "{ctx}");
+        for what in ["workspace", "source", "private", "outside"] {
+            // The outside folder is open to all: only Landlock keeps it out.
+            if ll || what != "outside" {
+                assert!(log.contains(&format!("{what}: refused")), "{ctx}");
+            }
+        }
+        if ll {
+            assert!(
+                !outside.path().join("built-by-build-rs.txt").exists(),
+                "{ctx}"
+            );
+        }
+        assert_eq!(
+            snapshot(private.path(), &target),
+            before,
+            "written outside the target folder: {ctx}"
+        );
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}\n{ctx}");
     }
 }

@@ -118,8 +118,7 @@ fn the_course_python_client_works_unchanged() {
         .is_err()
     {
         // In CI (python3 is in .ci/apt-packages) a skip is a broken setup: it fails.
-        common::skip("python3 is not installed (apt-get install python3)");
-        return;
+        return common::skip("python3 is not installed (apt-get install python3)");
     }
     let mut server = Server::start(&["--waveform", "ramp", "--rate", "5000"]);
     // The course's client, as students have it: recv(16) into uint8 values.

@@ -4,6 +4,7 @@
 //! commands, the watcher, `lab grade` and `lab dev check`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -12,7 +13,7 @@ use super::embedded::{self, ExerciseFiles};
 use super::jail::{self, Policy};
 use super::model::{Environment, LabReport};
 use super::sandbox::{run_to_end, run_to_end_under, Spawn};
-use super::{checks, ns, Job};
+use super::{checks, nobody, ns, Job};
 use crate::catalog::Lab;
 use crate::error::LabError;
 use crate::progress::WORKSPACE_FILE;
@@ -164,22 +165,23 @@ pub struct BuiltUnder {
 }
 
 /// Ten minutes: a std-only workspace builds in seconds; this stops a runaway build.
-const BUILD_DEADLINE: Duration = Duration::from_secs(600);
+pub(super) const BUILD_DEADLINE: Duration = Duration::from_secs(600);
 
 /// `cargo build` of one binary, under limits and a deadline, in the same kind of jail
 /// as the program (a `build.rs` is untrusted code too): no capabilities, a clean
 /// environment, no network (its own network namespace, or Landlock's TCP rules where
 /// namespaces are off, plus `--offline`), read-only on the workspace and the toolchain,
 /// writable only on the target folder and a private HOME/CARGO_HOME. A root grader
-/// runs it as nobody, in a target folder of nobody's own (`TARGET/nobody`), through a
-/// private view of the files where nobody reaches the toolchain and the workspace even
-/// under a closed folder (a 0700 /root): see [`as_nobody`]. Ok(path to the binary) or
-/// Err(message with the compiler's output), and what the build ran under.
+/// runs it as nobody, always, from nobody's copy of the workspace (made here, once per
+/// grading, and returned: the program runs from it too), in a target folder of
+/// nobody's own (`TARGET/nobody`): see `nobody::build`; or not at all, with why and the
+/// fix. Ok(path to the binary) or Err(message with the compiler's output), and what
+/// the build ran under.
 pub fn build_rust(
     ws: &Path,
     bin: &str,
     target_dir: Option<&Path>,
-) -> (Result<PathBuf, String>, BuiltUnder) {
+) -> (Result<PathBuf, String>, BuiltUnder, nobody::Shared) {
     let target = target_dir
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
@@ -192,54 +194,61 @@ pub fn build_rust(
     let mut under = BuiltUnder::default();
     let home = match tempfile_dir() {
         Ok(h) => h,
-        Err(e) => return (Err(format!("cannot make a temporary folder: {e}")), under),
+        Err(e) => {
+            return (
+                Err(format!("cannot make a temporary folder: {e}")),
+                under,
+                None,
+            )
+        }
     };
-    let lock = ws.join("Cargo.lock");
-    if !lock.exists() {
-        // cargo writes Cargo.lock next to Cargo.toml; resolving runs no build script,
-        // so that one step may write the workspace folder.
-        let spawn = build_spawn(
-            ws,
-            &["generate-lockfile", "--offline"],
-            &target,
-            &home.0,
-            vec![ws.to_path_buf()],
-            None,
-        );
-        let _ = run_to_end(&spawn, Duration::from_secs(120));
-    }
     let args = ["build", "--quiet", "--offline", "--bin", bin];
     let mut off = Vec::new();
-    let fallback =
-        "so the build ran as uid 0 of its own user namespace (root outside), without capabilities";
     let mut ran = None;
-    if crate::sys::euid() == 0 {
-        match as_nobody(ws, &target, &home.0) {
-            Ok((view, own)) => {
-                let spawn = build_spawn(ws, &args, &own, &home.0, vec![own.clone()], Some(view));
-                match run_to_end_under(&spawn, BUILD_DEADLINE) {
-                    Ok(r) => ran = Some((r, own)),
-                    Err(e) => {
-                        // Nothing ran (the namespaces could not be made: a container
-                        // without CAP_SYS_ADMIN), so a second try gives nothing away.
-                        off.push(format!(
-                            "build: uid drop: cannot make its own mount namespace here ({e}), {fallback}"
-                        ));
-                        let _ = std::os::unix::fs::chown(&home.0, Some(0), Some(0));
-                    }
-                }
+    let mut copied = None;
+    if nobody::root_grader() {
+        // Made before anything runs; the build reads it, the program runs from it.
+        let made = match nobody::copy_workspace(ws, &[&target, &home.0]) {
+            Ok(c) => Arc::new(c),
+            Err(why) => return (Err(not_built(&why)), under, None),
+        };
+        match nobody::build(&made, &args, &target, &home.0) {
+            Ok(r) => ran = Some(r),
+            Err(nobody::NotBuilt::Refused(why)) => return (Err(not_built(&why)), under, None),
+            Err(nobody::NotBuilt::NoMountNamespace(e)) => {
+                // Nothing ran (the namespace could not be made: a container without
+                // CAP_SYS_ADMIN), so a second try gives nothing away.
+                off.push(format!(
+                    "build: uid drop: cannot make its own mount namespace here ({e}), so the build ran as uid 0 of its own user namespace (root outside), without capabilities"
+                ));
+                let _ = std::os::unix::fs::chown(&home.0, Some(0), Some(0));
             }
-            Err(why) => off.push(format!("build: uid drop: {why}, {fallback}")),
         }
+        copied = Some(made);
     }
     let ((ok, out, how, applied), target) = match ran {
         Some(r) => r,
         None => {
+            let lock = ws.join("Cargo.lock");
+            if !lock.exists() {
+                // cargo writes Cargo.lock next to Cargo.toml; resolving runs no build
+                // script, so that one step may write the workspace folder.
+                let spawn = build_spawn(
+                    ws,
+                    ws,
+                    &["generate-lockfile", "--offline"],
+                    &target,
+                    &home.0,
+                    vec![ws.to_path_buf()],
+                    None,
+                );
+                let _ = run_to_end(&spawn, LOCK_DEADLINE);
+            }
             let mut write = vec![target.clone()];
             if lock.exists() {
                 write.push(lock);
             }
-            let spawn = build_spawn(ws, &args, &target, &home.0, write, None);
+            let spawn = build_spawn(ws, ws, &args, &target, &home.0, write, None);
             match run_to_end_under(&spawn, BUILD_DEADLINE) {
                 Ok(r) => (r, target),
                 Err(e) => {
@@ -248,6 +257,7 @@ pub fn build_rust(
                             "cannot run cargo: {e} (is Rust installed? https://rustup.rs)"
                         )),
                         under,
+                        copied,
                     )
                 }
             }
@@ -255,7 +265,7 @@ pub fn build_rust(
     };
     under = described(applied.unwrap_or_default(), off);
     if ok {
-        return (Ok(target.join("debug").join(bin)), under);
+        return (Ok(target.join("debug").join(bin)), under, copied);
     }
     // cargo's own failures exit 101 too: not a panic, so no status decoding here.
     let fetch = if out.contains("offline") || out.contains("no matching package") {
@@ -272,32 +282,16 @@ pub fn build_rust(
     (
         Err(format!("cargo build --bin {bin} failed:\n{out}{fetch}")),
         under,
+        copied,
     )
 }
 
-/// A root grader's build as nobody: its target folder (`TARGET/nobody`, owned by
-/// nobody, readable by all: the program runs from it), its HOME made nobody's, and the
-/// view of the files in which nobody reaches the workspace, the toolchain and both.
-/// Err says why nobody cannot (a folder it needs is not readable by others).
-fn as_nobody(ws: &Path, target: &Path, home: &Path) -> Result<(jail::View, PathBuf), String> {
-    use std::os::unix::fs::{chown, PermissionsExt};
-    let own = target.join("nobody");
-    let nobody = Some(jail::NOBODY);
-    std::fs::create_dir_all(&own)
-        .and_then(|_| chown(&own, nobody, nobody))
-        .and_then(|_| std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)))
-        .map_err(|e| format!("cannot make {} nobody's: {e}", own.display()))?;
-    let (cargo_bin, rustup_home) = toolchain();
-    let need = [
-        ws.to_path_buf(),
-        rustup_home,
-        cargo_bin,
-        own.clone(),
-        home.to_path_buf(),
-    ];
-    let view = jail::plan_view(&need, Some(ws))?;
-    chown(home, nobody, nobody).map_err(|e| format!("cannot give nobody its HOME: {e}"))?;
-    Ok((view, own))
+/// Resolution (`cargo generate-lockfile`) runs no build script; two minutes is plenty.
+pub(super) const LOCK_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The message of a root grader's build that did not run (fail closed).
+fn not_built(why: &str) -> String {
+    format!("not built: a root grader builds as nobody (65534), never as root, and {why}")
 }
 
 /// The transcript's account of a build from what its jail enforced.
@@ -307,12 +301,14 @@ fn described(applied: jail::Applied, mut off: Vec<String>) -> BuiltUnder {
     if uid != 0 {
         on.push(format!("uid {uid} (the grader's own)"));
     }
-    // The jail's uid line speaks of programs in a namespace; the build's is above.
+    // A root grader's build without a mount namespace has its own uid line, above; the
+    // jail's (a uid 0 grader whose namespace maps only its own uid) stays otherwise.
+    let said = off.iter().any(|l| l.starts_with("build: uid drop"));
     off.extend(
         applied
             .off
             .into_iter()
-            .filter(|l| !l.starts_with("uid drop"))
+            .filter(|l| !(said && l.starts_with("uid drop")))
             .map(|l| format!("build: {l}")),
     );
     BuiltUnder {
@@ -344,7 +340,7 @@ fn tempfile_dir() -> std::io::Result<TempDir> {
 }
 
 /// Where the toolchain is: (the folder of `cargo`, RUSTUP_HOME).
-fn toolchain() -> (PathBuf, PathBuf) {
+pub(super) fn toolchain() -> (PathBuf, PathBuf) {
     let user_home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();
@@ -357,9 +353,11 @@ fn toolchain() -> (PathBuf, PathBuf) {
     (cargo_home.join("bin"), rustup_home)
 }
 
-/// A jailed `cargo ARGS` in `ws`; with `view`, as nobody (a root grader's build).
-fn build_spawn(
+/// A jailed `cargo ARGS` in `ws`, reading `sources` (the workspace itself, or nobody's
+/// copy shown at its path); with `view`, as nobody (a root grader's build).
+pub(super) fn build_spawn(
     ws: &Path,
+    sources: &Path,
     args: &[&str],
     target: &Path,
     home: &Path,
@@ -389,7 +387,7 @@ fn build_spawn(
     let netns = ns::available();
     spawn.jail = Some(Policy {
         // Only cargo's own folder of CARGO_HOME (its registry credentials stay out).
-        read: vec![ws.to_path_buf(), cargo_bin, rustup_home],
+        read: vec![sources.to_path_buf(), cargo_bin, rustup_home],
         write,
         devices: Vec::new(),
         // No namespace: Landlock refuses every TCP bind and connect.
@@ -410,8 +408,13 @@ fn build_spawn(
     spawn
 }
 
-/// The program for a lab, or why there is none.
-type Resolved = (Result<(Vec<String>, PathBuf), String>, Option<BuiltUnder>);
+/// The program for a lab, or why there is none; what its build ran under when there
+/// was one, and the copy of the workspace a root grader's build read.
+type Resolved = (
+    Result<(Vec<String>, PathBuf), String>,
+    Option<BuiltUnder>,
+    nobody::Shared,
+);
 
 /// Resolves the program for a lab: Ok(argv, dir) or Err(build message), and what its
 /// build ran under when there was one.
@@ -430,7 +433,7 @@ fn program(lab: &Lab, ws: &Path, src: &Source, target_dir: Option<&Path>) -> Res
             Some(d) => d.clone(),
             None => std::env::current_dir().unwrap_or_else(|_| ws.to_path_buf()),
         };
-        return Ok((Ok((argv, dir)), None));
+        return Ok((Ok((argv, dir)), None, None));
     }
     let ex = exercise_of(lab)?;
     match pick_lang(ws, ex, src.lang) {
@@ -444,6 +447,7 @@ fn program(lab: &Lab, ws: &Path, src: &Source, target_dir: Option<&Path>) -> Res
             Ok((
                 Ok((vec![python(), file.display().to_string()], ws.to_path_buf())),
                 None,
+                None,
             ))
         }
         _ => {
@@ -452,10 +456,11 @@ fn program(lab: &Lab, ws: &Path, src: &Source, target_dir: Option<&Path>) -> Res
                     .fix("run `lab init` to write the exercises workspace, or pass --dir PATH or --cmd CMD")
                     .into());
             }
-            let (built, under) = build_rust(ws, ex.bin, target_dir);
+            let (built, under, copied) = build_rust(ws, ex.bin, target_dir);
             Ok((
                 built.map(|exe| (vec![exe.display().to_string()], ws.to_path_buf())),
                 Some(under),
+                copied,
             ))
         }
     }
@@ -477,7 +482,7 @@ pub fn prepare(
         .as_ref()
         .map(|e| e.args.clone())
         .unwrap_or_default();
-    let (resolved, under) = program(lab, ws, src, target_dir)?;
+    let (resolved, under, copied) = program(lab, ws, src, target_dir)?;
     let (argv, dir) = match resolved {
         Ok(p) => p,
         Err(msg) => {
@@ -490,7 +495,11 @@ pub fn prepare(
             );
             r.message = msg;
             let under = under.unwrap_or_default();
-            r.environment.sandbox = vec![under.on];
+            // A build that never started (fail closed) ran under nothing.
+            r.environment.sandbox = vec![under.on]
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .collect();
             r.environment.sandbox_off = under.off;
             r.total();
             return Ok(Err(r));
@@ -516,6 +525,8 @@ pub fn prepare(
             .map(|p| crate::capture::Request::new(&p, &lab.id, Some(seed))),
         built_under: built.then(|| under.on.clone()),
         built_off: if built { under.off } else { Vec::new() },
+        view: None,
+        copied,
     }))
 }
 

@@ -149,6 +149,8 @@ fn extra_job(
         capture: None,
         built_under: None,
         built_off: Vec::new(),
+        view: None,
+        copied: None,
     }))
 }
 

@@ -126,6 +126,9 @@ pub struct Target {
     pub dir: Option<std::path::PathBuf>,
     /// Extra environment (tests set a marker to find leftover processes).
     pub env: Vec<(String, String)>,
+    /// A root grader's view of the files, when nobody cannot reach them where they are
+    /// (`nobody.rs`): the program reads a copy of its workspace, at the same path.
+    pub view: Option<super::nobody::ProgramView>,
 }
 
 impl Target {
@@ -241,6 +244,7 @@ impl Harness {
             args: args.to_vec(),
             dir: None,
             env: vec![],
+            view: None,
         }
         .shown(self.port);
         let mut spawn = Spawn::new(argv.clone());
@@ -294,25 +298,27 @@ impl Harness {
     /// the workspace, the executable and script, the devices (07's pty).
     fn jail(&mut self, argv: &[String]) -> (Policy, Vec<(String, String)>) {
         let home = self.scratch_dir();
-        let mut read: Vec<PathBuf> = self.target.dir.iter().cloned().collect();
-        // Words of the command line (`--cmd` puts them in one `sh -c` script): files the
-        // grader named by absolute path, such as a script, may be read.
-        for word in argv.iter().flat_map(|a| a.split_whitespace()) {
-            let p = Path::new(word.trim_matches(|c| c == '\'' || c == '"'));
-            if p.is_absolute() && p.is_file() && !read.iter().any(|r| p.starts_with(r)) {
-                read.push(p.to_path_buf());
-            }
-        }
+        let view = self.target.view.clone();
+        let dir = self.target.dir.as_deref();
+        // Its folder (or nobody's copy of it: the copy's own inodes are what it opens
+        // through the bind, and Landlock's rules hold inodes), and files the grader
+        // named by absolute path on the command line, such as a script.
+        let mut read: Vec<PathBuf> = match view.as_ref().and_then(|v| v.copy.clone()) {
+            Some(copy) => vec![copy],
+            None => dir.map(Path::to_path_buf).into_iter().collect(),
+        };
+        read.extend(super::nobody::named_files(argv, dir));
         let devices: Vec<PathBuf> = self
             .vars
             .iter()
             .map(|(_, v)| PathBuf::from(v))
             .filter(|p| p.starts_with("/dev/"))
             .collect();
-        // Root switches to nobody when nobody reaches the files: outside namespaces, and
-        // inside them when a root grader mapped 65534 into its user namespace.
+        // Root switches to nobody, always (where nobody cannot reach the files, through
+        // the view): outside namespaces, and inside them when a root grader mapped 65534
+        // into its user namespace.
         let drop_uid = jail::nobody_mapped();
-        if drop_uid && crate::sys::euid() == 0 && read.iter().all(|p| jail::nobody_reaches(p)) {
+        if drop_uid && crate::sys::euid() == 0 {
             for p in std::iter::once(&home).chain(&devices) {
                 let _ = std::os::unix::fs::chown(p, Some(jail::NOBODY), Some(jail::NOBODY));
             }
@@ -328,7 +334,7 @@ impl Harness {
             keep_net_raw: self.isolated && self.transport == Transport::Exits,
             drop_uid,
             own_netns: false,
-            view: None,
+            view: view.map(|v| v.view),
         };
         let env = jail::clean_env(&home, jail::SYSTEM_PATH, &self.target.env);
         (policy, env)
@@ -1056,6 +1062,7 @@ mod tests {
             args: vec![],
             dir: None,
             env: vec![],
+            view: None,
         };
         let mut ctx = Harness::new(target, 9, 1, Transport::Tcp);
         let err = ctx.start().unwrap_err();
@@ -1093,6 +1100,7 @@ mod tests {
             ],
             dir: None,
             env: vec![],
+            view: None,
         };
         assert_eq!(
             t.command(7001),
@@ -1108,6 +1116,7 @@ mod tests {
             args: vec!["--port".into(), "{port}".into()],
             dir: None,
             env: vec![],
+            view: None,
         };
         assert_eq!(wrapped.shown(9), ["python3 s.py", "--port", "9"]);
     }
@@ -1123,6 +1132,7 @@ mod tests {
             .to_vec(),
             dir: None,
             env: vec![],
+            view: None,
         };
         let vars = [("serial", "/dev/pts/7"), ("buffer", "24")]
             .map(|(k, v)| (k.to_string(), v.to_string()));
@@ -1169,6 +1179,7 @@ mod tests {
             args: vec!["--port".into(), "{port}".into()],
             dir: None,
             env: vec![],
+            view: None,
         };
         let mut ctx = Harness::new(target, port, 1, Transport::Udp);
         ctx.start().unwrap();

@@ -15,9 +15,12 @@
 //! - a clean environment: PATH, HOME, TMPDIR, LANG and the lab's own variables, never
 //!   the grader's (CI tokens live there).
 //! - for a root grader's build ([`View`]): nobody, in its own mount and network
-//!   namespaces, where folders nobody cannot pass on the way to the toolchain or the
+//!   namespaces, reading a readable copy of the workspace bound at the workspace's path
+//!   (`nobody.rs`), where folders nobody cannot pass on the way to the toolchain or the
 //!   workspace (a 0700 /root) are covered by an empty tmpfs and only what the build
-//!   needs is bound back at its own path.
+//!   needs is bound back at its own path; for a root grader's program whose files
+//!   nobody cannot reach (or whose build read a copy), the same kind of view in its own
+//!   mount namespace, with that copy at the workspace's path.
 //!
 //! Everything is best effort against what the kernel offers, and [`Applied`] records
 //! truthfully what was enforced, for the transcript.
@@ -90,21 +93,27 @@ pub struct Policy {
     /// Give the program its own user + network namespace with nothing but a down
     /// loopback (builds: no network at all).
     pub own_netns: bool,
-    /// A root grader's build run as nobody: the private view of the files that lets
-    /// nobody reach the toolchain and the workspace ([`plan_view`]); with it the build
-    /// gets its own mount and network namespaces, and no user namespace.
+    /// A root grader's build or program run as nobody: the private view of the files
+    /// that lets nobody reach the toolchain and nobody's copy of the workspace
+    /// ([`plan_view`], `nobody.rs`); with it the build gets its own mount and network
+    /// namespaces, and no user namespace.
     pub view: Option<View>,
 }
 
-/// A private view of the file system for a build run as nobody by a root grader:
-/// folders nobody cannot pass are covered with an empty tmpfs, and the paths the build
-/// needs are bound back at their own place (`sys::PrivateMounts`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A private view of the file system for a build or a program run as nobody by a root
+/// grader: folders nobody cannot pass are covered with an empty tmpfs, the paths the
+/// build needs are bound back at their own place, and nobody's copy of the workspace is
+/// bound at the workspace's path (`sys::PrivateMounts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct View {
     /// Folders to cover (nobody cannot pass them: a 0700 /root).
     pub cover: Vec<PathBuf>,
     /// Paths to bind back inside them.
     pub bind: Vec<PathBuf>,
+    /// (a folder, the path it is shown at): a root grader's copy of a workspace, made
+    /// readable by nobody, shown where the workspace is (`nobody.rs`).
+    #[serde(default)]
+    pub copy: Vec<(PathBuf, PathBuf)>,
     /// The working folder, entered again once the view is made.
     pub chdir: Option<PathBuf>,
 }
@@ -181,21 +190,25 @@ impl View {
         for dir in &self.cover {
             m.cover.push(c(dir)?);
         }
-        for p in &self.bind {
-            // Mount points: every folder from the covered one down to `p`.
-            let cover = self.cover.iter().find(|d| p.starts_with(d));
-            let mut below: Vec<&Path> = p
-                .ancestors()
-                .take_while(|a| Some(a) != cover.map(PathBuf::as_path).as_ref())
-                .collect();
-            below.reverse();
-            for d in below {
-                let d = c(d)?;
-                if !m.mkdirs.contains(&d) {
-                    m.mkdirs.push(d);
+        // Shallower first: a build's target folder inside the workspace is bound over
+        // the copy shown there, never hidden under it.
+        let mut mounts: Vec<(&PathBuf, &PathBuf)> = self.bind.iter().map(|p| (p, p)).collect();
+        mounts.extend(self.copy.iter().map(|(from, at)| (from, at)));
+        mounts.sort_by_key(|(_, at)| at.components().count());
+        for (from, at) in mounts {
+            // Mount points: every folder from the covered one down to `at` (none when
+            // nothing above it is covered: it exists already).
+            if let Some(cover) = self.cover.iter().find(|d| at.starts_with(d)) {
+                let mut below: Vec<&Path> = at.ancestors().take_while(|a| a != cover).collect();
+                below.reverse();
+                for d in below {
+                    let d = c(d)?;
+                    if !m.mkdirs.contains(&d) {
+                        m.mkdirs.push(d);
+                    }
                 }
             }
-            m.binds.push(c(p)?);
+            m.binds.push((c(from)?, c(at)?));
         }
         if m.binds.len() > sys::MAX_BINDS {
             return Err(std::io::Error::other("too many paths to bind back"));
@@ -226,10 +239,13 @@ pub struct Prepared {
     pub keep_net_raw: bool,
     /// Unshare user + network namespaces first.
     pub own_netns: bool,
-    /// A root grader's build: its own mount and network namespaces and this view.
+    /// A root grader's build or program: its own mount namespace and this view.
     pub mounts: Option<sys::PrivateMounts>,
     /// What is enforced.
     pub applied: Applied,
+    /// Why the program must not start at all: a root grader whose program would run
+    /// as uid 0 (nobody cannot reach its files and there is no view). Fail closed.
+    pub refused: Option<String>,
 }
 
 /// The kernel's Landlock ABI version (0: none), probed once. `LAB_NO_LANDLOCK=1`
@@ -303,46 +319,59 @@ impl Policy {
         }
         let mut ids = None;
         let mut mounts = None;
-        if let (Some(view), true) = (&self.view, sys::euid() == 0) {
-            // A build as nobody: the planner checked what nobody reaches in the view.
-            match view.prepare() {
-                Ok(m) => {
-                    mounts = Some(m);
-                    ids = Some((NOBODY, NOBODY));
-                    applied.on.push(format!("uid/gid {NOBODY} (nobody)"));
-                    if !view.cover.is_empty() {
-                        applied.on.push(format!(
-                            "own mount namespace: {} hidden but for what it needs",
-                            view.cover
-                                .iter()
-                                .map(|p| p.display().to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
+        let mut refused = None;
+        let root = sys::euid() == 0;
+        if root && self.drop_uid {
+            let nobody = format!("uid/gid {NOBODY} (nobody)");
+            if let Some(view) = &self.view {
+                // A view (a build's, or a program's whose files nobody cannot reach):
+                // its planner checked what nobody reaches in it.
+                match view.prepare() {
+                    Ok(m) => {
+                        mounts = Some(m);
+                        ids = Some((NOBODY, NOBODY));
+                        applied.on.push(nobody);
+                        if !view.cover.is_empty() {
+                            applied.on.push(format!(
+                                "own mount namespace: {} hidden but for what it needs",
+                                view.cover
+                                    .iter()
+                                    .map(|p| p.display().to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ));
+                        }
+                        if !view.copy.is_empty() {
+                            applied.on.push(
+                                "its workspace: a copy readable by nobody, at the workspace's path"
+                                    .to_string(),
+                            );
+                        }
+                    }
+                    Err(e) => refused = Some(format!("cannot prepare its view of the files: {e}")),
+                }
+            } else {
+                // Without a view, `nobody` must reach the program's files itself.
+                match self.read.iter().find(|p| !nobody_reaches(p)) {
+                    None => {
+                        ids = Some((NOBODY, NOBODY));
+                        applied.on.push(nobody);
+                    }
+                    // `ns::grade` gives such a program a view before it runs; should one
+                    // still get here, it does not run as root (fail closed).
+                    Some(p) => {
+                        refused = Some(format!(
+                            "{} is not readable by nobody, and a root grader never runs a program as root (chmod o+rX it)",
+                            p.display()
+                        ))
                     }
                 }
-                Err(e) => applied.off.push(format!(
-                    "uid drop: cannot prepare its view of the files ({e}), so it ran as uid 0 without capabilities"
-                )),
             }
-        } else if !self.drop_uid && sys::euid() == 0 {
+        } else if root {
             applied.off.push(format!(
                 "uid drop: this user namespace maps only the grader's own uid (the grader is not root, and newuidmap is not used), so the program runs as uid 0 of its namespace (uid {} outside) without capabilities",
                 outer_uid_of_root()
             ));
-        }
-        if self.drop_uid && sys::euid() == 0 {
-            // `nobody` must reach the program's files; a 0700 temp folder stops it.
-            match self.read.iter().find(|p| !nobody_reaches(p)) {
-                None => {
-                    ids = Some((NOBODY, NOBODY));
-                    applied.on.push(format!("uid/gid {NOBODY} (nobody)"));
-                }
-                Some(p) => applied.off.push(format!(
-                    "uid drop: {} is not readable by nobody (chmod o+rX it), so the program ran as uid 0 without capabilities",
-                    p.display()
-                )),
-            }
         }
         if self.own_netns {
             applied
@@ -371,6 +400,7 @@ impl Policy {
             own_netns: self.own_netns,
             mounts,
             applied,
+            refused,
         }
     }
 

@@ -6,6 +6,8 @@
 //! - [`export`]: one tiny file per output format (human, json, junit, gh-classroom,
 //!   gradescope, exercism);
 //! - [`sandbox`]: process groups, limits, capped output, deadlines, always reaped;
+//! - [`jail`]: what a program may touch; [`nobody`]: a root grader's copy of the
+//!   workspace, so its builds and programs always run as nobody;
 //! - [`ns`]: re-runs a grading job inside fresh PID + network namespaces when the
 //!   machine allows, so two gradings can use the same port and nothing outlives them;
 //! - [`harness`]: what a check sees (start, probe readiness, clients, transcript);
@@ -32,6 +34,7 @@ pub mod harness;
 pub mod instructor;
 pub mod jail;
 pub mod model;
+pub mod nobody;
 pub mod ns;
 pub mod sandbox;
 pub mod student;
@@ -78,6 +81,14 @@ pub struct Job {
     /// What the build step lacked (`protection off:` lines), when there was one.
     #[serde(default)]
     pub built_off: Vec<String>,
+    /// A root grader's view of the files for its programs (`nobody.rs`), made by
+    /// `ns::grade` before any program runs, when nobody cannot reach them where they are.
+    #[serde(default)]
+    pub view: Option<nobody::ProgramView>,
+    /// nobody's copy of the workspace, made by a root grader before the build that read
+    /// it: the program runs from the same copy (`ns::grade`). Stays in the outer grader.
+    #[serde(skip)]
+    pub copied: nobody::Shared,
 }
 
 /// A seed from the clock, for runs without `--seed`.
@@ -153,6 +164,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
         args: job.args.clone(),
         dir: job.dir.clone(),
         env: job.env.clone(),
+        view: job.view.clone(),
     };
     // `--pcap` (src/capture.rs): in namespaces, `lo` carries only this grading.
     let capture = job

@@ -65,8 +65,27 @@ pub fn available() -> bool {
     })
 }
 
-/// Grades a job isolated when possible, else in this process.
+/// Grades a job isolated when possible, else in this process. A root grader's
+/// programs run as nobody, always: from the copy of the workspace their build made and
+/// read, or, when nobody cannot reach their files where they are, from a copy made now
+/// (`nobody.rs`); when that cannot be made, or nobody cannot be mapped into the
+/// namespace, nothing runs and the report says why (fail closed).
 pub fn grade(job: &Job) -> Result<LabReport> {
+    // Holds nobody's copy of the workspace until the grading is over, here in the
+    // outer grader, so an inner run that dies cannot leave it behind.
+    let mut _copied = None;
+    let mut job = job.clone();
+    if super::nobody::root_grader() {
+        match super::nobody::prepare(&job.argv, job.dir.as_deref(), job.copied.take()) {
+            Ok(Some((view, copied))) => {
+                job.view = Some(view);
+                _copied = copied;
+            }
+            Ok(None) => {}
+            Err(why) => return Ok(refused(&job, &why)),
+        }
+    }
+    let job = &job;
     if !available() {
         return Ok(grade_here(job));
     }
@@ -77,6 +96,13 @@ pub fn grade(job: &Job) -> Result<LabReport> {
     let holder = (crate::sys::euid() == 0)
         .then(UserNs::with_nobody)
         .flatten();
+    if holder.is_none() && super::nobody::root_grader() {
+        // Without nobody in the namespace, programs would run as (mapped) root.
+        return Ok(refused(
+            job,
+            "cannot map nobody (65534) into the grading's user namespace (writing /proc/PID/uid_map failed); run the grader as an ordinary user, or with LAB_NO_NAMESPACES=1",
+        ));
+    }
     let mut cmd = match &holder {
         Some(h) => {
             let mut c = Command::new("nsenter");
@@ -170,6 +196,23 @@ pub fn grade(job: &Job) -> Result<LabReport> {
             Ok(r)
         }
     }
+}
+
+/// The report of a grading that did not run because its program would not have run as
+/// nobody: score 0, with why and the fix.
+fn refused(job: &Job, why: &str) -> LabReport {
+    let mut r = LabReport::new(
+        &job.lab,
+        job.argv.clone(),
+        job.seed,
+        Environment::default(),
+        Vec::new(),
+    );
+    r.message = format!(
+        "not graded: a root grader runs programs as nobody (65534), never as root, and {why}"
+    );
+    r.total();
+    r
 }
 
 /// A user namespace made by a root grader, held open by a `cat` waiting on a pipe,

@@ -454,6 +454,10 @@ impl Program {
             cmd.env(k, v);
         }
         let mut prepared = spec.jail.as_ref().map(Policy::prepare);
+        // Fail closed: a program the jail cannot confine as it must does not start.
+        if let Some(why) = prepared.as_ref().and_then(|p| p.refused.clone()) {
+            return Err(std::io::Error::other(why));
+        }
         let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cgroup = Cgroup::create(
             // Unique across namespaces too: inside each PID namespace the grader is pid 1,

@@ -188,3 +188,102 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap()
 }
+
+/// A command that runs its arguments as nobody (65534, through setpriv) where nobody
+/// reaches every path of `paths` at its own place: a private mount namespace
+/// (`unshare -m`, as root) in which the outermost folder above a path that nobody
+/// cannot pass (a 0700 /root holding rustup, a CI clone in it) is covered by an empty
+/// tmpfs and the path is bound back. So the tests of a grader that is not root run in
+/// CI too. The paths themselves must be readable by others (rustup's folders and a
+/// built binary are). Also returns the folder holding the staging mount points (keep
+/// it until the command ends). Err says why it cannot be done here.
+pub fn as_nobody_reaching(paths: &[PathBuf]) -> Result<(Command, tempfile::TempDir), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        return Err("needs root (to become nobody, and to mount)".into());
+    }
+    for tool in ["setpriv", "unshare", "mount"] {
+        if !have(tool) {
+            return Err(format!("{tool} (util-linux) is not installed"));
+        }
+    }
+    let open = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+    };
+    let quote =
+        |p: &std::path::Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    let stage = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::set_permissions(stage.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let (mut first, mut covers, mut last) = (String::new(), Vec::<PathBuf>::new(), String::new());
+    for (i, p) in paths.iter().enumerate() {
+        let mut above: Vec<&std::path::Path> = p.ancestors().skip(1).collect();
+        above.reverse();
+        let Some(closed) = above.into_iter().find(|a| !open(a)) else {
+            continue; // nobody reaches it already
+        };
+        let s = stage.path().join(i.to_string());
+        let make = if p.is_dir() {
+            std::fs::create_dir(&s).map_err(|e| e.to_string())?;
+            format!("mkdir -p {}", quote(p))
+        } else {
+            std::fs::write(&s, "").map_err(|e| e.to_string())?;
+            format!(
+                "mkdir -p {} && touch {}",
+                quote(p.parent().unwrap()),
+                quote(p)
+            )
+        };
+        first.push_str(&format!("mount --bind {} {}\n", quote(p), quote(&s)));
+        if !covers.iter().any(|c| closed.starts_with(c)) {
+            covers.retain(|c| !c.starts_with(closed));
+            covers.push(closed.to_path_buf());
+        }
+        last.push_str(&format!(
+            "{make}\nmount --bind {} {}\n",
+            quote(&s),
+            quote(p)
+        ));
+    }
+    let mut script = String::from("set -e\n");
+    script.push_str(&first);
+    for c in &covers {
+        script.push_str(&format!(
+            "mount -t tmpfs -o mode=0755,size=1m tmpfs {}\n",
+            quote(c)
+        ));
+    }
+    script.push_str(&last);
+    script.push_str("exec setpriv --reuid 65534 --regid 65534 --clear-groups -- \"$@\"\n");
+    let mut c = Command::new("unshare");
+    c.args([
+        "-m",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ]);
+    Ok((c, stage))
+}
+
+/// Where this user's Rust toolchain is: (CARGO_HOME, RUSTUP_HOME).
+pub fn toolchain_homes() -> (PathBuf, PathBuf) {
+    let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    let var = |k: &str, d: &str| {
+        std::env::var_os(k)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(d))
+    };
+    (var("CARGO_HOME", ".cargo"), var("RUSTUP_HOME", ".rustup"))
+}
