@@ -1047,3 +1047,75 @@ fn a_root_graders_private_rust_workspace_builds_as_nobody() {
         assert!(left.is_empty(), "left in TMPDIR: {left:?}\n{ctx}");
     }
 }
+
+/// A grader killed mid-grading (`timeout lab grade`, a runner cancelling a job, the
+/// OOM killer) must not leave the program it was grading running: the isolated run
+/// and the program die with it (parent-death signals; a uid change clears the
+/// program's, so it is set again after the switch to nobody).
+#[test]
+fn a_killed_grader_leaves_no_program_behind() {
+    if !python_ok() {
+        return;
+    }
+    // A server that listens and then serves nothing: the grading is still going on
+    // when the grader is killed.
+    let body = r#"
+import socket, sys, time
+port = int(sys.argv[sys.argv.index("--port") + 1])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port)); s.listen()
+time.sleep(120)
+"#;
+    for namespaces in [true, false] {
+        let (ws, file) = workspace("lingers.py", body);
+        let mark = format!("killed-{namespaces}-{}", std::process::id());
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+        c.args(["grade", "01", "--seed", "15", "--cmd"])
+            .arg(format!("python3 {}", file.display()))
+            .current_dir(ws.path())
+            .env("LAB_TEST_MARK", &mark)
+            .env(
+                "LAB_PROGRESS",
+                std::env::temp_dir().join(format!("lab-sbx-progress-{}", std::process::id())),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if !namespaces {
+            c.env("LAB_NO_NAMESPACES", "1");
+        }
+        let mut grader = c.spawn().unwrap();
+        // Wait (an event, generously bounded) until the program itself runs: a python3
+        // process carrying the mark.
+        let script = file.display().to_string();
+        let mut running = false;
+        for _ in 0..600 {
+            running = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+                let mut argv = cmd.split(|b| *b == 0);
+                // The program itself (not the grader, whose --cmd names the script too).
+                argv.next()
+                    .is_some_and(|a| String::from_utf8_lossy(a).contains("python"))
+                    && String::from_utf8_lossy(&cmd).contains(&script)
+                    && env
+                        .split(|b| *b == 0)
+                        .any(|v| v == format!("LAB_TEST_MARK={mark}").as_bytes())
+            });
+            if running || grader.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            running,
+            "namespaces {namespaces}: the program never started"
+        );
+        grader.kill().unwrap();
+        grader.wait().unwrap();
+        assert!(
+            leftovers(&mark).is_empty(),
+            "namespaces {namespaces}: the program outlived its killed grader"
+        );
+    }
+}
