@@ -930,24 +930,37 @@ pub struct BatchItem {
     pub drops: Option<u32>,
 }
 
+/// `setsockopt(2)` with one plain value (an int, a mask, a `sock_fprog`): the kernel
+/// reads `size_of::<T>()` bytes at `value` during the call and keeps no pointer.
+fn setsockopt<T>(
+    sock: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live reference to a T of exactly the size we pass; a T that
+    // holds pointers (sock_fprog) points at memory the caller keeps alive over the call.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Asks the kernel to attach, to every datagram received on `sock`, its arrival time
 /// (SO_TIMESTAMPNS) and the socket's drop counter (SO_RXQ_OVFL).
 pub fn enable_rx_metadata(sock: &impl AsRawFd) -> io::Result<()> {
     for opt in [libc::SO_TIMESTAMPNS, libc::SO_RXQ_OVFL] {
         let on: libc::c_int = 1;
-        // SAFETY: setsockopt reads one c_int we own, and we pass its size.
-        let r = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        setsockopt(sock, libc::SOL_SOCKET, opt, &on)?;
     }
     Ok(())
 }
@@ -1118,19 +1131,7 @@ pub fn send_batch(
 /// its bookkeeping and caps it at net.core.rmem_max).
 pub fn set_recv_buffer(sock: &impl AsRawFd, bytes: usize) -> io::Result<usize> {
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: setsockopt reads one c_int we own.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    setsockopt(sock, libc::SOL_SOCKET, libc::SO_RCVBUF, &v)?;
     let mut got: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes one c_int we own and its length.
@@ -1248,20 +1249,7 @@ pub fn packet_socket(name: &str) -> io::Result<std::os::fd::OwnedFd> {
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads one c_int we own.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    enable_rx_timestamps(&sock)?;
     Ok(sock)
 }
 
@@ -1345,19 +1333,7 @@ pub fn packet_drops(sock: &impl AsRawFd) -> io::Result<u32> {
 /// the socket's network namespace (EPERM otherwise).
 pub fn force_recv_buffer(sock: &impl AsRawFd, bytes: usize) -> io::Result<()> {
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: setsockopt reads one c_int we own.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    setsockopt(sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &v)?;
     Ok(())
 }
 
@@ -1384,20 +1360,7 @@ pub fn set_icmp_filter(sock: &impl AsRawFd, allowed: &[u8]) -> io::Result<()> {
     for &t in allowed.iter().filter(|&&t| t < 32) {
         drop_mask &= !(1u32 << t);
     }
-    // SAFETY: setsockopt reads one u32 we own (struct icmp_filter is one __u32), and we
-    // pass its size.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_RAW,
-            ICMP_FILTER,
-            (&drop_mask as *const u32).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    setsockopt(sock, libc::SOL_RAW, ICMP_FILTER, &drop_mask)?;
     Ok(())
 }
 
@@ -1436,20 +1399,8 @@ pub fn attach_echo_ident_filter(sock: &impl AsRawFd, ident: u16) -> io::Result<(
         len: prog.len() as libc::c_ushort,
         filter: prog.as_mut_ptr(),
     };
-    // SAFETY: the kernel copies the program (fprog.len instructions at fprog.filter, an
-    // array we own that outlives the call) during setsockopt; nothing keeps the pointer.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_FILTER,
-            (&fprog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // The kernel copies the program during the call; `prog` outlives it.
+    setsockopt(sock, libc::SOL_SOCKET, SO_ATTACH_FILTER, &fprog)?;
     Ok(())
 }
 
@@ -1457,19 +1408,7 @@ pub fn attach_echo_ident_filter(sock: &impl AsRawFd, ident: u16) -> io::Result<(
 /// the kernel received it (nanoseconds, CLOCK_REALTIME).
 pub fn enable_rx_timestamps(sock: &impl AsRawFd) -> io::Result<()> {
     let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads one c_int we own, and we pass its size.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    setsockopt(sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on)?;
     Ok(())
 }
 
