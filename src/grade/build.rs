@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use super::embedded::{self, ExerciseFiles};
 use super::jail::{self, Policy};
-use super::model::{Environment, LabReport};
+use super::model::LabReport;
 use super::sandbox::{run_to_end, run_to_end_under, Spawn};
 use super::{checks, nobody, ns, Job};
 use crate::catalog::Lab;
@@ -486,14 +486,7 @@ pub fn prepare(
     let (argv, dir) = match resolved {
         Ok(p) => p,
         Err(msg) => {
-            let mut r = LabReport::new(
-                &lab.id,
-                Vec::new(),
-                seed,
-                Environment::default(),
-                Vec::new(),
-            );
-            r.message = msg;
+            let mut r = LabReport::not_run(&lab.id, Vec::new(), seed, msg);
             let under = under.unwrap_or_default();
             // A build that never started (fail closed) ran under nothing.
             r.environment.sandbox = vec![under.on]

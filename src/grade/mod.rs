@@ -142,16 +142,12 @@ fn guarded(ctx: &mut Harness, step: fn(&mut Harness) -> harness::Outcome) -> har
 pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
     let began = Instant::now();
     let Some(suite) = checks::suite(&job.lab) else {
-        let mut r = LabReport::new(
+        return LabReport::not_run(
             &job.lab,
             job.argv.clone(),
             job.seed,
-            Environment::default(),
-            Vec::new(),
+            format!("{} has no graded exercise yet", job.lab),
         );
-        r.message = format!("{} has no graded exercise yet", job.lab);
-        r.total();
-        return r;
     };
     let udp = suite.transport == harness::Transport::Udp;
     let port = if job.port == 0 {

@@ -109,6 +109,15 @@ impl LabReport {
         r
     }
 
+    /// The report of a grading whose checks never ran (no exercise, refused before the
+    /// program ran, not built): no checks, status error, and `message` says why.
+    pub fn not_run(lab: &str, program: Vec<String>, seed: u64, message: String) -> LabReport {
+        let mut r = LabReport::new(lab, program, seed, Environment::default(), Vec::new());
+        r.message = message;
+        r.total();
+        r
+    }
+
     /// Recomputes score, max score and status: error if nothing could be judged (no
     /// checks, or all errored), fail if any check failed or errored, pass otherwise.
     pub fn total(&mut self) {

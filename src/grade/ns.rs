@@ -201,18 +201,14 @@ pub fn grade(job: &Job) -> Result<LabReport> {
 /// The report of a grading that did not run because its program would not have run as
 /// nobody: score 0, with why and the fix.
 fn refused(job: &Job, why: &str) -> LabReport {
-    let mut r = LabReport::new(
+    LabReport::not_run(
         &job.lab,
         job.argv.clone(),
         job.seed,
-        Environment::default(),
-        Vec::new(),
-    );
-    r.message = format!(
-        "not graded: a root grader runs programs as nobody (65534), never as root, and {why}"
-    );
-    r.total();
-    r
+        format!(
+            "not graded: a root grader runs programs as nobody (65534), never as root, and {why}"
+        ),
+    )
 }
 
 /// A user namespace made by a root grader, held open by a `cat` waiting on a pipe,

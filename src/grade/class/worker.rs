@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::output::write_student;
 use super::{Outcome, Plan, StudentResult, LOG_CAP};
-use crate::grade::model::{Environment, LabReport};
+use crate::grade::model::LabReport;
 
 /// Grades one student in a grading process of its own; None when stopped by Ctrl-C
 /// (nothing is written then, so the next run grades this student).
@@ -119,13 +119,7 @@ pub(super) fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<Studen
         result.reports = plan
             .labs
             .iter()
-            .map(|lab| {
-                let mut r =
-                    LabReport::new(lab, Vec::new(), plan.seed, Environment::default(), vec![]);
-                r.message = result.message.clone();
-                r.total();
-                r
-            })
+            .map(|lab| LabReport::not_run(lab, Vec::new(), plan.seed, result.message.clone()))
             .collect();
     }
     if let Err(e) = write_student(plan, &folder, &result, &log) {
