@@ -538,7 +538,8 @@ impl EventLoop {
     /// Rule 9: hears a signal or a [`LoopThread::stop`] that arrived during this turn
     /// (two atomic loads when nothing did), and says whether the loop is stopped.
     pub(super) fn stopping<H: Handler>(&mut self, handler: &mut H) -> bool {
-        if self.interrupt.swap(false, Ordering::SeqCst) {
+        // A plain load first: the swap (a read-modify-write) only when a signal came.
+        if self.interrupt.load(Ordering::Relaxed) && self.interrupt.swap(false, Ordering::SeqCst) {
             self.dispatch_signals(handler);
         }
         if !self.ctx.stopped && self.ctx.stop_request.load(Ordering::SeqCst) {

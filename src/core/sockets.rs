@@ -358,23 +358,26 @@ fn write_parts(w: &mut impl Write, parts: &[&[u8]], total: usize) -> io::Result<
     let mut done = 0;
     while done < total {
         // The pieces from the first unwritten byte on.
+        // On the stack: this runs for every send to a connection with an empty queue.
         let mut skip = done;
-        let mut slices = Vec::with_capacity(parts.len().min(64));
+        let mut slices = [IoSlice::new(&[]); 64];
+        let mut n = 0;
         for p in parts {
-            if slices.len() == 64 {
+            if n == slices.len() {
                 break;
             }
             if skip >= p.len() {
                 skip -= p.len();
                 continue;
             }
-            slices.push(IoSlice::new(&p[skip..]));
+            slices[n] = IoSlice::new(&p[skip..]);
+            n += 1;
             skip = 0;
         }
-        let r = if let [one] = slices.as_slice() {
+        let r = if let [one] = &slices[..n] {
             w.write(one)
         } else {
-            w.write_vectored(&slices)
+            w.write_vectored(&slices[..n])
         };
         match r {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
