@@ -164,10 +164,10 @@ pub const RAW_FILTER_ALLOWS: [u8; 6] = [
 ];
 
 /// Sets up the kernel's side of `sock` as ping does: receive timestamps, and on a raw
-/// socket the ICMP type filter. Returns whether replies carry kernel timestamps.
-/// A missing filter is only slower (classify skips what it would have dropped), so it
+/// socket the ICMP type filter. Whether a reply carries a kernel timestamp is seen on
+/// each one (`kernel_stamped`). A missing filter is only slower (classify skips what it would have dropped), so it
 /// is a warning, as in ping.
-fn prepare(sock: &Socket, access: Access, cfg: &Config) -> io::Result<bool> {
+fn prepare(sock: &Socket, access: Access, cfg: &Config) -> io::Result<()> {
     sock.set_ttl_v4(u32::from(cfg.ttl))?;
     if access.sees_ip_header() {
         if let Err(e) = crate::sys::set_icmp_filter(sock, &RAW_FILTER_ALLOWS) {
@@ -175,7 +175,8 @@ fn prepare(sock: &Socket, access: Access, cfg: &Config) -> io::Result<bool> {
         }
     }
     // The kernel's receive time of each packet; without it we fall back to our own clock.
-    Ok(crate::sys::enable_rx_timestamps(sock).is_ok())
+    let _ = crate::sys::enable_rx_timestamps(sock);
+    Ok(())
 }
 
 /// One packet read from the socket, with both ends of its timing.
@@ -213,7 +214,7 @@ pub fn receive(sock: &Socket, buf: &mut [u8]) -> io::Result<Arrival> {
 
 /// Sends `cfg.count` requests on `sock` and prints what comes back; returns the stats.
 pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
-    let stamped = prepare(sock, access, cfg)?;
+    prepare(sock, access, cfg)?;
     let dest = SockAddr::from(SocketAddrV4::new(cfg.target, 0));
     let ident = access.sees_ip_header().then_some(cfg.ident);
     let began = Instant::now();
@@ -319,7 +320,7 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
         // Spin or sleep, as ping decides (see [`wait`]): a sleep shorter than a
         // scheduler tick is not trusted to end on time, and spinning keeps the CPU warm.
         let until_send = (!all_sent).then(|| next_send.saturating_duration_since(now));
-        let reply_pending = sent.last().is_some_and(|s| s.replies == 0 && !s.timed_out);
+        let reply_pending = sent.last().is_some_and(waiting);
         match wait::choose(cfg.wait, until_send, reply_pending) {
             Wait::Spin => {
                 // ping's `sched_yield()`, then the non-blocking reads below.
@@ -367,9 +368,6 @@ pub fn run(sock: &Socket, access: Access, cfg: &Config) -> io::Result<Stats> {
                 let _ = crate::sys::attach_echo_ident_filter(sock, cfg.ident);
             }
         }
-    }
-    if !stamped {
-        stats.program_rtts_ms.clear();
     }
     Ok(stats)
 }
