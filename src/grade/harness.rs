@@ -38,9 +38,21 @@ pub fn ready_deadline_passed(elapsed: Duration, queued: f64) -> bool {
 /// `limit` of wall-clock time. The same rule as readiness, for every wait that a loaded
 /// machine stretches and a wrong program never ends.
 pub fn deadline_passed(limit: Duration, elapsed: Duration, queued: f64) -> bool {
+    deadline_passed_within(limit, elapsed, queued, READY_WALL_FACTOR)
+}
+
+/// [`deadline_passed`] with its own cap of wall time (`wall_factor` times `limit`), for
+/// a wait whose mistake costs less than the usual cap would allow (01's slow reader,
+/// 03's long run).
+pub fn deadline_passed_within(
+    limit: Duration,
+    elapsed: Duration,
+    queued: f64,
+    wall_factor: u32,
+) -> bool {
     let queued = Duration::try_from_secs_f64(queued.max(0.0)).unwrap_or(elapsed);
     let charged = elapsed.saturating_sub(queued);
-    charged > limit || elapsed > limit * READY_WALL_FACTOR
+    charged > limit || elapsed > limit * wall_factor
 }
 
 /// The readiness deadline: [`READY_TIMEOUT`], or `LAB_READY_TIMEOUT_MS` (slow machines

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{
-    idle_cut, read_all, Harness, Outcome, Transport, Unmet, IDLE, REPLY_TIMEOUT,
+    deadline_passed_within, idle_cut, read_all, Harness, Outcome, Transport, Unmet, IDLE,
+    REPLY_TIMEOUT,
 };
 use crate::grade::sandbox::{describe_status, tcp_queues};
 
@@ -407,10 +408,8 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
             break;
         }
         last = tx;
-        let waited =
-            Duration::try_from_secs_f64((queued(ctx) - queued_before).max(0.0)).unwrap_or_default();
-        let charged = began.elapsed().saturating_sub(waited);
-        if charged > SLOW_PAUSE || began.elapsed() > SLOW_PAUSE * SLOW_WALL_FACTOR {
+        let waited = queued(ctx) - queued_before;
+        if deadline_passed_within(SLOW_PAUSE, began.elapsed(), waited, SLOW_WALL_FACTOR) {
             break;
         }
     }

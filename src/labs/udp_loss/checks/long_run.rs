@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::super::tally::Tally;
 use super::play::{drained, expect_report, setup, Counts, SIZE};
-use crate::grade::harness::{Harness, Outcome, Unmet};
+use crate::grade::harness::{deadline_passed_within, Harness, Outcome, Unmet};
 use crate::grade::sandbox::thread_queued_seconds;
 use crate::sys::{send_batch, MAX_BATCH};
 use crate::wire::epoch_ns;
@@ -115,16 +115,13 @@ pub(super) fn bounded_memory(ctx: &mut Harness) -> Outcome {
                 first + len
             )));
         }
-        let waited =
-            Duration::try_from_secs_f64((queued(ctx) - queued_before).max(0.0)).unwrap_or_default();
-        if began.elapsed().saturating_sub(waited) > RUN_LIMIT
-            || began.elapsed() > RUN_LIMIT * RUN_WALL_FACTOR
-        {
+        let waited = queued(ctx) - queued_before;
+        if deadline_passed_within(RUN_LIMIT, began.elapsed(), waited, RUN_WALL_FACTOR) {
             return Err(Unmet::error(format!(
                 "the receiver read only {} datagrams in {} s ({} s of it waiting for a CPU): too slow to finish the long run",
                 first + len,
                 began.elapsed().as_secs(),
-                waited.as_secs()
+                waited.max(0.0) as u64
             )));
         }
     }
