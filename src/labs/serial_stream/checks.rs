@@ -12,6 +12,7 @@
 //! correct program); they only catch a program that does not deliver at all.
 
 mod client;
+mod control;
 mod device;
 
 use std::time::{Duration, Instant};
@@ -156,6 +157,11 @@ fn begin(ctx: &mut Harness) -> Outcome<(Device, usize)> {
         "the grader's Arduino is the pseudo-terminal {}: it will write seeded noise (every byte value 0-255), one byte per sample, {RATE} samples/s",
         dev.path
     ));
+    if let Some(why) = dev.control_missing() {
+        ctx.step(format!(
+            "(the grader cannot open its control pty, {why}: the machine's own pty delay is not measured, so a loaded machine may look like a slow program)"
+        ));
+    }
     ctx.set_arg("serial", dev.path.clone());
     ctx.set_arg("buffer", k.to_string());
     ctx.start()?;
@@ -328,24 +334,33 @@ fn program_queued(ctx: &mut Harness) -> f64 {
 }
 
 /// Checks that client `c`'s first sample was read around or after it connected;
-/// `queued_since` is [`program_queued`] before the stream that led up to it.
+/// `queued_since` is [`program_queued`] before the stream that led up to it. "When it
+/// connected" is the samples the machine had handed to the device's reader side by
+/// then ([`Client::joined_delivered`]): a sample the machine still held in the pty
+/// when the client came reaches a correct program only after, and is fresh.
 fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize, queued_since: f64) -> Outcome {
     let (first, end) = caught_up(dev, c, k, dev.written())?;
     let queued = (program_queued(ctx) - queued_since).clamp(0.0, FRESH_QUEUED_CAP_SECS);
+    let slack = k as u64 + (RATE * (FRESH_SLACK_SECS + queued)) as u64;
+    let joined = c.joined_delivered;
+    // A few samples are always in flight (the heartbeat goes out each millisecond).
+    let held = match c.joined_at - joined {
+        n if n < (RATE * 0.05) as u64 => String::new(),
+        n => format!(
+            " ({n} of them still held in the pty by a busy machine, so sample {joined} counts as its arrival)"
+        ),
+    };
     ctx.step(format!(
-        "client {} connected when sample {} was being written; it received samples {first}..{end} (allowed: {} samples older, {:.0} ms of them for time the program waited for a CPU)",
+        "client {} connected when sample {} was being written{held}; it received samples {first}..{end} (allowed: {slack} samples older, {:.0} ms of them for time the program waited for a CPU)",
         c.name,
         c.joined_at,
-        k as u64 + (RATE * (FRESH_SLACK_SECS + queued)) as u64,
         queued * 1000.0
     ));
-    let slack = k as u64 + (RATE * (FRESH_SLACK_SECS + queued)) as u64;
-    if first + slack < c.joined_at {
-        let old = c.joined_at - first;
+    if first + slack < joined {
+        let old = joined - first;
         return Err(Unmet::fail(format!(
-            "client {} connected at sample {}, but its first sample was sample {first}: {old} samples ({:.2} s) older than the client",
+            "client {} connected at sample {joined}, but its first sample was sample {first}: {old} samples ({:.2} s) older than the client",
             c.name,
-            c.joined_at,
             old as f64 / RATE
         )));
     }
@@ -357,11 +372,12 @@ fn late_client_fresh(ctx: &mut Harness) -> Outcome {
     ctx.step("no client is connected yet");
     let q = program_queued(ctx);
     stream(ctx, &dev, FRESH_LEAD_SECS);
-    // The lead is a count: a writer thread starved on a loaded machine writes late, and
-    // the backlog a stale program hands the client is what was written. Bounded.
+    // The lead is a count of samples that reached the device's reader side: a writer
+    // thread starved on a loaded machine writes late, a held pty delivers late, and the
+    // backlog a stale program hands the client is what it could have read. Bounded.
     let lead = (RATE * FRESH_LEAD_SECS) as u64;
     let until = Instant::now() + Duration::from_secs(10);
-    while dev.written() < lead && Instant::now() < until {
+    while dev.delivered() < lead && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(10));
     }
     let a = Client::connect(ctx, &dev, "A")?;
@@ -386,9 +402,10 @@ fn slow_client(ctx: &mut Harness) -> Outcome {
     dev.burst(burst);
     // The pty only takes bytes as fast as the program reads them: a program stuck in a
     // send to S stops reading, and the writer stops making progress. 3 s without any
-    // progress is a stall; time the program spent waiting for a CPU is not charged
-    // (a program stuck in a send sleeps, it does not queue for a CPU).
-    let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
+    // progress is a stall; time the program spent waiting for a CPU, or the machine
+    // held ptys up, is not charged (a program stuck in a send sleeps, it does not queue
+    // for a CPU, and the control pty keeps flowing).
+    let queued = |ctx: &mut Harness| program_queued(ctx) + dev.held();
     let mut last = (dev.written(), Instant::now(), queued(ctx));
     while dev.written() < goal && !deadline_passed(STALL, last.1.elapsed(), queued(ctx) - last.2) {
         std::thread::sleep(Duration::from_millis(20));
@@ -480,12 +497,7 @@ fn buffers_of_k(ctx: &mut Harness) -> Outcome {
 }
 
 fn sample_age(ctx: &mut Harness) -> Outcome {
-    let (mut dev, k) = begin(ctx)?;
-    if let Err(e) = dev.watch_delivery() {
-        ctx.step(format!(
-            "(the grader cannot open a control pty, {e}: the machine's own pty delay is not measured)"
-        ));
-    }
+    let (dev, k) = begin(ctx)?;
     let a = Client::connect(ctx, &dev, "A")?;
     stream(ctx, &dev, 2.0);
     dev.pause();
@@ -522,8 +534,8 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
     }
     // Each sample's wait, from the grader writing it to client A's recv returning it,
     // minus what the machine added: the time the program and A's reader spent waiting
-    // for a CPU in between, and the pty's own delay for that sample (the control pty's,
-    // see `device`). On a machine running 30 jobs on 2 CPUs a correct program's samples
+    // for a CPU in between, and the time the machine held ptys up (the control pty's,
+    // see `control`), all in A's timeline. On a machine running 30 jobs on 2 CPUs a correct program's samples
     // arrive a second or more late, all of it time the scheduler withheld. A program
     // holding samples back sleeps in a read (or in a sleep) meanwhile, never queued,
     // while the control delivers at once, so it is charged the whole wait unless the
@@ -550,8 +562,7 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
             .or(timeline.first())
             .map_or(0.0, |&(_, q)| q);
         let after = timeline.get(r + 1).map_or(before, |&(_, q)| q);
-        let machine = dev.machine_delay(i).unwrap_or_default().as_secs_f64();
-        let queued = (after - before).max(0.0) + machine;
+        let queued = (after - before).max(0.0);
         let excused = Duration::try_from_secs_f64(queued)
             .unwrap_or(waited)
             .min(waited);

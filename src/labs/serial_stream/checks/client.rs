@@ -2,8 +2,9 @@
 //! every byte and when each recv returned, so a check can locate what a client got in
 //! the waveform and how long each sample waited, while it drives other clients. It also
 //! notes, at each recv, how long the program and the reader itself had waited for a
-//! CPU so far, so a check can tell a sample the program held back from one a loaded
-//! machine delivered late.
+//! CPU so far, and how long the machine had held ptys up (the device's control pty),
+//! so a check can tell a sample the program held back from one a loaded machine
+//! delivered late.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::control::HeldMeter;
 use super::device::Device;
 use crate::grade::harness::{Harness, Outcome, Unmet};
 use crate::grade::sandbox::{thread_queued_seconds, QueueMeter};
@@ -30,9 +32,9 @@ struct Rx {
     recvs: Vec<(usize, Instant)>,
     /// How the stream ended, if it did (EOF, reset).
     ended: Option<String>,
-    /// Seconds the program and this reader had waited for a CPU, when the reader
-    /// started and then after each recv (one more entry than `recvs`); empty when the
-    /// grader had no program to meter.
+    /// Seconds the program and this reader had waited for a CPU, plus the seconds the
+    /// machine held ptys up, when the reader started and then after each recv (one
+    /// more entry than `recvs`); empty when the grader had no program to meter.
     queued: Vec<(Instant, f64)>,
     /// The same sum, as of the reader's latest wake-up (at least every 50 ms while it
     /// gets a CPU).
@@ -53,6 +55,9 @@ pub struct Client {
     thread: Option<JoinHandle<()>>,
     /// Samples written just before it connected.
     pub joined_at: u64,
+    /// Samples the machine had handed to the device's reader side by then (see
+    /// [`Device::delivered`]): at most `joined_at`, less while the machine holds ptys up.
+    pub joined_delivered: u64,
 }
 
 impl Client {
@@ -60,13 +65,17 @@ impl Client {
     /// program (the newest one `ctx` started) and of the reader (see [`Client::queued`]).
     pub fn connect(ctx: &mut Harness, dev: &Device, name: &str) -> Outcome<Client> {
         let meter = ctx.program().map(|p| p.meter());
+        let held = dev.held_meter();
         // Counted before connecting: the client connects after this sample. Counted
         // after, a grader thread that waited for a CPU between its connect and the
         // count dated the client late by that wait, and a correct program's first
         // samples looked like a stale backlog (0.49 s of them, at load 25).
+        let joined_delivered = dev.delivered();
         let joined_at = dev.written();
         let s = ctx.connect(name)?;
-        Client::reading(name, s, joined_at, meter)
+        let mut c = Client::reading(name, s, joined_at, meter, held)?;
+        c.joined_delivered = joined_delivered.min(joined_at);
+        Ok(c)
     }
 
     fn reading(
@@ -74,6 +83,7 @@ impl Client {
         s: TcpStream,
         joined_at: u64,
         meter: Option<QueueMeter>,
+        held: Option<HeldMeter>,
     ) -> Outcome<Client> {
         let mut r = s
             .try_clone()
@@ -81,7 +91,8 @@ impl Client {
         // Short timeouts only so the reader notices `stop`.
         let _ = r.set_read_timeout(Some(Duration::from_millis(50)));
         // The baseline, before the reader thread exists (its own queue time starts at 0).
-        let start = meter.as_ref().map(|m| m.queued_seconds());
+        let held_seconds = move || held.as_ref().map_or(0.0, |h| h.seconds());
+        let start = meter.as_ref().map(|m| m.queued_seconds() + held_seconds());
         let rx = Arc::new(Mutex::new(Rx {
             queued: start.map(|q| vec![(Instant::now(), q)]).unwrap_or_default(),
             queued_now: start.unwrap_or(0.0),
@@ -94,7 +105,7 @@ impl Client {
         let queued = move || {
             meter
                 .as_ref()
-                .map(|m| m.queued_seconds() + thread_queued_seconds())
+                .map(|m| m.queued_seconds() + thread_queued_seconds() + held_seconds())
         };
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
@@ -144,6 +155,7 @@ impl Client {
             stop,
             thread: Some(thread),
             joined_at,
+            joined_delivered: joined_at,
         })
     }
 
@@ -154,7 +166,7 @@ impl Client {
     }
 
     /// The CPU-queue timeline: (when, seconds the program and the reader had waited
-    /// for a CPU by then), first when the reader started, then after each recv (entry
+    /// for a CPU, and the machine had held ptys up, by then), first when the reader started, then after each recv (entry
     /// `i + 1` belongs to recv `i`); empty when there was no program to meter.
     pub fn queued(&self) -> Vec<(Instant, f64)> {
         self.rx
@@ -165,7 +177,7 @@ impl Client {
     }
 
     /// The latest CPU-queue sum (as in [`Client::queued`]): how long the program and
-    /// this client's reader have waited for a CPU so far.
+    /// this client's reader have waited for a CPU, and the machine held ptys up, so far.
     pub fn queued_now(&self) -> f64 {
         self.rx.lock().unwrap_or_else(|p| p.into_inner()).queued_now
     }

@@ -7,19 +7,19 @@
 //!
 //! On a loaded machine a pty itself is slow: the kernel hands written bytes to the
 //! reader's side in a worker thread, which was measured waiting over a second for a CPU
-//! at load 29 while the reader waited only milliseconds. A check that times samples
-//! asks for a control pty ([`Device::watch_delivery`]): the writer writes every byte to
-//! it too, and the grader reads it at once, so the control's delay is what the machine
-//! added to each sample before any program could have read it.
+//! at load 29 while the reader waited only milliseconds. The writer therefore also
+//! beats a control pty ([`super::control`]), which measures that delay all through the
+//! check: [`Device::held`] for the waits, [`Device::delivered`] for what could have
+//! reached the program.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::control::{Control, HeldMeter};
 use crate::rng::Rng;
 
 /// Most samples one check writes: 80 MiB, beyond the largest burst (64 MiB) plus the
@@ -29,7 +29,7 @@ const MAX_SAMPLES: u64 = 80 << 20;
 
 /// The writer wakes every millisecond, so at 896 samples/s most writes carry one byte,
 /// as the Arduino's bytes arrive.
-const TICK: Duration = Duration::from_millis(1);
+pub const TICK: Duration = Duration::from_millis(1);
 
 /// Bytes per write during a burst: what a serial driver hands over at once.
 const BURST_WRITE: usize = 4096;
@@ -54,19 +54,6 @@ struct State {
     written: u64,
     /// After each write: (samples written so far, when the write returned).
     times: Vec<(u64, Instant)>,
-    /// The control pty, once a check asked for it.
-    control: Option<Control>,
-}
-
-/// The control pty: the same bytes as the device, read by the grader as they come.
-#[derive(Debug)]
-struct Control {
-    /// Its master, which the writer writes each chunk to after the device's.
-    master: File,
-    /// The device's sample index of the control's first byte.
-    base: u64,
-    /// After each read of the control: (samples delivered so far, when).
-    delivered: Vec<(u64, Instant)>,
 }
 
 /// The pty, its writer thread and what it wrote; dropping it stops the thread and closes
@@ -84,6 +71,8 @@ pub struct Device {
     thread: Option<JoinHandle<()>>,
     /// The control pty's reader, joined on drop.
     control_reader: Option<JoinHandle<()>>,
+    /// The control pty's measure, or why there is none.
+    held: Result<HeldMeter, String>,
 }
 
 /// Sample `i` of the waveform of `seed`: seeded noise, every byte value equally likely,
@@ -93,7 +82,9 @@ pub fn sample(seed: u64, i: u64) -> u8 {
 }
 
 impl Device {
-    /// Opens a pty in raw mode (bytes pass unchanged) and starts its writer, quiet.
+    /// Opens a pty in raw mode (bytes pass unchanged) and its control pty, and starts
+    /// the writer, quiet. Without a control pty (the machine refused a second one) the
+    /// device still works; [`Device::control_missing`] says why.
     pub fn open(seed: u64, rate: f64) -> std::io::Result<Device> {
         let (master, path) = crate::sys::open_pty()?;
         crate::sys::set_raw(&master)?;
@@ -104,84 +95,50 @@ impl Device {
             mode: Mode::Quiet,
             written: 0,
             times: Vec::new(),
-            control: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
+        let (control, held, control_reader) = match Control::open(Arc::clone(&stop)) {
+            Ok((c, m, r)) => (Some(c), Ok(m), Some(r)),
+            Err(e) => (None, Err(e.to_string()), None),
+        };
         let (st, sp) = (Arc::clone(&state), Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("grader-arduino".into())
-            .spawn(move || write_loop(master, seed, rate, &st, &sp))?;
+            .spawn(move || write_loop(master, control, seed, rate, &st, &sp))?;
         Ok(Device {
             path,
             seed,
             state,
             stop,
             thread: Some(thread),
-            control_reader: None,
+            control_reader,
+            held,
         })
     }
 
-    /// Opens the control pty (see the module's comment): from the next write on, every
-    /// sample is also written to it, and read by a thread of the grader's.
-    pub fn watch_delivery(&mut self) -> std::io::Result<()> {
-        let (master, path) = crate::sys::open_pty()?;
-        crate::sys::set_raw(&master)?;
-        crate::sys::set_nonblocking(&master)?;
-        // O_NOCTTY: the grader must not make it its controlling terminal.
-        let mut slave = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOCTTY)
-            .open(&path)?;
-        {
-            let mut s = self.lock();
-            let base = s.written;
-            s.control = Some(Control {
-                master,
-                base,
-                delivered: Vec::new(),
-            });
-        }
-        let (st, stop) = (Arc::clone(&self.state), Arc::clone(&self.stop));
-        self.control_reader = Some(
-            std::thread::Builder::new()
-                .name("grader-control".into())
-                .spawn(move || {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut total = 0u64;
-                    while !stop.load(Ordering::SeqCst) {
-                        // A short wait, so the reader notices `stop`.
-                        if !crate::sys::wait_readable(&slave, Duration::from_millis(50))
-                            .unwrap_or(false)
-                        {
-                            continue;
-                        }
-                        let Ok(n) = slave.read(&mut buf) else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        let now = Instant::now();
-                        total += n as u64;
-                        let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Some(c) = &mut s.control {
-                            let end = c.base + total;
-                            c.delivered.push((end, now));
-                        }
-                    }
-                })?,
-        );
-        Ok(())
+    /// Why the machine's own pty delay is not measured, if it is not.
+    pub fn control_missing(&self) -> Option<&str> {
+        self.held.as_ref().err().map(String::as_str)
     }
 
-    /// How long sample `i` took to come out of the control pty after it was written:
-    /// the machine's own delay for it (None without a control, or before it came).
-    pub fn machine_delay(&self, i: u64) -> Option<Duration> {
-        let s = self.lock();
-        let c = s.control.as_ref()?;
-        let k = c.delivered.partition_point(|&(end, _)| end <= i);
-        let delivered = c.delivered.get(k)?.1;
-        let j = s.times.partition_point(|&(end, _)| end <= i);
-        let written = s.times.get(j)?.1;
-        Some(delivered.saturating_duration_since(written))
+    /// The control pty's meter, for a client's reader thread (None without one).
+    pub fn held_meter(&self) -> Option<HeldMeter> {
+        self.held.as_ref().ok().cloned()
+    }
+
+    /// Seconds so far in which the machine held a pty's bytes up (see
+    /// [`super::control`]); 0 without a control pty.
+    pub fn held(&self) -> f64 {
+        self.held.as_ref().map_or(0.0, |m| m.seconds())
+    }
+
+    /// Samples the machine had (very likely) handed to the device's reader side by now;
+    /// without a control pty, the samples written.
+    pub fn delivered(&self) -> u64 {
+        match &self.held {
+            Ok(m) => m.delivered_samples(),
+            Err(_) => self.written(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -257,13 +214,24 @@ impl Drop for Device {
 }
 
 /// The writer thread: every tick, writes what the mode says is due.
-fn write_loop(mut master: File, seed: u64, rate: f64, state: &Mutex<State>, stop: &AtomicBool) {
+fn write_loop(
+    mut master: File,
+    mut control: Option<Control>,
+    seed: u64,
+    rate: f64,
+    state: &Mutex<State>,
+    stop: &AtomicBool,
+) {
     let mut chunk = Vec::with_capacity(BURST_WRITE);
     while !stop.load(Ordering::SeqCst) {
         let (mode, written) = {
             let s = state.lock().unwrap_or_else(|p| p.into_inner());
             (s.mode, s.written)
         };
+        // A heartbeat every tick, quiet or not, right behind the device's latest bytes.
+        if let Some(c) = control.as_mut() {
+            c.beat(written);
+        }
         let due = match mode {
             Mode::Quiet => written,
             Mode::Paced { since, base } => base + (since.elapsed().as_secs_f64() * rate) as u64,
@@ -285,11 +253,6 @@ fn write_loop(mut master: File, seed: u64, rate: f64, state: &Mutex<State>, stop
         };
         let now = Instant::now();
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = s.control.as_mut().filter(|_| took > 0) {
-            // Right behind the device's bytes, so both wait for the same kernel work.
-            // Paced samples only ever fill a few bytes of its buffer.
-            let _ = c.master.write(&chunk[..took as usize]);
-        }
         if took > 0 {
             s.written += took;
             let w = s.written;
