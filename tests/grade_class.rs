@@ -425,3 +425,43 @@ fn ctrl_c_keeps_finished_students_and_the_next_run_resumes() {
         "{said}"
     );
 }
+
+/// A target folder shared by every build (`CARGO_TARGET_DIR` set for the grader, as
+/// many Rust users have it): cargo judges freshness by file times, and two students'
+/// workspaces are the same package, so a student whose Rust does not compile (written
+/// before the other student's build) was graded with the other student's binary.
+#[test]
+fn a_shared_target_folder_never_hands_one_student_another_students_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (bob, gina) = (tmp.path().join("bob"), tmp.path().join("gina"));
+    init(&bob);
+    init(&gina);
+    std::fs::write(
+        gina.join("rust/01-tcp-echo.rs"),
+        "fn main() { this is not rust }\n",
+    )
+    .unwrap();
+    let shared = tmp.path().join("shared-target");
+    let grade = |ws: &Path| {
+        let o = lab()
+            .args(["grade", "01", "--format", "json", "--seed", "4242", "--dir"])
+            .arg(ws)
+            .env("CARGO_TARGET_DIR", &shared)
+            .output()
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("invalid JSON ({e}): {}", text(&o)));
+        r
+    };
+    let b = grade(&bob);
+    assert!(
+        !b["tests"].as_array().unwrap().is_empty(),
+        "bob's starter builds and runs: {b:#}"
+    );
+    let g = grade(&gina);
+    assert!(
+        g["tests"].as_array().unwrap().is_empty()
+            && g["message"].as_str().unwrap().contains("cargo build"),
+        "gina's Rust does not compile, so nothing of hers runs: {g:#}"
+    );
+}

@@ -189,6 +189,8 @@ pub fn build_rust(
     // cargo runs in the workspace: a relative target folder (`lab dev check --root .`)
     // would land inside it, outside the one folder the build may write.
     let target = std::path::absolute(&target).unwrap_or(target);
+    // Never a folder another workspace (or other sources) built into: see `target_dir`.
+    let target = super::target_dir::own(&target, ws);
     // Landlock rules name existing folders.
     let _ = std::fs::create_dir_all(&target);
     let mut under = BuiltUnder::default();

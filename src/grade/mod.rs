@@ -38,6 +38,7 @@ pub mod nobody;
 pub mod ns;
 pub mod sandbox;
 pub mod student;
+mod target_dir;
 pub mod watch;
 
 use std::path::PathBuf;
