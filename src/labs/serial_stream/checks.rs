@@ -506,18 +506,19 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
     // The samples of the last, unfinished buffer may stay; older ones must come, however
     // long a loaded machine takes to run the program: a count, not a time. A program
     // that holds samples back never sends them (it waits for more), so waiting longer
-    // does not let it pass; the wait charges only time the program and client A's
-    // reader had a CPU.
+    // does not let it pass (a program that sleeps in its loop does deliver, and the
+    // ages below judge it). So the wait is as long as any catch-up's, [`CATCH_UP`],
+    // charging only time the machine held nothing up: a correct program's samples
+    // were 560 behind after 1 s of a 0.4 s wait with two copies of the suite running.
     let due = written.saturating_sub(k as u64);
     ctx.step(format!(
         "the Arduino stops at sample {written}; client A must get every sample up to {due} (all but the last buffer's {k})"
     ));
     let paused = Instant::now();
     let queued_paused = a.queued_now();
-    let wait = buffer + AGE_MARGIN;
     let (first, end) = loop {
         // Judged before looking, so a look delayed by a busy machine still counts.
-        let over = deadline_passed(wait, paused.elapsed(), a.queued_now() - queued_paused);
+        let over = deadline_passed(CATCH_UP, paused.elapsed(), a.queued_now() - queued_paused);
         let (first, end) = contiguous(&dev, &a)?;
         if end >= due || over {
             break (first, end);
