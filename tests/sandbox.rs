@@ -72,7 +72,7 @@ fn leftovers(mark: &str) -> Vec<String> {
 /// Grades `python3 FILE` as lab 01 (JSON), with the grader's environment holding a fake
 /// CI token. Returns the output and the report text.
 fn grade(script: &str, dir: &Path, namespaces: bool, mark: &str) -> (Output, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    let mut c = common::lab_exe();
     c.args([
         "grade",
         "01",
@@ -241,7 +241,7 @@ fn workspace(name: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
 fn landlock() -> bool {
     // What the grader itself finds: `lab doctor` probes the kernel's Landlock ABI
     // (/sys/kernel/security/lsm is missing where securityfs is not mounted, as here).
-    let doctor = Command::new(env!("CARGO_BIN_EXE_lab"))
+    let doctor = common::lab_exe()
         .arg("doctor")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -361,7 +361,7 @@ fn a_hostile_build_script_reads_and_reaches_nothing() {
     let outside = outside_dir();
     let services = Services::new(outside.path());
     let ws = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+    let o = common::lab_exe()
         .args(["init"])
         .arg(ws.path().join("w"))
         .env(
@@ -395,7 +395,7 @@ fn main() {{
         sock = outside.path().join("host.sock").display(),
     );
     std::fs::write(w.join("build.rs"), build_rs).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+    let o = common::lab_exe()
         .args(["grade", "01", "--lang", "rust", "--format", "json", "--dir"])
         .arg(&w)
         .env("FAKE_CI_TOKEN", secret())
@@ -453,7 +453,7 @@ fn main() {{
 
 /// A `lab init` workspace in `parent` whose package has `build_rs` as its build script.
 fn workspace_with_build_script(parent: &Path, build_rs: &str) -> PathBuf {
-    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+    let o = common::lab_exe()
         .args(["init"])
         .arg(parent.join("w"))
         .env(
@@ -534,7 +534,7 @@ fn a_build_script_runs_unprivileged_and_writes_only_its_target() {
             }
             Err(why) => panic!("cannot run the grader as nobody here: {why}"),
         };
-        let mut c = if setpriv { nobody() } else { Command::new(bin) };
+        let mut c = if setpriv { nobody() } else { common::lab_exe() };
         if setpriv {
             // Made by the grader itself, so it owns its workspace.
             let mut init = nobody();
@@ -626,7 +626,7 @@ fn a_build_script_runs_unprivileged_and_writes_only_its_target() {
 
 /// Runs `lab` with `args` in `dir`, human transcript without colours.
 fn lab_human(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> String {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    let mut c = common::lab_exe();
     c.args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
@@ -776,7 +776,7 @@ fn a_grader_that_is_not_root_blocks_the_hostile_program_too() {
 
 /// Exercism's results for `lab grade 01 --lang LANG --dir WS` run by this (root) user.
 fn grade_workspace(ws: &Path, lang: &str, namespaces: bool, home: &Path) -> String {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    let mut c = common::lab_exe();
     c.args(["grade", "01", "--seed", "15", "--format", "exercism"])
         .args(["--lang", lang, "--dir"])
         .arg(ws)
@@ -817,7 +817,7 @@ fn a_root_graders_private_workspace_is_graded_as_nobody() {
     std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let home = tempfile::tempdir().unwrap();
     let w = private.path().join("w");
-    let o = Command::new(env!("CARGO_BIN_EXE_lab"))
+    let o = common::lab_exe()
         .arg("init")
         .arg(&w)
         .env("LAB_PROGRESS", home.path().join("progress"))
@@ -864,7 +864,7 @@ fn a_root_graders_private_workspace_is_graded_as_nobody() {
     // be in a private TMPDIR), nothing runs, and the message names the fix.
     let private_tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(private_tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    let mut c = common::lab_exe();
     c.args(["grade", "01", "--seed", "15", "--format", "exercism"])
         .args(["--lang", "python", "--dir"])
         .arg(&w)
@@ -1010,8 +1010,18 @@ fn a_root_graders_private_rust_workspace_builds_as_nobody() {
             text.contains("score 14/14: all checks passed"),
             "not full marks: {ctx}"
         );
-        // What the build script recorded, in its OUT_DIR (under the target folder).
-        let log = std::fs::read_dir(target.join("nobody/debug/build"))
+        // What the build script recorded, in its OUT_DIR (under the build's own folder
+        // of the target folder, `lab-<workspace>-<sources>`).
+        let own = std::fs::read_dir(&target)
+            .unwrap_or_else(|e| panic!("no target folder ({e}): {ctx}"))
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("lab-"))
+            })
+            .unwrap_or_else(|| panic!("no build folder in {}: {ctx}", target.display()));
+        let log = std::fs::read_dir(own.join("nobody/debug/build"))
             .unwrap_or_else(|e| panic!("no build folder ({e}): {ctx}"))
             .flatten()
             .map(|e| e.path().join("out/build-rs.log"))
@@ -1069,7 +1079,7 @@ time.sleep(120)
     for namespaces in [true, false] {
         let (ws, file) = workspace("lingers.py", body);
         let mark = format!("killed-{namespaces}-{}", std::process::id());
-        let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+        let mut c = common::lab_exe();
         c.args(["grade", "01", "--seed", "15", "--cmd"])
             .arg(format!("python3 {}", file.display()))
             .current_dir(ws.path())
