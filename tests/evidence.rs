@@ -20,7 +20,7 @@ fn lab(args: &[&str], progress: &Path) -> Output {
         c
     } else {
         common::skip("no user namespaces: the demos run without a capture of their own");
-        Command::new(env!("CARGO_BIN_EXE_lab"))
+        common::lab_exe()
     };
     c.args(args);
     common::isolate(&mut c);

@@ -12,8 +12,16 @@ use std::time::Duration;
 
 /// The `lab` binary under test, isolated (see [`isolate`]).
 pub fn lab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    let mut c = lab_exe();
     isolate(&mut c);
+    c
+}
+
+/// The `lab` binary under test, without the runner's own target folder (see
+/// [`isolate`], which also keeps it away from the user's files).
+pub fn lab_exe() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.env_remove("CARGO_TARGET_DIR");
     c
 }
 
@@ -37,6 +45,10 @@ pub fn isolate(c: &mut Command) -> &mut Command {
         .env("HOME", dir.join("home"))
         .env("XDG_STATE_HOME", dir.join("state"))
         .env_remove("GITHUB_OUTPUT")
+        // The runner's own target folder (`CARGO_TARGET_DIR=target/load cargo test`, a
+        // second copy of the suite) is not where a graded workspace builds: tests that
+        // want a shared one set it themselves.
+        .env_remove("CARGO_TARGET_DIR")
         // Under GitHub Actions, `--format gh-classroom` leaves the notices to the
         // autograding reporter: tests choose that themselves.
         .env_remove("GITHUB_ACTIONS")
@@ -264,6 +276,8 @@ pub fn as_nobody_reaching(paths: &[PathBuf]) -> Result<(Command, tempfile::TempD
     script.push_str(&last);
     script.push_str("exec setpriv --reuid 65534 --regid 65534 --clear-groups -- \"$@\"\n");
     let mut c = Command::new("unshare");
+    // The runner's target folder is root's, and not the graded workspace's.
+    c.env_remove("CARGO_TARGET_DIR");
     c.args([
         "-m",
         "--propagation",
