@@ -55,6 +55,61 @@ pub fn deadline_passed_within(
     charged > limit || elapsed > limit * wall_factor
 }
 
+/// One wait under the rule of [`deadline_passed`]: started with the CPU-queue time so
+/// far (of the program, or of whatever the waiter counts as the machine's), then asked
+/// with the time now whether it is over.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    limit: Duration,
+    wall_factor: u32,
+    began: Instant,
+    queued_before: f64,
+}
+
+impl Wait {
+    /// A wait of `limit` from now; `queued_now` is the queue time so far.
+    pub fn start(limit: Duration, queued_now: f64) -> Wait {
+        Wait {
+            limit,
+            wall_factor: READY_WALL_FACTOR,
+            began: Instant::now(),
+            queued_before: queued_now,
+        }
+    }
+
+    /// The same wait with its own cap of wall time (see [`deadline_passed_within`]).
+    pub fn within(self, wall_factor: u32) -> Wait {
+        Wait {
+            wall_factor,
+            ..self
+        }
+    }
+
+    /// Whether the wait is over; `queued_now` (the queue time now) is only asked for
+    /// once `limit` of wall time has gone by, since nothing is over before that (it can
+    /// be a /proc walk over the program's threads).
+    pub fn over(&self, queued_now: impl FnOnce() -> f64) -> bool {
+        let elapsed = self.began.elapsed();
+        elapsed > self.limit
+            && deadline_passed_within(
+                self.limit,
+                elapsed,
+                queued_now() - self.queued_before,
+                self.wall_factor,
+            )
+    }
+
+    /// Wall time since it started.
+    pub fn elapsed(&self) -> Duration {
+        self.began.elapsed()
+    }
+
+    /// The queue time gathered since it started, given the queue time now.
+    pub fn queued_since(&self, queued_now: f64) -> f64 {
+        queued_now - self.queued_before
+    }
+}
+
 /// The readiness deadline: [`READY_TIMEOUT`], or `LAB_READY_TIMEOUT_MS` (slow machines
 /// raise it; the test suite lowers it for programs that never listen).
 pub fn ready_timeout() -> Duration {
@@ -632,10 +687,12 @@ impl Harness {
     /// one when several), within `limit`.
     pub fn expect_stdout_line(&mut self, what: &str, limit: Duration) -> Outcome<String> {
         self.step(format!("the grader expects {what} on the program's stdout"));
-        let began = Instant::now();
         // Time the program waits for a CPU is not charged (a loaded machine's, not its):
         // counted from here, as the run delay its threads gather from now on.
-        let queued_before = self.programs.last().map_or(0.0, |p| p.queued_seconds());
+        let wait = Wait::start(
+            limit,
+            self.programs.last().map_or(0.0, |p| p.queued_seconds()),
+        );
         loop {
             let Some(p) = self.programs.last_mut() else {
                 return Err(Unmet::error("no program is running"));
@@ -652,8 +709,7 @@ impl Harness {
                     .trim_end_matches('\r')
                     .to_string());
             }
-            if ended || deadline_passed(limit, began.elapsed(), p.queued_seconds() - queued_before)
-            {
+            if ended || wait.over(|| p.queued_seconds()) {
                 return Err(Unmet::fail(format!(
                     "expected {what} on stdout within {} s but got \"{}\"",
                     limit.as_secs_f64(),
@@ -743,14 +799,13 @@ impl Harness {
     /// built to catch it.
     pub fn wait_consumed(&mut self, s: &TcpStream) {
         let Ok(local) = s.local_addr() else { return };
-        let began = Instant::now();
         let queued = |h: &Self| h.programs.last().map_or(0.0, |p| p.queued_seconds());
-        let queued_before = queued(self);
+        let wait = Wait::start(CONSUME_LIMIT, queued(self));
         loop {
             if super::sandbox::rx_queue(self.port, local.port()) == Some(0) {
                 return;
             }
-            if deadline_passed(CONSUME_LIMIT, began.elapsed(), queued(self) - queued_before) {
+            if wait.over(|| queued(self)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -1048,6 +1103,22 @@ mod tests {
             !deadline_passed(ms(2000), ms(1000), -5.0),
             "a negative figure (a thread that exited) charges the whole wait, no more"
         );
+    }
+
+    #[test]
+    fn a_wait_charges_what_it_gathered_since_it_started() {
+        let ms = Duration::from_millis;
+        let w = Wait::start(Duration::from_secs(3600), 1.0);
+        assert!(!w.over(|| panic!("asked for the queue time before the limit")));
+        // A wall cap no loaded machine reaches (2000 s), so only the charge decides.
+        let w = Wait::start(ms(2), 1.0).within(1_000_000);
+        std::thread::sleep(ms(5));
+        assert!(w.over(|| 1.0), "nothing queued since it started: over");
+        assert!(!w.over(|| 3601.0), "queued all along: not charged");
+        assert_eq!(w.queued_since(3.5), 2.5);
+        let w = Wait::start(ms(1), 0.0).within(2);
+        std::thread::sleep(ms(5));
+        assert!(w.over(|| 3600.0), "past its own cap of wall time");
     }
 
     #[test]

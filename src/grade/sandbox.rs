@@ -593,14 +593,12 @@ impl Program {
     /// judged as hanging on a loaded machine, and one that waits for input forever
     /// (asleep, so never queued) is judged after `limit`.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<Ended> {
-        let began = Instant::now();
-        let queued_before = self.queued_seconds();
+        let wait = super::harness::Wait::start(limit, self.queued_seconds());
         loop {
             if let Some(e) = self.try_ended() {
                 return Some(e);
             }
-            let queued = self.queued_seconds() - queued_before;
-            if super::harness::deadline_passed(limit, began.elapsed(), queued) {
+            if wait.over(|| self.queued_seconds()) {
                 // This thread may itself have waited long for a CPU: look once more.
                 return self.try_ended();
             }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{
-    deadline_passed, idle_cut, Harness, Outcome, Transport, Unmet, IDLE, REPLY_TIMEOUT,
+    idle_cut, Harness, Outcome, Transport, Unmet, Wait, IDLE, REPLY_TIMEOUT,
 };
 use crate::grade::sandbox::{tcp_queues, thread_queued_seconds};
 use crate::out::escape_bytes;
@@ -609,14 +609,13 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
     // Time the server waited for a CPU is not charged (a loaded machine's, not its): a
     // starved server still reading A's lines would meet B's join and A's ping late.
     let a_port = a.sock.local_addr().map(|l| l.port()).unwrap_or(0);
-    let began = Instant::now();
     let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
-    let queued_before = queued(ctx);
+    let wait = Wait::start(FLOOD_WAIT, queued(ctx));
     loop {
         if writer.is_finished() && crate::grade::sandbox::rx_queue(ctx.port, a_port) == Some(0) {
             break;
         }
-        if deadline_passed(FLOOD_WAIT, began.elapsed(), queued(ctx) - queued_before) {
+        if wait.over(|| queued(ctx)) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -732,8 +731,7 @@ fn read_sent(ctx: &mut Harness, s: &mut TcpStream, max: usize) -> (Vec<u8>, Stri
     let queued = |ctx: &mut Harness| {
         ctx.program().map_or(0.0, |p| p.queued_seconds()) + thread_queued_seconds()
     };
-    let began = Instant::now();
-    let queued_before = queued(ctx);
+    let wait = Wait::start(LATE_READ, queued(ctx));
     let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
     let mut got = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -749,7 +747,7 @@ fn read_sent(ctx: &mut Harness, s: &mut TcpStream, max: usize) -> (Vec<u8>, Stri
             }
             Err(e) => return (got, e.to_string()),
         }
-        if deadline_passed(LATE_READ, began.elapsed(), queued(ctx) - queued_before) {
+        if wait.over(|| queued(ctx)) {
             return (got, "the server was still sending".into());
         }
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::grade::checks::{Check, Suite};
 use crate::grade::harness::{
-    deadline_passed, Harness, Outcome, Transport, Unmet, READY_WALL_FACTOR,
+    deadline_passed, Harness, Outcome, Transport, Unmet, Wait, READY_WALL_FACTOR,
 };
 use crate::out::escape_bytes;
 use client::Client;
@@ -251,10 +251,9 @@ fn caught_up(dev: &Device, c: &Client, k: usize, written: u64) -> Outcome<(u64, 
     // Time the program or the client's reader waited for a CPU is not charged: on a
     // loaded machine the samples can sit in the client's socket while its reader waits
     // its turn. Judged before looking, so a look delayed by a busy machine still counts.
-    let began = Instant::now();
-    let queued_before = c.queued_now();
+    let wait = Wait::start(CATCH_UP, c.queued_now());
     loop {
-        let over = deadline_passed(CATCH_UP, began.elapsed(), c.queued_now() - queued_before);
+        let over = wait.over(|| c.queued_now());
         let got = c.count() as u64;
         let behind = c.joined_at + got + slack < written;
         if !behind || over {
@@ -406,12 +405,12 @@ fn slow_client(ctx: &mut Harness) -> Outcome {
     // held ptys up, is not charged (a program stuck in a send sleeps, it does not queue
     // for a CPU, and the control pty keeps flowing).
     let queued = |ctx: &mut Harness| program_queued(ctx) + dev.held();
-    let mut last = (dev.written(), Instant::now(), queued(ctx));
-    while dev.written() < goal && !deadline_passed(STALL, last.1.elapsed(), queued(ctx) - last.2) {
+    let mut last = (dev.written(), Wait::start(STALL, queued(ctx)));
+    while dev.written() < goal && !last.1.over(|| queued(ctx)) {
         std::thread::sleep(Duration::from_millis(20));
         let now = dev.written();
         if now != last.0 {
-            last = (now, Instant::now(), queued(ctx));
+            last = (now, Wait::start(STALL, queued(ctx)));
         }
     }
     let written = dev.written();
@@ -514,11 +513,10 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
     ctx.step(format!(
         "the Arduino stops at sample {written}; client A must get every sample up to {due} (all but the last buffer's {k})"
     ));
-    let paused = Instant::now();
-    let queued_paused = a.queued_now();
+    let wait = Wait::start(CATCH_UP, a.queued_now());
     let (first, end) = loop {
         // Judged before looking, so a look delayed by a busy machine still counts.
-        let over = deadline_passed(CATCH_UP, paused.elapsed(), a.queued_now() - queued_paused);
+        let over = wait.over(|| a.queued_now());
         let (first, end) = contiguous(&dev, &a)?;
         if end >= due || over {
             break (first, end);

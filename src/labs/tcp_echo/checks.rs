@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{
-    deadline_passed_within, idle_cut, read_all, Harness, Outcome, Transport, Unmet, IDLE,
-    REPLY_TIMEOUT,
+    idle_cut, read_all, Harness, Outcome, Transport, Unmet, Wait, IDLE, REPLY_TIMEOUT,
 };
 use crate::grade::sandbox::{describe_status, tcp_queues};
 
@@ -389,13 +388,12 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
     ctx.step(format!(
         "then the grader stops the server and continues it {STOPS} times (SIGSTOP, SIGCONT: as Ctrl-Z then fg would): a send() waiting for room returns early, with the count it sent so far"
     ));
-    let began = Instant::now();
     // Stop it once its send is waiting: its end of A's connection holds a send queue
     // of over 1 MiB that has stopped growing (bounded: a server that never gets there
     // is stopped anyway, and fails or passes on what it sends).
     let local = a.local_addr().map(|l| l.port()).unwrap_or(0);
     let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
-    let queued_before = queued(ctx);
+    let wait = Wait::start(SLOW_PAUSE, queued(ctx)).within(SLOW_WALL_FACTOR);
     // Stable over three looks (150 ms), not one: a server descheduled in the middle of
     // its send also shows a queue that does not move for 50 ms, and a stop that lands
     // before the send waits interrupts nothing.
@@ -408,14 +406,13 @@ fn slow_reader(ctx: &mut Harness) -> Outcome {
             break;
         }
         last = tx;
-        let waited = queued(ctx) - queued_before;
-        if deadline_passed_within(SLOW_PAUSE, began.elapsed(), waited, SLOW_WALL_FACTOR) {
+        if wait.over(|| queued(ctx)) {
             break;
         }
     }
     ctx.step(format!(
         "after {} ms the server's end of A's connection holds {last} bytes not yet read by A{}",
-        began.elapsed().as_millis(),
+        wait.elapsed().as_millis(),
         if last > 1 << 20 {
             ""
         } else {

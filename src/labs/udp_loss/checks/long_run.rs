@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::super::tally::Tally;
 use super::play::{drained, expect_report, setup, Counts, SIZE};
-use crate::grade::harness::{deadline_passed_within, Harness, Outcome, Unmet};
+use crate::grade::harness::{Harness, Outcome, Unmet, Wait};
 use crate::grade::sandbox::thread_queued_seconds;
 use crate::sys::{send_batch, MAX_BATCH};
 use crate::wire::epoch_ns;
@@ -61,11 +61,10 @@ pub(super) fn bounded_memory(ctx: &mut Harness) -> Outcome {
     let mut tally = Tally::new();
     let mut wire: Vec<[u8; SIZE]> = Vec::with_capacity(BLOCK as usize + 1);
     let mut unpaced = 0;
-    let began = Instant::now();
     let queued = |ctx: &mut Harness| {
         ctx.program().map_or(0.0, |p| p.queued_seconds()) + thread_queued_seconds()
     };
-    let queued_before = queued(ctx);
+    let run = Wait::start(RUN_LIMIT, queued(ctx)).within(RUN_WALL_FACTOR);
     let mut baseline = None;
     for b in 0..DATAGRAMS / BLOCK + 1 {
         let first = b * BLOCK;
@@ -115,12 +114,12 @@ pub(super) fn bounded_memory(ctx: &mut Harness) -> Outcome {
                 first + len
             )));
         }
-        let waited = queued(ctx) - queued_before;
-        if deadline_passed_within(RUN_LIMIT, began.elapsed(), waited, RUN_WALL_FACTOR) {
+        if run.over(|| queued(ctx)) {
+            let waited = run.queued_since(queued(ctx));
             return Err(Unmet::error(format!(
                 "the receiver read only {} datagrams in {} s ({} s of it waiting for a CPU): too slow to finish the long run",
                 first + len,
-                began.elapsed().as_secs(),
+                run.elapsed().as_secs(),
                 waited.max(0.0) as u64
             )));
         }
@@ -140,7 +139,7 @@ pub(super) fn bounded_memory(ctx: &mut Harness) -> Outcome {
     let grew = peak.saturating_sub(base_mem);
     ctx.step(format!(
         "after all {DATAGRAMS} datagrams ({:.1} s) its peak memory is {}: it grew {} (at most {} allowed)",
-        began.elapsed().as_secs_f64(),
+        run.elapsed().as_secs_f64(),
         mib(peak),
         mib(grew),
         mib(GROWTH)

@@ -3,12 +3,10 @@
 //! own [`Tally`]), and sending them paced so loopback drops nothing.
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::super::tally::Tally;
-use crate::grade::harness::{
-    deadline_passed, Harness, Outcome, Rng, Unmet, REPLY_TIMEOUT, SHOW_BYTES,
-};
+use crate::grade::harness::{Harness, Outcome, Rng, Unmet, Wait, REPLY_TIMEOUT, SHOW_BYTES};
 use crate::out::escape_bytes;
 use crate::wire::epoch_ns;
 use crate::wire::probe::{Kind, Packet, Repr};
@@ -24,7 +22,7 @@ pub(super) const BATCH: usize = 16;
 /// How long the grader waits for the receiver to empty its queue before it stops
 /// pacing: a receiver that reads nothing for 1 s of its own time is not going to (its
 /// report then shows what it missed, and the kernel's drop counter says so). Time the
-/// receiver spends waiting for a CPU is not charged (see [`deadline_passed`]): on a
+/// receiver spends waiting for a CPU is not charged (see [`crate::grade::harness::deadline_passed`]): on a
 /// loaded machine a correct receiver can go without one for longer than that, and a
 /// grader that then sends on overflows its buffer.
 pub(super) const DRAIN_LIMIT: Duration = Duration::from_secs(1);
@@ -227,11 +225,10 @@ pub(super) fn udp_socket_state(port: u16) -> Option<(u64, u64)> {
 pub(super) fn drained(ctx: &mut Harness, net: &mut Net) -> bool {
     let port = ctx.port;
     let queued = |ctx: &mut Harness| ctx.program().map_or(0.0, |p| p.queued_seconds());
-    let began = Instant::now();
     // The program's CPU-queue time is a /proc walk over its threads: taken only once the
     // first look finds the queue not empty, so the common case (a batch already read)
     // costs none.
-    let mut queued_before = None;
+    let mut wait = None;
     loop {
         match udp_socket_state(port) {
             Some((0, drops)) => {
@@ -241,11 +238,8 @@ pub(super) fn drained(ctx: &mut Harness, net: &mut Net) -> bool {
             Some((_, drops)) => net.drops = net.drops.max(drops),
             None => return false,
         }
-        let queued_before = *queued_before.get_or_insert_with(|| queued(ctx));
-        // Read again only once the queue is still not empty after the limit.
-        if began.elapsed() >= DRAIN_LIMIT
-            && deadline_passed(DRAIN_LIMIT, began.elapsed(), queued(ctx) - queued_before)
-        {
+        let wait = *wait.get_or_insert_with(|| Wait::start(DRAIN_LIMIT, queued(ctx)));
+        if wait.over(|| queued(ctx)) {
             return false;
         }
         // A receiver empties a batch in well under a millisecond: poll finely, so the
