@@ -57,6 +57,11 @@ impl Ledger {
             return;
         }
         self.written += n;
+        if self.delivered >= self.written {
+            // Already read (noted late): delivered, never pending.
+            self.delivered_samples = samples;
+            return;
+        }
         self.pending.push_back((self.written, samples, at));
     }
 
@@ -188,10 +193,14 @@ impl Control {
             return;
         }
         self.last_beat = Some(now);
-        // A full control pty (its reader starved) refuses the byte: the pending ones
-        // already measure the hold.
+        // Noted under the ledger's lock, taken before the write: the reader may get the
+        // byte at once, and must find its heartbeat in the ledger when it notes the
+        // read (noted after, it stayed pending for good and counted as held). A full
+        // control pty (its reader starved) refuses the byte: the pending ones already
+        // measure the hold.
+        let mut ledger = lock(&self.ledger);
         if let Ok(n) = self.master.write(&[0x55]) {
-            lock(&self.ledger).wrote(n as u64, samples, now);
+            ledger.wrote(n as u64, samples, now);
         }
     }
 }
@@ -253,6 +262,16 @@ mod tests {
         l.read(1, t0 + ms(12));
         assert_eq!(l.delivered_samples(), 5);
         assert_eq!(l.held(t0 + ms(50)), ms(10));
+    }
+
+    #[test]
+    fn a_heartbeat_read_before_it_was_noted_is_not_held() {
+        let t0 = Instant::now();
+        let mut l = Ledger::default();
+        l.read(1, t0 + ms(1));
+        l.wrote(1, 7, t0);
+        assert_eq!(l.delivered_samples(), 7);
+        assert_eq!(l.held(t0 + ms(1000)), Duration::ZERO);
     }
 
     #[test]
