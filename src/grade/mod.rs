@@ -6,6 +6,7 @@
 //! - [`export`]: one tiny file per output format (human, json, junit, gh-classroom,
 //!   gradescope, exercism);
 //! - [`sandbox`]: process groups, limits, capped output, deadlines, always reaped;
+//!   [`scratch`]: the grader's temporary folders, removed on drop;
 //! - [`jail`]: what a program may touch; [`nobody`]: a root grader's copy of the
 //!   workspace, so its builds and programs always run as nobody;
 //! - [`ns`]: re-runs a grading job inside fresh PID + network namespaces when the
@@ -37,6 +38,7 @@ pub mod model;
 pub mod nobody;
 pub mod ns;
 pub mod sandbox;
+pub mod scratch;
 pub mod student;
 pub mod watch;
 

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::build;
 use super::jail::{self, View};
 use super::sandbox::{run_to_end, run_to_end_under};
+use super::scratch::Scratch;
 
 /// Most files (and folders) copied: a `lab init` workspace holds a few dozen.
 const MAX_FILES: usize = 10_000;
@@ -58,16 +59,6 @@ pub struct ProgramView {
     pub copy: Option<PathBuf>,
 }
 
-/// The grading's private folder holding the copy; removed with everything in it on drop.
-#[derive(Debug)]
-struct Area(PathBuf);
-
-impl Drop for Area {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// nobody's copy of one workspace, made once per grading (before a Rust build, which
 /// reads it; the program then runs from it). Shared by the build and the grading job
 /// (`Job::copied`); the copy goes when the last holder lets it go.
@@ -77,8 +68,8 @@ pub struct Copied {
     pub of: PathBuf,
     /// The copy itself (bound at `of`; Landlock's read rule is on its inodes).
     pub path: PathBuf,
-    /// The private folder (0700, root's) holding it.
-    _area: Area,
+    /// The private folder (0700, root's) holding it; removed, copy and all, on drop.
+    _area: Scratch,
 }
 
 /// nobody's copy as a build, its job and its grading hold it (None: no copy).
@@ -89,15 +80,15 @@ pub type Shared = Option<Arc<Copied>>;
 /// should they lie inside the workspace). Err: why, with the fix.
 pub fn copy_workspace(dir: &Path, skip: &[&Path]) -> Result<Copied, String> {
     let tmp = std::env::temp_dir();
-    let area = make_area(&tmp).map_err(|e| {
+    let area = make_area().map_err(|e| {
         format!(
             "cannot make a private folder in {} for nobody's copy of the workspace: {e}; set TMPDIR to a writable folder",
             tmp.display()
         )
     })?;
-    let copy = area.0.join("workspace");
+    let copy = area.path().join("workspace");
     let mut skip: Vec<&Path> = skip.to_vec();
-    skip.push(&area.0);
+    skip.push(area.path());
     copy_tree(dir, &copy, &skip, &mut (MAX_FILES, MAX_BYTES)).map_err(|e| {
         format!(
             "cannot copy {} for nobody (a root grader builds and runs programs as nobody, who cannot read it where it is): {e}; make it readable by others (chmod -R o+rX on it and the folders above it), or grade a smaller folder",
@@ -343,16 +334,10 @@ pub fn prepare(
     )))
 }
 
-/// A fresh folder of root's alone (0700) in `tmp`.
-fn make_area(tmp: &Path) -> std::io::Result<Area> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let d = tmp.join(format!("lab-view-{}-{nanos:x}", std::process::id()));
-    std::fs::create_dir(&d)?;
-    let area = Area(d);
-    std::fs::set_permissions(&area.0, std::fs::Permissions::from_mode(0o700))?;
+/// A fresh folder of root's alone (0700) in TMPDIR.
+fn make_area() -> std::io::Result<Scratch> {
+    let area = Scratch::new(&format!("view-{}", std::process::id()))?;
+    std::fs::set_permissions(area.path(), std::fs::Permissions::from_mode(0o700))?;
     Ok(area)
 }
 
