@@ -244,28 +244,23 @@ pub fn root_grader() -> bool {
 /// Files named by absolute path on a command line (`--cmd` puts them in one `sh -c`
 /// script), outside `dir`: the program may read them too.
 pub fn named_files(argv: &[String], dir: Option<&Path>) -> Vec<PathBuf> {
+    named(argv)
+        .into_iter()
+        .filter(|p| !dir.is_some_and(|d| p.starts_with(d)))
+        .collect()
+}
+
+/// Every existing file the command line's words name by absolute path (quotes
+/// trimmed), each once, in the order named.
+fn named(argv: &[String]) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     for word in argv.iter().flat_map(|a| a.split_whitespace()) {
         let p = Path::new(word.trim_matches(|c| c == '\'' || c == '"'));
-        if p.is_absolute()
-            && p.is_file()
-            && !dir.is_some_and(|d| p.starts_with(d))
-            && !files.iter().any(|f| f == p)
-        {
+        if p.is_absolute() && p.is_file() && !files.iter().any(|f| f == p) {
             files.push(p.to_path_buf());
         }
     }
     files
-}
-
-/// Files under `dir` named by absolute path on the command line.
-fn named_inside(argv: &[String], dir: &Path) -> Vec<PathBuf> {
-    argv.iter()
-        .flat_map(|a| a.split_whitespace())
-        .map(|w| Path::new(w.trim_matches(|c| c == '\'' || c == '"')))
-        .filter(|p| p.is_absolute() && p.is_file() && p.starts_with(dir))
-        .map(Path::to_path_buf)
-        .collect()
 }
 
 /// For a root grader: None when nobody reaches everything the program runs from (no
@@ -278,8 +273,11 @@ pub fn prepare(
     dir: Option<&Path>,
     made: Shared,
 ) -> Result<Option<(ProgramView, Shared)>, String> {
-    let inside = dir.map(|d| named_inside(argv, d)).unwrap_or_default();
-    let outside = named_files(argv, dir);
+    // Named files inside the workspace go into the copy; those outside stay where they
+    // are (their folders shown to nobody where it cannot reach them).
+    let (inside, outside): (Vec<PathBuf>, Vec<PathBuf>) = named(argv)
+        .into_iter()
+        .partition(|p| dir.is_some_and(|d| p.starts_with(d)));
     // Each check's HOME is made under the temporary folder and given to nobody.
     let tmp = std::env::temp_dir();
     let made = made.filter(|c| dir == Some(c.of.as_path()));
@@ -419,6 +417,27 @@ fn spend(budget: &mut (usize, u64), bytes: u64) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_files_are_existing_absolute_paths_each_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (ws, other) = (d.path().join("ws"), d.path().join("other"));
+        for f in [ws.join("prog.py"), other.join("data")] {
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, "x").unwrap();
+        }
+        let script = format!(
+            "python3 '{}' {} < \"{}\" {} prog.py",
+            ws.join("prog.py").display(),
+            other.join("data").display(),
+            ws.join("prog.py").display(),
+            d.path().join("missing").display(),
+        );
+        let argv = vec!["sh".to_string(), "-c".to_string(), script];
+        assert_eq!(named(&argv), [ws.join("prog.py"), other.join("data")]);
+        assert_eq!(named_files(&argv, Some(&ws)), [other.join("data")]);
+        assert_eq!(named_files(&argv, None), named(&argv));
+    }
 
     #[test]
     fn the_copy_is_readable_and_leaves_out_git_and_target() {
