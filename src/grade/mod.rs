@@ -186,6 +186,19 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             port.saturating_add(index as u16)
         }
     };
+    // A check's own harness on `port`, and the outcome of its first step (`run`, or the
+    // prologue that keeps its program up while other checks run).
+    let begin = |port: u16, name: &str, step: fn(&mut Harness) -> harness::Outcome| {
+        let mut ctx = Harness::new(
+            target.clone(),
+            port,
+            check_seed(job.seed, name),
+            suite.transport,
+        );
+        ctx.isolated = namespaces;
+        let outcome = guarded(&mut ctx, step);
+        (ctx, outcome)
+    };
     for (index, check) in suite.checks.iter().enumerate() {
         // Each check gets its own port: connections a previous check left in TIME_WAIT
         // must not decide whether this one can bind (only `restart_same_port` tests that).
@@ -223,17 +236,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
                 let outcome = guarded(&mut ctx, check.run);
                 (ctx, outcome)
             }
-            None => {
-                let mut ctx = Harness::new(
-                    target.clone(),
-                    port,
-                    check_seed(job.seed, check.name),
-                    suite.transport,
-                );
-                ctx.isolated = namespaces;
-                let outcome = guarded(&mut ctx, check.run);
-                (ctx, outcome)
-            }
+            None => begin(port, check.name, check.run),
         };
         let (died, output) = ctx.finish();
         cgroup |= ctx.cgroup_used;
@@ -276,15 +279,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
                 if !job.only.is_empty() && !job.only.iter().any(|n| n == c.name) {
                     continue;
                 }
-                let mut ctx = Harness::new(
-                    target.clone(),
-                    port_of(later),
-                    check_seed(job.seed, c.name),
-                    suite.transport,
-                );
-                ctx.isolated = namespaces;
-                let outcome = guarded(&mut ctx, prologue);
-                opened.insert(later, (ctx, outcome));
+                opened.insert(later, begin(port_of(later), c.name, prologue));
             }
         }
     }
