@@ -107,21 +107,7 @@ pub fn copy_workspace(dir: &Path, skip: &[&Path]) -> Result<Copied, String> {
 /// the tmpfs), and the program or build starts in it.
 fn show(view: &mut View, copied: &Copied) -> Result<(), String> {
     let dir = &copied.of;
-    let closed = dir
-        .ancestors()
-        .skip(1)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .find(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0));
-    if let Some(closed) = closed {
-        if closed == Path::new("/") {
-            return Err("/ is closed to others: nobody can reach nothing".to_string());
-        }
-        if !view.cover.iter().any(|c| c == closed) {
-            view.cover.push(closed.to_path_buf());
-        }
-    }
+    view.cover_above(dir)?;
     view.copy.push((copied.path.clone(), dir.clone()));
     view.chdir = Some(dir.clone());
     Ok(())
