@@ -1,8 +1,8 @@
 //! `Scratch`: a temporary folder of the grader's own, removed with everything in it
 //! when dropped. A build's private HOME (`build`), nobody's copy of a workspace
-//! (`nobody`) and one student's TMPDIR (`class`) each hold one for as long as they need
-//! it, so a grading that ends any way (an error, a failed check, a panic unwinding)
-//! leaves nothing in TMPDIR.
+//! (`nobody`), one student's TMPDIR (`class`) and `lab dev check`'s exercises each hold
+//! one for as long as they need it, so a grading that ends any way (an error, a failed
+//! check, a panic unwinding) leaves nothing in TMPDIR.
 
 use std::path::{Path, PathBuf};
 
@@ -13,8 +13,8 @@ pub struct Scratch(PathBuf);
 
 impl Scratch {
     /// Makes the folder, with the process's default mode (its caller tightens it where
-    /// it must). `stem` says whose it is (`build-PID`, `view-PID`, `class-STUDENT`); the
-    /// clock's nanoseconds keep two made by the same holder apart.
+    /// it must). `stem` says whose it is (`build-PID`, `view-PID`, `class-STUDENT`,
+    /// `dev-PID`); the clock's nanoseconds keep two made by the same holder apart.
     pub fn new(stem: &str) -> std::io::Result<Scratch> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
