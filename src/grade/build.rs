@@ -13,6 +13,7 @@ use super::embedded::{self, ExerciseFiles};
 use super::jail::{self, Policy};
 use super::model::LabReport;
 use super::sandbox::{run_to_end, run_to_end_under, Spawn};
+use super::scratch::Scratch;
 use super::{checks, nobody, ns, Job};
 use crate::catalog::Lab;
 use crate::error::LabError;
@@ -194,7 +195,8 @@ pub fn build_rust(
     // Landlock rules name existing folders.
     let _ = std::fs::create_dir_all(&target);
     let mut under = BuiltUnder::default();
-    let home = match tempfile_dir() {
+    // The build's private HOME (also its TMPDIR and CARGO_HOME), removed on drop.
+    let home = match Scratch::new(&format!("build-{}", std::process::id())) {
         Ok(h) => h,
         Err(e) => {
             return (
@@ -210,11 +212,11 @@ pub fn build_rust(
     let mut copied = None;
     if nobody::root_grader() {
         // Made before anything runs; the build reads it, the program runs from it.
-        let made = match nobody::copy_workspace(ws, &[&target, &home.0]) {
+        let made = match nobody::copy_workspace(ws, &[&target, home.path()]) {
             Ok(c) => Arc::new(c),
             Err(why) => return (Err(not_built(&why)), under, None),
         };
-        match nobody::build(&made, &args, &target, &home.0) {
+        match nobody::build(&made, &args, &target, home.path()) {
             Ok(r) => ran = Some(r),
             Err(nobody::NotBuilt::Refused(why)) => return (Err(not_built(&why)), under, None),
             Err(nobody::NotBuilt::NoMountNamespace(e)) => {
@@ -223,7 +225,7 @@ pub fn build_rust(
                 off.push(format!(
                     "build: uid drop: cannot make its own mount namespace here ({e}), so the build ran as uid 0 of its own user namespace (root outside), without capabilities"
                 ));
-                let _ = std::os::unix::fs::chown(&home.0, Some(0), Some(0));
+                let _ = std::os::unix::fs::chown(home.path(), Some(0), Some(0));
             }
         }
         copied = Some(made);
@@ -240,7 +242,7 @@ pub fn build_rust(
                     ws,
                     &["generate-lockfile", "--offline"],
                     &target,
-                    &home.0,
+                    home.path(),
                     vec![ws.to_path_buf()],
                     None,
                 );
@@ -250,7 +252,7 @@ pub fn build_rust(
             if lock.exists() {
                 write.push(lock);
             }
-            let spawn = build_spawn(ws, ws, &args, &target, &home.0, write, None);
+            let spawn = build_spawn(ws, ws, &args, &target, home.path(), write, None);
             match run_to_end_under(&spawn, BUILD_DEADLINE) {
                 Ok(r) => (r, target),
                 Err(e) => {
@@ -320,25 +322,6 @@ fn described(applied: jail::Applied, mut off: Vec<String>) -> BuiltUnder {
         ),
         off,
     }
-}
-
-/// A private folder removed on drop (the build's HOME, TMPDIR and CARGO_HOME).
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> std::io::Result<TempDir> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let d = std::env::temp_dir().join(format!("lab-build-{}-{nanos:x}", std::process::id()));
-    std::fs::create_dir(&d)?;
-    Ok(TempDir(d))
 }
 
 /// Where the toolchain is: (the folder of `cargo`, RUSTUP_HOME).

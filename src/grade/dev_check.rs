@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 
 use super::build::{grading_port, prepare, python, Lang, Source};
 use super::model::{LabReport, Status};
+use super::scratch::Scratch;
 use super::{embedded, fresh_seed, ns, Job};
 use crate::catalog::{Catalog, Lab};
 use crate::error::LabError;
@@ -173,9 +174,10 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
     // wrong file once they start: every Python mutant would then "fail" by not starting.
     let root = &std::path::absolute(root)
         .with_context(|| format!("cannot resolve --root {}", root.display()))?;
-    let tmp = std::env::temp_dir().join(format!("lab-dev-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(tmp.clone());
-    let (sol, start) = (tmp.join("solutions"), tmp.join("starters"));
+    // The exercises written out, removed on drop (also when stdout closes mid-way).
+    let tmp = Scratch::new(&format!("dev-{}", std::process::id()))
+        .context("cannot make a temporary folder; set TMPDIR to a writable folder")?;
+    let (sol, start) = (tmp.path().join("solutions"), tmp.path().join("starters"));
     embedded::write_all(&embedded::solutions(), &sol, true)?;
     embedded::write_all(&embedded::starters(), &start, true)?;
     let target = match target_dir {
@@ -220,7 +222,7 @@ pub fn dev_check(catalog: &Catalog, root: &Path, target_dir: Option<&Path>) -> R
         }
     }
     // Mutants and variants in Rust are built, each in its own copy of the solutions.
-    let scratch = tmp.join("extra");
+    let scratch = tmp.path().join("extra");
     let file_name = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -350,14 +352,5 @@ fn judge(r: &LabReport, expect: &Expect) -> (bool, String) {
             }
             None => (false, format!("no check named {name}")),
         },
-    }
-}
-
-/// Removes a temporary folder when dropped.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -160,19 +160,8 @@ pub fn plan_view(need: &[PathBuf], chdir: Option<&Path>) -> Result<View, String>
         }
         // The outermost closed folder above it is covered; everything below it that the
         // build needs is bound back.
-        let mut above: Vec<&Path> = p.ancestors().skip(1).collect();
-        above.reverse();
-        let Some(closed) = above
-            .into_iter()
-            .find(|a| mode(a).is_ok_and(|m| m & 0o001 == 0))
-        else {
+        if !view.cover_above(p)? {
             return Err(format!("{} is not reachable by others", p.display()));
-        };
-        if closed == Path::new("/") {
-            return Err("/ is closed to others".to_string());
-        }
-        if !view.cover.iter().any(|c| c == closed) {
-            view.cover.push(closed.to_path_buf());
         }
         view.bind.push(p.clone());
     }
@@ -180,6 +169,29 @@ pub fn plan_view(need: &[PathBuf], chdir: Option<&Path>) -> Result<View, String>
 }
 
 impl View {
+    /// Covers the outermost folder above `p` that others cannot pass (once, however
+    /// many paths lie under it), so that `p`'s mount point can be made in the tmpfs;
+    /// false when every folder above `p` is open. Err when that folder is /, which
+    /// cannot be covered.
+    pub fn cover_above(&mut self, p: &Path) -> Result<bool, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut above: Vec<&Path> = p.ancestors().skip(1).collect();
+        above.reverse();
+        let Some(closed) = above
+            .into_iter()
+            .find(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        else {
+            return Ok(false);
+        };
+        if closed == Path::new("/") {
+            return Err("/ is closed to others: nobody can reach nothing".to_string());
+        }
+        if !self.cover.iter().any(|c| c == closed) {
+            self.cover.push(closed.to_path_buf());
+        }
+        Ok(true)
+    }
+
     /// The mounts to make, as the child between fork and exec needs them.
     fn prepare(&self) -> std::io::Result<sys::PrivateMounts> {
         use std::os::unix::ffi::OsStrExt;
@@ -509,4 +521,33 @@ pub fn clean_env(home: &Path, path: &str, extra: &[(String, String)]) -> Vec<(St
     }
     env.extend(extra.iter().cloned());
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_outermost_closed_folder_above_is_covered_once() {
+        let d = tempfile::tempdir().unwrap();
+        let set = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let closed = d.path().join("open/closed");
+        for ws in ["a/ws", "b/ws"] {
+            std::fs::create_dir_all(closed.join(ws)).unwrap();
+        }
+        // Closed: the tempdir's own folder (0700) opened, then `closed` and one inside it.
+        set(d.path(), 0o755);
+        set(&closed, 0o700);
+        set(&closed.join("a"), 0o700);
+        let mut view = View::default();
+        assert_eq!(view.cover_above(&closed.join("a/ws")), Ok(true));
+        assert_eq!(view.cover_above(&closed.join("b/ws")), Ok(true));
+        assert_eq!(view.cover, std::slice::from_ref(&closed));
+        // Nothing above /: nothing to cover.
+        assert_eq!(view.cover_above(Path::new("/")), Ok(false));
+        assert_eq!(view.cover, [closed]);
+    }
 }

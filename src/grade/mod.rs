@@ -6,6 +6,7 @@
 //! - [`export`]: one tiny file per output format (human, json, junit, gh-classroom,
 //!   gradescope, exercism);
 //! - [`sandbox`]: process groups, limits, capped output, deadlines, always reaped;
+//!   [`scratch`]: the grader's temporary folders, removed on drop;
 //! - [`jail`]: what a program may touch; [`nobody`]: a root grader's copy of the
 //!   workspace, so its builds and programs always run as nobody;
 //! - [`ns`]: re-runs a grading job inside fresh PID + network namespaces when the
@@ -37,6 +38,7 @@ pub mod model;
 pub mod nobody;
 pub mod ns;
 pub mod sandbox;
+pub mod scratch;
 pub mod student;
 mod target_dir;
 pub mod watch;
@@ -185,6 +187,19 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
             port.saturating_add(index as u16)
         }
     };
+    // A check's own harness on `port`, and the outcome of its first step (`run`, or the
+    // prologue that keeps its program up while other checks run).
+    let begin = |port: u16, name: &str, step: fn(&mut Harness) -> harness::Outcome| {
+        let mut ctx = Harness::new(
+            target.clone(),
+            port,
+            check_seed(job.seed, name),
+            suite.transport,
+        );
+        ctx.isolated = namespaces;
+        let outcome = guarded(&mut ctx, step);
+        (ctx, outcome)
+    };
     for (index, check) in suite.checks.iter().enumerate() {
         // Each check gets its own port: connections a previous check left in TIME_WAIT
         // must not decide whether this one can bind (only `restart_same_port` tests that).
@@ -222,17 +237,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
                 let outcome = guarded(&mut ctx, check.run);
                 (ctx, outcome)
             }
-            None => {
-                let mut ctx = Harness::new(
-                    target.clone(),
-                    port,
-                    check_seed(job.seed, check.name),
-                    suite.transport,
-                );
-                ctx.isolated = namespaces;
-                let outcome = guarded(&mut ctx, check.run);
-                (ctx, outcome)
-            }
+            None => begin(port, check.name, check.run),
         };
         let (died, output) = ctx.finish();
         cgroup |= ctx.cgroup_used;
@@ -275,15 +280,7 @@ pub fn run_job(job: &Job, namespaces: bool) -> LabReport {
                 if !job.only.is_empty() && !job.only.iter().any(|n| n == c.name) {
                     continue;
                 }
-                let mut ctx = Harness::new(
-                    target.clone(),
-                    port_of(later),
-                    check_seed(job.seed, c.name),
-                    suite.transport,
-                );
-                ctx.isolated = namespaces;
-                let outcome = guarded(&mut ctx, prologue);
-                opened.insert(later, (ctx, outcome));
+                opened.insert(later, begin(port_of(later), c.name, prologue));
             }
         }
     }

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::build;
 use super::jail::{self, View};
 use super::sandbox::{run_to_end, run_to_end_under};
+use super::scratch::Scratch;
 
 /// Most files (and folders) copied: a `lab init` workspace holds a few dozen.
 const MAX_FILES: usize = 10_000;
@@ -58,16 +59,6 @@ pub struct ProgramView {
     pub copy: Option<PathBuf>,
 }
 
-/// The grading's private folder holding the copy; removed with everything in it on drop.
-#[derive(Debug)]
-struct Area(PathBuf);
-
-impl Drop for Area {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// nobody's copy of one workspace, made once per grading (before a Rust build, which
 /// reads it; the program then runs from it). Shared by the build and the grading job
 /// (`Job::copied`); the copy goes when the last holder lets it go.
@@ -77,8 +68,8 @@ pub struct Copied {
     pub of: PathBuf,
     /// The copy itself (bound at `of`; Landlock's read rule is on its inodes).
     pub path: PathBuf,
-    /// The private folder (0700, root's) holding it.
-    _area: Area,
+    /// The private folder (0700, root's) holding it; removed, copy and all, on drop.
+    _area: Scratch,
 }
 
 /// nobody's copy as a build, its job and its grading hold it (None: no copy).
@@ -89,15 +80,15 @@ pub type Shared = Option<Arc<Copied>>;
 /// should they lie inside the workspace). Err: why, with the fix.
 pub fn copy_workspace(dir: &Path, skip: &[&Path]) -> Result<Copied, String> {
     let tmp = std::env::temp_dir();
-    let area = make_area(&tmp).map_err(|e| {
+    let area = make_area().map_err(|e| {
         format!(
             "cannot make a private folder in {} for nobody's copy of the workspace: {e}; set TMPDIR to a writable folder",
             tmp.display()
         )
     })?;
-    let copy = area.0.join("workspace");
+    let copy = area.path().join("workspace");
     let mut skip: Vec<&Path> = skip.to_vec();
-    skip.push(&area.0);
+    skip.push(area.path());
     copy_tree(dir, &copy, &skip, &mut (MAX_FILES, MAX_BYTES)).map_err(|e| {
         format!(
             "cannot copy {} for nobody (a root grader builds and runs programs as nobody, who cannot read it where it is): {e}; make it readable by others (chmod -R o+rX on it and the folders above it), or grade a smaller folder",
@@ -116,21 +107,7 @@ pub fn copy_workspace(dir: &Path, skip: &[&Path]) -> Result<Copied, String> {
 /// the tmpfs), and the program or build starts in it.
 fn show(view: &mut View, copied: &Copied) -> Result<(), String> {
     let dir = &copied.of;
-    let closed = dir
-        .ancestors()
-        .skip(1)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .find(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0));
-    if let Some(closed) = closed {
-        if closed == Path::new("/") {
-            return Err("/ is closed to others: nobody can reach nothing".to_string());
-        }
-        if !view.cover.iter().any(|c| c == closed) {
-            view.cover.push(closed.to_path_buf());
-        }
-    }
+    view.cover_above(dir)?;
     view.copy.push((copied.path.clone(), dir.clone()));
     view.chdir = Some(dir.clone());
     Ok(())
@@ -253,28 +230,23 @@ pub fn root_grader() -> bool {
 /// Files named by absolute path on a command line (`--cmd` puts them in one `sh -c`
 /// script), outside `dir`: the program may read them too.
 pub fn named_files(argv: &[String], dir: Option<&Path>) -> Vec<PathBuf> {
+    named(argv)
+        .into_iter()
+        .filter(|p| !dir.is_some_and(|d| p.starts_with(d)))
+        .collect()
+}
+
+/// Every existing file the command line's words name by absolute path (quotes
+/// trimmed), each once, in the order named.
+fn named(argv: &[String]) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     for word in argv.iter().flat_map(|a| a.split_whitespace()) {
         let p = Path::new(word.trim_matches(|c| c == '\'' || c == '"'));
-        if p.is_absolute()
-            && p.is_file()
-            && !dir.is_some_and(|d| p.starts_with(d))
-            && !files.iter().any(|f| f == p)
-        {
+        if p.is_absolute() && p.is_file() && !files.iter().any(|f| f == p) {
             files.push(p.to_path_buf());
         }
     }
     files
-}
-
-/// Files under `dir` named by absolute path on the command line.
-fn named_inside(argv: &[String], dir: &Path) -> Vec<PathBuf> {
-    argv.iter()
-        .flat_map(|a| a.split_whitespace())
-        .map(|w| Path::new(w.trim_matches(|c| c == '\'' || c == '"')))
-        .filter(|p| p.is_absolute() && p.is_file() && p.starts_with(dir))
-        .map(Path::to_path_buf)
-        .collect()
 }
 
 /// For a root grader: None when nobody reaches everything the program runs from (no
@@ -287,8 +259,11 @@ pub fn prepare(
     dir: Option<&Path>,
     made: Shared,
 ) -> Result<Option<(ProgramView, Shared)>, String> {
-    let inside = dir.map(|d| named_inside(argv, d)).unwrap_or_default();
-    let outside = named_files(argv, dir);
+    // Named files inside the workspace go into the copy; those outside stay where they
+    // are (their folders shown to nobody where it cannot reach them).
+    let (inside, outside): (Vec<PathBuf>, Vec<PathBuf>) = named(argv)
+        .into_iter()
+        .partition(|p| dir.is_some_and(|d| p.starts_with(d)));
     // Each check's HOME is made under the temporary folder and given to nobody.
     let tmp = std::env::temp_dir();
     let made = made.filter(|c| dir == Some(c.of.as_path()));
@@ -343,16 +318,10 @@ pub fn prepare(
     )))
 }
 
-/// A fresh folder of root's alone (0700) in `tmp`.
-fn make_area(tmp: &Path) -> std::io::Result<Area> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let d = tmp.join(format!("lab-view-{}-{nanos:x}", std::process::id()));
-    std::fs::create_dir(&d)?;
-    let area = Area(d);
-    std::fs::set_permissions(&area.0, std::fs::Permissions::from_mode(0o700))?;
+/// A fresh folder of root's alone (0700) in TMPDIR.
+fn make_area() -> std::io::Result<Scratch> {
+    let area = Scratch::new(&format!("view-{}", std::process::id()))?;
+    std::fs::set_permissions(area.path(), std::fs::Permissions::from_mode(0o700))?;
     Ok(area)
 }
 
@@ -434,6 +403,27 @@ fn spend(budget: &mut (usize, u64), bytes: u64) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_files_are_existing_absolute_paths_each_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (ws, other) = (d.path().join("ws"), d.path().join("other"));
+        for f in [ws.join("prog.py"), other.join("data")] {
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, "x").unwrap();
+        }
+        let script = format!(
+            "python3 '{}' {} < \"{}\" {} prog.py",
+            ws.join("prog.py").display(),
+            other.join("data").display(),
+            ws.join("prog.py").display(),
+            d.path().join("missing").display(),
+        );
+        let argv = vec!["sh".to_string(), "-c".to_string(), script];
+        assert_eq!(named(&argv), [ws.join("prog.py"), other.join("data")]);
+        assert_eq!(named_files(&argv, Some(&ws)), [other.join("data")]);
+        assert_eq!(named_files(&argv, None), named(&argv));
+    }
 
     #[test]
     fn the_copy_is_readable_and_leaves_out_git_and_target() {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::output::write_student;
 use super::{Outcome, Plan, StudentResult, LOG_CAP};
 use crate::grade::model::LabReport;
+use crate::grade::scratch::Scratch;
 
 /// Grades one student in a grading process of its own; None when stopped by Ctrl-C
 /// (nothing is written then, so the next run grades this student).
@@ -32,10 +33,10 @@ pub(super) fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<Studen
     // The grading's own temporary folder (its TMPDIR): a grading killed at the cap runs
     // no cleanup of its own, so what it left there (build homes, check folders) goes
     // with this folder, whatever way it ended.
-    let tmp = StudentTmp::new(name);
+    let tmp = student_tmp(name);
     let mut cmd = Command::new(&plan.exe);
     if let Some(t) = &tmp {
-        cmd.env("TMPDIR", &t.0);
+        cmd.env("TMPDIR", t.path());
     }
     cmd.arg("grade")
         .args(&plan.labs)
@@ -134,31 +135,15 @@ pub(super) fn grade_student(plan: &Plan, name: &str, ws: &Path) -> Option<Studen
     Some(result)
 }
 
-/// A student's temporary folder under the grader's own, removed on drop.
-struct StudentTmp(std::path::PathBuf);
-
-impl StudentTmp {
-    /// None when it cannot be made: the grading then uses the grader's TMPDIR as before.
-    fn new(student: &str) -> Option<Self> {
-        let safe: String = student
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .take(40)
-            .collect();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let d = std::env::temp_dir().join(format!("lab-class-{safe}-{nanos:x}"));
-        std::fs::create_dir(&d).ok()?;
-        Some(StudentTmp(d))
-    }
-}
-
-impl Drop for StudentTmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A student's temporary folder under the grader's own, removed on drop; None when it
+/// cannot be made: the grading then uses the grader's TMPDIR as before.
+fn student_tmp(student: &str) -> Option<Scratch> {
+    let safe: String = student
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect();
+    Scratch::new(&format!("class-{safe}")).ok()
 }
 
 /// Kills a grading process and everything it started. Its own process group holds

@@ -366,6 +366,13 @@ fn text(ctx: &mut Harness) -> String {
     format!("hello {}", ctx.rng.word(n))
 }
 
+/// `from` says a fresh line and `to` gets it, with `from`'s nickname.
+fn relay(ctx: &mut Harness, from: &mut Chatter, to: &mut Chatter) -> Outcome {
+    let t = text(ctx);
+    from.say(ctx, &t)?;
+    to.expect(ctx, &said(&from.nick, &t))
+}
+
 /// Joins A and B (A sees B join).
 fn pair(ctx: &mut Harness) -> Outcome<(Chatter, Chatter)> {
     let mut a = Chatter::join(ctx, "A")?;
@@ -379,9 +386,7 @@ fn pair(ctx: &mut Harness) -> Outcome<(Chatter, Chatter)> {
 fn idle_clients_open(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let (mut a, mut b) = pair(ctx)?;
-    let t = text(ctx);
-    a.say(ctx, &t)?;
-    b.expect(ctx, &said(&a.nick, &t))?;
+    relay(ctx, &mut a, &mut b)?;
     ctx.hold_idle("A", a.sock, &a.nick);
     ctx.hold_idle("B", b.sock, &b.nick);
     Ok(())
@@ -410,25 +415,17 @@ fn idle_clients(ctx: &mut Harness) -> Outcome {
 fn two_clients(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let (mut a, mut b) = pair(ctx)?;
-    let t = text(ctx);
-    a.say(ctx, &t)?;
-    b.expect(ctx, &said(&a.nick, &t))?;
-    let t = text(ctx);
-    b.say(ctx, &t)?;
-    a.expect(ctx, &said(&b.nick, &t))
+    relay(ctx, &mut a, &mut b)?;
+    relay(ctx, &mut b, &mut a)
 }
 
 fn no_echo(ctx: &mut Harness) -> Outcome {
     ctx.start()?;
     let (mut a, mut b) = pair(ctx)?;
     for _ in 0..2 {
-        let t = text(ctx);
-        a.say(ctx, &t)?;
-        b.expect(ctx, &said(&a.nick, &t))?;
+        relay(ctx, &mut a, &mut b)?;
         // B's line is the next thing A may get: an echo of A's own would come first.
-        let t = text(ctx);
-        b.say(ctx, &t)?;
-        a.expect(ctx, &said(&b.nick, &t))?;
+        relay(ctx, &mut b, &mut a)?;
     }
     Ok(())
 }
@@ -447,9 +444,7 @@ fn join_leave(ctx: &mut Harness) -> Outcome {
     // Another client joins after the departure: the server keeps serving.
     let d = Chatter::join_seen(ctx, "D")?;
     a.expect(ctx, &joined(&d.nick))?;
-    let t = text(ctx);
-    b.say(ctx, &t)?;
-    a.expect(ctx, &said(&b.nick, &t))
+    relay(ctx, &mut b, &mut a)
 }
 
 fn ten_clients(ctx: &mut Harness) -> Outcome {
@@ -553,12 +548,8 @@ fn reset_mid_line(ctx: &mut Harness) -> Outcome {
         a.expect(ctx, &left(&nick))?;
         b.expect(ctx, &left(&nick))?;
     }
-    let t = text(ctx);
-    a.say(ctx, &t)?;
-    b.expect(ctx, &said(&a.nick, &t))?;
-    let t = text(ctx);
-    b.say(ctx, &t)?;
-    a.expect(ctx, &said(&b.nick, &t))
+    relay(ctx, &mut a, &mut b)?;
+    relay(ctx, &mut b, &mut a)
 }
 
 fn slow_reader(ctx: &mut Harness) -> Outcome {
@@ -786,9 +777,7 @@ fn fd_cycles(ctx: &mut Harness) -> Outcome {
     }
     let mut x = Chatter::join_seen(ctx, "X")?;
     w.expect(ctx, &joined(&x.nick))?;
-    let t = text(ctx);
-    x.say(ctx, &t)?;
-    w.expect(ctx, &said(&x.nick, &t))
+    relay(ctx, &mut x, &mut w)
 }
 
 fn vanished_receiver(ctx: &mut Harness) -> Outcome {
@@ -826,10 +815,6 @@ fn vanished_receiver(ctx: &mut Harness) -> Outcome {
         let lefts: Vec<String> = nicks.iter().map(|n| left(n)).collect();
         a.expect_set(ctx, &lefts, None, REPLY_TIMEOUT)?;
     }
-    let t = text(ctx);
-    a.say(ctx, &t)?;
-    b.expect(ctx, &said(&a.nick, &t))?;
-    let t = text(ctx);
-    b.say(ctx, &t)?;
-    a.expect(ctx, &said(&b.nick, &t))
+    relay(ctx, &mut a, &mut b)?;
+    relay(ctx, &mut b, &mut a)
 }

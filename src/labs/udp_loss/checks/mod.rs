@@ -16,6 +16,7 @@ use crate::grade::checks::{starts, Check, Suite};
 use crate::grade::harness::{Harness, Outcome, Transport, Unmet, REPLY_TIMEOUT, SHOW_BYTES};
 use crate::grade::sandbox::describe_status;
 use crate::out::escape_bytes;
+use crate::rng::Rng;
 use crate::wire::probe::HEADER_LEN;
 use play::{
     data, end, expect_report, expected, finish, from_stranger, list, pick, play, run, session,
@@ -295,11 +296,7 @@ fn foreign(ctx: &mut Harness) -> Outcome {
     extra.extend(strange);
     extra.push(data(previous, 57));
     extra.push(data(previous, 58));
-    for d in extra {
-        // After S's first datagram, which starts the session.
-        let at = ctx.rng.range(1, session.len());
-        session.insert(at, d);
-    }
+    mix_in(&mut ctx.rng, &mut session, extra);
     let at = ctx.rng.range(session.len() / 2, session.len());
     session.insert(at, from_stranger(end(other, 1000)));
     plan.extend(session);
@@ -334,11 +331,7 @@ fn stranger_same_session(ctx: &mut Harness) -> Outcome {
             });
         }
     }
-    for d in extra {
-        // After S's first datagram, which starts the session.
-        let at = ctx.rng.range(1, plan.len());
-        plan.insert(at, d);
-    }
+    mix_in(&mut ctx.rng, &mut plan, extra);
     // Their end markers of S's session come before S's own: taken, the run ends early.
     for who in [Who::Stranger, Who::Elsewhere] {
         let at = ctx.rng.range(plan.len() / 2, plan.len());
@@ -355,6 +348,15 @@ fn stranger_same_session(ctx: &mut Harness) -> Outcome {
         n - 1
     ));
     finish(ctx, &mut net, plan, sess, n)
+}
+
+/// Puts each of `extra`, in turn, at a seeded place in `plan` after its first datagram
+/// (S's first, which starts the session).
+fn mix_in(rng: &mut Rng, plan: &mut Vec<Dgram>, extra: Vec<Dgram>) {
+    for d in extra {
+        let at = rng.range(1, plan.len());
+        plan.insert(at, d);
+    }
 }
 
 fn near_u64_max(ctx: &mut Harness) -> Outcome {
