@@ -534,12 +534,13 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
     // Each sample's wait, from the grader writing it to client A's recv returning it,
     // minus what the machine added: the time the program and A's reader spent waiting
     // for a CPU in between, and the time the machine held ptys up (the control pty's,
-    // see `control`), all in A's timeline. On a machine running 30 jobs on 2 CPUs a correct program's samples
-    // arrive a second or more late, all of it time the scheduler withheld. A program
-    // holding samples back sleeps in a read (or in a sleep) meanwhile, never queued,
-    // while the control delivers at once, so it is charged the whole wait unless the
-    // machine was as slow at that very moment. Per sample, not over the whole check, so
-    // the queueing of one moment cannot excuse a hold at another.
+    // see `control`), all in A's timeline. On a machine running 30 jobs on 2 CPUs a
+    // correct program's samples arrive a second or more late, all of it time the
+    // scheduler withheld. A program holding samples back sleeps in a read (or in a
+    // sleep) meanwhile, never queued, while the control delivers at once, so it is
+    // charged the whole wait unless the machine was as slow at that very moment. Per
+    // sample, not over the whole check, so the queueing of one moment cannot excuse a
+    // hold at another.
     let limit = buffer + AGE_MARGIN;
     let (_, recvs, _) = a.received();
     let timeline = a.queued();
