@@ -18,9 +18,7 @@ mod device;
 use std::time::{Duration, Instant};
 
 use crate::grade::checks::{Check, Suite};
-use crate::grade::harness::{
-    deadline_passed, Harness, Outcome, Transport, Unmet, Wait, READY_WALL_FACTOR,
-};
+use crate::grade::harness::{Harness, Outcome, Transport, Unmet, Wait};
 use crate::out::escape_bytes;
 use client::Client;
 use device::Device;
@@ -122,8 +120,14 @@ const FRESH_SLACK_SECS: f64 = 1.0;
 
 /// How long late_client_fresh streams before the first client comes: the backlog a
 /// stale program hands it, a second over [`FRESH_SLACK_SECS`] +
-/// [`FRESH_QUEUED_CAP_SECS`] + 48 samples (1.45 s).
+/// [`FRESH_QUEUED_MIN_SECS`] + 48 samples (1.45 s).
 const FRESH_LEAD_SECS: f64 = 2.5;
+
+/// However loaded the machine, a sample that took longer than this from the grader's
+/// write to client A's recv fails [`sample_age`]: the bound on what the machine's
+/// delays may excuse. Two copies of the suite and two busy loops on 2 CPUs delayed a
+/// correct program's sample 4.9 s, all of it measured as the machine's.
+const AGE_WALL: Duration = Duration::from_secs(15);
 
 /// Slack for "no extra latency": a sample may wait K samples' time in the buffer, plus
 /// this much for what [`sample_age`] does not measure (a loopback send takes
@@ -237,11 +241,13 @@ fn up_to_date(c: &Client, end: u64, k: usize, written: u64) -> Outcome {
 }
 
 /// How long [`caught_up`] waits for a client to get the samples written so far, not
-/// counting time the program or the client's reader waits for a CPU. A wait for a
-/// count, which a correct program reaches in milliseconds on an idle machine: 3 s also
-/// covers the kernel's pty work starved on a loaded one (a correct program's client was
-/// 1.2 s behind after 1 s at load 30), and costs only a program that never gets there.
-const CATCH_UP: Duration = Duration::from_secs(3);
+/// counting time the program or the client's reader waits for a CPU, or the machine
+/// holds ptys up. A wait for a count, which a correct program reaches in milliseconds
+/// on an idle machine and a stuck one never does: so it can be long, and costs only a
+/// program that never gets there. A correct program's client was 1.2 s behind after
+/// 1 s at load 30, and one got nothing in 3 s with two copies of the suite and two busy
+/// loops running, beyond what the grader measured.
+const CATCH_UP: Duration = Duration::from_secs(6);
 
 /// Waits until client `c` is within `k` samples and 0.5 s of samples of `written` (a
 /// count, which a stuck program never reaches), for [`CATCH_UP`] of the program's and
@@ -322,10 +328,14 @@ fn client_leaves(ctx: &mut Harness) -> Outcome {
     Ok(())
 }
 
-/// The most [`fresh`] adds to its slack for time the program waited for a CPU (its
-/// reader, starved, then reads what queued up in the pty meanwhile): with the slack and
-/// K at most 48, 1.45 s, under the [`FRESH_LEAD_SECS`] backlog of the mistake it catches.
-const FRESH_QUEUED_CAP_SECS: f64 = 0.4;
+/// What [`fresh`] may add to its slack for time the program waited for a CPU (its
+/// reader, starved, then reads what queued up in the pty meanwhile), at least: with the
+/// slack and K at most 48, 1.45 s, under the [`FRESH_LEAD_SECS`] backlog of the mistake
+/// it catches. When more had streamed before the client came (a loaded machine makes
+/// the lead wait longer), up to all of it but [`FRESH_SLACK_SECS`], K and one second:
+/// a stale program hands over the whole stream (from sample 0), a correct one only
+/// what it was behind, which at two copies of the suite plus two busy loops was 1.9 s.
+const FRESH_QUEUED_MIN_SECS: f64 = 0.4;
 
 /// The program's CPU-queue time so far, for [`fresh`]'s allowance.
 fn program_queued(ctx: &mut Harness) -> f64 {
@@ -339,9 +349,11 @@ fn program_queued(ctx: &mut Harness) -> f64 {
 /// when the client came reaches a correct program only after, and is fresh.
 fn fresh(ctx: &mut Harness, dev: &Device, c: &Client, k: usize, queued_since: f64) -> Outcome {
     let (first, end) = caught_up(dev, c, k, dev.written())?;
-    let queued = (program_queued(ctx) - queued_since).clamp(0.0, FRESH_QUEUED_CAP_SECS);
-    let slack = k as u64 + (RATE * (FRESH_SLACK_SECS + queued)) as u64;
     let joined = c.joined_delivered;
+    let cap = (joined as f64 / RATE - FRESH_SLACK_SECS - k as f64 / RATE - 1.0)
+        .max(FRESH_QUEUED_MIN_SECS);
+    let queued = (program_queued(ctx) - queued_since).clamp(0.0, cap);
+    let slack = k as u64 + (RATE * (FRESH_SLACK_SECS + queued)) as u64;
     // A few samples are always in flight (the heartbeat goes out each millisecond).
     let held = match c.joined_at - joined {
         n if n < (RATE * 0.05) as u64 => String::new(),
@@ -427,11 +439,25 @@ fn slow_client(ctx: &mut Harness) -> Outcome {
     // the stream is back to the Arduino's pace it must be up to date again.
     stream(ctx, &dev, 1.0);
     let written = dev.written();
+    let slack = k as u64 + (RATE * 0.5) as u64;
+    // Waited for, as a count (S still connected, reading nothing): B caught up, or the
+    // wait is over. A program stuck in a send to S never gets B there; a correct one
+    // on a loaded machine does (B was 0.9 s behind after 1 s, with two copies of the
+    // suite and two busy loops running). Looked for among recent samples only.
+    let wait = Wait::start(CATCH_UP, b.queued_now());
+    loop {
+        let over = wait.over(|| b.queued_now());
+        let tail = b.last();
+        let recent = written.saturating_sub(slack + tail.len() as u64);
+        if dev.locate_since(&tail, recent).is_some() || over {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     drop(slow);
     let (_, _, ended) = b.received();
     let tail = &b.last();
     let end = dev.locate(tail).map(|o| o + tail.len() as u64);
-    let slack = k as u64 + (RATE * 0.5) as u64;
     match end {
         Some(end) if end + slack >= written => {
             ctx.step(format!(
@@ -570,7 +596,7 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
             sample: i,
             waited,
             charged: waited - excused,
-            failed: deadline_passed(limit, waited, queued),
+            failed: waited - excused > limit || waited > AGE_WALL,
         });
     }
     // The typical recv is judged, not the worst: a program that holds samples back
@@ -586,13 +612,13 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
     let Some(worst) = ages
         .iter()
         .rev()
-        .find(|a| a.waited > limit * READY_WALL_FACTOR)
+        .find(|a| a.waited > AGE_WALL)
         .or(ages.get(ages.len() / 2))
     else {
         return Ok(());
     };
     ctx.step(format!(
-        "client A received samples {first}..{end} in {} reads; the median read's oldest sample waited {} ms (sample {}), {} ms of it while the pty, the program or the grader's reader waited for a CPU, against a limit of {} ms ({k} samples' time, {} ms, plus {} ms; time spent waiting for a CPU is not counted; any sample over {} ms fails)",
+        "client A received samples {first}..{end} in {} reads; the median read's oldest sample waited {} ms (sample {}), {} ms of it while the pty, the program or the grader's reader waited for a CPU, against a limit of {} ms ({k} samples' time, {} ms, plus {} ms; time spent waiting for a CPU is not counted; any sample over {} s fails)",
         ages.len(),
         worst.waited.as_millis(),
         worst.sample,
@@ -600,8 +626,16 @@ fn sample_age(ctx: &mut Harness) -> Outcome {
         limit.as_millis(),
         buffer.as_millis(),
         AGE_MARGIN.as_millis(),
-        (limit * READY_WALL_FACTOR).as_millis()
+        AGE_WALL.as_secs()
     ));
+    if worst.waited > AGE_WALL {
+        return Err(Unmet::fail(format!(
+            "sample {} took {} ms from the grader writing it to client A receiving it, over the {} s any sample may take however busy the machine is",
+            worst.sample,
+            worst.waited.as_millis(),
+            AGE_WALL.as_secs()
+        )));
+    }
     if worst.failed {
         return Err(Unmet::fail(format!(
             "samples are held back: half of client A's reads brought a sample that had waited {} ms or more (sample {} waited {} ms between the grader writing it and client A receiving it, {} ms of it while the machine was not holding it up); with --buffer {k} a sample waits at most {} ms ({k} samples at {RATE}/s) plus {} ms of margin",

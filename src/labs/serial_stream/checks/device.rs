@@ -191,12 +191,18 @@ impl Device {
     /// Where `got` (at least 8 bytes, or all of it if shorter) starts among the samples
     /// written so far; the first match (the waveform makes a second one unlikely).
     pub fn locate(&self, got: &[u8]) -> Option<u64> {
+        self.locate_since(got, 0)
+    }
+
+    /// [`Device::locate`] among the samples from `from` on only (a cheap look at
+    /// whether a client is recent, when millions were written).
+    pub fn locate_since(&self, got: &[u8], from: u64) -> Option<u64> {
         let w = got.len().min(16);
         if w == 0 {
             return None;
         }
         let written = self.written();
-        (0..=written.saturating_sub(w as u64))
+        (from..=written.saturating_sub(w as u64))
             .find(|&o| (0..w).all(|j| self.sample(o + j as u64) == got[j]))
     }
 }
