@@ -160,6 +160,8 @@ fn the_readme_tour_works_as_written() {
         skip("the tour needs python3, cargo and sockperf (apt-get install sockperf)");
         return;
     }
+    // The README's ports are the machine's: a second copy of the suite waits its turn.
+    let _turn = common::machine_turn("readme-tour");
 
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");

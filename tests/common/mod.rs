@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The `lab` binary under test, isolated (see [`isolate`]).
 pub fn lab() -> Command {
@@ -300,4 +300,31 @@ pub fn toolchain_homes() -> (PathBuf, PathBuf) {
             .unwrap_or_else(|| home.join(d))
     };
     (var("CARGO_HOME", ".cargo"), var("RUSTUP_HOME", ".rustup"))
+}
+
+/// A turn on the whole machine for a test that must use fixed ports (the README's):
+/// two copies of the suite run at once (CONTRIBUTING: running the suite under load)
+/// take turns instead of failing on "address in use". Held while the returned socket
+/// lives: an abstract Unix socket, so the turn ends with the process however it ends,
+/// and nothing is left on disk. Waits at most 15 minutes, then goes ahead (the test
+/// then says what is in use).
+pub fn machine_turn(name: &str) -> Option<std::os::unix::net::UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(format!("lab-test-{name}"))
+        .expect("an abstract socket name");
+    let until = Instant::now() + Duration::from_secs(15 * 60);
+    let mut said = false;
+    loop {
+        match std::os::unix::net::UnixListener::bind_addr(&addr) {
+            Ok(l) => return Some(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < until => {
+                if !said {
+                    eprintln!("waiting for another run of `{name}` on this machine to finish");
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(_) => return None,
+        }
+    }
 }
