@@ -1064,6 +1064,7 @@ fn a_root_graders_private_rust_workspace_builds_as_nobody() {
 /// program's, so it is set again after the switch to nobody).
 #[test]
 fn a_killed_grader_leaves_no_program_behind() {
+    use std::os::unix::fs::PermissionsExt;
     if !python_ok() {
         return;
     }
@@ -1079,15 +1080,18 @@ time.sleep(120)
     for namespaces in [true, false] {
         let (ws, file) = workspace("lingers.py", body);
         let mark = format!("killed-{namespaces}-{}", std::process::id());
+        // A killed grader cleans nothing up: its check's folder (the program's HOME) is
+        // made in this TMPDIR, which the test removes. Open like /tmp, so nobody (the
+        // program, under a root grader) reaches its folder in it.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut c = common::lab_exe();
         c.args(["grade", "01", "--seed", "15", "--cmd"])
             .arg(format!("python3 {}", file.display()))
             .current_dir(ws.path())
             .env("LAB_TEST_MARK", &mark)
-            .env(
-                "LAB_PROGRESS",
-                std::env::temp_dir().join(format!("lab-sbx-progress-{}", std::process::id())),
-            )
+            .env("TMPDIR", tmp.path())
+            .env("LAB_PROGRESS", tmp.path().join("progress"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -1127,5 +1131,6 @@ time.sleep(120)
             leftovers(&mark).is_empty(),
             "namespaces {namespaces}: the program outlived its killed grader"
         );
+        drop(tmp);
     }
 }
