@@ -249,9 +249,13 @@ fn up_to_date(c: &Client, end: u64, k: usize, written: u64) -> Outcome {
 /// loops running, beyond what the grader measured.
 const CATCH_UP: Duration = Duration::from_secs(6);
 
-/// Waits until client `c` is within `k` samples and 0.5 s of samples of `written` (a
-/// count, which a stuck program never reaches), for [`CATCH_UP`] of the program's and
-/// the client's reader's own time; returns what it got, located, for [`up_to_date`].
+/// Waits until client `c` has received something and is within `k` samples and 0.5 s
+/// of samples of `written` (a count, which a stuck program never reaches), for
+/// [`CATCH_UP`] of the program's and the client's reader's own time; returns what it
+/// got, located, for [`up_to_date`]. Nothing received is never caught up: after a
+/// short stream (0.5 s, client_leaves' C) the slack alone covers every sample written,
+/// and a client a correct program serves a moment later (on a loaded machine, or one
+/// that welcomes newcomers after a pause) was judged as getting nothing.
 fn caught_up(dev: &Device, c: &Client, k: usize, written: u64) -> Outcome<(u64, u64)> {
     let slack = k as u64 + (RATE * 0.5) as u64;
     // Time the program or the client's reader waited for a CPU is not charged: on a
@@ -261,7 +265,7 @@ fn caught_up(dev: &Device, c: &Client, k: usize, written: u64) -> Outcome<(u64, 
     loop {
         let over = wait.over(|| c.queued_now());
         let got = c.count() as u64;
-        let behind = c.joined_at + got + slack < written;
+        let behind = got == 0 || c.joined_at + got + slack < written;
         if !behind || over {
             return contiguous(dev, c);
         }
