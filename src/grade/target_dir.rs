@@ -55,11 +55,14 @@ fn sources_key(ws: &Path, skip: &Path) -> u64 {
             let (path, name) = (e.path(), e.file_name());
             let name = name.to_string_lossy();
             let Ok(kind) = e.file_type() else { continue };
+            // A link to a file counts as the file (cargo reads through it); a link to a
+            // folder is not followed (it could lead anywhere, or in a circle).
+            let file = kind.is_file() || (kind.is_symlink() && path.is_file());
             if kind.is_dir() {
                 if !name.starts_with('.') && name != "target" && path != skip {
                     stack.push(path);
                 }
-            } else if kind.is_file()
+            } else if file
                 && (name.ends_with(".rs") || name.ends_with(".toml") || name == "Cargo.lock")
             {
                 count += 1;
@@ -176,6 +179,19 @@ mod tests {
         std::fs::create_dir_all(&theirs).unwrap();
         let _ = own(&base, &a);
         assert!(theirs.is_dir());
+    }
+
+    #[test]
+    fn a_source_behind_a_link_is_hashed_through_it() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("target");
+        let a = ws(t.path(), "alice", "fn main() {}");
+        let real = t.path().join("elsewhere.rs");
+        std::fs::write(&real, "pub fn f() {}").unwrap();
+        std::os::unix::fs::symlink(&real, a.join("rust/linked.rs")).unwrap();
+        let first = own(&base, &a);
+        std::fs::write(&real, "pub fn f() { changed() }").unwrap();
+        assert_ne!(own(&base, &a), first);
     }
 
     #[test]
