@@ -53,6 +53,30 @@ fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// `lab run 06` as a quiet receiver on an ephemeral port; the file's path comes next.
+const RECEIVER: [&str; 8] = [
+    "run",
+    "06",
+    "--role",
+    "receiver",
+    "--bind",
+    "127.0.0.1:0",
+    "--quiet",
+    "--out",
+];
+
+/// The address a receiver started with [`RECEIVER`] prints on its first line.
+fn listening_at(child: &mut std::process::Child) -> SocketAddr {
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    first
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+}
+
 #[test]
 fn malformed_lines_get_errors_are_not_saved_and_the_connection_stays() {
     let dir = tmp();
@@ -352,16 +376,7 @@ fn a_full_disk_gives_no_ack_no_torn_record_and_a_clear_message() {
     let mut child = Command::new("prlimit")
         .arg("--fsize=4096")
         .arg(env!("CARGO_BIN_EXE_lab"))
-        .args([
-            "run",
-            "06",
-            "--role",
-            "receiver",
-            "--bind",
-            "127.0.0.1:0",
-            "--quiet",
-            "--out",
-        ])
+        .args(RECEIVER)
         .arg(&file)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -369,14 +384,7 @@ fn a_full_disk_gives_no_ack_no_torn_record_and_a_clear_message() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr: SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("{first}"));
+    let addr = listening_at(&mut child);
     let stderr = child.stderr.take().unwrap();
     let mut child = Reaper(child);
     let mut c = connect(addr);
@@ -596,16 +604,7 @@ fn a_slow_disk_bounds_the_receivers_memory_and_loses_nothing() {
     let dir = tmp();
     let file = dir.path().join("r.jsonl");
     let mut child = lab()
-        .args([
-            "run",
-            "06",
-            "--role",
-            "receiver",
-            "--bind",
-            "127.0.0.1:0",
-            "--quiet",
-        ])
-        .arg("--out")
+        .args(RECEIVER)
         .arg(&file)
         .env(lab::labs::json_to_file::store::SLOW_SYNC_ENV, "15000,1")
         .stdin(Stdio::null())
@@ -613,14 +612,7 @@ fn a_slow_disk_bounds_the_receivers_memory_and_loses_nothing() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr: SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("{first}"));
+    let addr = listening_at(&mut child);
     let mut child = Reaper(child);
     let pid = child.0.id();
     let c = TcpStream::connect(addr).unwrap();
