@@ -73,15 +73,14 @@ impl Client {
         let joined_delivered = dev.delivered();
         let joined_at = dev.written();
         let s = ctx.connect(name)?;
-        let mut c = Client::reading(name, s, joined_at, meter, held)?;
-        c.joined_delivered = joined_delivered.min(joined_at);
-        Ok(c)
+        let joined = (joined_at, joined_delivered.min(joined_at));
+        Client::reading(name, s, joined, meter, held)
     }
 
     fn reading(
         name: &str,
         s: TcpStream,
-        joined_at: u64,
+        (joined_at, joined_delivered): (u64, u64),
         meter: Option<QueueMeter>,
         held: Option<HeldMeter>,
     ) -> Outcome<Client> {
@@ -155,7 +154,7 @@ impl Client {
             stop,
             thread: Some(thread),
             joined_at,
-            joined_delivered: joined_at,
+            joined_delivered,
         })
     }
 
